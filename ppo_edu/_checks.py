@@ -1,0 +1,32 @@
+"""Input validation shared by the package: errors that name the offending argument."""
+
+from __future__ import annotations
+
+import torch
+
+
+def require_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise ValueError unless every tensor has the same shape, naming each argument."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    first_name, first_shape = next(iter(shapes.items()))
+    for name, shape in shapes.items():
+        if shape != first_shape:
+            listing = ", ".join(f"{n}{s}" for n, s in shapes.items())
+            raise ValueError(
+                f"shape mismatch: {name} has shape {shape} but {first_name} has {first_shape} ({listing})"
+            )
+
+
+def require_finite(**tensors: torch.Tensor) -> None:
+    """Raise ValueError if a tensor holds NaN or inf, naming it and the first bad index."""
+    for name, t in tensors.items():
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            index = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"{name} contains NaN or inf (first at index {index}: {t[index].item()})")
+
+
+def require_tensor(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value

@@ -1,0 +1,86 @@
+"""The actor-critic used on CartPole (lessons 1-4).
+
+Two separate small MLPs, as in the PPO paper's continuous-control setup and CleanRL:
+the actor maps an observation to action logits, the critic to V(s). Orthogonal
+initialisation with a small gain on the policy head keeps the initial policy close to
+uniform, so early ratios stay near 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def _mlp(sizes: list[int], out_gain: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 2):
+        layers += [layer_init(nn.Linear(sizes[i], sizes[i + 1])), nn.Tanh()]
+    layers.append(layer_init(nn.Linear(sizes[-2], sizes[-1]), gain=out_gain))
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """pi_theta(a|s) (a categorical over ``n_actions``) and V(s), from ``obs_dim`` features."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64):
+        super().__init__()
+        if obs_dim < 1 or n_actions < 2 or hidden < 1:
+            raise ValueError(
+                f"need obs_dim >= 1, n_actions >= 2, hidden >= 1; got {obs_dim}, {n_actions}, {hidden}"
+            )
+        self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
+        self.actor = _mlp([obs_dim, hidden, hidden, n_actions], out_gain=0.01)
+        self.critic = _mlp([obs_dim, hidden, hidden, 1], out_gain=1.0)
+
+    @classmethod
+    def for_env(cls, env: gym.Env | gym.vector.VectorEnv, hidden: int = 64) -> "ActorCritic":
+        """Build an agent sized for ``env``; only flat Box observations and Discrete actions."""
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        act_space = getattr(env, "single_action_space", env.action_space)
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"ActorCritic needs a Discrete action space, got {type(act_space).__name__}"
+            )
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(f"ActorCritic needs a flat Box observation space, got {obs_space}")
+        return cls(obs_space.shape[0], int(act_space.n), hidden)
+
+    def _check_obs(self, obs: torch.Tensor) -> None:
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"obs has last dimension {obs.shape[-1]}, expected {self.obs_dim}")
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """Action logits, shape (..., n_actions)."""
+        self._check_obs(obs)
+        return self.actor(obs)
+
+    def distribution(self, obs: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.logits(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s), shape (...,)."""
+        self._check_obs(obs)
+        return self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False):
+        """Sample (or argmax) actions; returns (actions, logprobs, values), each of shape (...,)."""
+        dist = self.distribution(obs)
+        actions = dist.probs.argmax(-1) if deterministic else dist.sample()
+        return actions, dist.log_prob(actions), self.value(obs)
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
+        """log pi_theta(a|s), entropy and V(s) for given states and actions (with gradients)."""
+        dist = self.distribution(obs)
+        return dist.log_prob(actions), dist.entropy(), self.value(obs)

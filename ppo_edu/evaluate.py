@@ -1,0 +1,47 @@
+"""Evaluation: the policy's real return, measured by playing full episodes."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ppo_edu.agents import ActorCritic
+
+
+class EvalResult(NamedTuple):
+    mean: float
+    std: float
+    returns: list[float]
+
+
+@torch.no_grad()
+def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
+             deterministic: bool = True, env_id: str = "CartPole-v1") -> EvalResult:
+    """Mean return over ``episodes`` full episodes, one per env of a vector env.
+
+    ``deterministic=True`` takes the most likely action (the usual PPO evaluation).
+    Seeds ``seed, seed + 1, ...`` fix the initial states, so two policies evaluated with
+    the same seed face the same start states. Each env counts its first episode only
+    (envs that finish early auto-reset and are masked out).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    device = next(agent.parameters()).device
+    try:
+        obs, _ = envs.reset(seed=seed)
+        returns = np.zeros(episodes)
+        alive = np.ones(episodes, dtype=bool)
+        while alive.any():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            actions, _, _ = agent.act(obs_t, deterministic=deterministic)
+            obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
+            returns += rewards * alive
+            alive &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return EvalResult(float(returns.mean()), float(returns.std()), returns.tolist())

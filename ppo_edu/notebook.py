@@ -1,0 +1,57 @@
+"""Helpers for the first cells of every notebook: device choice and the run profile.
+
+Every notebook has a visible settings cell with two profiles, ``"full"`` (what a
+learner runs) and ``"fast"`` (what CI runs). The environment variable
+``PPO_EDU_PROFILE`` overrides the choice so CI can force the fast one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+PROFILE_ENV = "PPO_EDU_PROFILE"
+PROFILES = ("full", "fast")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """Return ``cuda``, ``mps`` or ``cpu`` (the first available), or the requested one.
+
+    Asking for a device that is not there is an error, never a silent fallback.
+    """
+    if requested is not None:
+        requested = str(requested)
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested!r} was requested but no CUDA GPU is available")
+        if requested == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise RuntimeError("device 'mps' was requested but Apple MPS is not available")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def choose_profile(default: str = "full") -> str:
+    """The run profile: ``$PPO_EDU_PROFILE`` if set, else ``default``."""
+    profile = os.environ.get(PROFILE_ENV, default).strip().lower()
+    if profile not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile; use one of {PROFILES}")
+    return profile
+
+
+def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> dict[str, Any]:
+    """Pick one profile's settings and print them, so every run says what it uses."""
+    profile = choose_profile(default)
+    if profile not in profiles:
+        raise ValueError(f"profile {profile!r} missing from the settings cell: {sorted(profiles)}")
+    settings = dict(profiles[profile])
+    print(f"profile: {profile}  (set {PROFILE_ENV}=fast|full to change)")
+    for key, value in settings.items():
+        print(f"  {key} = {value}")
+    return settings

@@ -1,0 +1,133 @@
+"""PPO's objectives, as in Schulman et al. 2017, "Proximal Policy Optimization Algorithms".
+
+Notation follows the course: pi_theta is the policy being optimised, pi_theta_old the
+policy that collected the data, r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t)
+the probability ratio, A_hat_t the advantage estimate, epsilon the clip range.
+
+All objectives are written to be *maximised* (as in the paper); a training loop minimises
+their negation. Shapes: any shape works, e.g. ``(T, N)`` for time x envs or ``(B, L)``
+for batch x tokens, as long as every argument has the same one. An optional ``mask`` of
+that shape (1 = real sample, 0 = padding) turns the mean into a masked mean.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ppo_edu._checks import require_finite, require_same_shape, require_tensor
+
+
+class ClippedSurrogate(NamedTuple):
+    """L^CLIP and the fraction of samples whose ratio the clip acted on."""
+
+    objective: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is 1 (all entries if mask is None)."""
+    if mask is None:
+        return values.mean()
+    require_same_shape(values=values, mask=mask)
+    mask = mask.to(values.dtype)
+    count = mask.sum()
+    if count <= 0:
+        raise ValueError("mask selects no entries: the masked mean is undefined")
+    return (values * mask).sum() / count
+
+
+def _validate(logprobs, old_logprobs, advantages=None, mask=None) -> None:
+    named = {"logprobs": logprobs, "old_logprobs": old_logprobs}
+    if advantages is not None:
+        named["advantages"] = advantages
+    if mask is not None:
+        named["mask"] = mask
+    for name, value in named.items():
+        require_tensor(name, value)
+    require_same_shape(**named)
+    finite = {k: v for k, v in named.items() if k != "mask"}
+    if mask is not None:
+        # padding may hold anything; only the real entries must be finite
+        finite = {k: torch.where(mask.bool(), v, torch.zeros_like(v)) for k, v in finite.items()}
+    require_finite(**finite)
+
+
+def probability_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor) -> torch.Tensor:
+    """r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t), computed from log-probabilities.
+
+    ``exp(logprobs - old_logprobs)`` rather than a quotient of probabilities: tiny
+    probabilities underflow, their logs do not. ``old_logprobs`` carries no gradient.
+    """
+    _validate(logprobs, old_logprobs)
+    return torch.exp(logprobs - old_logprobs.detach())
+
+
+def cpi_surrogate(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L^CPI(theta) = E_t[r_t(theta) A_hat_t] (PPO paper, eq. 6). Maximise it.
+
+    At theta = theta_old its gradient is the policy gradient E_t[grad log pi_theta A_hat_t],
+    because grad r_t = r_t grad log pi_theta and r_t(theta_old) = 1.
+    """
+    _validate(logprobs, old_logprobs, advantages, mask)
+    ratio = torch.exp(logprobs - old_logprobs.detach())
+    return masked_mean(ratio * advantages.detach(), mask)
+
+
+def clipped_surrogate(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    epsilon: float = 0.2,
+    mask: torch.Tensor | None = None,
+) -> ClippedSurrogate:
+    """L^CLIP(theta) = E_t[min(r_t A_hat_t, clip(r_t, 1 - eps, 1 + eps) A_hat_t)] (eq. 7).
+
+    The min makes the objective a pessimistic bound: once r_t has moved past 1 + eps
+    (A > 0) or below 1 - eps (A < 0), the clipped term is the smaller one and is
+    constant in theta, so that sample stops pushing. Moves that make the objective
+    *worse* are never clipped away.
+
+    Returns the objective (to maximise) and the clip fraction: the share of samples
+    where |r_t - 1| > eps, the usual diagnostic.
+    """
+    if not isinstance(epsilon, (int, float)) or not (epsilon > 0):
+        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+    _validate(logprobs, old_logprobs, advantages, mask)
+    advantages = advantages.detach()
+    ratio = torch.exp(logprobs - old_logprobs.detach())
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon) * advantages
+    objective = masked_mean(torch.minimum(unclipped, clipped), mask)
+    with torch.no_grad():
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > epsilon).to(ratio.dtype), mask)
+    return ClippedSurrogate(objective, clip_fraction)
+
+
+def approx_kl(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Estimate KL(pi_old || pi) from samples a ~ pi_old with the k3 estimator.
+
+    k3 = (r - 1) - log r with r = pi/pi_old: unbiased and never negative
+    (J. Schulman, "Approximating KL divergence", 2020). The diagnostic PPO reports.
+    """
+    _validate(logprobs, old_logprobs, mask=mask)
+    log_ratio = logprobs - old_logprobs
+    return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+
+
+def categorical_kl(old_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Exact KL(pi_old || pi) per state for categorical policies; logits of shape (..., A)."""
+    require_tensor("old_logits", old_logits)
+    require_tensor("logits", logits)
+    require_same_shape(old_logits=old_logits, logits=logits)
+    old_logp = torch.log_softmax(old_logits, dim=-1)
+    logp = torch.log_softmax(logits, dim=-1)
+    return (old_logp.exp() * (old_logp - logp)).sum(-1)
