@@ -24,21 +24,27 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
 
     ``deterministic=True`` takes the most likely action (the usual PPO evaluation).
     Seeds ``seed, seed + 1, ...`` fix the initial states, so two policies evaluated with
-    the same seed face the same start states. Each env counts its first episode only
-    (envs that finish early auto-reset and are masked out).
+    the same seed face the same start states; with ``deterministic=False`` the seed also
+    fixes the sampled actions. Each env counts its first episode only (envs that finish
+    early auto-reset and are masked out).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     device = next(agent.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
     try:
         obs, _ = envs.reset(seed=seed)
         returns = np.zeros(episodes)
         alive = np.ones(episodes, dtype=bool)
         while alive.any():
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            actions, _, _ = agent.act(obs_t, deterministic=deterministic)
+            probs = agent.distribution(obs_t).probs
+            if deterministic:
+                actions = probs.argmax(-1)
+            else:
+                actions = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
             returns += rewards * alive
             alive &= ~(terminated | truncated)

@@ -31,11 +31,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     if mask is None:
         return values.mean()
     require_same_shape(values=values, mask=mask)
-    mask = mask.to(values.dtype)
+    mask = mask.bool()
     count = mask.sum()
-    if count <= 0:
+    if count == 0:
         raise ValueError("mask selects no entries: the masked mean is undefined")
-    return (values * mask).sum() / count
+    # where(), not values * mask: an inf or NaN in padding times 0 would still be NaN
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / count
 
 
 def _validate(logprobs, old_logprobs, advantages=None, mask=None) -> None:

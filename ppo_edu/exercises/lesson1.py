@@ -1,0 +1,72 @@
+"""Checkers for lesson 1: the probability ratio and the CPI surrogate."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+from ppo_edu.objectives import cpi_surrogate, probability_ratio
+
+
+def _cases(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    for shape in [(6,), (3, 4)]:
+        old = torch.randn(shape, generator=g) - 1.0
+        new = old + 0.3 * torch.randn(shape, generator=g)
+        yield new.requires_grad_(), old
+
+
+@checker("probability ratio r_t(θ)", reference=probability_ratio)
+def check_ratio(fn):
+    for new, old in _cases():
+        got = fn(new, old)
+        want = probability_ratio(new.detach(), old)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return f"expected a tensor of shape {tuple(want.shape)}, got {describe_type(got)}"
+        if close(got, 1 / want):
+            return "you computed pi_theta_old / pi_theta; r_t(θ) is pi_theta / pi_theta_old"
+        if close(got, new.detach() - old):
+            return "you returned the log-ratio log pi_theta - log pi_theta_old; exponentiate it"
+        index = first_mismatch(got, want)
+        if index is not None:
+            return f"at index {index} expected {want[index].item():.4f}, got {got[index].item():.4f}"
+        if not got.requires_grad:
+            return "your ratio carries no gradient w.r.t. logprobs (a .detach(), .item() or numpy round-trip?)"
+    # log-probabilities of rare actions: exp() of each underflows to 0 and 0/0 = nan
+    new, old = torch.tensor([-800.0, -1000.0]), torch.tensor([-801.0, -1000.5])
+    got = fn(new, old)
+    want = probability_ratio(new, old)
+    if not close(got, want):
+        return ("for logprobs -800 vs -801 expected r = e ≈ 2.718, got "
+                f"{got[0].item():.4g}: exp(-800) underflows to 0, so divide in log space: "
+                "r = exp(logprobs - old_logprobs)")
+    return None
+
+
+@checker("CPI surrogate L^CPI", reference=cpi_surrogate)
+def check_cpi(fn):
+    g = torch.Generator().manual_seed(1)
+    for n in (8, 32):
+        old = torch.randn(n, generator=g) - 1.0
+        new = (old + 0.2 * torch.randn(n, generator=g)).requires_grad_()
+        adv = torch.randn(n, generator=g)
+        got = fn(new, old, adv)
+        want = cpi_surrogate(new.detach(), old, adv)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return f"L^CPI is one number (a mean over samples); you returned {describe_type(got)}"
+        ratio = torch.exp(new.detach() - old)
+        if torch.isclose(got.detach().float(), (ratio * adv).sum(), atol=1e-5):
+            return "you summed over samples; Ê_t is a mean (with a sum the step size grows with the batch)"
+        if torch.isclose(got.detach().float(), (new.detach() * adv).mean(), atol=1e-5):
+            return ("you returned Ê[log pi_theta · A]: it has the same gradient at θ_old but it is not "
+                    "L^CPI, and its value says nothing about improvement; use the ratio r_t(θ)")
+        if torch.isclose(got.detach().float(), adv.mean(), atol=1e-5):
+            return "your objective does not depend on θ: multiply the advantages by r_t(θ)"
+        if not torch.isclose(got.detach().float(), want, atol=1e-5):
+            return f"expected {want.item():.5f}, got {got.item():.5f} on a batch of {n}"
+        if not got.requires_grad:
+            return "your L^CPI carries no gradient w.r.t. logprobs, so it cannot be optimised"
+        (grad,) = torch.autograd.grad(got, new)
+        if not torch.allclose(grad, ratio * adv / n, atol=1e-6):
+            return "its gradient is wrong: d L^CPI / d logprob_t should be r_t A_t / n"
+    return None

@@ -1,0 +1,113 @@
+"""Checkers for lesson 2: the clipped surrogate objective and the clip fraction."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.objectives import clipped_surrogate
+
+EPSILON = 0.2
+
+
+def clipped_objective_reference(logprobs, old_logprobs, advantages, epsilon=EPSILON):
+    """L^CLIP alone (the scalar to maximise), the signature lesson 2's exercise uses."""
+    return clipped_surrogate(logprobs, old_logprobs, advantages, epsilon).objective
+
+
+def clip_fraction_reference(logprobs, old_logprobs, epsilon=EPSILON):
+    ratio = torch.exp(logprobs - old_logprobs)
+    return ((ratio - 1).abs() > epsilon).float().mean()
+
+
+def _one(ratio: float, adv: float):
+    old = torch.tensor([-1.0])
+    new = (old + torch.log(torch.tensor([ratio]))).requires_grad_()
+    return new, old, torch.tensor([adv])
+
+
+def _clip(ratio: float, eps: float) -> float:
+    return min(max(ratio, 1 - eps), 1 + eps)
+
+
+# Typical wrong answers, each as a formula for one term, and the hint it deserves.
+_MISTAKES = [
+    (lambda r, a, e: r * a, "you returned r·A everywhere: the clip never acts (did you forget it?)"),
+    (lambda r, a, e: _clip(r, e) * a,
+     "you used clip(r)·A alone; take the min with r·A so that moves that make the objective "
+     "worse are never clipped away"),
+    (lambda r, a, e: max(r * a, _clip(r, e) * a), "you took the max; L^CLIP takes the min (a pessimistic bound)"),
+    (lambda r, a, e: min(r * a, min(max(r * a, 1 - e), 1 + e)), "clip the ratio r, not the product r·A"),
+    (lambda r, a, e: min(r * a, _clip(r, e) * abs(a)), "multiply the clipped ratio by A itself, not |A|"),
+]
+
+
+def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | None:
+    """Name the mistake whose formula reproduces every (r, A, got) triple, if one does."""
+    for formula, hint in _MISTAKES:
+        if all(abs(got - formula(r, a, eps)) < 1e-4 for r, a, got in results):
+            return hint
+    return None
+
+
+@checker("clipped surrogate L^CLIP", reference=clipped_objective_reference)
+def check_clipped_objective(fn):
+    eps = EPSILON
+    results, first_wrong = [], None
+    for ratio in (0.5, 0.9, 1.0, 1.1, 1.5):
+        for adv in (1.0, -1.0, 2.5, -0.7):
+            new, old, a = _one(ratio, adv)
+            got = fn(new, old, a, eps)
+            if not isinstance(got, torch.Tensor) or got.numel() != 1:
+                return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
+            want = clipped_objective_reference(new.detach(), old, a, eps).item()
+            results.append((ratio, adv, got.item()))
+            if abs(got.item() - want) > 1e-5:
+                first_wrong = first_wrong or (ratio, adv, want, got.item())
+                continue
+            if not got.requires_grad:
+                return "your L^CLIP carries no gradient w.r.t. logprobs"
+            (grad,) = torch.autograd.grad(got.reshape(()), new)
+            pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
+            want_grad = 0.0 if pushing_past else ratio * adv
+            if abs(grad.item() - want_grad) > 1e-4:
+                return (f"for r = {ratio}, A = {adv} the gradient should be {want_grad:.3f}"
+                        + (" (the sample is clipped: it must stop pushing)" if pushing_past else
+                           " (inside the clip range L^CLIP's gradient equals L^CPI's)")
+                        + f", yours is {grad.item():.3f}")
+    if first_wrong is not None:
+        ratio, adv, want, got = first_wrong
+        where = (f"for A {'>' if adv > 0 else '<'} 0, r = {ratio} (ε = {eps}) the term is {want:.3f}, "
+                 f"you returned {got:.3f}")
+        hint = _diagnose(results, eps)
+        return f"{where}: {hint}" if hint else where
+    g = torch.Generator().manual_seed(2)
+    old = torch.randn(64, generator=g) - 1
+    new = old + 0.4 * torch.randn(64, generator=g)
+    adv = torch.randn(64, generator=g)
+    got, want = fn(new, old, adv, 0.1), clipped_objective_reference(new, old, adv, 0.1)
+    if torch.isclose(got.float().reshape(()), want * 64, atol=1e-4):
+        return "on a batch of 64 you summed; Ê_t is a mean"
+    if not torch.isclose(got.float().reshape(()), want, atol=1e-5):
+        return f"with ε = 0.1 on a batch of 64 expected {want.item():.5f}, got {got.item():.5f} (is ε hard-coded?)"
+    return None
+
+
+@checker("clip fraction", reference=clip_fraction_reference)
+def check_clip_fraction(fn):
+    old = torch.zeros(6)
+    new = torch.log(torch.tensor([0.5, 0.85, 1.0, 1.1, 1.25, 2.0]))
+    got = fn(new, old, EPSILON)
+    want = clip_fraction_reference(new, old, EPSILON)
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
+    got = float(got)
+    if abs(got - 2 / 6) < 1e-6 or abs(got - 1 / 6) < 1e-6:
+        return "count ratios with |r − 1| > ε on both sides: below 1−ε as well as above 1+ε"
+    if abs(got - 3) < 1e-6:
+        return "you returned a count; the clip fraction is the share of samples, in [0, 1]"
+    if abs(got - float(want)) > 1e-6:
+        return f"ratios 0.5, 0.85, 1.0, 1.1, 1.25, 2.0 with ε = 0.2 should give {float(want):.3f}, got {got:.3f}"
+    if abs(float(fn(new, old, 0.6)) - 1 / 6) > 1e-6:
+        return "with ε = 0.6 only r = 2.0 is outside [0.4, 1.6]: is ε hard-coded?"
+    return None

@@ -1,0 +1,173 @@
+"""The surrogate experiments of lessons 1 and 2, on real CartPole batches.
+
+1. :func:`train_vanilla_pg` gives a *partly trained* policy: vanilla policy gradient,
+   i.e. one gradient step on L^CPI per fresh batch (its gradient at theta_old is the
+   policy gradient), plus a critic for the advantages.
+2. :func:`collect_batch` freezes one batch from that policy: states, actions,
+   log pi_theta_old, advantages (GAE, normalised).
+3. :func:`surrogate_epochs` optimises a surrogate on that one batch for many epochs and
+   records, after each epoch, KL(pi_old || pi) on the batch's states, the clip fraction,
+   and the policy's real return (fresh episodes).
+4. :func:`objective_along_line` evaluates L^CPI, L^CLIP and KL along
+   theta_old + alpha (theta_new - theta_old), PPO paper Figure 2.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ppo_edu.advantages import gae_from_rollout
+from ppo_edu.agents import ActorCritic
+from ppo_edu.evaluate import evaluate
+from ppo_edu.objectives import approx_kl, categorical_kl, clipped_surrogate, cpi_surrogate
+from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
+
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One frozen batch collected by pi_theta_old; all tensors have B = T * N rows."""
+
+    obs: torch.Tensor  # (B, obs_dim)
+    actions: torch.Tensor  # (B,)
+    old_logprobs: torch.Tensor  # (B,)  log pi_theta_old(a|s)
+    advantages: torch.Tensor  # (B,)  normalised GAE
+    old_logits: torch.Tensor  # (B, n_actions)  pi_theta_old's logits, for exact KL
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+
+def normalise(advantages: torch.Tensor) -> torch.Tensor:
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8,
+                     num_steps: int = 128, lr: float = 3e-3, gamma: float = 0.99,
+                     lam: float = 0.95, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Vanilla policy gradient (one L^CPI step per batch) + a value-loss step for the critic.
+
+    Returns a history: one dict per iteration with the mean return of episodes finished.
+    """
+    torch.manual_seed(seed)
+    envs = make_cartpole_envs(num_envs, seed=seed)
+    collector = RolloutCollector(envs, agent, seed=seed)
+    optimiser = torch.optim.Adam(agent.parameters(), lr=lr)
+    history = []
+    for it in tqdm(range(iterations), desc="vanilla PG", disable=not progress):
+        rollout = collector.collect(num_steps)
+        advantages, returns = gae_from_rollout(rollout, gamma, lam)
+        flat = rollout.flat()
+        logprobs, _, values = agent.evaluate_actions(flat["obs"], flat["actions"])
+        policy_loss = -cpi_surrogate(logprobs, flat["logprobs"], normalise(advantages.reshape(-1)))
+        value_loss = 0.5 * ((values - returns.reshape(-1)) ** 2).mean()
+        optimiser.zero_grad()
+        (policy_loss + 0.5 * value_loss).backward()
+        optimiser.step()
+        finished = rollout.episode_returns
+        history.append({"iteration": it, "episode_return": sum(finished) / len(finished) if finished else float("nan")})
+    envs.close()
+    return history
+
+
+@torch.no_grad()
+def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, gamma: float = 0.99,
+                  lam: float = 0.95, seed: int = 1) -> Batch:
+    """Roll out ``agent`` (pi_theta_old) once and freeze the batch."""
+    torch.manual_seed(seed)
+    envs = make_cartpole_envs(num_envs, seed=seed)
+    rollout = RolloutCollector(envs, agent, seed=seed).collect(num_steps)
+    envs.close()
+    advantages, _ = gae_from_rollout(rollout, gamma, lam)
+    flat = rollout.flat()
+    return Batch(obs=flat["obs"], actions=flat["actions"], old_logprobs=flat["logprobs"],
+                 advantages=normalise(advantages.reshape(-1)), old_logits=agent.logits(flat["obs"]))
+
+
+def cpi_objective(logprobs, old_logprobs, advantages) -> torch.Tensor:
+    return cpi_surrogate(logprobs, old_logprobs, advantages)
+
+
+def clip_objective(epsilon: float = 0.2) -> Objective:
+    def objective(logprobs, old_logprobs, advantages):
+        return clipped_surrogate(logprobs, old_logprobs, advantages, epsilon).objective
+    objective.__name__ = f"clip_objective(epsilon={epsilon})"
+    return objective
+
+
+def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective, epochs: int = 30,
+                     lr: float = 3e-3, minibatch_size: int = 256, epsilon: float = 0.2,
+                     eval_episodes: int = 32, eval_every: int = 1, eval_seed: int = 10_000,
+                     deterministic_eval: bool = False, seed: int = 0,
+                     progress: bool = True) -> tuple[ActorCritic, list[dict]]:
+    """Maximise ``objective`` on one batch for many epochs, starting from a copy of ``agent_old``.
+
+    ``objective(logprobs, old_logprobs, advantages)`` returns the scalar to maximise.
+    Only the actor is updated (the critic plays no role in the surrogate). After every
+    ``eval_every`` epochs the history records exact KL(pi_old || pi) averaged over the
+    batch's states, the k3 sample estimate, the clip fraction at ``epsilon``, the
+    surrogate's value and the evaluated return: the mean over ``eval_episodes`` fresh
+    episodes of the stochastic policy itself (``deterministic_eval=False``), the return
+    that L^CPI is a local approximation of.
+    """
+    if epochs < 1 or minibatch_size < 1:
+        raise ValueError(f"epochs and minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
+    agent = copy.deepcopy(agent_old)
+    optimiser = torch.optim.Adam(agent.actor.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(batch)
+
+    def record(epoch: int) -> dict:
+        with torch.no_grad():
+            logits = agent.logits(batch.obs)
+            logprobs = torch.distributions.Categorical(logits=logits).log_prob(batch.actions)
+            ratio = torch.exp(logprobs - batch.old_logprobs)
+            row = {
+                "epoch": epoch,
+                "kl": categorical_kl(batch.old_logits, logits).mean().item(),
+                "approx_kl": approx_kl(logprobs, batch.old_logprobs).item(),
+                "clip_fraction": ((ratio - 1).abs() > epsilon).float().mean().item(),
+                "surrogate": objective(logprobs, batch.old_logprobs, batch.advantages).item(),
+            }
+        if epoch % eval_every == 0 or epoch == epochs:
+            row["eval_return"] = evaluate(agent, eval_episodes, seed=eval_seed,
+                                          deterministic=deterministic_eval).mean
+        return row
+
+    history = [record(0)]
+    for epoch in tqdm(range(1, epochs + 1), desc=getattr(objective, "__name__", "objective"),
+                      disable=not progress):
+        for idx in torch.randperm(n, generator=generator).split(minibatch_size):
+            logprobs, _, _ = agent.evaluate_actions(batch.obs[idx], batch.actions[idx])
+            loss = -objective(logprobs, batch.old_logprobs[idx], batch.advantages[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        history.append(record(epoch))
+    return agent, history
+
+
+@torch.no_grad()
+def objective_along_line(agent_old: ActorCritic, agent_new: ActorCritic, batch: Batch,
+                         alphas, epsilon: float = 0.2) -> dict[str, list[float]]:
+    """L^CPI, L^CLIP and mean KL(pi_old || pi) at theta_old + alpha (theta_new - theta_old)."""
+    old = dict(agent_old.actor.named_parameters())
+    new = dict(agent_new.actor.named_parameters())
+    probe = copy.deepcopy(agent_old)
+    out: dict[str, list[float]] = {"alpha": [], "cpi": [], "clip": [], "kl": []}
+    for alpha in alphas:
+        for name, param in probe.actor.named_parameters():
+            param.copy_(old[name] + alpha * (new[name] - old[name]))
+        logits = probe.logits(batch.obs)
+        logprobs = torch.distributions.Categorical(logits=logits).log_prob(batch.actions)
+        out["alpha"].append(float(alpha))
+        out["cpi"].append(cpi_surrogate(logprobs, batch.old_logprobs, batch.advantages).item())
+        out["clip"].append(clipped_surrogate(logprobs, batch.old_logprobs, batch.advantages, epsilon).objective.item())
+        out["kl"].append(categorical_kl(batch.old_logits, logits).mean().item())
+    return out

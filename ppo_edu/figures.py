@@ -1,0 +1,115 @@
+"""Figures for the course: PPO paper Figures 1 and 2, and the many-epochs experiment.
+
+``python -m ppo_edu.figures`` (or ``make figures``) regenerates ``assets/l_clip.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+if __name__ == "__main__":  # writing files from a terminal: no display needed
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def clip_term(ratio: np.ndarray, advantage: float, epsilon: float) -> np.ndarray:
+    """One term of L^CLIP, min(r A, clip(r, 1 - eps, 1 + eps) A), as a function of r."""
+    return np.minimum(ratio * advantage, np.clip(ratio, 1 - epsilon, 1 + epsilon) * advantage)
+
+
+def plot_clip_terms(epsilon: float = 0.2, axes=None):
+    """PPO paper Figure 1: one term of L^CLIP against r for A > 0 (left) and A < 0 (right).
+
+    The red dot marks r = 1, where optimisation starts. Where the line is flat the term
+    has zero gradient: the sample has already moved the policy as far as it may.
+    """
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=False)
+    else:
+        fig = axes[0].figure
+    r = np.linspace(0, 2, 401)
+    for ax, adv, label in ((axes[0], 1.0, "A > 0"), (axes[1], -1.0, "A < 0")):
+        ax.plot(r, clip_term(r, adv, epsilon), color="tab:blue", lw=2, label=r"$L^{CLIP}$ term")
+        ax.plot(r, r * adv, color="gray", ls=":", lw=1, label=r"$r A$ ($L^{CPI}$ term)")
+        bound = 1 + epsilon if adv > 0 else 1 - epsilon
+        ax.axvline(bound, color="tab:orange", ls="--", lw=1)
+        ax.annotate(f"1{'+' if adv > 0 else '−'}ε", (bound, clip_term(np.array([bound]), adv, epsilon)[0]),
+                    textcoords="offset points", xytext=(4, -14 if adv > 0 else 6), color="tab:orange")
+        ax.plot([1], [adv], "o", color="tab:red")
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(f"{label}  (ε = {epsilon:g})")
+        ax.set_xlabel(r"$r_t(\theta)$")
+        ax.set_xlim(0, 2)
+    axes[0].set_ylabel(r"$\min(r_t A_t,\ \mathrm{clip}(r_t, 1-\epsilon, 1+\epsilon) A_t)$")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_l_clip(path: Path | str = ASSETS / "l_clip.png", epsilon: float = 0.2) -> Path:
+    """Write Figure 1 to ``path`` (the figure the seed note refers to as ``assets/l_clip.png``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot_clip_terms(epsilon)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_surrogate_epochs(histories: dict[str, list[dict]], kl_budget: float | None = 0.02):
+    """KL(pi_old || pi), evaluated return and clip fraction per epoch, one line per objective."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        axes[0].plot(epochs, [max(row["kl"], 1e-6) for row in history], marker=".", label=name)
+        evals = [(row["epoch"], row["eval_return"]) for row in history if "eval_return" in row]
+        axes[1].plot(*zip(*evals), marker="o", label=name)
+        axes[2].plot(epochs, [row["clip_fraction"] for row in history], marker=".", label=name)
+    if kl_budget is not None:
+        axes[0].axhline(kl_budget, color="gray", ls="--", lw=1, label=f"typical PPO step ({kl_budget})")
+    axes[0].set_yscale("log")
+    axes[0].set_title(r"KL($\pi_{old}\,\|\,\pi_\theta$) on the batch")
+    axes[1].set_title("evaluated return (fresh episodes)")
+    axes[2].set_title(r"clip fraction ($|r_t - 1| > \epsilon$)")
+    for ax in axes:
+        ax.set_xlabel("epochs on the same batch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_objective_along_line(line: dict[str, list[float]], epsilon: float = 0.2):
+    """PPO paper Figure 2: surrogates and KL along theta_old + alpha (theta_new - theta_old)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    alpha = line["alpha"]
+    ax.plot(alpha, line["cpi"], label=r"$L^{CPI}$")
+    ax.plot(alpha, line["clip"], label=rf"$L^{{CLIP}}$ (ε = {epsilon:g})")
+    ax.plot(alpha, line["kl"], label=r"$\hat E_t[KL(\pi_{old}\,\|\,\pi)]$")
+    ax.axvline(1.0, color="gray", ls=":", lw=1)
+    ax.set_xlabel(r"interpolation factor $\alpha$  ($\theta = \theta_{old} + \alpha(\theta_{new} - \theta_{old})$)")
+    ax.set_title("Surrogate objectives along the update direction")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate the course figures in assets/.")
+    parser.add_argument("--out", default=str(ASSETS), help="output folder (default: assets/)")
+    args = parser.parse_args(argv)
+    path = save_l_clip(Path(args.out) / "l_clip.png")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

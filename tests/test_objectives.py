@@ -1,0 +1,158 @@
+"""The math of ppo_edu.objectives, pinned: ratio, L^CPI, L^CLIP, KL estimators."""
+
+import pytest
+import torch
+
+from ppo_edu.agents import ActorCritic
+from ppo_edu.objectives import (
+    approx_kl,
+    categorical_kl,
+    clipped_surrogate,
+    cpi_surrogate,
+    masked_mean,
+    probability_ratio,
+)
+
+
+def batch(n=64, seed=0):
+    torch.manual_seed(seed)
+    agent = ActorCritic(4, 2)
+    obs = torch.randn(n, 4)
+    with torch.no_grad():
+        actions = agent.distribution(obs).sample()
+        old_logprobs = agent.distribution(obs).log_prob(actions)
+    advantages = torch.randn(n)
+    return agent, obs, actions, old_logprobs, advantages
+
+
+def actor_grad(agent, loss):
+    agent.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in agent.actor.parameters()])
+
+
+def test_ratio_is_one_at_theta_old():
+    agent, obs, actions, old_logprobs, _ = batch()
+    logprobs = agent.distribution(obs).log_prob(actions)
+    assert torch.allclose(probability_ratio(logprobs, old_logprobs), torch.ones(64))
+
+
+def test_ratio_is_stable_for_rare_actions():
+    ratio = probability_ratio(torch.tensor([-800.0]), torch.tensor([-801.0]))
+    assert torch.isfinite(ratio).all() and torch.isclose(ratio, torch.tensor([torch.e]))
+
+
+def test_cpi_gradient_at_theta_old_equals_policy_gradient():
+    agent, obs, actions, old_logprobs, advantages = batch()
+    logprobs = agent.distribution(obs).log_prob(actions)
+    g_cpi = actor_grad(agent, cpi_surrogate(logprobs, old_logprobs, advantages))
+    logprobs = agent.distribution(obs).log_prob(actions)
+    g_pg = actor_grad(agent, (logprobs * advantages).mean())
+    assert g_cpi.abs().max() > 1e-4  # a real gradient, not zero = zero
+    assert torch.allclose(g_cpi, g_pg, atol=1e-6)
+
+
+def test_clipped_gradient_equals_cpi_gradient_inside_the_clip_range():
+    agent, obs, actions, old_logprobs, advantages = batch()
+    logprobs = agent.distribution(obs).log_prob(actions)
+    g_clip = actor_grad(agent, clipped_surrogate(logprobs, old_logprobs, advantages).objective)
+    logprobs = agent.distribution(obs).log_prob(actions)
+    g_cpi = actor_grad(agent, cpi_surrogate(logprobs, old_logprobs, advantages))
+    assert torch.allclose(g_clip, g_cpi, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ratio, advantage, grad_is_zero",
+    [
+        (1.5, 1.0, True),  # A > 0 and already past 1 + eps: stop pushing
+        (0.5, -1.0, True),  # A < 0 and already below 1 - eps: stop pushing
+        (1.1, 1.0, False),  # inside the range
+        (0.9, -1.0, False),
+        (0.5, 1.0, False),  # A > 0 but r fell below 1 - eps: the objective got worse, keep the gradient
+        (1.5, -1.0, False),  # A < 0 but r rose past 1 + eps: same, never clipped away
+    ],
+)
+def test_clipped_gradient_is_zero_only_past_the_bound_the_advantage_pushes_towards(ratio, advantage, grad_is_zero):
+    old = torch.tensor([-1.0])
+    new = (old + torch.log(torch.tensor([ratio]))).requires_grad_()
+    objective, _ = clipped_surrogate(new, old, torch.tensor([advantage]), epsilon=0.2)
+    objective.backward()
+    if grad_is_zero:
+        assert new.grad.item() == 0.0
+    else:
+        assert new.grad.item() == pytest.approx(ratio * advantage, rel=1e-5)
+
+
+@pytest.mark.parametrize("advantage", [2.0, -2.0])
+def test_clipped_objective_is_a_lower_bound_of_cpi(advantage):
+    old = torch.zeros(101)
+    new = torch.log(torch.linspace(0.05, 3.0, 101))
+    adv = torch.full((101,), advantage)
+    clipped = torch.minimum(new.exp() * adv, new.exp().clamp(0.8, 1.2) * adv)
+    assert torch.all(clipped <= new.exp() * adv + 1e-6)
+    assert clipped_surrogate(new, old, adv).objective <= cpi_surrogate(new, old, adv) + 1e-6
+
+
+def test_clip_fraction_counts_both_sides():
+    old = torch.zeros(6)
+    new = torch.log(torch.tensor([0.5, 0.85, 1.0, 1.1, 1.25, 2.0]))
+    _, fraction = clipped_surrogate(new, old, torch.ones(6), epsilon=0.2)
+    assert fraction.item() == pytest.approx(0.5)
+
+
+def test_mask_ignores_padding_entries():
+    new = torch.tensor([[0.1, 0.2, 99.0]])
+    old = torch.zeros(1, 3)
+    adv = torch.tensor([[1.0, -1.0, float("nan")]])  # NaN in padding is fine
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    masked = clipped_surrogate(new, old, adv, mask=mask).objective
+    plain = clipped_surrogate(new[:, :2], old[:, :2], adv[:, :2]).objective
+    assert torch.isclose(masked, plain)
+
+
+def test_masked_mean_of_empty_mask_is_an_error():
+    with pytest.raises(ValueError, match="mask selects no entries"):
+        masked_mean(torch.ones(3), torch.zeros(3))
+
+
+@pytest.mark.parametrize("epsilon", [0, -0.1, float("nan")])
+def test_non_positive_epsilon_is_rejected(epsilon):
+    with pytest.raises(ValueError, match="epsilon"):
+        clipped_surrogate(torch.zeros(3), torch.zeros(3), torch.ones(3), epsilon=epsilon)
+
+
+def test_shape_mismatch_names_the_argument():
+    with pytest.raises(ValueError, match=r"advantages has shape \(4,\)"):
+        cpi_surrogate(torch.zeros(3), torch.zeros(3), torch.ones(4))
+    with pytest.raises(ValueError, match="old_logprobs"):
+        probability_ratio(torch.zeros(3), torch.zeros(2, 3))
+
+
+def test_nan_advantages_are_rejected_with_their_index():
+    adv = torch.tensor([1.0, float("nan"), 0.0])
+    with pytest.raises(ValueError, match=r"advantages contains NaN or inf \(first at index \(1,\)"):
+        clipped_surrogate(torch.zeros(3), torch.zeros(3), adv)
+
+
+def test_non_tensor_input_is_a_type_error():
+    with pytest.raises(TypeError, match="logprobs must be a torch.Tensor"):
+        probability_ratio([0.0], torch.zeros(1))
+
+
+def test_k3_estimate_is_non_negative_and_close_to_exact_kl():
+    torch.manual_seed(0)
+    old_logits, logits = torch.randn(20000, 3), torch.randn(20000, 3) * 0.3
+    old_logits = old_logits * 0.3
+    actions = torch.distributions.Categorical(logits=old_logits).sample()
+    old_lp = torch.distributions.Categorical(logits=old_logits).log_prob(actions)
+    new_lp = torch.distributions.Categorical(logits=logits).log_prob(actions)
+    per_sample = torch.expm1(new_lp - old_lp) - (new_lp - old_lp)
+    assert (per_sample >= 0).all()
+    exact = categorical_kl(old_logits, logits).mean()
+    assert approx_kl(new_lp, old_lp).item() == pytest.approx(exact.item(), rel=0.1)
+
+
+def test_categorical_kl_is_zero_for_identical_policies_and_positive_otherwise():
+    logits = torch.randn(5, 2)
+    assert torch.allclose(categorical_kl(logits, logits), torch.zeros(5), atol=1e-7)
+    assert (categorical_kl(logits, logits + torch.tensor([1.0, 0.0])) > 0).all()
