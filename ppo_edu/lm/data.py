@@ -1,0 +1,140 @@
+"""The text lessons 5-6 train on: human-rated movie-review snippets, or IMDB on Colab.
+
+Offline (the default) the data are the 10,605 movie-review sentences of Hutto & Gilbert
+(ICWSM 2014), shipped in the ``vaderSentiment==3.3.2`` sdist and bundled here
+(``ppo_edu/data/movie_snippets.jsonl.gz``; provenance and licence in
+``ppo_edu/data/PROVENANCE.md``). Each sentence carries the mean of 15-29 human ratings on
+[-4, 4] (-4 extremely negative, +4 extremely positive) and the individual ratings.
+
+The split is fixed in the bundle (80/10/10): the tokenizer, the tiny GPT-2 and the reward
+model were trained on ``"train"`` only, ``"validation"`` chose their hyperparameters, and
+the numbers the course reports are on ``"test"``.
+
+On Colab, ``load_reviews("imdb", split)`` returns IMDB reviews through the ``datasets``
+library (``pip install "ppo-edu[colab]"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+BUNDLE = DATA_DIR / "movie_snippets.jsonl.gz"
+MANIFEST = DATA_DIR / "movie_snippets.manifest.json"
+REBUILD_COMMAND = "python tools/build_data.py"
+SPLITS = ("train", "validation", "test")
+RATING_RANGE = (-4.0, 4.0)
+
+
+class DataBundleError(RuntimeError):
+    """The bundled data is missing or corrupt; the message names the rebuild command."""
+
+
+def _broken(problem: str) -> DataBundleError:
+    return DataBundleError(
+        f"{problem}. Rebuild the bundle from the vaderSentiment 3.3.2 sdist with "
+        f"`{REBUILD_COMMAND}` (run from the repository root; it pip-downloads the sdist, "
+        f"or pass --sdist PATH)."
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_rows(bundle: Path = BUNDLE, manifest: Path = MANIFEST) -> tuple[dict, ...]:
+    if not bundle.is_file():
+        raise _broken(f"the movie-review bundle {bundle} is missing")
+    if not manifest.is_file():
+        raise _broken(f"the bundle's manifest {manifest} is missing")
+    try:
+        expected = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise _broken(f"the manifest {manifest} is unreadable ({exc})") from exc
+    data = bundle.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected.get("sha256"):
+        raise _broken(f"{bundle} is corrupt (sha256 {digest[:12]}..., manifest says "
+                      f"{str(expected.get('sha256'))[:12]}...)")
+    try:
+        rows = tuple(json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines())
+    except (OSError, EOFError, ValueError) as exc:
+        raise _broken(f"{bundle} could not be decoded ({exc})") from exc
+    if len(rows) != expected.get("rows"):
+        raise _broken(f"{bundle} holds {len(rows)} snippets, the manifest says {expected.get('rows')}")
+    return rows
+
+
+def load_snippet_records(split: str = "train") -> list[dict]:
+    """Every field of one split: ``id, split, text, rating, sd, ratings`` (ratings = raters' scores)."""
+    if split not in SPLITS + ("all",):
+        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
+    rows = _load_rows()
+    return [dict(r) for r in rows if split == "all" or r["split"] == split]
+
+
+def load_snippets(split: str = "train") -> tuple[list[str], np.ndarray]:
+    """Texts and mean human ratings (float64, in [-4, 4]) of one split of the movie snippets.
+
+    ``split`` is ``"train"`` (8,484), ``"validation"`` (1,060) or ``"test"`` (1,061);
+    ``"all"`` gives all 10,605 in id order.
+    """
+    records = load_snippet_records(split)
+    return [r["text"] for r in records], np.array([r["rating"] for r in records], dtype=np.float64)
+
+
+def validate_ratings(ratings, name: str = "ratings") -> np.ndarray:
+    """Ratings as a float array; ValueError if any is NaN or outside [-4, 4]."""
+    arr = np.asarray(ratings, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    lo, hi = RATING_RANGE
+    bad = ~np.isfinite(arr) | (arr < lo) | (arr > hi)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] = {arr[i]} is outside the human rating scale [{lo:g}, {hi:g}]")
+    return arr
+
+
+_IMDB_SPLITS = {"train": "train", "test": "test", "unsupervised": "unsupervised"}
+
+
+def load_reviews(source: str = "snippets", split: str = "train", max_examples: int | None = None):
+    """Review texts and their labels from ``source``.
+
+    - ``"snippets"``: the bundled movie snippets, labels = mean human rating in [-4, 4]
+      (the same as :func:`load_snippets`). Works offline.
+    - ``"imdb"``: the IMDB reviews of Maas et al. (2011) from the Hugging Face hub through
+      ``datasets.load_dataset("imdb")`` (needs network and ``pip install "ppo-edu[colab]"``);
+      labels are 0 (negative) / 1 (positive) as floats; splits ``train``, ``test`` and
+      ``unsupervised`` (IMDB has no validation split). HTML line breaks become spaces.
+
+    ``max_examples`` keeps the first N (after the split's own order).
+    """
+    if source == "snippets":
+        texts, labels = load_snippets(split)
+    elif source == "imdb":
+        if split not in _IMDB_SPLITS:
+            raise ValueError(f"IMDB has splits {tuple(_IMDB_SPLITS)}, not {split!r}")
+        try:
+            import datasets  # noqa: PLC0415 (the Colab extra, imported only when used)
+        except ImportError as exc:
+            raise ImportError(
+                "load_reviews('imdb') needs the `datasets` library: "
+                "pip install 'ppo-edu[colab]' (or pip install datasets). "
+                "Offline, use load_reviews('snippets') instead."
+            ) from exc
+        ds = datasets.load_dataset("imdb", split=_IMDB_SPLITS[split])
+        if max_examples is not None:
+            ds = ds.select(range(min(max_examples, len(ds))))
+        texts = [re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", t)).strip() for t in ds["text"]]
+        labels = np.asarray(ds["label"], dtype=np.float64)
+    else:
+        raise ValueError(f"source must be 'snippets' or 'imdb', got {source!r}")
+    if max_examples is not None:
+        texts, labels = texts[:max_examples], labels[:max_examples]
+    return texts, labels

@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""Train the offline "SFT model": a byte-level BPE tokenizer and a tiny GPT-2 on the movie snippets.
+
+    python tools/train_tiny_lm.py                 # tokenizer + LM -> ppo_edu/data/tiny-gpt2/
+    python tools/train_tiny_lm.py --threads 2 --epochs 12 --out /tmp/lm
+
+Both are trained on the *train* split of the bundled snippets only (``ppo_edu.lm.data``);
+the validation split picks the best epoch, the test split gives the reported perplexity.
+Everything is seeded: the same command on the same torch build gives the same model.
+
+Tokenizer: byte-level BPE (``tokenizers``), GPT-2's pre-tokenisation (no prefix space),
+specials ``<|endoftext|>`` (id 0: BOS, EOS and UNK, as in GPT-2) and ``<|pad|>`` (id 1:
+padding only, never equal to EOS, so masking padding can never mask a real end of text).
+
+LM: ``transformers.GPT2LMHeadModel`` with a small config, trained like GPT-2: the
+shuffled snippets, each followed by ``<|endoftext|>``, are concatenated into one stream
+and cut into blocks of ``n_positions`` tokens (no padding). A snippet that starts after
+``<|endoftext|>`` is how the model learns what a review's first words look like, and the
+``<|endoftext|>`` after each snippet is how it learns to stop.
+
+The output directory is a Hugging Face model directory (``config.json``,
+``model.safetensors``, ``generation_config.json``, ``tokenizer.json``,
+``tokenizer_config.json``) plus ``training_log.json`` (settings, per-epoch losses,
+validation and test perplexity, samples, timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ppo_edu.lm.data import load_snippets  # noqa: E402
+
+EOS, PAD = "<|endoftext|>", "<|pad|>"
+
+
+@dataclass
+class LMConfig:
+    out: str = str(ROOT / "ppo_edu" / "data" / "tiny-gpt2")
+    seed: int = 0
+    threads: int = 2
+    vocab_size: int = 4096
+    """BPE vocabulary including the two special tokens."""
+    n_positions: int = 128
+    """context length; every snippet fits (the longest is 82 tokens)."""
+    n_embd: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    dropout: float = 0.1
+    epochs: int = 10
+    batch_size: int = 32
+    """blocks of n_positions tokens per optimiser step."""
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    max_steps_per_epoch: int = 0
+    """0 = whole epochs; a small number makes a quick smoke test."""
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE on ``texts``, wrapped as a transformers GPT-2 tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2TokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
+                             pad_token=PAD, add_prefix_space=False)
+
+
+def packed_blocks(ids: list[list[int]], eos_id: int, block: int, rng: np.random.Generator) -> torch.Tensor:
+    """Shuffle the snippets, join them as ``<eos> s1 <eos> s2 <eos> ...`` and cut into blocks."""
+    order = rng.permutation(len(ids))
+    stream = [eos_id]
+    for i in order:
+        stream.extend(ids[i])
+        stream.append(eos_id)
+    n = len(stream) // block
+    return torch.tensor(stream[: n * block], dtype=torch.long).view(n, block)
+
+
+@torch.no_grad()
+def snippet_nll(model, ids: list[list[int]], eos_id: int, pad_id: int, batch_size: int = 64):
+    """Total NLL and token count of ``<eos> snippet <eos>`` for each snippet (predicting all but the first)."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(ids), batch_size):
+        seqs = [[eos_id] + s + [eos_id] for s in ids[start:start + batch_size]]
+        width = max(map(len, seqs))
+        x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        for row, s in enumerate(seqs):
+            x[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+        logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
+        target, tmask = x[:, 1:], mask[:, 1:].bool()
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                                reduction="none").view_as(target)
+        total += nll[tmask].sum().item()
+        count += int(tmask.sum())
+    return total, count
+
+
+def lr_at(step: int, total: int, cfg: LMConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sample_texts(model, tokenizer, n: int, seed: int, prompts: list[str] | None = None) -> list[str]:
+    torch.manual_seed(seed)
+    model.eval()
+    outs = []
+    for prompt in prompts or [""] * n:
+        ids = [tokenizer.eos_token_id] + tokenizer(prompt)["input_ids"]
+        x = torch.tensor([ids])
+        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, top_k=0, top_p=1.0,
+                           temperature=1.0, max_new_tokens=48, pad_token_id=tokenizer.pad_token_id,
+                           eos_token_id=tokenizer.eos_token_id)
+        outs.append(tokenizer.decode(y[0, 1:], skip_special_tokens=True))
+    return outs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field, default in asdict(LMConfig()).items():
+        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    cfg = LMConfig(**vars(parser.parse_args(argv)))
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig
+
+    t0 = time.time()
+    train_texts, _ = load_snippets("train")
+    val_texts, _ = load_snippets("validation")
+    test_texts, _ = load_snippets("test")
+    tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
+    tokenizer.model_max_length = cfg.n_positions
+    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    assert eos_id != pad_id
+    enc = lambda texts: [tokenizer(t)["input_ids"] for t in texts]  # noqa: E731
+    train_ids, val_ids, test_ids = enc(train_texts), enc(val_texts), enc(test_texts)
+    longest = max(len(s) + 2 for s in train_ids + val_ids + test_ids)
+    if longest > cfg.n_positions:
+        raise SystemExit(f"a snippet needs {longest} positions > n_positions={cfg.n_positions}")
+    n_train_tokens = sum(len(s) + 1 for s in train_ids)
+    t_tok = time.time() - t0
+    print(f"tokenizer: vocab {len(tokenizer)}, {n_train_tokens} train tokens, "
+          f"{n_train_tokens / sum(map(len, train_texts)):.3f} tokens/char ({t_tok:.1f}s)", flush=True)
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id, tie_word_embeddings=True,
+    )
+    model = GPT2LMHeadModel(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    steps_per_epoch = (n_train_tokens // cfg.n_positions) // cfg.batch_size
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    total_steps = steps_per_epoch * cfg.epochs
+    print(f"model: {n_params / 1e6:.2f}M parameters, {total_steps} steps "
+          f"({cfg.epochs} epochs x {steps_per_epoch})", flush=True)
+
+    history, best = [], (float("inf"), None)
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        blocks = packed_blocks(train_ids, eos_id, cfg.n_positions, rng)
+        losses = []
+        for b in range(steps_per_epoch):
+            x = blocks[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            loss = model(input_ids=x, labels=x).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+        nll, count = snippet_nll(model, val_ids, eos_id, pad_id)
+        val_ppl = math.exp(nll / count)
+        row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
+               "val_loss": nll / count, "val_ppl": val_ppl, "elapsed_s": time.time() - t0}
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        if val_ppl < best[0]:
+            best = (val_ppl, {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    model.load_state_dict(best[1])
+    nll, count = snippet_nll(model, test_ids, eos_id, pad_id)
+    test_ppl = math.exp(nll / count)
+    test_chars = sum(len(t) for t in test_texts) + len(test_texts)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    samples = sample_texts(model, tokenizer, 8, seed=cfg.seed)
+    prompted = sample_texts(model, tokenizer, 0, seed=cfg.seed,
+                            prompts=["This movie", "The acting is", "A film that", "I can't recommend"])
+    log = {
+        "settings": asdict(cfg) | {"out": str(out)},
+        "n_params": n_params,
+        "train_tokens": n_train_tokens,
+        "best_epoch": int(np.argmin([h["val_ppl"] for h in history]) + 1),
+        "val_ppl": best[0],
+        "test_ppl": test_ppl,
+        "test_bits_per_char": nll / math.log(2) / test_chars,
+        "history": history,
+        "samples": samples,
+        "prompted_samples": prompted,
+        "seconds": time.time() - t0,
+        "torch": torch.__version__,
+    }
+    (out / "training_log.json").write_text(json.dumps(log, indent=1, ensure_ascii=False) + "\n")
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"test perplexity {test_ppl:.2f} (val {best[0]:.2f}); wrote {out} ({size / 1e6:.2f} MB) "
+          f"in {log['seconds'] / 60:.1f} min", flush=True)
+    for s in samples + prompted:
+        print("  >", s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
