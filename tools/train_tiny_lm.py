@@ -59,11 +59,11 @@ class LMConfig:
     n_head: int = 4
     dropout: float = 0.1
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 8
     """blocks of n_positions tokens per optimiser step."""
-    lr: float = 2e-3
+    lr: float = 1.5e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 200
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     max_steps_per_epoch: int = 0

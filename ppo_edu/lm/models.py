@@ -1,17 +1,136 @@
-"""Loading the language model and the reward model (stub: implementation in progress)."""
+"""Loading the policy's language model and the reward model, offline or from the hub.
+
+Both loaders take ``"tiny"`` (the models shipped in ``ppo_edu/data/``, trained on the
+movie snippets; what CI and an offline laptop use), a hub id such as ``"gpt2"`` (Colab),
+or a local directory written by ``save_pretrained``. Every path goes through the same
+``from_pretrained`` code, so testing with local directories tests the hub path too.
+
+Padding: the returned tokenizer always has a pad token *different from* its EOS token.
+The hub's ``gpt2`` has no pad token and the usual workaround, ``pad_token = eos_token``,
+makes "mask the padding" also mask every real ``<|endoftext|>`` (TRL #2387, #3750): the
+policy never learns to stop, and a sequence-classification reward model, which reads the
+score at the last non-pad token, reads it at the wrong place. So for such a tokenizer we
+add a dedicated ``<|pad|>`` token and resize the model's embeddings by one row (the new row
+is only ever multiplied by a zero attention mask). The tokenizer pads on the right; set
+``tokenizer.padding_side = "left"`` yourself for batched generation.
+
+Safety: weights load from safetensors only (``use_safetensors=True``) and never with
+``trust_remote_code``.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import torch
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 TINY_LM_DIR = DATA_DIR / "tiny-gpt2"
+"""The shipped tiny GPT-2 (``GPT2LMHeadModel``) and its byte-level BPE tokenizer."""
 TINY_RM_DIR = DATA_DIR / "tiny-gpt2-rm"
+"""The shipped reward model (``GPT2ForSequenceClassification``, one output)."""
+PAD_TOKEN = "<|pad|>"
+_REBUILD = {TINY_LM_DIR: "python tools/train_tiny_lm.py", TINY_RM_DIR: "python tools/train_reward_model.py"}
 
 
-def load_lm(name_or_dir="tiny", device="cpu"):
-    raise NotImplementedError("load_lm: coming soon")
+def resolve(name_or_dir, tiny_dir: Path | None) -> str:
+    """``"tiny"`` -> the shipped directory; an existing directory -> itself; else a hub id.
+
+    Anything that looks like a filesystem path (a ``Path``, or a string starting with
+    ``/``, ``.`` or ``~``, or holding more than one ``/`` or a backslash) must exist:
+    a missing directory is a FileNotFoundError here, not a confusing hub lookup later.
+    """
+    if isinstance(name_or_dir, str) and name_or_dir == "tiny":
+        if tiny_dir is None:
+            raise ValueError("'tiny' names a shipped LM or reward model; this loader has no tiny model")
+        path = tiny_dir
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"the shipped model directory {path} is missing or incomplete (needs config.json "
+                f"and model.safetensors). Rebuild it with `{_REBUILD.get(tiny_dir, 'the tools/ scripts')}`."
+            )
+        return str(path)
+    if not isinstance(name_or_dir, (str, os.PathLike)) or not str(name_or_dir).strip():
+        raise ValueError(f"name_or_dir must be 'tiny', a hub id or a directory, got {name_or_dir!r}")
+    text = os.fspath(name_or_dir)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is a directory but has no config.json: not a saved model")
+        return str(path)
+    looks_like_path = (isinstance(name_or_dir, os.PathLike) or text.startswith(("/", ".", "~"))
+                       or text.count("/") > 1 or "\\" in text)
+    if looks_like_path or path.exists():
+        raise FileNotFoundError(f"model directory {text!r} does not exist")
+    return text  # a hub id such as "gpt2" or "lvwerra/distilbert-imdb"
 
 
-def load_reward_model(name_or_dir="tiny", device="cpu"):
-    raise NotImplementedError("load_reward_model: coming soon")
+def ensure_pad_token(model, tokenizer) -> None:
+    """Give ``tokenizer`` a pad token distinct from EOS (adding ``<|pad|>`` if needed) and tell ``model``."""
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    embeddings = model.get_input_embeddings()
+    if len(tokenizer) > embeddings.num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.pad_token_id == tokenizer.eos_token_id:  # pragma: no cover - guarded above
+        raise AssertionError("pad token must differ from EOS")
+
+
+def _from_pretrained(loader, source: str, what: str, **kwargs):
+    try:
+        return loader.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except OSError as exc:
+        raise OSError(
+            f"could not load the {what} {source!r}: {exc}\n"
+            "A hub id needs network access (on Colab it works); offline, use 'tiny' or a local directory."
+        ) from exc
+
+
+def load_tokenizer(name_or_dir="tiny", tiny_dir: Path = TINY_LM_DIR):
+    """The tokenizer of a model (right padding, no pad token added: see :func:`load_lm`)."""
+    from transformers import AutoTokenizer
+
+    source = resolve(name_or_dir, tiny_dir)
+    tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer")
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_lm(name_or_dir="tiny", device="cpu", dtype: torch.dtype | None = torch.float32):
+    """``(model, tokenizer)`` of a causal LM: ``"tiny"`` (shipped), ``"gpt2"`` (hub) or a directory.
+
+    The model is a ``transformers`` ``AutoModelForCausalLM`` (``GPT2LMHeadModel`` for both
+    the tiny model and ``gpt2``) on ``device`` in eval mode; the tokenizer has a pad token
+    that is not EOS (see the module docstring).
+    """
+    from transformers import AutoModelForCausalLM
+
+    source = resolve(name_or_dir, TINY_LM_DIR)
+    tokenizer = load_tokenizer(source)
+    model = _from_pretrained(AutoModelForCausalLM, source, "language model", dtype=dtype)
+    ensure_pad_token(model, tokenizer)
+    return model.to(device).eval(), tokenizer
+
+
+def load_reward_model(name_or_dir="tiny", device="cpu", dtype: torch.dtype | None = torch.float32):
+    """``(model, tokenizer)`` of a reward model with one output per sequence.
+
+    ``"tiny"`` is the shipped Bradley-Terry reward model; a directory or hub id loads with
+    ``AutoModelForSequenceClassification`` and ``num_labels=1`` (for ``"gpt2"`` that is a
+    ``GPT2ForSequenceClassification`` with a fresh, untrained score head, the starting point
+    for training a reward model). ``config.pad_token_id`` is set (and differs from EOS), so
+    the model reads each score at the last real token of a right-padded batch.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve(name_or_dir, TINY_RM_DIR)
+    tokenizer = load_tokenizer(source, TINY_RM_DIR)
+    model = _from_pretrained(AutoModelForSequenceClassification, source, "reward model",
+                             num_labels=1, dtype=dtype)
+    ensure_pad_token(model, tokenizer)
+    return model.to(device).eval(), tokenizer

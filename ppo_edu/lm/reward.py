@@ -1,15 +1,201 @@
-"""Reward functions (stub: implementation in progress)."""
+"""Reward functions: ``texts -> tensor of shape (B,)``, one scalar per text.
+
+- :func:`reward_fn_from_model` scores texts with a sequence-classification reward model
+  (the shipped Bradley-Terry RM, or any ``num_labels=1`` model): the RLHF reward.
+- :func:`sentiment_reward_fn` scores with a hub sentiment classifier (Colab:
+  ``lvwerra/distilbert-imdb``, as in the seed): the logit of the positive class.
+- :func:`vader_compound` is the VADER lexicon's compound score in [-1, 1]: no training,
+  no model, a judge the policy never trained on (lesson 6's over-optimisation check).
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
 
-def reward_fn_from_model(model, tokenizer, device="cpu", batch_size=64):
-    raise NotImplementedError
+import numpy as np
+import torch
+
+RewardFn = Callable[[list[str]], torch.Tensor]
 
 
-def sentiment_reward_fn(name="lvwerra/distilbert-imdb", device="cpu"):
-    raise NotImplementedError
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a str")
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty: there is nothing to score")
+    return texts
 
 
-def vader_compound(texts):
-    raise NotImplementedError
+def encode_for_reward(tokenizer, texts: list[str], max_length: int, truncate: bool = False) -> list[list[int]]:
+    """Token ids of each text followed by EOS (the format the shipped reward model was trained on).
+
+    A text whose ids + EOS exceed ``max_length`` (the model's context) raises ValueError,
+    or with ``truncate=True`` keeps its first ``max_length - 1`` tokens (then EOS).
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token")
+    out = []
+    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
+        ids = list(ids)
+        if not ids or ids[-1] != eos:
+            ids.append(eos)
+        if len(ids) > max_length:
+            if not truncate:
+                raise ValueError(
+                    f"texts[{i}] is {len(ids)} tokens with EOS, longer than the model's context of "
+                    f"{max_length}; shorten it or pass truncate=True (keeps the first {max_length - 1} tokens)"
+                )
+            ids = ids[: max_length - 1] + [eos]
+        out.append(ids)
+    return out
+
+
+def pad_right(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)``, both ``(B, L)``, right-padded with ``pad_id``."""
+    width = max(map(len, batch))
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _context_length(model) -> int:
+    config = model.config
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1024
+
+
+def reward_model_scores(model, tokenizer, texts: list[str], device=None, batch_size: int = 64,
+                        truncate: bool = False) -> torch.Tensor:
+    """Scores ``(B,)`` (float32, CPU) of ``texts`` by a one-output sequence-classification model.
+
+    Each text is tokenised, EOS is appended, the batch is right-padded with the pad token
+    and the model reads the score at the last real token (the EOS), which
+    ``transformers`` finds as the last token that is not ``config.pad_token_id``. That is
+    why the pad token must exist and differ from EOS: with pad == eos the score would be
+    read before the EOS, or on padding. Gradients flow (call inside ``torch.no_grad()``
+    when you only need the values).
+    """
+    texts = _check_texts(texts)
+    pad_id = model.config.pad_token_id
+    if pad_id is None or pad_id == tokenizer.eos_token_id or pad_id != tokenizer.pad_token_id:
+        raise ValueError(
+            f"the reward model needs config.pad_token_id set to the tokenizer's pad token and different "
+            f"from EOS (pad {pad_id}, tokenizer pad {tokenizer.pad_token_id}, eos {tokenizer.eos_token_id}); "
+            "load it with ppo_edu.lm.load_reward_model"
+        )
+    if getattr(model.config, "num_labels", 1) != 1:
+        raise ValueError(f"a reward model has one output, this one has num_labels={model.config.num_labels}")
+    if device is None:
+        device = next(model.parameters()).device
+    encoded = encode_for_reward(tokenizer, texts, _context_length(model), truncate)
+    scores = []
+    for start in range(0, len(encoded), batch_size):
+        ids, mask = pad_right(encoded[start:start + batch_size], pad_id)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        scores.append(logits.squeeze(-1).float().cpu())
+    if not scores:
+        return torch.zeros(0)
+    return torch.cat(scores)
+
+
+def reward_fn_from_model(model, tokenizer, device=None, batch_size: int = 64, truncate: bool = False) -> RewardFn:
+    """A reward function ``texts -> (B,)`` float32 CPU tensor from a reward model (see :func:`reward_model_scores`).
+
+    Scoring runs without gradients and in eval mode (dropout off); the model's own
+    train/eval mode is restored afterwards. Empty texts raise ValueError; texts longer
+    than the context raise, or are truncated with ``truncate=True``.
+    """
+    if device is not None:
+        model.to(device)
+
+    def reward_fn(texts: list[str]) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return reward_model_scores(model, tokenizer, texts, device, batch_size, truncate)
+        finally:
+            model.train(was_training)
+
+    return reward_fn
+
+
+def _positive_index(config, positive_label: str | None) -> int:
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if positive_label is not None:
+        for idx, label in id2label.items():
+            if label == positive_label:
+                return idx
+        raise ValueError(f"label {positive_label!r} not among the classifier's labels {id2label}")
+    for idx, label in id2label.items():
+        if label.lower().startswith("pos"):
+            return idx
+    if config.num_labels == 2:
+        return 1  # LABEL_0/LABEL_1 convention: 1 = positive (IMDB's label 1 is positive)
+    raise ValueError(f"cannot tell which of the labels {id2label} is positive; pass positive_label=")
+
+
+def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", batch_size: int = 32,
+                        positive_label: str | None = None, max_length: int = 512) -> RewardFn:
+    """Reward = the positive-class logit of a sentiment classifier (the seed's reward).
+
+    ``name`` is a hub id (Colab: ``lvwerra/distilbert-imdb``, a DistilBERT fine-tuned on
+    IMDB) or a local directory. The positive class is the label starting with "pos"
+    (case-insensitive; ``POSITIVE`` for that model), else index 1 of two. Texts are
+    truncated to ``max_length`` tokens (documented truncation: the classifier's limit).
+    Returns ``texts -> (B,)`` float32 CPU tensor.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ppo_edu.lm.models import _from_pretrained, resolve
+
+    source = resolve(name, tiny_dir=None)  # "tiny" is no classifier: use reward_fn_from_model
+    tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer")
+    model = _from_pretrained(AutoModelForSequenceClassification, source, "sentiment classifier")
+    model.to(device).eval()
+    positive = _positive_index(model.config, positive_label)
+    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+
+    def reward_fn(texts: list[str]) -> torch.Tensor:
+        texts = _check_texts(texts)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                max_length=limit, return_tensors="pt").to(device)
+                out.append(model(**enc).logits[:, positive].float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    return reward_fn
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_compound(texts) -> np.ndarray:
+    """VADER's compound sentiment score of each text, in [-1, 1] (float64, shape ``(B,)``).
+
+    The rule-based lexicon scorer of Hutto & Gilbert (2014) from the installed
+    ``vaderSentiment`` wheel. An empty text scores 0 (VADER's neutral), not an error: as a
+    judge it must accept anything a policy writes.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    analyzer = _vader()
+    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
