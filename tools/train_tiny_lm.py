@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ppo_edu.lm.data import load_snippets  # noqa: E402
-
-EOS, PAD = "<|endoftext|>", "<|pad|>"
+from ppo_edu.lm.tokenizer import train_tokenizer  # noqa: E402
+from ppo_edu.lm.training import generate, packed_blocks, text_nll  # noqa: E402
 
 
 @dataclass
@@ -70,76 +70,11 @@ class LMConfig:
     """0 = whole epochs; a small number makes a quick smoke test."""
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE on ``texts``, wrapped as a transformers GPT-2 tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import GPT2TokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-                             pad_token=PAD, add_prefix_space=False)
-
-
-def packed_blocks(ids: list[list[int]], eos_id: int, block: int, rng: np.random.Generator) -> torch.Tensor:
-    """Shuffle the snippets, join them as ``<eos> s1 <eos> s2 <eos> ...`` and cut into blocks."""
-    order = rng.permutation(len(ids))
-    stream = [eos_id]
-    for i in order:
-        stream.extend(ids[i])
-        stream.append(eos_id)
-    n = len(stream) // block
-    return torch.tensor(stream[: n * block], dtype=torch.long).view(n, block)
-
-
-@torch.no_grad()
-def snippet_nll(model, ids: list[list[int]], eos_id: int, pad_id: int, batch_size: int = 64):
-    """Total NLL and token count of ``<eos> snippet <eos>`` for each snippet (predicting all but the first)."""
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(ids), batch_size):
-        seqs = [[eos_id] + s + [eos_id] for s in ids[start:start + batch_size]]
-        width = max(map(len, seqs))
-        x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(x)
-        for row, s in enumerate(seqs):
-            x[row, : len(s)] = torch.tensor(s)
-            mask[row, : len(s)] = 1
-        logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
-        target, tmask = x[:, 1:], mask[:, 1:].bool()
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                                reduction="none").view_as(target)
-        total += nll[tmask].sum().item()
-        count += int(tmask.sum())
-    return total, count
-
-
 def lr_at(step: int, total: int, cfg: LMConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def sample_texts(model, tokenizer, n: int, seed: int, prompts: list[str] | None = None) -> list[str]:
-    torch.manual_seed(seed)
-    model.eval()
-    outs = []
-    for prompt in prompts or [""] * n:
-        ids = [tokenizer.eos_token_id] + tokenizer(prompt)["input_ids"]
-        x = torch.tensor([ids])
-        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, top_k=0, top_p=1.0,
-                           temperature=1.0, max_new_tokens=48, pad_token_id=tokenizer.pad_token_id,
-                           eos_token_id=tokenizer.eos_token_id)
-        outs.append(tokenizer.decode(y[0, 1:], skip_special_tokens=True))
-    return outs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     train_texts, _ = load_snippets("train")
     val_texts, _ = load_snippets("validation")
     test_texts, _ = load_snippets("test")
-    tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
-    tokenizer.model_max_length = cfg.n_positions
+    tokenizer = train_tokenizer(train_texts, cfg.vocab_size, model_max_length=cfg.n_positions)
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     assert eos_id != pad_id
     enc = lambda texts: [tokenizer(t)["input_ids"] for t in texts]  # noqa: E731
@@ -205,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             losses.append(loss.item())
             step += 1
-        nll, count = snippet_nll(model, val_ids, eos_id, pad_id)
+        nll, count = text_nll(model, tokenizer, val_texts)
         val_ppl = math.exp(nll / count)
         row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                "val_loss": nll / count, "val_ppl": val_ppl, "elapsed_s": time.time() - t0}
@@ -215,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             best = (val_ppl, {k: v.detach().clone() for k, v in model.state_dict().items()})
 
     model.load_state_dict(best[1])
-    nll, count = snippet_nll(model, test_ids, eos_id, pad_id)
+    nll, count = text_nll(model, tokenizer, test_texts)
     test_ppl = math.exp(nll / count)
     test_chars = sum(len(t) for t in test_texts) + len(test_texts)
     out = Path(cfg.out)
@@ -223,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     model.generation_config = GenerationConfig(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    samples = sample_texts(model, tokenizer, 8, seed=cfg.seed)
-    prompted = sample_texts(model, tokenizer, 0, seed=cfg.seed,
-                            prompts=["This movie", "The acting is", "A film that", "I can't recommend"])
+    samples = generate(model, tokenizer, [""] * 8, max_new_tokens=48, seed=cfg.seed)
+    prompted = generate(model, tokenizer, ["This movie", "The acting is", "A film that", "I can't recommend"],
+                        max_new_tokens=48, seed=cfg.seed)
     log = {
         "settings": asdict(cfg) | {"out": str(out)},
         "n_params": n_params,

@@ -67,6 +67,24 @@ def pad_right(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
+def last_token_scores(token_scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Pick each row's score at its last real token: ``(B, L), (B, L) -> (B,)``.
+
+    ``token_scores[b, t]`` is a score computed at every position (a reward model's score
+    head applied to every hidden state); only the last *real* position has seen the whole
+    text. Works for right padding (real tokens first), left padding (real tokens last)
+    and no padding: the index is the largest ``t`` with ``attention_mask[b, t] == 1``.
+    """
+    if token_scores.shape != attention_mask.shape or token_scores.ndim != 2:
+        raise ValueError(f"token_scores {tuple(token_scores.shape)} and attention_mask "
+                         f"{tuple(attention_mask.shape)} must both have shape (B, L)")
+    if not bool((attention_mask.sum(-1) > 0).all()):
+        raise ValueError("a row of attention_mask has no real token")
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    last = (positions * (attention_mask > 0)).argmax(-1)
+    return token_scores.gather(1, last.unsqueeze(1)).squeeze(1)
+
+
 def _context_length(model) -> int:
     config = model.config
     for key in ("n_positions", "max_position_embeddings"):

@@ -1,0 +1,98 @@
+"""Checkers for lesson 5: the Bradley-Terry loss and reading a reward at the last real token."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.lm.bradley_terry import bradley_terry_loss
+from ppo_edu.lm.reward import last_token_scores
+
+
+def _scalar(x) -> float | None:
+    if isinstance(x, torch.Tensor) and x.numel() == 1:
+        return float(x.detach().reshape(()))
+    return None
+
+
+def _near(a: float | None, b: float, tol: float = 1e-4) -> bool:
+    return a is not None and abs(a - b) <= tol * max(1.0, abs(b))
+
+
+@checker("Bradley-Terry loss", reference=bradley_terry_loss)
+def check_bradley_terry_loss(fn):
+    g = torch.Generator().manual_seed(5)
+    for n in (7, 32):
+        chosen = (torch.randn(n, generator=g) * 2).requires_grad_()
+        rejected = torch.randn(n, generator=g) * 2
+        got = fn(chosen, rejected)
+        want = bradley_terry_loss(chosen.detach(), rejected)
+        value = _scalar(got)
+        if value is None:
+            return f"the loss is one number (a mean over the {n} pairs); you returned {describe_type(got)}"
+        diff = chosen.detach() - rejected
+        if _near(value, F.softplus(diff).mean().item()):
+            return ("you rewarded the rejected text: the loss is -log sigmoid(r_chosen - r_rejected), "
+                    "so it falls when r_chosen rises above r_rejected")
+        if _near(value, F.logsigmoid(diff).mean().item()):
+            return "you returned the log-likelihood log sigmoid(r_c - r_r); the loss to minimise is its negative"
+        if _near(value, F.softplus(-diff).sum().item()):
+            return f"you summed over the {n} pairs; take the mean, so the step size does not grow with the batch"
+        if _near(value, torch.sigmoid(-diff).mean().item()):
+            return ("you returned 1 - P(chosen preferred); Bradley-Terry is maximum likelihood, "
+                    "so the loss is the negative *log* of P = sigmoid(r_c - r_r)")
+        if not _near(value, want.item()):
+            return f"expected {want.item():.5f} on {n} pairs, got {value:.5f}"
+        if not got.requires_grad:
+            return "your loss carries no gradient w.r.t. the scores (a .detach(), .item() or numpy round-trip?)"
+        (grad,) = torch.autograd.grad(got, chosen)
+        expected_grad = -torch.sigmoid(-diff) / n
+        if not torch.allclose(grad, expected_grad, atol=1e-6):
+            return "its gradient is wrong: d loss / d r_chosen should be -(1 - sigmoid(r_c - r_r)) / P"
+    value = _scalar(fn(torch.zeros(3), torch.zeros(3)))
+    if not _near(value, 0.6931, 1e-3):
+        return f"for equal scores P = 1/2, so the loss is log 2 ≈ 0.6931; got {value}"
+    # A reward model can be confidently wrong: a gap of 200 must give a loss of ~200, not inf.
+    value = _scalar(fn(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])))
+    want = bradley_terry_loss(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])).item()
+    if value is None or not torch.isfinite(torch.tensor(value)):
+        return ("for r_chosen - r_rejected = -200 your loss is not finite: log(sigmoid(-200)) underflows "
+                "to log(0) = -inf in float32; use F.logsigmoid(x) or F.softplus(-x), which are exact")
+    if not _near(value, want, 1e-3):
+        return f"for a gap of -200 the loss should be about {want:.2f}, got {value:.4g}"
+    return None
+
+
+def _masks():
+    right = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    left = right.flip(1)
+    single = torch.tensor([[1, 0, 0], [1, 1, 1]])
+    return [("right-padded", right), ("left-padded", left), ("with a one-token row", single)]
+
+
+@checker("score at the last real token", reference=last_token_scores)
+def check_last_token_scores(fn):
+    g = torch.Generator().manual_seed(3)
+    for name, mask in _masks():
+        scores = torch.randn(mask.shape, generator=g)
+        got = fn(scores, mask)
+        want = last_token_scores(scores, mask)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return f"expected shape {tuple(want.shape)} (one score per row), got {describe_type(got)}"
+        if torch.allclose(got, want):
+            continue
+        if torch.allclose(got, scores[:, -1]):
+            return (f"on a {name} batch you read the last column, which is padding for the shorter rows: "
+                    "find each row's last position where attention_mask is 1")
+        lengths = mask.sum(-1)
+        in_range = lengths.clamp(max=mask.size(1) - 1)
+        if torch.allclose(got, scores.gather(1, in_range.unsqueeze(1)).squeeze(1)):
+            return f"on a {name} batch you read position len(row), one past the last real token (off by one)"
+        if name == "left-padded" and torch.allclose(got, scores.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)):
+            return ("with left padding (real tokens at the end) len(row) - 1 is not the last real position; "
+                    "use the largest index where the mask is 1, which works for both paddings")
+        row = int((~torch.isclose(got, want)).nonzero()[0])
+        return (f"on a {name} batch, row {row} (mask {mask[row].tolist()}): expected "
+                f"{want[row].item():.4f}, got {got[row].item():.4f}")
+    return None

@@ -1,0 +1,179 @@
+"""The bundled movie-review snippets: contents, fixed split, errors, the rebuild script, IMDB path."""
+
+import gzip
+import importlib.util
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppo_edu.lm import data
+from ppo_edu.lm.data import DataBundleError, load_reviews, load_snippet_records, load_snippets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_build_script():
+    spec = importlib.util.spec_from_file_location("build_data", ROOT / "tools" / "build_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_splits_have_the_documented_sizes():
+    sizes = {split: len(load_snippets(split)[0]) for split in data.SPLITS}
+    assert sizes == {"train": 8484, "validation": 1060, "test": 1061}
+    assert len(load_snippets("all")[0]) == 10605
+
+
+def test_splits_are_disjoint_by_text():
+    texts = {split: set(load_snippets(split)[0]) for split in data.SPLITS}
+    assert not texts["train"] & texts["validation"]
+    assert not texts["train"] & texts["test"]
+    assert not texts["validation"] & texts["test"]
+
+
+def test_split_is_fixed():
+    # Pinned: changing the split silently would invalidate every number the course reports.
+    test_ids = [r["id"] for r in load_snippet_records("test")]
+    assert test_ids[:5] == [2, 13, 17, 26, 33]
+    assert sum(test_ids) == 5628890
+
+
+def test_ratings_are_means_of_the_raters_on_the_human_scale():
+    for record in load_snippet_records("all")[::97]:
+        assert -4 <= record["rating"] <= 4
+        assert 15 <= len(record["ratings"]) <= 29
+        assert all(-4 <= r <= 4 for r in record["ratings"])
+        assert record["rating"] == pytest.approx(np.mean(record["ratings"]), abs=1e-5)
+    texts, ratings = load_snippets("train")
+    assert ratings.dtype == np.float64 and ratings.shape == (len(texts),)
+    assert all(t and t == t.strip() for t in texts)
+
+
+def test_text_normalisation_is_applied():
+    texts = load_snippets("all")[0]
+    assert not any("&amp;" in t or "  " in t or "''" in t for t in texts)
+    assert texts[0].startswith("The Rock is destined to be the 21st Century's new \"Conan\"")
+
+
+def test_unknown_split_is_an_error():
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_snippets("dev")
+
+
+def test_missing_bundle_names_the_rebuild_command(tmp_path):
+    with pytest.raises(DataBundleError, match="python tools/build_data.py"):
+        data._load_rows(tmp_path / "nope.jsonl.gz", data.MANIFEST)
+
+
+def test_corrupt_bundle_names_the_rebuild_command(tmp_path):
+    bundle, manifest = tmp_path / "b.jsonl.gz", tmp_path / "m.json"
+    raw = bytearray(data.BUNDLE.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bundle.write_bytes(bytes(raw))
+    shutil.copy(data.MANIFEST, manifest)
+    with pytest.raises(DataBundleError, match="corrupt.*python tools/build_data.py"):
+        data._load_rows(bundle, manifest)
+
+
+def test_truncated_bundle_with_matching_manifest_is_reported(tmp_path):
+    bundle, manifest = tmp_path / "b.jsonl.gz", tmp_path / "m.json"
+    raw = data.BUNDLE.read_bytes()[:1000]
+    bundle.write_bytes(raw)
+    import hashlib
+
+    meta = json.loads(data.MANIFEST.read_text())
+    meta["sha256"] = hashlib.sha256(raw).hexdigest()
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(DataBundleError, match="could not be decoded.*build_data"):
+        data._load_rows(bundle, manifest)
+
+
+def test_ratings_outside_the_scale_are_rejected():
+    with pytest.raises(ValueError, match=r"ratings\[1\] = 4.5 is outside"):
+        data.validate_ratings([0.0, 4.5])
+    with pytest.raises(ValueError, match="outside"):
+        data.validate_ratings([float("nan")])
+
+
+def test_build_script_parses_and_normalises_the_source_format():
+    build = load_build_script()
+    gt = "1\t1.5\tGood &amp; fun  ''movie''.\r\n2\t-2.0\tBad.\r\n"
+    rt = "1\t1.5\t0.5\t[1, 2]\r\n2\t-2.0\t0.0\t[-2, -2]\r\n"
+    rows = build.parse(gt, rt)
+    assert rows[0]["text"] == 'Good & fun "movie".'
+    assert rows[0]["ratings"] == [1, 2] and rows[1]["rating"] == -2.0
+
+
+def test_build_script_rejects_a_mean_that_disagrees_with_the_raters():
+    build = load_build_script()
+    with pytest.raises(SystemExit, match="differs"):
+        build.parse("1\t3.0\tText.\n", "1\t3.0\t0.0\t[1, 1]\n")
+
+
+def test_build_script_keeps_duplicate_texts_in_one_split():
+    build = load_build_script()
+    rows = [{"text": t} for t in ["a", "b", "a", "c", "d", "e", "f", "g", "h", "i", "j", "a"]]
+    build.assign_splits(rows)
+    assert len({r["split"] for r in rows if r["text"] == "a"}) == 1
+
+
+def test_bundle_is_gzip_json_lines_matching_its_manifest():
+    meta = json.loads(data.MANIFEST.read_text())
+    lines = gzip.decompress(data.BUNDLE.read_bytes()).decode().splitlines()
+    assert len(lines) == meta["rows"] == 10605
+    assert set(json.loads(lines[0])) == {"id", "split", "text", "rating", "sd", "ratings"}
+    assert "MIT" in (data.DATA_DIR / "LICENSE-vaderSentiment.txt").read_text()
+    assert "C.J. Hutto" in (data.DATA_DIR / "LICENSE-vaderSentiment.txt").read_text()
+
+
+def test_load_reviews_snippets_is_load_snippets():
+    texts, labels = load_reviews("snippets", "validation", max_examples=5)
+    ref_texts, ref_labels = load_snippets("validation")
+    assert texts == ref_texts[:5] and np.array_equal(labels, ref_labels[:5])
+
+
+def test_load_reviews_imdb_without_datasets_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ImportError, match=r"ppo-edu\[colab\]"):
+        load_reviews("imdb", "train")
+
+
+def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
+    calls = []
+
+    class FakeSplit:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def __len__(self):
+            return len(self.rows)
+
+        def select(self, indices):
+            return FakeSplit([self.rows[i] for i in indices])
+
+        def __getitem__(self, key):
+            return [r[key] for r in self.rows]
+
+    def load_dataset(name, split):
+        calls.append((name, split))
+        return FakeSplit([{"text": "Great.<br /><br />Loved it.", "label": 1},
+                          {"text": "Awful.", "label": 0}, {"text": "Meh.", "label": 0}])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    texts, labels = load_reviews("imdb", "test", max_examples=2)
+    assert calls == [("imdb", "test")]
+    assert texts == ["Great. Loved it.", "Awful."]
+    assert labels.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="no validation split|not 'validation'"):
+        load_reviews("imdb", "validation")
+
+
+def test_unknown_source_is_an_error():
+    with pytest.raises(ValueError, match="source must be"):
+        load_reviews("yelp", "train")
