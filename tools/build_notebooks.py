@@ -113,6 +113,7 @@ def exercise_version(nb: dict, name: str) -> dict:
         if cell["cell_type"] == "code":
             set_source(cell, stub_lines(source_lines(cell), f"{name} cell {i}"))
     banner = {
+        "id": "exercise-banner",
         "cell_type": "markdown",
         "metadata": {"tags": [GENERATED_TAG]},
         "source": [

@@ -86,6 +86,8 @@ def check_clipped_objective(fn):
     new = old + 0.4 * torch.randn(64, generator=g)
     adv = torch.randn(64, generator=g)
     got, want = fn(new, old, adv, 0.1), clipped_objective_reference(new, old, adv, 0.1)
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        return f"L^CLIP is one number (a mean over samples); on a batch of 64 you returned {describe_type(got)}"
     if torch.isclose(got.float().reshape(()), want * 64, atol=1e-4):
         return "on a batch of 64 you summed; Ê_t is a mean"
     if not torch.isclose(got.float().reshape(()), want, atol=1e-5):
@@ -108,6 +110,10 @@ def check_clip_fraction(fn):
         return "you returned a count; the clip fraction is the share of samples, in [0, 1]"
     if abs(got - float(want)) > 1e-6:
         return f"ratios 0.5, 0.85, 1.0, 1.1, 1.25, 2.0 with ε = 0.2 should give {float(want):.3f}, got {got:.3f}"
-    if abs(float(fn(new, old, 0.6)) - 1 / 6) > 1e-6:
+    wide = float(fn(new, old, 0.6))
+    if abs(wide - 2 / 6) < 1e-6:
+        return ("with ε = 0.6 only r = 2.0 is outside [0.4, 1.6], you also counted r = 0.5: "
+                "compare the ratio r = exp(logprobs − old_logprobs) with 1, not the log-ratio")
+    if abs(wide - 1 / 6) > 1e-6:
         return "with ε = 0.6 only r = 2.0 is outside [0.4, 1.6]: is ε hard-coded?"
     return None

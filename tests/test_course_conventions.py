@@ -1,0 +1,117 @@
+"""The course's conventions: notebooks stripped and in sync, settings cells, README, install files."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppo_edu import notebook
+from ppo_edu.course import GITHUB_REPO, LESSONS
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import build_notebooks  # noqa: E402
+
+SOLUTIONS = build_notebooks.solution_notebooks()
+
+
+def cells(path, kind=None):
+    nb = json.loads(path.read_text())
+    return [c for c in nb["cells"] if kind is None or c["cell_type"] == kind]
+
+
+def text(cell):
+    return "".join(cell["source"])
+
+
+def test_exercise_notebooks_readme_and_stripping_are_up_to_date(capsys):
+    assert build_notebooks.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_every_lesson_of_the_course_map_has_its_notebook():
+    assert [p.name for p in SOLUTIONS] == [lesson.notebook for lesson in LESSONS]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + sorted((ROOT / "notebooks" / "exercises").glob("*.ipynb")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_is_committed_without_outputs(path):
+    for cell in cells(path, "code"):
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_notebook_follows_the_lesson_template(path):
+    code = [text(c) for c in cells(path, "code")]
+    markdown = "\n".join(text(c) for c in cells(path, "markdown"))
+    first = code[0]
+    assert 'if "google.colab" in sys.modules:' in first and f"github.com/{GITHUB_REPO}@" in first
+    assert "pick_device()" in first and "print(" in first
+    assert any("settings_for(" in c and '"fast"' in c and '"full"' in c for c in code[:3]), "settings cell near the top"
+    for heading in ("Learning goals", "Prerequisites", "Time", "What to discuss"):
+        assert heading in markdown, f"{path.name} lacks a '{heading}' section"
+    assert any(re.search(r"^\s*assert ", c, re.M) for c in code), "a notebook checks its claims"
+    assert sum(build_notebooks.BEGIN in c for c in code) >= 1, "at least one exercise"
+    assert any(re.search(r"= check_\w+\(", c) for c in code), "exercises are checked"
+    assert "$$" in markdown, "the math is written out"
+
+
+def test_exercise_stubs_replace_solution_blocks_at_their_indentation():
+    lines = ["def f(x):", "    # BEGIN SOLUTION", "    return x + 1", "    # END SOLUTION", "print(f)"]
+    out = build_notebooks.stub_lines(lines, "test")
+    assert out[0] == "def f(x):" and out[-1] == "print(f)"
+    assert "    raise NotImplementedError" in "\n".join(out) and "return x + 1" not in "\n".join(out)
+
+
+def test_unbalanced_solution_markers_are_an_error():
+    with pytest.raises(ValueError, match="without"):
+        build_notebooks.stub_lines(["# BEGIN SOLUTION", "x = 1"], "nb cell 3")
+
+
+def test_readme_course_map_has_a_colab_badge_per_lesson():
+    readme = (ROOT / "README.md").read_text()
+    for lesson in LESSONS:
+        assert lesson.colab_url in readme and f"({lesson.path})" in readme
+    assert lesson.colab_url.startswith(f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and re.search(r"^make test$", ci, re.M)
+
+
+def test_environment_yml_lists_the_package_dependencies():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = (ROOT / "environment.yml").read_text()
+    assert "python=3.11" in env
+    for dep in deps:
+        assert dep in env, f"environment.yml lacks {dep}"
+    torch_deps = [d for d in deps if re.match(r"torch\b", d)]
+    assert torch_deps and not any("==" in d for d in torch_deps), "torch is never pinned in the metadata"
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
+    assert notebook.choose_profile() == "fast"
+    monkeypatch.setenv("PPO_EDU_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="'turbo' is not a profile"):
+        notebook.choose_profile()
+
+
+def test_settings_for_prints_what_it_uses(monkeypatch, capsys):
+    monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
+    settings = notebook.settings_for({"full": {"steps": 100}, "fast": {"steps": 10}})
+    assert settings == {"steps": 10}
+    assert "profile: fast" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_requesting_a_missing_gpu_is_an_error():
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        notebook.pick_device("cuda")
+    assert notebook.pick_device() == torch.device("cpu")

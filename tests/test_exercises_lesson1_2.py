@@ -1,0 +1,109 @@
+"""The lesson 1-2 checkers accept the reference, reject the stub and the typical mistakes."""
+
+import pytest
+import torch
+
+from ppo_edu.exercises.lesson1 import check_cpi, check_ratio
+from ppo_edu.exercises.lesson2 import check_clip_fraction, check_clipped_objective
+
+
+def stub(*args):
+    raise NotImplementedError("exercise: replace this line with your solution")
+
+
+def clamp(r, e):
+    return torch.clamp(r, 1 - e, 1 + e)
+
+
+@pytest.mark.parametrize("check", [check_ratio, check_cpi, check_clipped_objective, check_clip_fraction])
+def test_checker_accepts_the_reference_and_returns_it(check, capsys):
+    result = check.run(check.reference)
+    assert result.passed and result.fn is check.reference
+    assert check(check.reference) is check.reference
+    assert capsys.readouterr().out.startswith("✅")
+
+
+@pytest.mark.parametrize("check", [check_ratio, check_cpi, check_clipped_objective, check_clip_fraction])
+def test_stub_falls_back_to_the_reference_with_a_notice(check, capsys):
+    fn = check(stub)
+    out = capsys.readouterr().out
+    assert fn is check.reference
+    assert "not implemented yet" in out and "reference" in out
+    assert out.count("\n") == 1  # one clear line
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda new, old: torch.exp(new) / torch.exp(old), "underflows"),
+        (lambda new, old: torch.exp(old - new), "pi_theta_old / pi_theta"),
+        (lambda new, old: new - old, "log-ratio"),
+        (lambda new, old: torch.exp(new - old).detach(), "no gradient"),
+        (lambda new, old: torch.exp(new - old).sum(), "shape"),
+    ],
+)
+def test_ratio_checker_names_the_mistake(wrong, hint):
+    result = check_ratio.run(wrong)
+    assert not result.passed and hint in result.message
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda new, old, adv: (torch.exp(new - old) * adv).sum(), "summed"),
+        (lambda new, old, adv: (new * adv).mean(), "same gradient at θ_old"),
+        (lambda new, old, adv: adv.mean(), "does not depend on θ"),
+        (lambda new, old, adv: torch.exp(new - old) * adv, "one number"),
+        (lambda new, old, adv: ((torch.exp(new - old) - 1) * adv).mean() * 2, "expected"),
+    ],
+)
+def test_cpi_checker_names_the_mistake(wrong, hint):
+    result = check_cpi.run(wrong)
+    assert not result.passed and hint in result.message
+
+
+def ratio(new, old):
+    return torch.exp(new - old)
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda n, o, a, e: (ratio(n, o) * a).mean(), "the clip never acts"),
+        (lambda n, o, a, e: (clamp(ratio(n, o), e) * a).mean(), "clip(r)·A alone"),
+        (lambda n, o, a, e: torch.maximum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "you took the max"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o) * a, e)).mean(), "not the product"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).sum() * 1.0
+         if n.numel() > 1 else torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "summed"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), 0.2) * a).mean(), "hard-coded"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a), "one number"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).detach().mean(),
+         "no gradient"),
+    ],
+)
+def test_clipped_objective_checker_names_the_mistake(wrong, hint):
+    result = check_clipped_objective.run(wrong)
+    assert not result.passed and hint in result.message, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda n, o, e: ((ratio(n, o) - 1) > e).float().mean(), "both sides"),
+        (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().sum(), "a count"),
+        (lambda n, o, e: ((ratio(n, o) - 1).abs() > 0.2).float().mean(), "hard-coded"),
+        (lambda n, o, e: ((n - o).abs() > e).float().mean(), "not the log-ratio"),
+        (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean() * 0.9, "should give"),
+    ],
+)
+def test_clip_fraction_checker_names_the_mistake(wrong, hint):
+    result = check_clip_fraction.run(wrong)
+    assert not result.passed and hint in result.message, result.message
+
+
+def test_a_crashing_solution_reports_the_exception():
+    def crashes(new, old):
+        raise RuntimeError("oops")
+
+    result = check_ratio.run(crashes)
+    assert not result.passed and "RuntimeError: oops" in result.message

@@ -1,0 +1,79 @@
+"""Lesson 1-2 experiments and the course figures."""
+
+import numpy as np
+import pytest
+import torch
+
+from ppo_edu.agents import ActorCritic
+from ppo_edu.experiments import (
+    clip_objective,
+    collect_batch,
+    cpi_objective,
+    objective_along_line,
+    surrogate_epochs,
+)
+from ppo_edu.figures import clip_term, main as figures_main, plot_clip_terms
+
+
+@pytest.fixture(scope="module")
+def old_agent_and_batch():
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    return agent, collect_batch(agent, num_envs=4, num_steps=64, seed=1)
+
+
+def test_batch_has_normalised_advantages_and_the_old_policy_logprobs(old_agent_and_batch):
+    agent, batch = old_agent_and_batch
+    assert len(batch) == 256
+    assert abs(batch.advantages.mean().item()) < 1e-5 and batch.advantages.std().item() == pytest.approx(1, abs=1e-3)
+    logprobs, _, _ = agent.evaluate_actions(batch.obs, batch.actions)
+    assert torch.allclose(logprobs, batch.old_logprobs, atol=1e-6)
+
+
+def test_many_cpi_epochs_move_the_policy_much_further_than_clipped_ones(old_agent_and_batch):
+    agent, batch = old_agent_and_batch
+    kw = dict(epochs=8, lr=1e-2, minibatch_size=64, eval_every=100, eval_episodes=2, progress=False)
+    _, cpi = surrogate_epochs(agent, batch, cpi_objective, **kw)
+    _, clip = surrogate_epochs(agent, batch, clip_objective(0.2), **kw)
+    assert cpi[0]["kl"] == pytest.approx(0, abs=1e-7)
+    assert cpi[-1]["kl"] > 5 * clip[-1]["kl"]
+    assert cpi[-1]["surrogate"] > cpi[0]["surrogate"]
+    assert "eval_return" in cpi[0] and "eval_return" in cpi[-1]
+
+
+def test_surrogate_epochs_leave_the_old_agent_untouched_and_are_reproducible(old_agent_and_batch):
+    agent, batch = old_agent_and_batch
+    before = [p.clone() for p in agent.parameters()]
+    kw = dict(epochs=2, minibatch_size=64, eval_every=100, eval_episodes=2, progress=False, seed=5)
+    _, a = surrogate_epochs(agent, batch, cpi_objective, **kw)
+    _, b = surrogate_epochs(agent, batch, cpi_objective, **kw)
+    assert all(torch.equal(x, y) for x, y in zip(before, agent.parameters()))
+    assert a == b
+
+
+def test_clipped_objective_is_below_cpi_along_the_update_line(old_agent_and_batch):
+    agent, batch = old_agent_and_batch
+    new, _ = surrogate_epochs(agent, batch, clip_objective(0.2), epochs=4, lr=1e-2, minibatch_size=64,
+                              eval_every=100, eval_episodes=1, progress=False)
+    line = objective_along_line(agent, new, batch, np.linspace(0, 3, 13))
+    assert line["kl"][0] == pytest.approx(0, abs=1e-7)
+    assert line["cpi"][0] == pytest.approx(line["clip"][0], abs=1e-6)
+    assert all(c <= p + 1e-6 for c, p in zip(line["clip"], line["cpi"]))
+    assert line["kl"][-1] > line["kl"][1] > 0
+
+
+@pytest.mark.parametrize("adv, r, expected", [(1, 1.5, 1.2), (1, 0.5, 0.5), (-1, 0.5, -0.8), (-1, 1.5, -1.5)])
+def test_clip_term_matches_the_paper_figure(adv, r, expected):
+    assert clip_term(np.array([r]), adv, 0.2)[0] == pytest.approx(expected)
+
+
+def test_plot_clip_terms_rejects_non_positive_epsilon():
+    with pytest.raises(ValueError, match="epsilon"):
+        plot_clip_terms(0.0)
+
+
+def test_figures_command_writes_l_clip_png(tmp_path, capsys):
+    assert figures_main(["--out", str(tmp_path)]) == 0
+    png = tmp_path / "l_clip.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "l_clip.png" in capsys.readouterr().out
