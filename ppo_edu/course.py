@@ -46,4 +46,4 @@ LESSONS: list[Lesson] = [
 
 def install_command() -> str:
     """The pip command the first notebook cell runs on Colab."""
-    return f'pip install -q "ppo-edu @ git+https://github.com/{GITHUB_REPO}@{BRANCH}"'
+    return f'pip install -q "ppo-edu[colab] @ git+https://github.com/{GITHUB_REPO}@{BRANCH}"'

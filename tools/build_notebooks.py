@@ -32,7 +32,7 @@ NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = NOTEBOOKS / "exercises"
 README = ROOT / "README.md"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
-INSTALL_RE = re.compile(r'^(\s*)!?pip install -q "ppo-edu @ git\+https://github\.com/[^"]*"\s*$')
+INSTALL_RE = re.compile(r'^(\s*)!?pip install -q "ppo-edu(\[colab\])? @ git\+https://github\.com/[^"]*"\s*$')
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 GENERATED_TAG = "generated-banner"
 
