@@ -30,6 +30,13 @@ def _mlp(sizes: list[int], out_gain: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _forward(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)`` without the module-call machinery (hooks), for inference in hot loops."""
+    for layer in mlp:
+        x = layer.forward(x)
+    return x
+
+
 class ActorCritic(nn.Module):
     """pi_theta(a|s) (a categorical over ``n_actions``) and V(s), from ``obs_dim`` features."""
 
@@ -75,12 +82,34 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False):
-        """Sample (or argmax) actions; returns (actions, logprobs, values), each of shape (...,)."""
-        dist = self.distribution(obs)
-        actions = dist.probs.argmax(-1) if deterministic else dist.sample()
-        return actions, dist.log_prob(actions), self.value(obs)
+        """Sample (or argmax) actions; returns (actions, logprobs, values), each of shape (...,).
+
+        Samples from the same distribution as ``self.distribution(obs).sample()``, but cheaply:
+        this runs at every environment step, where building a ``Categorical`` (which
+        validates its arguments) and calling modules through their hooks cost more than the
+        arithmetic. Sampling is by inverse CDF: the first action whose cumulative
+        probability exceeds u ~ U(0, 1).
+        """
+        self._check_obs(obs)
+        logits = _forward(self.actor, obs)
+        logprobs_all = torch.log_softmax(logits, dim=-1)
+        if deterministic:
+            actions = logits.argmax(-1)
+        else:
+            cdf = logprobs_all.exp().cumsum(-1)[..., :-1]
+            u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device)
+            actions = (cdf < u).sum(-1)
+        logprobs = logprobs_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return actions, logprobs, _forward(self.critic, obs).squeeze(-1)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
-        """log pi_theta(a|s), entropy and V(s) for given states and actions (with gradients)."""
-        dist = self.distribution(obs)
-        return dist.log_prob(actions), dist.entropy(), self.value(obs)
+        """log pi_theta(a|s), entropy and V(s) for given states and actions (with gradients).
+
+        The same numbers as ``self.distribution(obs)``'s ``log_prob`` and ``entropy``,
+        computed from one log-softmax (no ``Categorical`` to build and validate in the
+        inner loop of every PPO update).
+        """
+        logprobs_all = torch.log_softmax(self.logits(obs), dim=-1)
+        logprobs = logprobs_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        entropy = -(logprobs_all.exp() * logprobs_all).sum(-1)
+        return logprobs, entropy, self.value(obs)

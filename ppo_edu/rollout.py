@@ -113,32 +113,34 @@ class RolloutCollector:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         T, N = num_steps, self.envs.num_envs
-        obs_buf = torch.zeros((T, N, self.obs.shape[-1]), device=self.device)
-        act_buf = torch.zeros((T, N), dtype=torch.long, device=self.device)
-        logp_buf = torch.zeros((T, N), device=self.device)
-        val_buf = torch.zeros((T, N), device=self.device)
-        rew_buf = torch.zeros((T, N), device=self.device)
-        term_buf = torch.zeros((T, N), dtype=torch.bool, device=self.device)
-        trunc_buf = torch.zeros((T, N), dtype=torch.bool, device=self.device)
-        final_val_buf = torch.zeros((T, N), device=self.device)
+        # Per-step results go into Python lists and numpy arrays and become tensors once at
+        # the end: indexing a torch tensor costs microseconds, and this loop runs every step.
+        obs_list, act_list, logp_list, val_list = [], [], [], []
+        rewards = np.zeros((T, N), dtype=np.float32)
+        terminated = np.zeros((T, N), dtype=bool)
+        truncated = np.zeros((T, N), dtype=bool)
+        final_values = torch.zeros((T, N), device=self.device)
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
 
         for t in range(T):
             actions, logprobs, values = self.agent.act(self.obs)
-            obs_buf[t], act_buf[t], logp_buf[t], val_buf[t] = self.obs, actions, logprobs, values
-            next_obs, rewards, terminated, truncated, info = self.envs.step(actions.cpu().numpy())
-            rew_buf[t] = self._tensor(rewards)
-            term_buf[t] = torch.as_tensor(terminated, device=self.device)
-            trunc_buf[t] = torch.as_tensor(truncated, device=self.device)
+            obs_list.append(self.obs)
+            act_list.append(actions)
+            logp_list.append(logprobs)
+            val_list.append(values)
+            next_obs, rewards[t], terminated[t], truncated[t], info = self.envs.step(
+                actions.cpu().numpy())
 
-            self._running_return += rewards
+            self._running_return += rewards[t]
             self._running_length += 1
-            done = np.logical_or(terminated, truncated)
+            done = terminated[t] | truncated[t]
             if done.any():
+                # SAME_STEP autoreset: next_obs[i] already starts env i's next episode; the
+                # observation the episode really ended in is info["final_obs"][i].
                 ended = np.flatnonzero(done)
                 final_obs = self._tensor(np.stack([info["final_obs"][i] for i in ended]))
-                final_val_buf[t, ended] = self.agent.value(final_obs)
+                final_values[t, ended] = self.agent.value(final_obs)
                 for i in ended:
                     episode_returns.append(float(self._running_return[i]))
                     episode_lengths.append(int(self._running_length[i]))
@@ -147,8 +149,11 @@ class RolloutCollector:
             self.obs = self._tensor(next_obs)
 
         return Rollout(
-            obs=obs_buf, actions=act_buf, logprobs=logp_buf, values=val_buf, rewards=rew_buf,
-            terminated=term_buf, truncated=trunc_buf, final_values=final_val_buf,
-            next_values=self.agent.value(self.obs),
+            obs=torch.stack(obs_list), actions=torch.stack(act_list),
+            logprobs=torch.stack(logp_list), values=torch.stack(val_list),
+            rewards=torch.from_numpy(rewards).to(self.device),
+            terminated=torch.from_numpy(terminated).to(self.device),
+            truncated=torch.from_numpy(truncated).to(self.device),
+            final_values=final_values, next_values=self.agent.value(self.obs),
             episode_returns=episode_returns, episode_lengths=episode_lengths,
         )

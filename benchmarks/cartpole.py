@@ -1,0 +1,182 @@
+"""Our PPO vs Stable-Baselines3 PPO on CartPole-v1: env steps and wall-clock to "solved".
+
+    python benchmarks/cartpole.py            # 5 seeds each (needs the `bench` extra:
+                                             #   pip install -e ".[bench]")
+    python benchmarks/cartpole.py --seeds 0 1 --only ours
+
+Both libraries are trained on the same seeds and evaluated with the *same* function
+(``deterministic_eval`` below): every ``--eval-every`` env steps, 20 episodes with the
+most likely action, on the same 20 start states. For each seed the table gives the env
+steps and the wall-clock seconds (counted from building the envs and the model, and
+including every evaluation) until the evaluation mean first reaches ``--target``.
+Training stops there, or at 100,000 env steps.
+
+Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
+(8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, lambda 0.8, ent 0, linear
+lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults. Both use one torch
+thread (``--threads``), which is faster than more threads for these tiny networks,
+for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ppo_edu.ppo import PPOConfig, train_ppo
+
+MAX_STEPS = 100_000
+
+
+def deterministic_eval(act: Callable[[np.ndarray], np.ndarray], episodes: int = 20,
+                       seed: int = 10_000) -> float:
+    """Mean return of ``episodes`` CartPole episodes (one per env, the first only), acting
+    with ``act(observations) -> actions``. The protocol of ``ppo_edu.evaluate.evaluate``."""
+    envs = gym.make_vec("CartPole-v1", num_envs=episodes, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    try:
+        obs, _ = envs.reset(seed=seed)
+        returns = np.zeros(episodes)
+        alive = np.ones(episodes, dtype=bool)
+        while alive.any():
+            obs, rewards, terminated, truncated, _ = envs.step(act(obs))
+            returns += rewards * alive
+            alive &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return float(returns.mean())
+
+
+class Tracker:
+    """Evaluates every ``eval_every`` env steps; records when the target is first reached."""
+
+    def __init__(self, eval_every: int, target: float, start: float):
+        self.eval_every, self.target, self.start = eval_every, target, start
+        self.next_eval = eval_every
+        self.solved_at: tuple[int, float] | None = None
+        self.curve: list[tuple[int, float, float]] = []
+
+    def maybe_eval(self, env_steps: int, act) -> bool:
+        """Evaluate if due; True once the target is reached (the caller then stops)."""
+        if env_steps < self.next_eval:
+            return False
+        while self.next_eval <= env_steps:
+            self.next_eval += self.eval_every
+        mean = deterministic_eval(act)
+        seconds = time.perf_counter() - self.start
+        self.curve.append((env_steps, seconds, mean))
+        if mean >= self.target and self.solved_at is None:
+            self.solved_at = (env_steps, seconds)
+        return self.solved_at is not None
+
+
+def run_ours(seed: int, eval_every: int, target: float) -> Tracker:
+    config = PPOConfig(seed=seed)
+    if config.total_timesteps > MAX_STEPS:
+        config = config.replace(total_timesteps=MAX_STEPS)
+    tracker = Tracker(eval_every, target, time.perf_counter())
+
+    def callback(agent, record) -> bool:
+        def act(obs):
+            return agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)[0].numpy()
+        return tracker.maybe_eval(record["env_steps"], act)
+
+    train_ppo(config, progress=False, callback=callback)
+    return tracker
+
+
+def run_sb3(seed: int, eval_every: int, target: float) -> Tracker:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def linear(start: float):
+        return lambda progress_remaining: progress_remaining * start
+
+    tracker = Tracker(eval_every, target, time.perf_counter())
+
+    class EvalCallback(BaseCallback):
+        # The policy changes only in train(), which runs between rollouts; evaluating at a
+        # rollout's start is evaluating the latest update, as the callback of ours does.
+        def _act(self, obs):
+            return self.model.predict(obs, deterministic=True)[0]
+
+        def _on_rollout_start(self) -> None:
+            if tracker.maybe_eval(self.num_timesteps, self._act):
+                self.model._stop_training = True
+
+        def _on_step(self) -> bool:
+            return not getattr(self.model, "_stop_training", False)
+
+        def _on_training_end(self) -> None:
+            tracker.maybe_eval(self.num_timesteps, self._act)
+
+    envs = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    model = PPO("MlpPolicy", envs, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98,
+                gae_lambda=0.8, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
+                seed=seed, device="cpu", verbose=0)
+    model.learn(total_timesteps=MAX_STEPS, callback=EvalCallback())
+    envs.close()
+    return tracker
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--eval-every", type=int, default=2048,
+                        help="env steps between evaluations (default 2048)")
+    parser.add_argument("--target", type=float, default=475.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both)")
+    parser.add_argument("--only", choices=["ours", "sb3"], default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    runners = {"ours": run_ours, "sb3": run_sb3}
+    if args.only:
+        runners = {args.only: runners[args.only]}
+    results: dict[str, list[Tracker]] = {name: [] for name in runners}
+    print(f"CartPole-v1, eval every {args.eval_every} env steps (20 deterministic episodes), "
+          f"target mean >= {args.target:g}, budget {MAX_STEPS:,} env steps, "
+          f"torch threads {args.threads}")
+    print(f"{'library':<8} {'seed':>4} {'env steps':>10} {'seconds':>8} {'evals':>6} "
+          f"{'best eval':>9}")
+    for seed in args.seeds:
+        for name, run in runners.items():
+            tracker = run(seed, args.eval_every, args.target)
+            results[name].append(tracker)
+            steps, seconds = tracker.solved_at or (None, None)
+            best = max((m for _, _, m in tracker.curve), default=float("nan"))
+            print(f"{name:<8} {seed:>4} {steps if steps else '-':>10} "
+                  f"{f'{seconds:.2f}' if seconds else '-':>8} {len(tracker.curve):>6} "
+                  f"{best:>9.1f}", flush=True)
+
+    print()
+    medians = {}
+    for name, trackers in results.items():
+        solved = [t.solved_at for t in trackers if t.solved_at]
+        # a seed that never reaches the target counts as infinitely slow in the median
+        steps = [s for s, _ in solved] + [float("inf")] * (len(trackers) - len(solved))
+        secs = [s for _, s in solved] + [float("inf")] * (len(trackers) - len(solved))
+        medians[name] = (median(steps), median(secs))
+        print(f"{name:<8} solved {len(solved)}/{len(trackers)} seeds; median env steps "
+              f"{medians[name][0]:,.0f}, median seconds {medians[name][1]:.2f}")
+    if len(medians) == 2:
+        (ours_steps, ours_secs), (sb3_steps, sb3_secs) = medians["ours"], medians["sb3"]
+        print(f"ratio ours/SB3: env steps {ours_steps / sb3_steps:.2f}, "
+              f"wall-clock {ours_secs / sb3_secs:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Checkers for lesson 3 (advantage estimation and GAE).
+
+Every exercise uses the package's argument order for ``(T, N)`` rollouts::
+
+    rewards, values, terminated, truncated, final_values, next_values
+
+``final_values[t, i]`` is V(final observation) where step t ended env i's episode and
+``next_values`` (shape (N,)) is V(s_T) after the rollout's last step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.advantages import bootstrap_values, compute_gae, td_residuals
+from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+
+
+def _rollout(T: int, N: int, seed: int, p_end: float = 0.2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ends = torch.rand(T, N, generator=g) < p_end
+    kind = torch.rand(T, N, generator=g)
+    return dict(
+        rewards=torch.randn(T, N, generator=g),
+        values=torch.randn(T, N, generator=g),
+        terminated=ends & (kind < 0.5),
+        truncated=ends & (kind >= 0.45),  # a few steps are both, as gymnasium allows
+        final_values=torch.randn(T, N, generator=g) * ends,
+        next_values=torch.randn(N, generator=g),
+    )
+
+
+def _handmade() -> dict[str, torch.Tensor]:
+    """One env, every kind of step: inside, terminated, truncated, and the last step."""
+    return dict(
+        rewards=torch.tensor([[1.0], [1.0], [1.0], [1.0], [1.0], [1.0]]),
+        values=torch.tensor([[2.0], [3.0], [4.0], [5.0], [6.0], [7.0]]),
+        terminated=torch.tensor([[False], [True], [False], [False], [False], [False]]),
+        truncated=torch.tensor([[False], [False], [False], [True], [False], [False]]),
+        final_values=torch.tensor([[0.0], [8.0], [0.0], [9.0], [0.0], [0.0]]),
+        next_values=torch.tensor([10.0]),
+    )
+
+
+def _cases() -> list[dict[str, torch.Tensor]]:
+    return [_handmade(), _rollout(12, 3, seed=0), _rollout(30, 5, seed=1, p_end=0.3),
+            _rollout(7, 1, seed=2, p_end=0.0)]
+
+
+ORDER = ("rewards", "values", "terminated", "truncated", "final_values", "next_values")
+
+
+def _args(case) -> list[torch.Tensor]:
+    """The case's tensors in the exercises' argument order (copies: the learner may mutate)."""
+    return [case[name].clone() for name in ORDER]
+
+
+def _kind_of_step(case, t: int, i: int) -> str:
+    if case["terminated"][t, i]:
+        return "terminated"
+    if case["truncated"][t, i]:
+        return "truncated"
+    if t == case["rewards"].shape[0] - 1:
+        return "last"
+    return "inside"
+
+
+def _shape_hint(got, expected) -> str | None:
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return (f"expected a tensor of shape {tuple(expected.shape)} (T, N), "
+                f"got {describe_type(got)}")
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 1
+
+
+@checker("bootstrap values V(s_{t+1})", bootstrap_values)
+def check_bootstrap_values(fn):
+    """``fn(values, terminated, truncated, final_values, next_values)`` -> (T, N)."""
+    for case in _cases():
+        args = (case["values"], case["terminated"], case["truncated"], case["final_values"],
+                case["next_values"])
+        got = fn(*(a.clone() for a in args))
+        expected = bootstrap_values(*args)
+        if (hint := _shape_hint(got, expected)) is not None:
+            return hint
+        idx = first_mismatch(got, expected)
+        if idx is None:
+            continue
+        t, i = idx
+        kind, value = _kind_of_step(case, t, i), float(got[idx])
+        if kind == "truncated":
+            if abs(value) < 1e-6:
+                return (f"at truncated step {idx} you returned 0: that treats the time limit as "
+                        f"a termination. The state still has a future: use final_values[t]")
+            if t + 1 < case["values"].shape[0] and abs(value - float(case["values"][t + 1, i])) < 1e-6:
+                return (f"at truncated step {idx} you used values[t + 1], the value of the NEXT "
+                        f"episode's first state (autoreset already happened); use final_values[t]")
+            return f"at truncated step {idx} expected final_values[t] = {float(expected[idx]):.4f}, got {value:.4f}"
+        if kind == "terminated":
+            return (f"at terminated step {idx} expected 0 (no future after the episode really "
+                    f"ends, whatever final_values says), got {value:.4f}")
+        if kind == "last":
+            return (f"at the last step {idx} expected next_values[i] = V(s_T) = "
+                    f"{float(expected[idx]):.4f}, got {value:.4f}")
+        return (f"inside an episode, step {idx} should bootstrap from values[t + 1] = "
+                f"{float(expected[idx]):.4f}, got {value:.4f}")
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 2
+
+
+@checker("TD residuals delta_t", td_residuals)
+def check_td_residuals(fn):
+    """``fn(rewards, values, terminated, truncated, final_values, next_values, gamma)``."""
+    for gamma in (0.99, 0.5):
+        for case in _cases():
+            got = fn(*_args(case), gamma=gamma)
+            expected = td_residuals(**case, gamma=gamma)
+            if (hint := _shape_hint(got, expected)) is not None:
+                return hint
+            idx = first_mismatch(got, expected)
+            if idx is None:
+                continue
+            nxt = bootstrap_values(case["values"], case["terminated"], case["truncated"],
+                                   case["final_values"], case["next_values"])
+            if close(got, -expected):
+                return "your residuals have the wrong sign: delta_t = r_t + gamma V(s_{t+1}) - V(s_t)"
+            if close(got, case["rewards"] + nxt - case["values"]):
+                return f"gamma is missing: delta_t = r_t + gamma * V(s_{{t+1}}) - V(s_t) (gamma={gamma})"
+            kind = _kind_of_step(case, *idx)
+            return (f"at {kind} step {idx} (gamma={gamma}) expected {float(expected[idx]):.4f}, "
+                    f"got {float(got[idx]):.4f}; check which V(s_{{t+1}}) that kind of step uses")
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+
+def _leaky_gae(case, gamma, lam):
+    """GAE that forgets the done mask in the recursion (a common bug)."""
+    deltas = td_residuals(**case, gamma=gamma)
+    adv = torch.zeros_like(deltas)
+    running = torch.zeros_like(case["next_values"])
+    for t in reversed(range(deltas.shape[0])):
+        running = deltas[t] + gamma * lam * running
+        adv[t] = running
+    return adv
+
+
+@checker("GAE(gamma, lambda) with done masks", compute_gae)
+def check_gae(fn):
+    """``fn(rewards, values, terminated, truncated, final_values, next_values, gamma, lam)``
+    -> ``(advantages, returns)``."""
+    for gamma, lam in ((0.99, 0.95), (0.9, 0.0), (0.9, 1.0), (0.8, 0.5)):
+        for case in _cases():
+            out = fn(*_args(case), gamma=gamma, lam=lam)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                return f"return a pair (advantages, returns), got {describe_type(out)}"
+            advantages, returns = out
+            expected, expected_returns = compute_gae(**case, gamma=gamma, lam=lam)
+            if (hint := _shape_hint(advantages, expected)) is not None:
+                return "advantages: " + hint
+            idx = first_mismatch(advantages, expected)
+            if idx is not None:
+                return _gae_hint(case, advantages, expected, gamma, lam, idx)
+            if not close(returns, expected_returns):
+                return ("advantages are right but returns are not: the critic's target is "
+                        "returns = advantages + values")
+    return None
+
+
+def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
+    where = f"(gamma={gamma}, lam={lam})"
+    if close(got, _leaky_gae(case, gamma, lam)):
+        done = case["terminated"] | case["truncated"]
+        leak = next((tuple(int(j) for j in ix) for ix in done.nonzero()), idx)
+        return (f"your advantages leak across episode boundaries at index {leak}: when step t "
+                f"ended an episode, A_t = delta_t (do not add gamma * lam * A_(t+1)) {where}")
+    as_termination = dict(case, terminated=case["terminated"] | case["truncated"],
+                          truncated=torch.zeros_like(case["truncated"]))
+    if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):
+        return ("you treat truncation as termination: a truncated step must bootstrap from "
+                "final_values (V of the final observation), not from 0")
+    if lam == 0.0:
+        return f"with lam = 0 GAE must equal the TD residuals delta_t; first difference at {idx} {where}"
+    if lam == 1.0:
+        return (f"with lam = 1 GAE must equal the discounted return minus V(s_t); first "
+                f"difference at {idx} {where}")
+    return (f"at {_kind_of_step(case, *idx)} step {idx} expected {float(expected[idx]):.4f}, got "
+            f"{float(got[idx]):.4f} {where}; the recursion runs backwards: "
+            f"A_t = delta_t + gamma * lam * (1 - done_t) * A_(t+1)")
+
+
+__all__ = ["check_bootstrap_values", "check_td_residuals", "check_gae"]

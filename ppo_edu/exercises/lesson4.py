@@ -1,0 +1,109 @@
+"""Checkers for lesson 4 (PPO on CartPole): the clipped value loss and explained variance."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.ppo import clipped_value_loss, explained_variance
+
+
+def _value_cases():
+    g = torch.Generator().manual_seed(0)
+    old = torch.randn(64, generator=g)
+    returns = old + 2.0 * torch.randn(64, generator=g)
+    values = old + 0.5 * torch.randn(64, generator=g)  # some inside, some outside +-eps
+    yield "random", values, old, returns, 0.2
+    # one sample per situation: (V moved, towards or away from R, within or beyond eps)
+    old = torch.tensor([0.0, 0.0, 0.0, 0.0])
+    returns = torch.tensor([5.0, 5.0, -5.0, 5.0])
+    values = torch.tensor([3.0, -1.0, -0.1, 0.1])
+    yield "hand-made", values, old, returns, 0.2
+    yield "large epsilon", values, old, returns, 10.0
+
+
+def _plain(values, old_values, returns, epsilon):
+    return 0.5 * ((values - returns) ** 2).mean()
+
+
+def _min_instead_of_max(values, old_values, returns, epsilon):
+    clipped = old_values + torch.clamp(values - old_values, -epsilon, epsilon)
+    return 0.5 * torch.minimum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def _clipped_difference_only(values, old_values, returns, epsilon):
+    clipped = torch.clamp(values - old_values, -epsilon, epsilon)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+@checker("clipped value loss", clipped_value_loss)
+def check_value_loss(fn):
+    """``fn(values, old_values, returns, epsilon)`` -> scalar loss (to minimise)."""
+    for name, values, old, returns, eps in _value_cases():
+        v = values.clone().requires_grad_(True)
+        got = fn(v, old.clone(), returns.clone(), eps)
+        expected = clipped_value_loss(values, old, returns, eps)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return f"return a scalar tensor (the mean loss), got {describe_type(got)}"
+        if not torch.isclose(got.detach().reshape(()), expected, rtol=1e-4, atol=1e-6):
+            for wrong, hint in (
+                (_plain, "this is the plain 0.5 * (V - R)^2: clip V to old_values +- epsilon "
+                         "and take the larger of the two squared errors"),
+                (_min_instead_of_max, "take the max of the two squared errors, not the min: "
+                                      "like L^CLIP, the bound must be pessimistic"),
+                (_clipped_difference_only, "V_clip is old_values + clamp(values - old_values, "
+                                           "-eps, eps): add old_values back after clamping"),
+            ):
+                if torch.isclose(got.detach().reshape(()), wrong(values, old, returns, eps),
+                                 rtol=1e-4, atol=1e-6):
+                    return hint
+            if torch.isclose(got.detach().reshape(()), 2 * expected, rtol=1e-4):
+                return "off by a factor of 2: the loss is 0.5 * mean(max(...))"
+            return f"on the {name} case expected {expected.item():.5f}, got {got.item():.5f}"
+        if not got.requires_grad:
+            return "the loss has no gradient: do not detach the new values"
+        got.backward()
+        if v.grad is None or not torch.isfinite(v.grad).all():
+            return "the loss gives no finite gradient with respect to values"
+    return None
+
+
+@checker("explained variance", explained_variance)
+def check_explained_variance(fn):
+    """``fn(predictions, targets)`` -> float."""
+    g = torch.Generator().manual_seed(1)
+    targets = torch.randn(200, generator=g) * 3 + 1
+    cases = [
+        ("perfect critic", targets.clone(), targets, 1.0),
+        ("predicting the mean", torch.full_like(targets, targets.mean().item()), targets, 0.0),
+        ("a noisy critic", targets + torch.randn(200, generator=g), targets, None),
+        ("a biased critic", targets + 5.0, targets, 1.0),
+        ("an anti-critic", -targets, targets, None),
+    ]
+    for name, predictions, y, known in cases:
+        got = fn(predictions.clone(), y.clone())
+        expected = explained_variance(predictions, y)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"return a number, got {describe_type(got)}"
+        if not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-4):
+            flipped = explained_variance(y, predictions)
+            if math.isclose(got, flipped, rel_tol=1e-3, abs_tol=1e-4):
+                return ("you swapped predictions and targets: divide by Var[targets], the "
+                        "returns the critic is trying to predict")
+            if name == "a biased critic":
+                return ("a constant offset must not matter: use the variance of the error "
+                        "(targets - predictions), not its mean square")
+            note = f" (should be {known:g})" if known is not None else ""
+            return f"for {name} expected {expected:.4f}{note}, got {got:.4f}"
+    constant = fn(torch.ones(5), torch.ones(5))
+    if not (isinstance(constant, float) and math.isnan(constant)):
+        return ("when the targets do not vary, explained variance is undefined: return "
+                f"float('nan'), got {constant!r}")
+    return None
+
+
+__all__ = ["check_value_loss", "check_explained_variance"]

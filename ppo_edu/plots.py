@@ -1,0 +1,90 @@
+"""Plot helpers for trainer histories (lists of dicts, one per update).
+
+``plot_history`` draws the usual PPO dashboard for one run; ``plot_runs`` compares groups
+of runs (e.g. an ablation over seeds) on one metric with the median and the min-max band.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+DASHBOARD = (
+    ("episode_return", "episode return (training)"),
+    ("approx_kl", "approx KL(pi_old || pi)"),
+    ("clip_fraction", "clip fraction"),
+    ("entropy", "entropy S[pi]"),
+    ("value_loss", "value loss"),
+    ("explained_variance", "explained variance"),
+)
+
+
+def smoothed(values: Sequence[float], window: int = 10) -> np.ndarray:
+    """Trailing moving average that skips NaNs (updates where no episode ended)."""
+    values = np.asarray(values, dtype=float)
+    out = np.full_like(values, np.nan)
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        if chunk.size:
+            out[i] = chunk.mean()
+    return out
+
+
+def column(history: list[dict], key: str) -> np.ndarray:
+    """One metric of a history as an array (NaN where an update did not record it)."""
+    return np.array([record.get(key, np.nan) for record in history], dtype=float)
+
+
+def plot_history(history: list[dict], keys=DASHBOARD, x: str = "env_steps", smooth: int = 5,
+                 axes=None, label: str | None = None, ncols: int = 3):
+    """One panel per metric against ``x``; returns the figure. ``keys`` holds metric names
+    or (name, title) pairs. Pass ``axes`` to draw another run onto the same panels."""
+    import matplotlib.pyplot as plt
+
+    keys = [(k, k) if isinstance(k, str) else k for k in keys]
+    if axes is None:
+        nrows = -(-len(keys) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows),
+                                 squeeze=False, constrained_layout=True)
+    axes = np.asarray(axes).reshape(-1)
+    fig = axes[0].figure
+    xs = column(history, x)
+    for ax, (key, title) in zip(axes, keys):
+        ys = column(history, key)
+        ax.plot(xs, smoothed(ys, smooth) if smooth > 1 else ys, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    if label is not None:
+        axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_runs(runs: dict[str, list[list[dict]]], key: str = "episode_return",
+              x: str = "env_steps", smooth: int = 5, ax=None, title: str | None = None):
+    """Median (line) and min-max over seeds (band) of ``key`` for each named group of runs."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    for name, histories in runs.items():
+        length = min(len(h) for h in histories)
+        xs = column(histories[0][:length], x)
+        ys = np.stack([smoothed(column(h[:length], key), smooth) for h in histories])
+        with warnings.catch_warnings():  # all-NaN columns (no episode ended yet) stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(ys, axis=0)
+            low, high = np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
+        line, = ax.plot(xs, median, label=f"{name} (n={len(histories)})")
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title or key.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,209 @@
+"""Advantage estimation: the identities GAE must satisfy, and the episode-boundary rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ppo_edu.advantages import (
+    bootstrap_values,
+    compute_gae,
+    discounted_returns,
+    gae_from_rollout,
+    td_residuals,
+)
+from ppo_edu.rollout import Rollout
+
+
+def random_rollout(T: int = 40, N: int = 5, seed: int = 0, p_end: float = 0.15):
+    """Random (T, N) tensors with terminations and truncations mixed in (some both)."""
+    g = torch.Generator().manual_seed(seed)
+    ends = torch.rand(T, N, generator=g) < p_end
+    kind = torch.rand(T, N, generator=g)
+    terminated = ends & (kind < 0.5)
+    truncated = ends & (kind >= 0.4)  # 0.4..0.5: both flags, as gymnasium allows
+    return dict(
+        rewards=torch.randn(T, N, generator=g),
+        values=torch.randn(T, N, generator=g),
+        terminated=terminated,
+        truncated=truncated,
+        final_values=torch.randn(T, N, generator=g) * ends,
+        next_values=torch.randn(N, generator=g),
+    )
+
+
+def brute_force_gae(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+    """GAE by the definition, one episode segment at a time, in plain Python floats.
+
+    A_t = sum_k (gamma lam)^k delta_{t+k} over the rest of t's episode segment, with
+    delta using V(s_{t+1}) inside the segment, V(final obs) after a truncation, 0 after a
+    termination and next_values after the rollout's last step.
+    """
+    T, N = rewards.shape
+    adv = torch.zeros(T, N, dtype=torch.float64)
+    for i in range(N):
+        start = 0
+        for t in range(T):
+            if not (terminated[t, i] or truncated[t, i] or t == T - 1):
+                continue
+            segment = range(start, t + 1)  # one episode's steps inside the rollout
+            deltas = []
+            for s in segment:
+                if s < t:
+                    v_next = float(values[s + 1, i])
+                elif terminated[s, i]:
+                    v_next = 0.0
+                elif truncated[s, i]:
+                    v_next = float(final_values[s, i])
+                else:  # the rollout's last step, episode still running
+                    v_next = float(next_values[i])
+                deltas.append(float(rewards[s, i]) + gamma * v_next - float(values[s, i]))
+            for j, s in enumerate(segment):
+                adv[s, i] = sum((gamma * lam) ** k * d for k, d in enumerate(deltas[j:]))
+            start = t + 1
+    return adv
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 0.5), (1.0, 1.0), (0.98, 0.0)])
+def test_gae_matches_brute_force_per_episode_computation(seed, gamma, lam):
+    data = random_rollout(seed=seed)
+    advantages, returns = compute_gae(**data, gamma=gamma, lam=lam)
+    expected = brute_force_gae(**data, gamma=gamma, lam=lam)
+    torch.testing.assert_close(advantages.double(), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(returns, advantages + data["values"])
+
+
+def test_lambda_zero_gives_td_residuals():
+    data = random_rollout(seed=1)
+    advantages, _ = compute_gae(**data, gamma=0.97, lam=0.0)
+    torch.testing.assert_close(advantages, td_residuals(**data, gamma=0.97))
+
+
+def test_lambda_one_gives_discounted_return_minus_value():
+    data = random_rollout(seed=2)
+    advantages, returns = compute_gae(**data, gamma=0.97, lam=1.0)
+    mc = discounted_returns(data["rewards"], data["terminated"], data["truncated"],
+                            data["final_values"], data["next_values"], gamma=0.97)
+    torch.testing.assert_close(advantages, mc - data["values"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(returns, mc, atol=1e-5, rtol=1e-5)
+
+
+def test_discounted_returns_of_one_terminated_episode():
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    flags = torch.zeros(3, 1, dtype=torch.bool)
+    terminated = flags.clone()
+    terminated[2] = True
+    returns = discounted_returns(rewards, terminated, flags, torch.zeros(3, 1),
+                                 torch.tensor([100.0]), gamma=0.5)
+    # G_2 = 3, G_1 = 2 + 0.5 * 3, G_0 = 1 + 0.5 * 3.5; the 100 after the end is never seen
+    torch.testing.assert_close(returns, torch.tensor([[2.75], [3.5], [3.0]]))
+
+
+def test_bootstrap_rules_for_each_kind_of_step():
+    values = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    terminated = torch.tensor([[False], [True], [False], [False]])
+    truncated = torch.tensor([[False], [False], [True], [False]])
+    final_values = torch.tensor([[0.0], [9.0], [7.0], [0.0]])
+    nxt = bootstrap_values(values, terminated, truncated, final_values, torch.tensor([5.0]))
+    # within an episode: V(s_{t+1}); terminated: 0 (even if final_values says 9);
+    # truncated: V(final obs) = 7, not V of the next episode's first state (4); last: V(s_T)
+    torch.testing.assert_close(nxt, torch.tensor([[2.0], [0.0], [7.0], [5.0]]))
+
+
+def test_terminated_and_truncated_together_counts_as_terminated():
+    data = random_rollout(T=3, N=1, p_end=0.0)
+    data["terminated"][1, 0] = data["truncated"][1, 0] = True
+    data["final_values"][1, 0] = 50.0
+    nxt = bootstrap_values(data["values"], data["terminated"], data["truncated"],
+                           data["final_values"], data["next_values"])
+    assert nxt[1, 0] == 0.0
+
+
+@pytest.mark.parametrize("flag", ["terminated", "truncated"])
+def test_nothing_leaks_across_an_episode_boundary(flag):
+    data = random_rollout(T=12, N=2, p_end=0.0)
+    data[flag][5, :] = True
+    before, _ = compute_gae(**data, gamma=0.99, lam=0.95)
+    changed = {k: v.clone() for k, v in data.items()}
+    changed["rewards"][6:] += 100.0  # the next episode's rewards
+    changed["values"][6:] -= 50.0  # and its values
+    changed["next_values"] += 10.0
+    after, _ = compute_gae(**changed, gamma=0.99, lam=0.95)
+    torch.testing.assert_close(after[:6], before[:6])
+    assert not torch.allclose(after[6:], before[6:])
+
+
+def test_treating_truncation_as_termination_is_wrong():
+    """A perfect critic on an endless reward stream cut by a time limit (COURSE.md section 8).
+
+    Reward 1 every step forever has value 1 / (1 - gamma) in every state. With the time
+    limit handled as truncation, every TD residual is 0: the critic is right and the
+    policy gets no spurious signal. Treated as termination, the last steps before the cut
+    look terrible (the "bug" of PPO-PyTorch #73 and CleanRL #198): the advantage at the
+    cut is 1 - V = -9 and the critic is told to lower V for states that are as good as any.
+    """
+    gamma, T = 0.9, 20
+    value = 1.0 / (1.0 - gamma)
+    rewards = torch.ones(T, 1)
+    values = torch.full((T, 1), value)
+    truncated = torch.zeros(T, 1, dtype=torch.bool)
+    truncated[-1] = True
+    no_flags = torch.zeros(T, 1, dtype=torch.bool)
+    final_values = torch.zeros(T, 1)
+    final_values[-1] = value  # V(final observation)
+    next_values = torch.full((1,), value)
+
+    right, right_returns = compute_gae(rewards, values, no_flags, truncated, final_values,
+                                       next_values, gamma=gamma, lam=0.95)
+    wrong, wrong_returns = compute_gae(rewards, values, truncated, no_flags, final_values,
+                                       next_values, gamma=gamma, lam=0.95)
+    torch.testing.assert_close(right, torch.zeros(T, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(right_returns, values)
+    assert wrong[-1].item() == pytest.approx(1.0 - value)  # -9: "this state is a disaster"
+    assert (wrong < -1.0).sum() >= 5  # and the error spreads back through lambda
+    assert wrong_returns[-1].item() == pytest.approx(1.0)  # critic target 1 instead of 10
+
+
+def test_gae_from_rollout_uses_the_rollout_fields():
+    data = random_rollout(T=6, N=3, seed=4)
+    T, N = 6, 3
+    rollout = Rollout(obs=torch.zeros(T, N, 4), actions=torch.zeros(T, N, dtype=torch.long),
+                      logprobs=torch.zeros(T, N), **data)
+    a1, r1 = gae_from_rollout(rollout, gamma=0.9, lam=0.7)
+    a2, r2 = compute_gae(**data, gamma=0.9, lam=0.7)
+    torch.testing.assert_close(a1, a2)
+    torch.testing.assert_close(r1, r2)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.1, 1.01])
+def test_gamma_outside_zero_one_is_rejected(gamma):
+    with pytest.raises(ValueError, match="gamma"):
+        compute_gae(**random_rollout(), gamma=gamma, lam=0.9)
+
+
+@pytest.mark.parametrize("lam", [-0.01, 1.5])
+def test_lambda_outside_unit_interval_is_rejected(lam):
+    with pytest.raises(ValueError, match="lam"):
+        compute_gae(**random_rollout(), gamma=0.9, lam=lam)
+
+
+def test_shape_mismatch_names_the_argument():
+    data = random_rollout(T=5, N=2)
+    data["values"] = data["values"][:4]
+    with pytest.raises(ValueError, match="values"):
+        compute_gae(**data)
+
+
+def test_next_values_must_have_one_entry_per_env():
+    data = random_rollout(T=5, N=2)
+    data["next_values"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="next_values"):
+        td_residuals(**data)
+
+
+def test_nan_rewards_are_reported():
+    data = random_rollout(T=5, N=2)
+    data["rewards"][3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"rewards contains NaN.*\(3, 1\)"):
+        compute_gae(**data)

@@ -1,0 +1,187 @@
+"""Lesson 3 checkers: reject the stub and the typical wrong answers (with a hint that says
+what is wrong), accept correct solutions."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.advantages import bootstrap_values, compute_gae, td_residuals
+from ppo_edu.exercises.lesson3 import check_bootstrap_values, check_gae, check_td_residuals
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("exercise: replace this line with your solution")
+
+
+# --------------------------------------------------------------------------- solutions
+
+
+def my_bootstrap_values(values, terminated, truncated, final_values, next_values):
+    next_v = torch.cat([values[1:], next_values[None]])
+    next_v = torch.where(truncated, final_values, next_v)
+    return torch.where(terminated, torch.zeros_like(next_v), next_v)
+
+
+def my_td_residuals(rewards, values, terminated, truncated, final_values, next_values, gamma):
+    nxt = my_bootstrap_values(values, terminated, truncated, final_values, next_values)
+    return rewards + gamma * nxt - values
+
+
+def my_gae(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+    deltas = my_td_residuals(rewards, values, terminated, truncated, final_values, next_values,
+                             gamma)
+    not_done = (~(terminated | truncated)).float()
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_values)
+    for t in reversed(range(len(rewards))):
+        last = deltas[t] + gamma * lam * not_done[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+def test_stub_falls_back_to_the_reference(capsys):
+    for check, reference in ((check_bootstrap_values, bootstrap_values),
+                             (check_td_residuals, td_residuals), (check_gae, compute_gae)):
+        assert check(stub) is reference
+        assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_solutions_pass_and_are_returned(capsys):
+    for check, fn in ((check_bootstrap_values, my_bootstrap_values),
+                      (check_td_residuals, my_td_residuals), (check_gae, my_gae)):
+        assert check(fn) is fn
+        out = capsys.readouterr().out
+        assert out.startswith("✅") and out.count("\n") == 1
+
+
+def test_the_references_pass():
+    assert check_bootstrap_values.verify(bootstrap_values) is None
+    assert check_td_residuals.verify(td_residuals) is None
+    assert check_gae.verify(compute_gae) is None
+
+
+def test_a_failing_answer_prints_one_line_and_returns_the_reference(capsys):
+    assert check_gae(lambda *a, **k: (None, None)) is compute_gae
+    out = capsys.readouterr().out
+    assert out.startswith("❌") and out.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- exercise 1
+
+
+def test_bootstrap_truncation_as_termination_is_named():
+    def wrong(values, terminated, truncated, final_values, next_values):
+        nxt = torch.cat([values[1:], next_values[None]])
+        return torch.where(terminated | truncated, torch.zeros_like(nxt), nxt)
+
+    assert "treats the time limit as a termination" in check_bootstrap_values.verify(wrong)
+
+
+def test_bootstrap_from_the_next_episode_is_named():
+    def wrong(values, terminated, truncated, final_values, next_values):
+        nxt = torch.cat([values[1:], next_values[None]])
+        return torch.where(terminated, torch.zeros_like(nxt), nxt)
+
+    assert "NEXT episode" in check_bootstrap_values.verify(wrong)
+
+
+def test_bootstrap_after_termination_must_be_zero():
+    def wrong(values, terminated, truncated, final_values, next_values):
+        nxt = torch.cat([values[1:], next_values[None]])
+        return torch.where(terminated | truncated, final_values, nxt)
+
+    assert "terminated step" in check_bootstrap_values.verify(wrong)
+
+
+def test_bootstrap_forgetting_next_values_is_named():
+    def wrong(values, terminated, truncated, final_values, next_values):
+        nxt = torch.cat([values[1:], torch.zeros_like(next_values)[None]])
+        nxt = torch.where(truncated, final_values, nxt)
+        return torch.where(terminated, torch.zeros_like(nxt), nxt)
+
+    assert "last step" in check_bootstrap_values.verify(wrong)
+
+
+def test_bootstrap_wrong_shape_is_named():
+    assert "shape" in check_bootstrap_values.verify(lambda v, *rest: v[:-1])
+
+
+# --------------------------------------------------------------------------- exercise 2
+
+
+def test_td_wrong_sign_is_named():
+    def wrong(*args, gamma):
+        return -my_td_residuals(*args, gamma)
+
+    assert "wrong sign" in check_td_residuals.verify(wrong)
+
+
+def test_td_missing_gamma_is_named():
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma):
+        return my_td_residuals(rewards, values, terminated, truncated, final_values,
+                               next_values, 1.0)
+
+    assert "gamma is missing" in check_td_residuals.verify(wrong)
+
+
+def test_td_ignoring_episode_ends_is_rejected():
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma):
+        return rewards + gamma * torch.cat([values[1:], next_values[None]]) - values
+
+    hint = check_td_residuals.verify(wrong)
+    assert hint is not None and ("terminated" in hint or "truncated" in hint)
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+
+def test_gae_leaking_across_episodes_is_named():
+    def leaky(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = td_residuals(rewards, values, terminated, truncated, final_values, next_values,
+                              gamma)
+        adv, last = torch.zeros_like(deltas), torch.zeros_like(next_values)
+        for t in reversed(range(len(deltas))):
+            last = deltas[t] + gamma * lam * last
+            adv[t] = last
+        return adv, adv + values
+
+    assert "leak across episode boundaries at index (1, 0)" in check_gae.verify(leaky)
+
+
+def test_gae_truncation_as_termination_is_named():
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        return compute_gae(rewards, values, terminated | truncated, torch.zeros_like(truncated),
+                           final_values, next_values, gamma=gamma, lam=lam)
+
+    assert "truncation as termination" in check_gae.verify(wrong)
+
+
+def test_gae_wrong_returns_are_named():
+    def wrong(*args, gamma, lam):
+        advantages, _ = my_gae(*args, gamma, lam)
+        return advantages, advantages
+
+    assert "returns = advantages + values" in check_gae.verify(wrong)
+
+
+def test_gae_forward_recursion_is_rejected():
+    def forward(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = td_residuals(rewards, values, terminated, truncated, final_values, next_values,
+                              gamma)
+        adv, last = torch.zeros_like(deltas), torch.zeros_like(next_values)
+        for t in range(len(deltas)):
+            last = deltas[t] + gamma * lam * last
+            adv[t] = last
+        return adv, adv + values
+
+    assert "backwards" in check_gae.verify(forward)
+
+
+def test_gae_returning_only_advantages_is_named():
+    def wrong(*args, gamma, lam):
+        return my_gae(*args, gamma, lam)[0]
+
+    assert "pair (advantages, returns)" in check_gae.verify(wrong)

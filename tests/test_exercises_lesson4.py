@@ -1,0 +1,91 @@
+"""Lesson 4 checkers: reject the stub and typical wrong answers, accept correct solutions."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.exercises.lesson4 import check_explained_variance, check_value_loss
+from ppo_edu.ppo import clipped_value_loss, explained_variance
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("exercise: replace this line with your solution")
+
+
+def my_value_loss(values, old_values, returns, epsilon):
+    v_clipped = old_values + (values - old_values).clamp(-epsilon, epsilon)
+    return 0.5 * torch.max((values - returns) ** 2, (v_clipped - returns) ** 2).mean()
+
+
+def my_explained_variance(predictions, targets):
+    var = targets.var()
+    if var == 0:
+        return float("nan")
+    return (1 - (targets - predictions).var() / var).item()
+
+
+def test_stubs_fall_back_to_the_reference(capsys):
+    assert check_value_loss(stub) is clipped_value_loss
+    assert check_explained_variance(stub) is explained_variance
+    assert capsys.readouterr().out.count("not implemented yet") == 2
+
+
+def test_solutions_pass_and_are_returned(capsys):
+    assert check_value_loss(my_value_loss) is my_value_loss
+    assert check_explained_variance(my_explained_variance) is my_explained_variance
+    out = capsys.readouterr().out
+    assert out.count("✅") == 2
+
+
+def test_the_references_pass():
+    assert check_value_loss.verify(clipped_value_loss) is None
+    assert check_explained_variance.verify(explained_variance) is None
+
+
+def test_unclipped_value_loss_is_named():
+    hint = check_value_loss.verify(lambda v, old, r, eps: 0.5 * ((v - r) ** 2).mean())
+    assert "plain 0.5 * (V - R)^2" in hint
+
+
+def test_min_instead_of_max_is_named():
+    def wrong(v, old, r, eps):
+        c = old + (v - old).clamp(-eps, eps)
+        return 0.5 * torch.min((v - r) ** 2, (c - r) ** 2).mean()
+
+    assert "max of the two" in check_value_loss.verify(wrong)
+
+
+def test_forgetting_to_add_old_values_back_is_named():
+    def wrong(v, old, r, eps):
+        c = (v - old).clamp(-eps, eps)
+        return 0.5 * torch.max((v - r) ** 2, (c - r) ** 2).mean()
+
+    assert "add old_values back" in check_value_loss.verify(wrong)
+
+
+def test_missing_half_is_named():
+    assert "factor of 2" in check_value_loss.verify(lambda *a: 2 * my_value_loss(*a))
+
+
+def test_detached_loss_is_rejected():
+    assert "no gradient" in check_value_loss.verify(lambda *a: my_value_loss(*a).detach())
+
+
+def test_swapped_explained_variance_is_named():
+    hint = check_explained_variance.verify(lambda p, t: my_explained_variance(t, p))
+    assert "swapped" in hint
+
+
+def test_mean_square_instead_of_variance_is_named():
+    def wrong(p, t):
+        return (1 - ((t - p) ** 2).mean() / t.var(unbiased=False)).item()
+
+    assert "constant offset" in check_explained_variance.verify(wrong)
+
+
+def test_constant_targets_must_give_nan():
+    def wrong(p, t):
+        var = t.var()
+        return 0.0 if var == 0 else my_explained_variance(p, t)
+
+    assert "nan" in check_explained_variance.verify(wrong)

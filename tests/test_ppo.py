@@ -1,0 +1,232 @@
+"""The PPO trainer: config validation, reproducibility, the update's pieces, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ppo_edu.advantages import compute_gae
+from ppo_edu.agents import ActorCritic
+from ppo_edu.ppo import (
+    PPOConfig,
+    clipped_value_loss,
+    explained_variance,
+    load_checkpoint,
+    normalize_advantages,
+    ppo_loss,
+    save_checkpoint,
+    train_ppo,
+)
+
+TINY = dict(total_timesteps=512, num_envs=4, num_steps=32, minibatch_size=64, update_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    return train_ppo(PPOConfig(**TINY, seed=7), progress=False)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("field,value", [
+    ("gamma", 0.0), ("gamma", 1.5), ("gamma", -0.5),
+    ("lam", -0.1), ("lam", 1.01),
+    ("clip_epsilon", 0.0), ("clip_epsilon", -0.2),
+    ("minibatch_size", 100),  # does not divide 8 * 64 = 512
+    ("num_envs", 0), ("update_epochs", 0), ("learning_rate", 0.0), ("max_grad_norm", 0.0),
+])
+def test_invalid_config_raises_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"PPOConfig\.{field}\b"):
+        PPOConfig(**{field: value})
+
+
+def test_boundary_values_are_valid():
+    PPOConfig(gamma=1.0, lam=0.0)
+    PPOConfig(lam=1.0, minibatch_size=8 * 64)
+
+
+def test_minibatch_size_error_says_what_the_batch_is():
+    with pytest.raises(ValueError, match="num_envs \\* num_steps = 512"):
+        PPOConfig(num_envs=8, num_steps=64, minibatch_size=100)
+
+
+def test_non_discrete_action_space_is_refused():
+    with pytest.raises(ValueError, match=r"PPOConfig\.env_id.*Box.*Discrete"):
+        train_ppo(PPOConfig(env_id="Pendulum-v1", **TINY), progress=False)
+
+
+def test_replace_validates_again():
+    assert PPOConfig().replace(lam=1.0).lam == 1.0
+    with pytest.raises(ValueError, match="lam"):
+        PPOConfig().replace(lam=2.0)
+
+
+# --------------------------------------------------------------------------- the pieces
+
+
+def test_normalize_advantages_gives_zero_mean_unit_std():
+    adv = normalize_advantages(torch.tensor([1.0, 2.0, 3.0, 10.0]))
+    assert adv.mean().abs() < 1e-6 and (adv.std() - 1).abs() < 1e-4
+
+
+def test_clipped_value_loss_ignores_moves_beyond_epsilon_in_the_target_direction():
+    old = torch.tensor([0.0])
+    target = torch.tensor([5.0])
+    far = torch.tensor([3.0], requires_grad=True)  # moved 3 > eps towards the target
+    loss = clipped_value_loss(far, old, target, epsilon=0.2)
+    loss.backward()
+    # max((3-5)^2, (0.2-5)^2) = 23.04: the clipped term wins and has no gradient in V
+    assert loss.item() == pytest.approx(0.5 * 4.8 ** 2)
+    assert far.grad.item() == 0.0
+
+
+def test_clipped_value_loss_never_hides_a_worse_prediction():
+    old, target = torch.tensor([0.0]), torch.tensor([5.0])
+    away = torch.tensor([-1.0], requires_grad=True)  # moved away from the target
+    loss = clipped_value_loss(away, old, target, epsilon=0.2)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.5 * 36.0) and away.grad.item() < 0
+
+
+def test_unclipped_value_loss_is_half_mean_squared_error():
+    v, r = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0])
+    assert clipped_value_loss(v, v * 0, r, epsilon=None).item() == pytest.approx(1.25)
+
+
+def test_explained_variance():
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(y, y) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(y, y.mean()), y) == pytest.approx(0.0)
+    assert explained_variance(-y, y) < 0
+    assert math.isnan(explained_variance(y, torch.ones(4)))
+
+
+def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    obs = torch.randn(32, 4)
+    actions = torch.randint(0, 2, (32,))
+    with torch.no_grad():
+        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    batch = dict(obs=obs, actions=actions, logprobs=logprobs, values=values,
+                 advantages=torch.randn(32), returns=torch.randn(32))
+    for use_clipping in (True, False):
+        loss, stats = ppo_loss(agent, batch, PPOConfig(use_clipping=use_clipping))
+        assert stats["clip_fraction"] == 0 and abs(stats["approx_kl"]) < 1e-6
+        # normalised advantages average to zero, and r = 1, so the surrogate is ~0
+        assert abs(stats["policy_loss"]) < 1e-5
+        assert loss.requires_grad
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def test_history_has_one_record_per_update_with_the_diagnostics(tiny_run):
+    agent, history = tiny_run
+    assert len(history) == PPOConfig(**TINY).num_updates == 4
+    assert [h["env_steps"] for h in history] == [128, 256, 384, 512]
+    keys = {"episode_return", "approx_kl", "clip_fraction", "entropy", "value_loss",
+            "policy_loss", "explained_variance", "learning_rate", "wall_time"}
+    assert keys <= set(history[0])
+    for h in history:
+        assert h["approx_kl"] >= 0 and 0 <= h["clip_fraction"] <= 1
+        assert 0 < h["entropy"] <= math.log(2) + 1e-6
+
+
+def test_learning_rate_anneals_linearly(tiny_run):
+    _, history = tiny_run
+    lr = PPOConfig().learning_rate
+    assert [h["learning_rate"] for h in history] == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
+
+
+def test_same_seed_gives_the_same_numbers(tiny_run):
+    agent, history = tiny_run
+    agent2, history2 = train_ppo(PPOConfig(**TINY, seed=7), progress=False)
+    strip = [{k: v for k, v in h.items() if k != "wall_time"} for h in history]
+    strip2 = [{k: v for k, v in h.items() if k != "wall_time"} for h in history2]
+    assert strip == strip2
+    for (name, p), p2 in zip(agent.state_dict().items(), agent2.state_dict().values()):
+        assert torch.equal(p, p2), name
+
+
+def test_different_seeds_give_different_runs(tiny_run):
+    agent, _ = tiny_run
+    other, _ = train_ppo(PPOConfig(**TINY, seed=8), progress=False)
+    assert not torch.equal(agent.actor[0].weight, other.actor[0].weight)
+
+
+def test_the_advantage_function_is_a_parameter():
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return compute_gae(*args, **kwargs)
+
+    config = PPOConfig(**TINY, gamma=0.9, lam=0.5)
+    train_ppo(config, advantage_fn=spy, progress=False)
+    assert len(calls) == config.num_updates
+    assert calls[0] == {"gamma": 0.9, "lam": 0.5}
+
+
+def test_a_broken_advantage_function_changes_training():
+    """The trainer really uses what advantage_fn returns (here: all-zero advantages)."""
+    def zeros(rewards, values, *rest, gamma, lam):
+        _, returns = compute_gae(rewards, values, *rest, gamma=gamma, lam=lam)
+        return torch.zeros_like(rewards), returns
+
+    _, history = train_ppo(PPOConfig(**TINY, normalize_advantages=False), advantage_fn=zeros,
+                           progress=False)
+    assert all(abs(h["policy_loss"]) < 1e-7 for h in history)
+
+
+def test_callback_can_stop_training():
+    seen = []
+    _, history = train_ppo(PPOConfig(**TINY), progress=False,
+                           callback=lambda agent, record: seen.append(record) or len(seen) == 2)
+    assert len(history) == 2 and seen == history
+
+
+def test_torch_threads_are_restored():
+    before = torch.get_num_threads()
+    train_ppo(PPOConfig(**TINY, torch_threads=1), progress=False)
+    assert torch.get_num_threads() == before
+
+
+def test_ppo_learns_cartpole_a_little():
+    """A short run must move the training return well above a random policy's ~22."""
+    _, history = train_ppo(PPOConfig(total_timesteps=8192, seed=0), progress=False)
+    early = [h["episode_return"] for h in history[:2]]
+    late = [h["episode_return"] for h in history[-3:] if not math.isnan(h["episode_return"])]
+    assert max(early) < 40 and min(late) > 60
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tiny_run, tmp_path):
+    agent, _ = tiny_run
+    config = PPOConfig(**TINY, seed=7)
+    path = save_checkpoint(tmp_path / "agent.safetensors", agent, config)
+    loaded, loaded_config = load_checkpoint(path)
+    assert loaded_config == config
+    for (name, p), p2 in zip(agent.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, p2), name
+    obs = torch.randn(5, 4)
+    assert torch.equal(agent.act(obs, deterministic=True)[0], loaded.act(obs, deterministic=True)[0])
+
+
+def test_checkpoint_without_config(tiny_run, tmp_path):
+    agent, _ = tiny_run
+    loaded, config = load_checkpoint(save_checkpoint(tmp_path / "a.safetensors", agent))
+    assert config is None and loaded.hidden == agent.hidden
+
+
+def test_loading_a_foreign_safetensors_file_says_so(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a ppo_edu checkpoint"):
+        load_checkpoint(tmp_path / "other.safetensors")
