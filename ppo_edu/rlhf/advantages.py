@@ -1,0 +1,85 @@
+"""Rewards, advantages and returns over response tokens, shapes ``(B, R)`` with a mask.
+
+Each response is one episode whose steps are its tokens. Token t's reward is the KL
+penalty -beta kl_t; the last real token also gets the reward model's score (the
+episode's only "environment" reward, given when the response is complete). The episode
+*terminates* after that token, so nothing is bootstrapped after it (V = 0), and padding
+carries no reward, no value and no advantage. gamma = 1 is the usual choice: the score
+at the end is what every token works for.
+
+This is lesson 3's GAE with one episode per row: ``token_gae`` equals
+``ppo_edu.advantages.compute_gae`` on the transposed ``(R, B)`` tensors with
+``terminated`` set at each row's last real token (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu._checks import require_finite, require_same_shape
+
+
+def _require_prefix_mask(mask: torch.Tensor) -> None:
+    if mask.dim() != 2:
+        raise ValueError(f"mask must have shape (B, R), got {tuple(mask.shape)}")
+    if (mask[:, 1:] > mask[:, :-1]).any():
+        raise ValueError("mask must be 1s then 0s in every row (a response is a contiguous prefix)")
+    if (mask.sum(1) == 0).any():
+        raise ValueError("a row of the mask has no real token: every response has at least one")
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+           eps: float = 1e-8) -> torch.Tensor:
+    """(values - mean) / std over the masked entries (mean kept if ``shift_mean=False``); 0 on padding."""
+    require_same_shape(values=values, mask=mask)
+    m = mask.to(values.dtype)
+    n = m.sum()
+    if n < 2:
+        raise ValueError("whitening needs at least two real entries")
+    mean = (values * m).sum() / n
+    var = (((values - mean) * m) ** 2).sum() / (n - 1)
+    out = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * m
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """r_t = -beta kl_t on every real token, plus the score on each row's last real token. (B, R)."""
+    require_same_shape(kl=kl, mask=mask)
+    if scores.shape != (kl.shape[0],):
+        raise ValueError(f"scores must have shape (B,) = ({kl.shape[0]},), got {tuple(scores.shape)}")
+    _require_prefix_mask(mask)
+    rewards = -kl_coef * kl * mask
+    last = mask.sum(1).long() - 1
+    rewards[torch.arange(len(scores)), last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+              gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over response tokens (Schulman et al. 2015, eq. 16); returns (advantages, returns).
+
+    delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V(s_{t+1}) = 0 after the last real
+    token; A_t = delta_t + gamma lambda A_{t+1}; returns = A + V (the critic's target).
+    Everything is 0 on padding. rewards, values, mask: ``(B, R)``.
+    """
+    require_same_shape(rewards=rewards, values=values, mask=mask)
+    _require_prefix_mask(mask)
+    if not (0.0 < gamma <= 1.0) or not (0.0 <= lam <= 1.0):
+        raise ValueError(f"need 0 < gamma <= 1 and 0 <= lam <= 1, got {gamma}, {lam}")
+    m = mask.to(values.dtype)
+    real = mask.bool()
+    # padding may hold anything (even NaN): replace it, rather than multiply it, by 0
+    rewards = torch.where(real, rewards, torch.zeros_like(rewards))
+    values = torch.where(real, values, torch.zeros_like(values))
+    require_finite(rewards=rewards, values=values)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)  # 0 after the end
+    deltas = rewards + gamma * next_values - values
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        running = (deltas[:, t] + gamma * lam * running) * m[:, t]
+        advantages[:, t] = running
+    return advantages, (advantages + values) * m

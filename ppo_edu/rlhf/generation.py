@@ -1,0 +1,170 @@
+"""Batched sampling from a causal LM: left-padded prompts, responses that end at EOS.
+
+Prompts of different lengths are padded on the *left*, so every row's next token is
+generated at the same column; the attention mask hides the pads and the position ids
+count real tokens only (see :mod:`ppo_edu.rlhf.logprobs`).
+
+A response ends at its first EOS, which belongs to the response (the model chose to
+stop: that choice gets a log-probability, a value and the score). Every token after it
+is set to the pad id and masked out. The mask comes from *where* the first EOS is, never
+from comparing token ids with the pad id: with ``pad_token == eos_token`` (the usual GPT-2
+set-up) an id comparison would mask the real EOS too (TRL #2387, #3750).
+
+Sampling is plain ancestral sampling from softmax(logits / temperature): no top-k, no
+top-p, no repetition penalty. PPO's ratio needs the probability of each sampled token
+under the policy that sampled it, and those filters would change that policy silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ppo_edu.rlhf.logprobs import position_ids_from_mask
+
+
+@dataclass
+class Generation:
+    """Prompts and sampled responses, shapes ``(B, P)`` and ``(B, R)``."""
+
+    query_ids: torch.Tensor  # (B, P) left-padded
+    query_mask: torch.Tensor  # (B, P) 1 on real prompt tokens
+    response_ids: torch.Tensor  # (B, R) pad id after the first EOS
+    response_mask: torch.Tensor  # (B, R) 1 up to and including the first EOS
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.query_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.query_mask, self.response_mask], dim=1)
+
+    @property
+    def query_length(self) -> int:
+        return self.query_ids.shape[1]
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(1)
+
+    @property
+    def last_index(self) -> torch.Tensor:
+        """Index (into the response) of each row's last real token: where its score goes."""
+        return self.response_lengths - 1
+
+
+def require_pad_token(tokenizer) -> int:
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            "the tokenizer has no pad token. Batched generation needs one to pad prompts. "
+            "Add one (tokenizer.add_special_tokens({'pad_token': '<|pad|>'}) and resize the "
+            "model's embeddings) or reuse EOS (tokenizer.pad_token = tokenizer.eos_token): "
+            "ppo_edu builds masks from positions, so pad == eos is handled correctly."
+        )
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token: responses could never end")
+    return tokenizer.pad_token_id
+
+
+def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_tokens: int,
+                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenise ``prompts`` and pad them on the left: ``(query_ids, query_mask)``, shape (B, P).
+
+    Raises a clear error for an empty list, an empty prompt, or a prompt that leaves no
+    room for ``max_new_tokens`` in the model's ``context_length`` (GPT-2: 1024).
+    """
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+        raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty: need at least one prompt to generate from")
+    pad_id = require_pad_token(tokenizer)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    encoded = []
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt {i} is a {type(prompt).__name__}, not a string")
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) == 0:
+            raise ValueError(f"prompt {i} ({prompt!r}) has no tokens; every prompt needs at least one")
+        if len(ids) + max_new_tokens > context_length:
+            raise ValueError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that is "
+                f"{len(ids) + max_new_tokens} > the model's context of {context_length} tokens. "
+                "Shorten the prompt or generate fewer tokens."
+            )
+        encoded.append(ids)
+    P = max(len(ids) for ids in encoded)
+    query_ids = torch.full((len(encoded), P), pad_id, dtype=torch.long)
+    query_mask = torch.zeros((len(encoded), P), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        query_ids[i, P - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        query_mask[i, P - len(ids):] = 1
+    return query_ids.to(device), query_mask.to(device)
+
+
+def response_mask_from_eos(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """1 for every token up to and including the first EOS of each row, 0 after. (B, R).
+
+    Rows without an EOS (cut off at the length limit) are all ones.
+    """
+    is_eos = (response_ids == eos_token_id).long()
+    eos_before = is_eos.cumsum(1) - is_eos  # number of EOS strictly before each position
+    return (eos_before == 0).long()
+
+
+def context_length_of(model) -> int:
+    config = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError("cannot find the model's context length in its config")
+
+
+@torch.no_grad()
+def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int,
+             eos_token_id: int, pad_token_id: int, temperature: float = 1.0,
+             generator: torch.Generator | None = None) -> Generation:
+    """Sample up to ``max_new_tokens`` tokens per prompt with a KV cache; stop rows at EOS.
+
+    ``model`` is a causal LM (e.g. ``policy.lm``). Raises ``FloatingPointError`` if the
+    logits at some step hold NaN or inf, instead of letting ``multinomial`` sample garbage.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    B, P = query_ids.shape
+    if P + max_new_tokens > context_length_of(model):
+        raise ValueError(f"{P} prompt + {max_new_tokens} new tokens exceed the context "
+                         f"of {context_length_of(model)}")
+    mask = query_mask.clone()
+    positions = position_ids_from_mask(mask)
+    out = model(input_ids=query_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    next_pos = positions[:, -1:] + 1
+    tokens, finished = [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
+    for step in range(max_new_tokens):
+        logits = out.logits[:, -1].float() / temperature
+        bad = ~torch.isfinite(logits).all(-1) & ~finished
+        if bad.any():
+            raise FloatingPointError(
+                f"the policy's logits hold NaN/inf at generation step {step} for rows "
+                f"{bad.nonzero().flatten().tolist()}: the model's weights have diverged"
+            )
+        token = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+        tokens.append(token)
+        newly_real = (~finished).long()
+        finished = finished | (token == eos_token_id)
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, newly_real.unsqueeze(1)], dim=1)
+        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
+                    past_key_values=out.past_key_values, use_cache=True)
+        next_pos = next_pos + 1
+    response_ids = torch.stack(tokens, dim=1)
+    response_mask = response_mask_from_eos(response_ids, eos_token_id)
+    response_ids = torch.where(response_mask.bool(), response_ids, torch.full_like(response_ids, pad_token_id))
+    return Generation(query_ids, query_mask, response_ids, response_mask)

@@ -1,0 +1,86 @@
+"""Per-token log-probabilities, aligned with the tokens that produced them.
+
+A causal LM's output at position ``i`` is the distribution of the token at ``i + 1``.
+For a sequence ``query (P tokens) + response (R tokens)`` the response token ``t`` sits at
+position ``P + t`` and its distribution comes from the logits at position ``P + t - 1``:
+the logits we need are positions ``P - 1 ... P + R - 2``. Taking ``P ... P + R - 1``
+instead (one token late) is the classic off-by-one bug (the ARENA RLHF tests catch it);
+the value head has the same alignment, V(s_t) read at the last token *before* token t.
+
+Left padding: a row with ``k`` pad tokens in front must see positions ``0, 1, ...`` for
+its real tokens, not ``k, k + 1, ...``. ``transformers`` does not infer position ids from
+the attention mask in a plain forward call, so every forward here passes them explicitly
+(the padding mismatch behind TRL #2778 / #1482: logprobs of the same text changed with
+the amount of padding). Shapes: ``(B, L)`` batch x tokens, ``(B, L, V)`` with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu._checks import require_same_shape
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions 0, 1, 2, ... counted over real tokens only; padding gets 0. Shape (B, L)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_slice(query_length: int, response_length: int) -> slice:
+    """The positions whose outputs predict (or value the state before) each response token."""
+    if query_length < 1:
+        raise ValueError("the query needs at least one token: the first response token is "
+                         "predicted from the last query position")
+    return slice(query_length - 1, query_length - 1 + response_length)
+
+
+def lm_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               query_length: int, output_hidden_states: bool = False):
+    """Run ``model`` on ``(B, P + R)`` tokens with correct position ids.
+
+    Returns ``(logits, hidden)`` restricted to the R positions that predict the response
+    tokens: logits ``(B, R, V)`` and the last hidden state ``(B, R, H)`` (or None).
+    Only those positions go through the LM head (``logits_to_keep``), which saves memory
+    with a 50k vocabulary.
+    """
+    require_same_shape(input_ids=input_ids, attention_mask=attention_mask)
+    R = input_ids.shape[1] - query_length
+    if R < 1:
+        raise ValueError(f"no response tokens: sequence length {input_ids.shape[1]}, query {query_length}")
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        output_hidden_states=output_hidden_states,
+        logits_to_keep=R + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1]  # the last position predicts a token after the response
+    hidden = out.hidden_states[-1][:, response_slice(query_length, R)] if output_hidden_states else None
+    return logits, hidden
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor,
+                         temperature: float = 1.0) -> torch.Tensor:
+    """log pi(token_t | prefix) for each t: logits ``(B, R, V)``, tokens ``(B, R)`` -> ``(B, R)``.
+
+    ``temperature`` must be the one used for sampling: the behaviour policy is
+    softmax(logits / temperature), and the ratio r_t(theta) must compare that policy.
+    """
+    if logits.shape[:2] != tokens.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not line up with tokens {tuple(tokens.shape)}")
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of softmax(logits / temperature) per position, ``(B, R, V)`` -> ``(B, R)``."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      query_length: int, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(response token t | query, response[:t]) for a plain causal LM, shape (B, R)."""
+    logits, _ = lm_forward(model, input_ids, attention_mask, query_length)
+    return logprobs_from_logits(logits, input_ids[:, query_length:], temperature)

@@ -1,0 +1,30 @@
+"""The two PPO losses over response tokens. The policy loss is lesson 2's L^CLIP
+(:func:`ppo_edu.objectives.clipped_surrogate` with a token mask); the value loss is here."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu._checks import require_same_shape
+from ppo_edu.objectives import masked_mean
+
+
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                       mask: torch.Tensor, clip_range: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.5 E_t[max((V - R)^2, (V_clip - R)^2)] over real tokens, with
+    V_clip = V_old + clip(V - V_old, -clip_range, clip_range) (PPO2 / Ziegler et al.).
+
+    Like L^CLIP it is pessimistic: the larger of the two errors, so moving V more than
+    ``clip_range`` away from the value at sampling time earns nothing. Returns the loss
+    (to minimise) and the fraction of tokens where the clipped error was the larger.
+    values, old_values, returns, mask: ``(B, R)``.
+    """
+    require_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
+    old_values, returns = old_values.detach(), returns.detach()
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
+    with torch.no_grad():
+        clip_fraction = masked_mean((clipped_error > unclipped_error).to(values.dtype), mask)
+    return loss, clip_fraction

@@ -1,0 +1,318 @@
+"""PPO for a language model: rollout -> rewards -> GAE -> PPO epochs over minibatches.
+
+The loop of lesson 4 with tokens as actions. One :meth:`RLHFTrainer.step`:
+
+1. take ``batch_size`` prompts, sample one response each from pi_theta_old (the current
+   policy, no gradients) and score the full texts with the reward model;
+2. compute log pi_theta_old, V and log pi_ref for every response token, the per-token KL
+   penalty and the rewards (``-beta kl_t``, plus the score on the last token);
+3. GAE over the response tokens, advantages whitened over the batch;
+4. ``ppo_epochs`` passes over the batch in minibatches: L^CLIP (lesson 2) plus the
+   clipped value loss, one Adam step per minibatch, gradients clipped;
+5. update beta with the KL controller and log the step's statistics.
+
+Everything stays finite or stops with an error that says where (TRL #229: NaNs trained
+on silently). The learner's own pieces can be plugged in: ``kl_fn``, ``gae_fn`` and
+``value_loss_fn`` have the signatures of :func:`~ppo_edu.rlhf.kl.kl_penalty`,
+:func:`~ppo_edu.rlhf.advantages.token_gae` and :func:`~ppo_edu.rlhf.losses.clipped_value_loss`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
+from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
+from ppo_edu.rlhf.generation import (Generation, context_length_of, encode_prompts, generate,
+                                     require_pad_token)
+from ppo_edu.rlhf.kl import (ESTIMATORS, AdaptiveKLController, FixedKLController, kl_penalty,
+                             sequence_kl, warn_if_negative)
+from ppo_edu.rlhf.logprobs import entropy_from_logits, response_logprobs
+from ppo_edu.rlhf.losses import clipped_value_loss
+from ppo_edu.rlhf.policy import PolicyWithValueHead
+
+RewardFn = Callable[[list[str]], torch.Tensor]
+
+
+@dataclass
+class RLHFConfig:
+    """Hyper-parameters of PPO on a language model. Defaults suit the tiny offline GPT-2."""
+
+    batch_size: int = 32  # prompts (= sampled responses) per PPO step
+    mini_batch_size: int = 8  # responses per gradient step
+    ppo_epochs: int = 4  # passes over each batch
+    learning_rate: float = 1e-4  # Adam step size
+    max_new_tokens: int = 20  # response length limit (responses also end at EOS)
+    temperature: float = 1.0  # sampling temperature; the log-probs use the same one
+    epsilon: float = 0.2  # clip range of L^CLIP
+    value_clip: float = 0.2  # clip range of the value loss
+    vf_coef: float = 0.1  # weight of the value loss
+    gamma: float = 1.0  # discount over tokens
+    lam: float = 0.95  # GAE lambda over tokens
+    init_kl_coef: float = 0.1  # beta, the KL penalty's weight (at the start, if adaptive)
+    adaptive_kl: bool = True  # Ziegler et al.'s controller moves beta towards target_kl
+    target_kl: float = 4.0  # nats per response the adaptive controller aims at
+    kl_horizon: int = 10_000  # samples over which the controller corrects its error
+    kl_estimator: str = "k1"  # "k1" (log ratio) or "k3" ((r - 1) - log r)
+    whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE
+    missing_eos_penalty: float = 0.0  # subtracted from the score of responses with no EOS
+    max_grad_norm: float = 1.0  # gradient clipping
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mini_batch_size > self.batch_size:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) > batch_size ({self.batch_size})")
+        if self.kl_estimator not in ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {ESTIMATORS}, got {self.kl_estimator!r}")
+        if not (self.learning_rate > 0 and self.temperature > 0 and self.epsilon > 0):
+            raise ValueError("learning_rate, temperature and epsilon must be > 0")
+        if self.init_kl_coef < 0:
+            raise ValueError(f"init_kl_coef must be >= 0, got {self.init_kl_coef}")
+
+
+@dataclass
+class RolloutBatch:
+    """One batch of sampled responses and everything PPO needs about them, ``(B, R)``."""
+
+    generation: Generation
+    texts: list[str]  # prompt + response, what the reward model read
+    scores: torch.Tensor  # (B,) reward model
+    logprobs: torch.Tensor  # log pi_theta_old(y_t | s_t)
+    ref_logprobs: torch.Tensor  # log pi_ref(y_t | s_t)
+    values: torch.Tensor  # V(s_t) at sampling time
+    kl: torch.Tensor  # per-token KL estimate, the one in the penalty
+    rewards: torch.Tensor
+    advantages: torch.Tensor  # whitened
+    returns: torch.Tensor
+    entropy: torch.Tensor  # per-token entropy of pi_theta_old
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.generation.response_mask
+
+
+def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "reward_fn") -> torch.Tensor:
+    """The reward function's output as a float tensor of shape (B,), or a clear error."""
+    if not isinstance(scores, torch.Tensor):
+        scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    if tuple(scores.shape) != (batch_size,):
+        raise ValueError(f"{source} returned shape {tuple(scores.shape)} for {batch_size} texts; "
+                         f"it must return one score per text, shape ({batch_size},)")
+    scores = scores.detach().float()
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"{source} returned {scores[i].item()} (not finite) for text {i}: {texts[i]!r}")
+    return scores
+
+
+class RLHFTrainer:
+    """PPO on ``policy`` (a :class:`PolicyWithValueHead`) against a frozen ``reference``.
+
+    ``reward_fn(texts) -> (B,)`` scores full texts (prompt + response); ``judge_fn`` (same
+    signature, optional) is only measured, never trained on. ``prompts`` are cycled in a
+    shuffled order.
+    """
+
+    def __init__(self, policy: PolicyWithValueHead, reference, tokenizer, reward_fn: RewardFn,
+                 prompts: Sequence[str], config: RLHFConfig | None = None,
+                 judge_fn: RewardFn | None = None, kl_fn=kl_penalty, gae_fn=token_gae,
+                 value_loss_fn=clipped_value_loss):
+        self.config = config = config or RLHFConfig()
+        if not isinstance(policy, PolicyWithValueHead):
+            raise TypeError("policy must be a ppo_edu.rlhf.PolicyWithValueHead (an LM with a value head)")
+        if any(p.requires_grad for p in reference.parameters()):
+            raise ValueError("the reference model must be frozen: use ppo_edu.rlhf.frozen_reference")
+        self.pad_id = require_pad_token(tokenizer)
+        self.eos_id = tokenizer.eos_token_id
+        self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
+        self.reward_fn, self.judge_fn = reward_fn, judge_fn
+        self.kl_fn, self.gae_fn, self.value_loss_fn = kl_fn, gae_fn, value_loss_fn
+        self.device = policy.device
+        self.context_length = context_length_of(policy.lm)
+        self.prompts = list(prompts) if not isinstance(prompts, str) else prompts
+        encode_prompts(tokenizer, self.prompts, self.context_length, config.max_new_tokens)  # fail early
+        self.policy.eval()  # dropout is off anyway; eval() also keeps it off in wrapped modules
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+                       if config.adaptive_kl and config.init_kl_coef > 0
+                       else FixedKLController(config.init_kl_coef))
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        self._order, self._cursor = self.rng.permutation(len(self.prompts)), 0
+        self.history: list[dict] = []
+        self.elapsed = 0.0
+
+    # -- 1-3: rollout ---------------------------------------------------------------------
+
+    def next_prompts(self) -> list[str]:
+        chosen = []
+        while len(chosen) < self.config.batch_size:
+            if self._cursor == len(self._order):
+                self._order, self._cursor = self.rng.permutation(len(self.prompts)), 0
+            chosen.append(self.prompts[self._order[self._cursor]])
+            self._cursor += 1
+        return chosen
+
+    def decode(self, prompts: Sequence[str], generation: Generation) -> list[str]:
+        responses = self.tokenizer.batch_decode(generation.response_ids, skip_special_tokens=True)
+        return [p + r for p, r in zip(prompts, responses)]
+
+    @torch.no_grad()
+    def rollout(self, prompts: Sequence[str]) -> RolloutBatch:
+        cfg = self.config
+        query_ids, query_mask = encode_prompts(self.tokenizer, list(prompts), self.context_length,
+                                               cfg.max_new_tokens, self.device)
+        gen = generate(self.policy.lm, query_ids, query_mask, cfg.max_new_tokens, self.eos_id,
+                       self.pad_id, cfg.temperature, self.generator)
+        texts = self.decode(prompts, gen)
+        scores = check_scores(self.reward_fn(texts), len(texts), texts).to(self.device)
+        if cfg.missing_eos_penalty:
+            has_eos = (gen.response_ids == self.eos_id).any(1) & gen.response_mask.bool().any(1)
+            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
+
+        ids, am, P, mask = gen.input_ids, gen.attention_mask, gen.query_length, gen.response_mask
+        chunks = [slice(i, i + cfg.mini_batch_size) for i in range(0, len(texts), cfg.mini_batch_size)]
+        logprobs, values, entropy, ref_logprobs = [], [], [], []
+        for c in chunks:
+            lp, v, logits = self.policy.logprobs_and_values(ids[c], am[c], P, cfg.temperature)
+            logprobs.append(lp), values.append(v), entropy.append(entropy_from_logits(logits))
+            ref_logprobs.append(response_logprobs(self.reference, ids[c], am[c], P, cfg.temperature))
+        logprobs, values = torch.cat(logprobs), torch.cat(values)
+        entropy, ref_logprobs = torch.cat(entropy), torch.cat(ref_logprobs)
+        m = mask.float()
+        self._require_finite(m, logprobs=logprobs, ref_logprobs=ref_logprobs, values=values)
+
+        kl = self.kl_fn(logprobs, ref_logprobs, mask, cfg.kl_estimator)
+        rewards = token_rewards(scores, kl, self.kl_ctl.value, mask)
+        if cfg.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)
+        advantages, returns = self.gae_fn(rewards, values * m, mask, cfg.gamma, cfg.lam)
+        advantages = whiten(advantages, mask)
+        self._require_finite(m, advantages=advantages, returns=returns)
+        return RolloutBatch(gen, texts, scores, logprobs, ref_logprobs, values * m, kl * m, rewards,
+                            advantages, returns, entropy * m)
+
+    @staticmethod
+    def _require_finite(mask, **tensors) -> None:
+        for name, t in tensors.items():
+            bad = ~torch.isfinite(t) & mask.bool()
+            if bad.any():
+                row, col = (int(i) for i in bad.nonzero()[0])
+                raise FloatingPointError(
+                    f"{name} is NaN/inf at response {row}, token {col}: the model has diverged "
+                    "(lower the learning rate, check the reward scale); refusing to train on it"
+                )
+
+    # -- 4: PPO epochs ----------------------------------------------------------------------
+
+    def ppo_update(self, batch: RolloutBatch) -> dict:
+        cfg = self.config
+        gen = batch.generation
+        ids, am, P = gen.input_ids, gen.attention_mask, gen.query_length
+        lengths = gen.response_lengths
+        log: dict[str, list[float]] = {k: [] for k in (
+            "policy_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl")}
+        B = ids.shape[0]
+        for _epoch in range(cfg.ppo_epochs):
+            order = torch.as_tensor(self.rng.permutation(B), device=ids.device)
+            for start in range(0, B, cfg.mini_batch_size):
+                mb = order[start:start + cfg.mini_batch_size]
+                R = int(lengths[mb].max())  # drop columns that are padding in the whole minibatch
+                mask = gen.response_mask[mb, :R]
+                logprobs, values, _ = self.policy.logprobs_and_values(
+                    ids[mb, :P + R], am[mb, :P + R], P, cfg.temperature)
+                surrogate = clipped_surrogate(logprobs, batch.logprobs[mb, :R], batch.advantages[mb, :R],
+                                              cfg.epsilon, mask=mask)
+                value_loss, value_clip_fraction = self.value_loss_fn(
+                    values, batch.values[mb, :R], batch.returns[mb, :R], mask, cfg.value_clip)
+                loss = -surrogate.objective + cfg.vf_coef * value_loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"PPO loss is {loss.item()} (policy objective {surrogate.objective.item()}, "
+                        f"value loss {value_loss.item()}) at epoch {_epoch}; refusing to step")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    raise FloatingPointError(f"gradient norm is {grad_norm.item()} at epoch {_epoch}; "
+                                             "refusing to step")
+                self.optimizer.step()
+                with torch.no_grad():
+                    log["policy_loss"].append(-surrogate.objective.item())
+                    log["value_loss"].append(value_loss.item())
+                    log["clip_fraction"].append(surrogate.clip_fraction.item())
+                    log["value_clip_fraction"].append(float(value_clip_fraction))
+                    log["approx_kl"].append(approx_kl(logprobs.detach(), batch.logprobs[mb, :R], mask).item())
+        return {k: float(np.mean(v)) for k, v in log.items()}
+
+    # -- one step, and many ---------------------------------------------------------------
+
+    def step(self) -> dict:
+        """Rollout, PPO update, KL-controller update; returns (and records) the step's stats."""
+        start = time.perf_counter()
+        prompts = self.next_prompts()
+        batch = self.rollout(prompts)
+        update_stats = self.ppo_update(batch)
+        kl_per_sample = sequence_kl(batch.kl, batch.mask)
+        mean_kl = kl_per_sample.mean().item()
+        if self.config.kl_estimator == "k1":
+            warn_if_negative(mean_kl)
+        kl_coef = self.kl_ctl.value
+        self.kl_ctl.update(mean_kl, self.config.batch_size)
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        m = batch.mask
+        returns, values = batch.returns[m.bool()], batch.values[m.bool()]
+        var = returns.var()
+        stats = {
+            "step": len(self.history) + 1,
+            "score": batch.scores.mean().item(),
+            "score_std": batch.scores.std().item() if len(batch.scores) > 1 else 0.0,
+            "kl": mean_kl,  # the penalised KL, per sample
+            "kl_coef": kl_coef,
+            "reward": (batch.scores - kl_coef * kl_per_sample).mean().item(),
+            "entropy": masked_mean(batch.entropy, m).item(),
+            "response_length": batch.generation.response_lengths.float().mean().item(),
+            **update_stats,
+            "explained_variance": (1 - (returns - values).var() / var).item() if var > 0 else float("nan"),
+            "samples_per_s": self.config.batch_size / seconds,
+            "time_s": self.elapsed,
+        }
+        if self.judge_fn is not None:
+            stats["judge"] = check_scores(self.judge_fn(batch.texts), len(batch.texts), batch.texts,
+                                          "judge_fn").mean().item()
+        self.history.append(stats)
+        return stats
+
+    def train(self, steps: int | None = None, time_budget_s: float | None = None,
+              progress: bool = True) -> list[dict]:
+        """Run ``steps`` PPO steps, or as many as fit in ``time_budget_s`` seconds (or both:
+        whichever ends first). Returns the whole history (a list of dicts, one per step)."""
+        if steps is None and time_budget_s is None:
+            raise ValueError("give steps, time_budget_s, or both")
+        total = steps if steps is not None else None
+        bar = tqdm(total=total, disable=not progress, desc="PPO")
+        start, done = time.perf_counter(), 0
+        while (steps is None or done < steps) and (
+                time_budget_s is None or time.perf_counter() - start < time_budget_s):
+            stats = self.step()
+            done += 1
+            bar.update(1)
+            bar.set_postfix(score=f"{stats['score']:.2f}", kl=f"{stats['kl']:.2f}")
+        bar.close()
+        return self.history
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -1,0 +1,77 @@
+"""Per-token rewards, whitening and GAE over response tokens with masks."""
+
+import pytest
+import torch
+
+from ppo_edu.advantages import compute_gae
+from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
+
+MASK = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+
+
+def test_score_goes_on_the_last_real_token_not_on_padding():
+    """TRL PR #5303: the score on a PAD after EOS is never seen by any real token."""
+    kl = torch.zeros(3, 4)
+    rewards = token_rewards(torch.tensor([1.0, 2.0, 3.0]), kl, 0.1, MASK)
+    assert rewards.tolist() == [[0, 0, 0, 1.0], [0, 2.0, 0, 0], [3.0, 0, 0, 0]]
+
+
+def test_kl_penalty_is_subtracted_on_every_real_token():
+    kl = torch.ones(3, 4)
+    rewards = token_rewards(torch.zeros(3), kl, 0.5, MASK)
+    torch.testing.assert_close(rewards, -0.5 * MASK.float())
+
+
+def test_token_gae_is_lesson_3_gae_with_one_episode_per_row():
+    g = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(3, 4, generator=g) * MASK, torch.randn(3, 4, generator=g) * MASK
+    adv, ret = token_gae(rewards, values, MASK, gamma=0.9, lam=0.8)
+    last = MASK.sum(1) - 1
+    terminated = torch.zeros(3, 4, dtype=torch.bool)
+    terminated[torch.arange(3), last] = True
+    zeros = torch.zeros(4, 3)
+    ref_adv, ref_ret = compute_gae(rewards.T, values.T, terminated.T, torch.zeros_like(terminated.T),
+                                   zeros, torch.zeros(3), gamma=0.9, lam=0.8)
+    torch.testing.assert_close(adv, ref_adv.T * MASK)
+    torch.testing.assert_close(ret, ref_ret.T * MASK)
+
+
+def test_token_gae_is_zero_on_padding_whatever_the_padding_holds():
+    rewards = torch.where(MASK.bool(), torch.ones(3, 4), torch.full((3, 4), 100.0))
+    values = torch.where(MASK.bool(), torch.zeros(3, 4), torch.full((3, 4), float("nan")))
+    adv, ret = token_gae(rewards, values, MASK, 1.0, 0.95)
+    assert (adv[~MASK.bool()] == 0).all() and (ret[~MASK.bool()] == 0).all()
+    assert torch.isfinite(adv).all()
+    # no value after the last real token: row 1's last advantage is its reward minus V = 1
+    assert adv[1, 1].item() == pytest.approx(1.0)
+
+
+def test_lambda_one_gives_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.2, 0.5, 0.7]])
+    adv, ret = token_gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    torch.testing.assert_close(ret, torch.ones(1, 3))
+    torch.testing.assert_close(adv, 1.0 - values)
+
+
+def test_lambda_zero_gives_td_residuals():
+    rewards = torch.tensor([[0.1, 0.2, 1.0]])
+    values = torch.tensor([[0.2, 0.5, 0.7]])
+    adv, _ = token_gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=0.0)
+    torch.testing.assert_close(adv, torch.tensor([[0.1 + 0.5 - 0.2, 0.2 + 0.7 - 0.5, 1.0 - 0.7]]))
+
+
+def test_masks_with_holes_are_rejected():
+    with pytest.raises(ValueError, match="contiguous prefix"):
+        token_gae(torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([[1, 0, 1]]))
+
+
+def test_whiten_uses_real_entries_only():
+    x = torch.tensor([[1.0, 2.0, 3.0, 1000.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    w = whiten(x, mask)
+    assert w[0, 3] == 0
+    assert w[0, :3].mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert w[0, :3].std().item() == pytest.approx(1.0, abs=1e-4)
+    kept = whiten(x, mask, shift_mean=False)
+    assert kept[0, :3].mean().item() == pytest.approx(2.0, abs=1e-5)

@@ -1,0 +1,145 @@
+"""Batched generation: left padding, EOS handling, bad input (COURSE.md §8 rows on
+padding and EOS: TRL #2778, #1482, #2387, #3750, PR #5303)."""
+
+import pytest
+import torch
+
+from ppo_edu.rlhf.generation import (encode_prompts, generate, response_mask_from_eos)
+from ppo_edu.rlhf.logprobs import response_logprobs
+from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return toy_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def lm(tok):
+    return toy_lm(tok)
+
+
+def test_prompts_are_padded_on_the_left(tok):
+    ids, mask = encode_prompts(tok, ["the movie was great", "a"], context_length=64, max_new_tokens=4)
+    assert mask[1, -1] == 1 and mask[1, 0] == 0
+    assert (ids[1][mask[1] == 0] == tok.pad_token_id).all()
+    assert ids[0, -1].item() == tok("the movie was great")["input_ids"][-1]
+
+
+def test_logprobs_of_a_response_do_not_depend_on_the_padding_of_its_batch(tok, lm):
+    """The same prompt + response, alone or next to a much longer prompt, same log-probs."""
+    alone = encode_prompts(tok, ["a film"], 64, 8)
+    padded = encode_prompts(tok, ["the movie was great and the acting was wonderful", "a film"], 64, 8)
+    assert padded[1][1, 0] == 0, "the short prompt must be padded for this test"
+    g = generate(lm, *padded, 8, tok.eos_token_id, tok.pad_token_id,
+                 generator=torch.Generator().manual_seed(3))
+    # sampling draws random numbers for every row, so compare log-probs, not tokens:
+    # the short prompt's response scored inside the padded batch and scored alone
+    n = int(g.response_mask[1].sum())
+    seq_alone = torch.cat([alone[0], g.response_ids[1:2, :n]], 1)
+    lp_alone = response_logprobs(lm, seq_alone, torch.ones_like(seq_alone), alone[0].shape[1])
+    lp_padded = response_logprobs(lm, g.input_ids, g.attention_mask, g.query_length)[1:2, :n]
+    torch.testing.assert_close(lp_alone, lp_padded, atol=1e-5, rtol=1e-5)
+
+
+def test_logprobs_are_the_same_with_left_or_right_padding(tok, lm):
+    """TRL #2778: without position ids from the mask, left padding shifts positions."""
+    q = tok("the movie", add_special_tokens=False)["input_ids"]
+    r = tok(" was great", add_special_tokens=False)["input_ids"]
+    pad = tok.pad_token_id
+    left = torch.tensor([[pad, pad, pad] + q + r])
+    left_mask = torch.tensor([[0, 0, 0] + [1] * (len(q) + len(r))])
+    plain = torch.tensor([q + r])
+    lp_left = response_logprobs(lm, left, left_mask, 3 + len(q))
+    lp_plain = response_logprobs(lm, plain, torch.ones_like(plain), len(q))
+    torch.testing.assert_close(lp_left, lp_plain, atol=1e-5, rtol=1e-5)
+    # and the bug, for contrast: a forward call without position ids gets it wrong
+    out = lm(input_ids=left, attention_mask=left_mask)
+    logp = torch.log_softmax(out.logits[:, 3 + len(q) - 1:-1], -1)
+    lp_buggy = logp.gather(-1, left[:, 3 + len(q):].unsqueeze(-1)).squeeze(-1)
+    assert not torch.allclose(lp_buggy, lp_plain, atol=1e-3)
+
+
+def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):
+    """Near-greedy sampling (tiny temperature) picks, at every step, the argmax of a
+    fresh forward pass over the whole padded sequence: the KV-cache steps see the same
+    positions and masks as the forward pass PPO trains with."""
+    lm = toy_lm(tok, seed=5)
+    q, qm = encode_prompts(tok, ["the movie was great and the acting was wonderful", "a", "not bad"], 64, 10)
+    g = generate(lm, q, qm, 10, tok.eos_token_id, tok.pad_token_id, temperature=1e-6)
+    from ppo_edu.rlhf.logprobs import lm_forward
+    logits, _ = lm_forward(lm, g.input_ids, g.attention_mask, g.query_length)
+    greedy = logits.argmax(-1)
+    real = g.response_mask.bool()
+    assert torch.equal(greedy[real], g.response_ids[real])
+
+
+def test_response_mask_ends_at_the_first_eos_and_keeps_it():
+    eos = 0
+    ids = torch.tensor([[5, 6, eos, 7, eos], [5, 6, 7, 8, 9], [eos, 3, 3, 3, 3]])
+    mask = response_mask_from_eos(ids, eos)
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+
+
+def test_generated_responses_are_padded_after_eos(tok, lm):
+    q, qm = encode_prompts(tok, ["the movie"] * 64, 64, 12)
+    g = generate(eos_prone_lm(tok), q, qm, 12, tok.eos_token_id, tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    lengths = g.response_mask.sum(1)
+    assert (lengths < g.response_ids.shape[1]).any(), "no row stopped early: the test needs one"
+    for row, n in zip(g.response_ids, lengths):
+        if n < len(row):
+            assert row[n - 1] == tok.eos_token_id  # the EOS is the last real token
+            assert (row[n:] == tok.pad_token_id).all()
+    assert (g.last_index == lengths - 1).all()
+
+
+def test_pad_equal_to_eos_does_not_mask_the_real_eos():
+    """TRL #2387/#3750: with pad == eos, masking by `ids != pad` drops the real EOS."""
+    tok = toy_tokenizer(pad_token=None)
+    tok.pad_token = tok.eos_token
+    eos = tok.eos_token_id
+    q, qm = encode_prompts(tok, ["the movie", "a", "i loved", "not bad"], 64, 10)
+    g = generate(eos_prone_lm(tok), q, qm, 10, eos, tok.pad_token_id,
+                 generator=torch.Generator().manual_seed(1))
+    stopped = [i for i in range(4) if (g.response_ids[i] == eos).any()]
+    assert stopped, "no row produced EOS"
+    for i in stopped:
+        first = int((g.response_ids[i] == eos).nonzero()[0])
+        assert g.response_mask[i, first] == 1, "the real EOS was masked out"
+        assert g.response_mask[i, first + 1:].sum() == 0
+
+
+def test_nan_logits_raise_a_clear_error(tok):
+    lm = toy_lm(tok)
+    with torch.no_grad():
+        lm.lm_head.weight[3, 0] = float("nan")
+    q, qm = encode_prompts(tok, ["the movie"], 64, 4)
+    with pytest.raises(FloatingPointError, match="NaN/inf at generation step 0"):
+        generate(lm, q, qm, 4, tok.eos_token_id, tok.pad_token_id)
+
+
+def test_a_prompt_longer_than_the_context_is_rejected(tok):
+    long_prompt = "the movie was great and the acting was wonderful " * 20
+    with pytest.raises(ValueError, match=r"prompt 1 has \d+ tokens.*context of 64"):
+        encode_prompts(tok, ["a", long_prompt], context_length=64, max_new_tokens=8)
+
+
+def test_an_empty_prompt_list_is_rejected(tok):
+    with pytest.raises(ValueError, match="prompts is empty"):
+        encode_prompts(tok, [], 64, 8)
+
+
+def test_an_empty_prompt_is_rejected(tok):
+    with pytest.raises(ValueError, match="prompt 1 .* has no tokens"):
+        encode_prompts(tok, ["a", ""], 64, 8)
+
+
+def test_a_single_string_is_not_taken_for_a_list_of_prompts(tok):
+    with pytest.raises(TypeError, match="list of strings"):
+        encode_prompts(tok, "the movie", 64, 8)
+
+
+def test_a_tokenizer_without_pad_token_is_rejected():
+    tok = toy_tokenizer(pad_token=None)
+    with pytest.raises(ValueError, match="the tokenizer has no pad token"):
+        encode_prompts(tok, ["the movie"], 64, 8)

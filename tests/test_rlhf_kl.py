@@ -1,0 +1,91 @@
+"""The KL penalty: k1/k3 estimators, the reported KL is the penalised KL, the adaptive
+controller (COURSE.md §8: TRL #1161, #351)."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from ppo_edu.rlhf.kl import (AdaptiveKLController, FixedKLController, full_kl, kl_penalty,
+                             sequence_kl, warn_if_negative)
+
+
+def _two_categoricals(seed=0, V=6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(V, generator=g), torch.randn(V, generator=g)
+
+
+def test_kl_to_an_identical_policy_is_exactly_zero():
+    lp = torch.log_softmax(torch.randn(3, 5), -1)
+    mask = torch.ones(3, 5)
+    for est in ("k1", "k3"):
+        assert torch.equal(kl_penalty(lp, lp.clone(), mask, est), torch.zeros(3, 5))
+
+
+def test_k3_is_never_negative_while_k1_can_be():
+    lp, ref = torch.randn(1000), torch.randn(1000)
+    mask = torch.ones(1000)
+    assert (kl_penalty(lp[None], ref[None], mask[None], "k3") >= 0).all()
+    assert (kl_penalty(lp[None], ref[None], mask[None], "k1") < 0).any()
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_estimators_are_unbiased_for_the_exact_kl(estimator):
+    logits, ref_logits = _two_categoricals()
+    exact = full_kl(logits[None, None], ref_logits[None, None], torch.ones(1, 1)).item()
+    g = torch.Generator().manual_seed(1)
+    samples = torch.multinomial(torch.softmax(logits, -1), 200_000, replacement=True, generator=g)
+    lp = torch.log_softmax(logits, -1)[samples][None]
+    ref = torch.log_softmax(ref_logits, -1)[samples][None]
+    estimate = kl_penalty(lp, ref, torch.ones_like(lp), estimator).mean().item()
+    assert estimate == pytest.approx(exact, rel=0.03)
+
+
+def test_padding_contributes_nothing():
+    lp, ref = torch.randn(2, 4), torch.randn(2, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    kl = kl_penalty(lp, ref, mask, "k3")
+    assert (kl[0, 2:] == 0).all()
+    torch.testing.assert_close(sequence_kl(kl, mask), kl.sum(1))
+
+
+def test_unknown_estimator_is_rejected():
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        kl_penalty(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), "k2")
+
+
+def test_clearly_negative_kl_warns():
+    with pytest.warns(RuntimeWarning, match="not sampled from the policy"):
+        warn_if_negative(-2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_negative(-0.1)  # noise, not a bug
+
+
+def test_adaptive_controller_raises_beta_above_target_and_lowers_it_below():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl.update(12.0, n_steps=1000)  # error clipped at +0.2 -> beta * (1 + 0.2 * 0.1)
+    assert ctl.value == pytest.approx(0.1 * 1.02)
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl.update(3.0, n_steps=1000)  # error -0.5 clipped to -0.2
+    assert ctl.value == pytest.approx(0.1 * 0.98)
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl.update(6.6, n_steps=10_000)  # error +0.1, K = 1
+    assert ctl.value == pytest.approx(0.11)
+
+
+def test_fixed_controller_never_moves():
+    ctl = FixedKLController(0.05)
+    ctl.update(100.0, 1000)
+    assert ctl.value == 0.05
+
+
+def test_full_kl_is_zero_for_equal_logits_and_positive_otherwise():
+    a, b = _two_categoricals()
+    mask = torch.ones(1, 1)
+    assert full_kl(a[None, None], a[None, None], mask).item() == pytest.approx(0.0, abs=1e-7)
+    p, q = torch.softmax(a, -1), torch.softmax(b, -1)
+    assert full_kl(a[None, None], b[None, None], mask).item() == pytest.approx(
+        float((p * (p / q).log()).sum()), rel=1e-5)
+    assert not math.isnan(full_kl(a[None, None], b[None, None], mask).item())

@@ -1,0 +1,169 @@
+"""The PPO trainer for language models: statistics, bad input, NaN/inf, learning."""
+
+import numpy as np
+import pytest
+import torch
+
+from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+from ppo_edu.rlhf.kl import kl_penalty, sequence_kl
+from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
+
+PROMPTS = ["the movie", "a film", "i loved", "not bad", "the worst"]
+
+
+def vowel_share(texts):
+    """A toy reward: the share of vowels among the letters of the text."""
+    out = []
+    for t in texts:
+        letters = [c for c in t if c.isalpha()]
+        out.append(sum(c in "aeiou" for c in letters) / max(len(letters), 1))
+    return torch.tensor(out)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return toy_tokenizer()
+
+
+def make_trainer(tok, reward_fn=vowel_share, lm=None, **overrides):
+    settings = dict(batch_size=8, mini_batch_size=4, ppo_epochs=2, max_new_tokens=8, seed=0)
+    settings.update(overrides)
+    policy = PolicyWithValueHead(lm if lm is not None else eos_prone_lm(tok))
+    return RLHFTrainer(policy, frozen_reference(policy), tok, reward_fn, PROMPTS, RLHFConfig(**settings))
+
+
+def test_a_step_reports_every_statistic(tok):
+    stats = make_trainer(tok).step()
+    for key in ("score", "kl", "kl_coef", "entropy", "clip_fraction", "approx_kl", "response_length",
+                "policy_loss", "value_loss", "explained_variance", "samples_per_s"):
+        assert key in stats and np.isfinite(stats[key]), key
+
+
+def test_the_first_step_has_exactly_zero_kl_and_ratio_one(tok):
+    """Policy == reference and no dropout: KL is 0 and the first minibatch's ratio is 1."""
+    trainer = make_trainer(tok, ppo_epochs=1, mini_batch_size=8)
+    trainer.policy.train()  # dropout must stay off even in train mode
+    stats = trainer.step()
+    assert stats["kl"] == 0.0
+    assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert stats["clip_fraction"] == 0.0
+
+
+def test_reported_kl_is_the_kl_in_the_penalty(tok):
+    """TRL #1161: the KL in the logs must be the KL subtracted from the rewards."""
+    trainer = make_trainer(tok, kl_estimator="k3")
+    trainer.train(steps=2, progress=False)  # move the policy away from the reference
+    batch = trainer.rollout(trainer.next_prompts())
+    beta = trainer.kl_ctl.value
+    penalised = (batch.scores - batch.rewards.sum(1)) / beta  # what the rewards lost, per sample
+    torch.testing.assert_close(penalised, sequence_kl(batch.kl, batch.mask), atol=1e-5, rtol=1e-4)
+    expected = kl_penalty(batch.logprobs, batch.ref_logprobs, batch.mask, "k3")
+    torch.testing.assert_close(batch.kl, expected)
+    stats = trainer.step()
+    last = trainer.history[-1]
+    assert stats is last and last["kl"] > 0
+
+
+def test_ppo_raises_the_reward(tok):
+    """A reward for longer texts: the policy learns to hold back its (likely) EOS."""
+    def longer(texts):
+        return torch.tensor([len(t) / 20 for t in texts])
+
+    trainer = make_trainer(tok, reward_fn=longer, batch_size=16, mini_batch_size=8, ppo_epochs=4,
+                           learning_rate=3e-3, init_kl_coef=0.01, adaptive_kl=False)
+    history = trainer.train(steps=8, progress=False)
+    first = np.mean([h["score"] for h in history[:2]])
+    last = np.mean([h["score"] for h in history[-2:]])
+    assert last > first + 0.1, (first, last)
+    assert history[-1]["response_length"] > history[0]["response_length"]
+
+
+def test_learner_functions_are_plugged_in(tok):
+    calls = []
+
+    def my_gae(rewards, values, mask, gamma, lam):
+        calls.append("gae")
+        from ppo_edu.rlhf.advantages import token_gae
+        return token_gae(rewards, values, mask, gamma, lam)
+
+    def my_kl(logprobs, ref_logprobs, mask, estimator):
+        calls.append("kl")
+        return kl_penalty(logprobs, ref_logprobs, mask, estimator)
+
+    trainer = make_trainer(tok)
+    trainer.gae_fn, trainer.kl_fn = my_gae, my_kl
+    trainer.step()
+    assert calls == ["kl", "gae"]
+
+
+def test_reward_of_the_wrong_shape_is_rejected(tok):
+    trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts), 1))
+    with pytest.raises(ValueError, match=r"reward_fn returned shape \(8, 1\) for 8 texts"):
+        trainer.step()
+
+
+def test_nan_reward_is_rejected_naming_the_text(tok):
+    def reward(texts):
+        out = torch.zeros(len(texts))
+        out[3] = float("nan")
+        return out
+
+    with pytest.raises(ValueError, match="reward_fn returned nan .* for text 3"):
+        make_trainer(tok, reward_fn=reward).step()
+
+
+def test_diverged_weights_stop_training_with_a_clear_error(tok):
+    trainer = make_trainer(tok, lm=toy_lm(tok))
+    with torch.no_grad():
+        trainer.policy.value_head.weight.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="values is NaN/inf at response 0"):
+        trainer.step()
+
+
+def test_nan_loss_is_never_stepped_on(tok):
+    trainer = make_trainer(tok, lm=toy_lm(tok))
+    batch = trainer.rollout(trainer.next_prompts())
+    batch.advantages[0, 0] = float("nan")
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    with pytest.raises(ValueError, match="advantages contains NaN or inf"):
+        trainer.ppo_update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+
+
+def test_empty_prompt_list_is_rejected(tok):
+    policy = PolicyWithValueHead(toy_lm(tok))
+    with pytest.raises(ValueError, match="prompts is empty"):
+        RLHFTrainer(policy, frozen_reference(policy), tok, vowel_share, [], RLHFConfig())
+
+
+def test_prompt_longer_than_the_context_is_rejected_before_training(tok):
+    policy = PolicyWithValueHead(toy_lm(tok))  # 64-token context
+    with pytest.raises(ValueError, match="context of 64 tokens"):
+        RLHFTrainer(policy, frozen_reference(policy), tok, vowel_share,
+                    ["the movie", "the movie was great " * 20], RLHFConfig(max_new_tokens=8))
+
+
+def test_tokenizer_without_pad_token_is_rejected():
+    tok = toy_tokenizer(pad_token=None)
+    policy = PolicyWithValueHead(toy_lm(tok))
+    with pytest.raises(ValueError, match="no pad token"):
+        RLHFTrainer(policy, frozen_reference(policy), tok, vowel_share, PROMPTS, RLHFConfig())
+
+
+def test_an_unfrozen_reference_is_rejected(tok):
+    policy = PolicyWithValueHead(toy_lm(tok))
+    with pytest.raises(ValueError, match="must be frozen"):
+        RLHFTrainer(policy, toy_lm(tok), tok, vowel_share, PROMPTS, RLHFConfig())
+
+
+def test_config_rejects_inconsistent_sizes():
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        RLHFConfig(batch_size=4, mini_batch_size=8)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        RLHFConfig(kl_estimator="k2")
+
+
+def test_train_stops_at_the_time_budget(tok):
+    trainer = make_trainer(tok)
+    history = trainer.train(time_budget_s=0.01, progress=False)
+    assert len(history) == 1
