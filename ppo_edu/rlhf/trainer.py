@@ -235,8 +235,11 @@ class RLHFTrainer:
                     ids[mb, :P + R], am[mb, :P + R], P, cfg.temperature)
                 surrogate = clipped_surrogate(logprobs, batch.logprobs[mb, :R], batch.advantages[mb, :R],
                                               cfg.epsilon, mask=mask)
-                value_loss, value_clip_fraction = self.value_loss_fn(
+                value_loss = self.value_loss_fn(
                     values, batch.values[mb, :R], batch.returns[mb, :R], mask, cfg.value_clip)
+                # a learner's value loss may return the loss alone, without the clip fraction
+                value_loss, value_clip_fraction = (value_loss if isinstance(value_loss, tuple)
+                                                   else (value_loss, float("nan")))
                 loss = -surrogate.objective + cfg.vf_coef * value_loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(

@@ -1,0 +1,213 @@
+"""Checkers for lesson 6 (RLHF of GPT-2 with PPO).
+
+Shapes: ``(B, R)`` is responses x response tokens; ``mask`` is 1 on real tokens (up to
+and including the first EOS) and 0 on the padding after them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+from ppo_edu.rlhf.advantages import token_gae
+from ppo_edu.rlhf.generation import response_mask_from_eos
+from ppo_edu.rlhf.kl import kl_penalty
+from ppo_edu.rlhf.losses import clipped_value_loss
+
+EOS = 0
+
+
+def _shape_hint(got, expected, what="(B, R)") -> str | None:
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return f"expected a tensor of shape {tuple(expected.shape)} {what}, got {describe_type(got)}"
+    return None
+
+
+def _mask(lengths: list[int], R: int) -> torch.Tensor:
+    return (torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]).long()
+
+
+# --------------------------------------------------------------------------- exercise 1
+
+
+def _response_cases() -> list[torch.Tensor]:
+    return [
+        torch.tensor([[5, 6, EOS, 7, EOS], [5, 6, 7, 8, 9], [EOS, 3, 3, 3, 3]]),
+        torch.tensor([[EOS, EOS, EOS], [4, EOS, EOS]]),  # pad == eos: padding looks like EOS
+        torch.tensor([[1, 2, 3, 4, EOS, 9, EOS, 8]]),
+    ]
+
+
+@checker("response mask from the first EOS", response_mask_from_eos)
+def check_response_mask(fn):
+    """``fn(response_ids, eos_token_id)`` -> mask (B, R): 1 up to and including the first EOS."""
+    for ids in _response_cases():
+        got = fn(ids.clone(), EOS)
+        expected = response_mask_from_eos(ids, EOS)
+        if (hint := _shape_hint(got, expected)) is not None:
+            return hint
+        idx = first_mismatch(got, expected)
+        if idx is None:
+            continue
+        row, col = idx
+        if ids[row, col] == EOS and got[row, col] == 0 and expected[row, col] == 1:
+            return (f"response {row}: you masked out its first EOS (token {col}). The EOS is the "
+                    "policy's decision to stop; it is a real action, with a log-prob, a value and "
+                    "the score. Masking `ids != eos` does this (and with pad == eos it is TRL #2387)")
+        if got[row, col] == 1 and expected[row, col] == 0:
+            return (f"response {row}, token {col} comes after the first EOS and must be masked "
+                    "(mask only the tokens *after* the first EOS, including later EOS tokens)")
+        return f"response {row}, token {col}: expected {int(expected[row, col])}, got {got[row, col]}"
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 2
+
+
+def _kl_cases():
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for B, R, lengths in ((3, 5, [5, 2, 1]), (2, 4, [4, 3])):
+        logprobs = -torch.rand(B, R, generator=g) * 3
+        ref_logprobs = -torch.rand(B, R, generator=g) * 3
+        out.append((logprobs, ref_logprobs, _mask(lengths, R)))
+    return out
+
+
+@checker("per-token KL penalty (k1 and k3)", kl_penalty)
+def check_kl_penalty(fn):
+    """``fn(logprobs, ref_logprobs, mask, estimator)`` -> per-token KL (B, R), 0 on padding."""
+    for estimator in ("k1", "k3"):
+        for logprobs, ref_logprobs, mask in _kl_cases():
+            got = fn(logprobs.clone(), ref_logprobs.clone(), mask.clone(), estimator)
+            expected = kl_penalty(logprobs, ref_logprobs, mask, estimator)
+            if (hint := _shape_hint(got, expected)) is not None:
+                return hint
+            if close(got, expected):
+                continue
+            real = mask.bool()
+            if close(got[real], expected[real]):
+                return "right on real tokens, but padding must contribute 0 (multiply by the mask)"
+            if estimator == "k1" and close(got, -expected):
+                return ("k1 has the wrong sign: k1 = log pi_theta(y_t) - log pi_ref(y_t), the log "
+                        "of pi_theta / pi_ref, since y_t was sampled from pi_theta")
+            if estimator == "k3":
+                if close(got, kl_penalty(logprobs, ref_logprobs, mask, "k1")):
+                    return "with estimator='k3' you returned k1; k3 = (r - 1) - log r"
+                flipped = kl_penalty(ref_logprobs, logprobs, mask, "k3")
+                if close(got, flipped):
+                    return ("k3 uses r = pi_ref(y_t) / pi_theta(y_t) (reference over policy): "
+                            "log r = ref_logprobs - logprobs")
+                if (got[real] < -1e-6).any():
+                    return "k3 = (r - 1) - log r is never negative; yours is. Check the formula"
+            idx = first_mismatch(got, expected)
+            return (f"estimator {estimator!r}: at {idx} expected {float(expected[idx]):.4f}, "
+                    f"got {float(got[idx]):.4f}")
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+
+def _gae_cases():
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for B, R, lengths in ((3, 5, [5, 2, 1]), (4, 6, [6, 6, 3, 4])):
+        mask = _mask(lengths, R)
+        rewards = torch.randn(B, R, generator=g) * 0.1 * mask
+        rewards[torch.arange(B), torch.tensor(lengths) - 1] += torch.randn(B, generator=g)
+        values = torch.randn(B, R, generator=g) * mask
+        out.append((rewards, values, mask))
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    out.insert(0, (rewards, torch.tensor([[0.5, 0.25, 0.75, 0.0]]), torch.tensor([[1, 1, 1, 0]])))
+    return out
+
+
+@checker("GAE over response tokens with a mask", token_gae)
+def check_token_gae(fn):
+    """``fn(rewards, values, mask, gamma, lam)`` -> (advantages, returns), each (B, R)."""
+    for gamma, lam in ((1.0, 0.95), (1.0, 1.0), (1.0, 0.0), (0.9, 0.8)):
+        for rewards, values, mask in _gae_cases():
+            # padding holds junk on purpose: a correct solution never reads it
+            junk_values = values + (1 - mask) * 7.0
+            out = fn(rewards.clone(), junk_values, mask.clone(), gamma, lam)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                return f"return a pair (advantages, returns), got {describe_type(out)}"
+            advantages, returns = out
+            expected, expected_returns = token_gae(rewards, values, mask, gamma, lam)
+            if (hint := _shape_hint(advantages, expected)) is not None:
+                return "advantages: " + hint
+            real = mask.bool()
+            if not close(advantages[real], expected[real]):
+                where = f"(gamma={gamma}, lam={lam})"
+                other_junk = fn(rewards.clone(), values - (1 - mask) * 3.0, mask.clone(), gamma, lam)[0]
+                if not close(other_junk[real], advantages[real]):
+                    return ("your advantages on real tokens change with what the padding holds: after "
+                            "a response's last real token there is no next state, so use "
+                            "V(s_{t+1}) = 0 there and let nothing flow back from the padding " + where)
+                idx = first_mismatch(torch.where(real, advantages, expected), expected)
+                if lam == 0.0:
+                    return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
+                return (f"at {idx} expected {float(expected[idx]):.4f}, got {float(advantages[idx]):.4f} "
+                        f"{where}; A_t = delta_t + gamma * lam * A_(t+1), computed backwards")
+            if not close(advantages, expected):
+                return "advantages must be 0 on padding (multiply by the mask)"
+            if not close(returns, expected_returns):
+                return "returns = advantages + values on real tokens, 0 on padding"
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 4
+
+
+def _value_loss_reference(values, old_values, returns, mask, clip_range=0.2):
+    return clipped_value_loss(values, old_values, returns, mask, clip_range)[0]
+
+
+def _value_cases():
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for B, R, lengths in ((3, 5, [5, 2, 1]), (2, 7, [3, 7])):
+        old = torch.randn(B, R, generator=g)
+        values = old + torch.randn(B, R, generator=g) * 0.5  # some move further than the clip
+        returns = torch.randn(B, R, generator=g)
+        mask = _mask(lengths, R)
+        out.append((values, old, returns, mask))
+    return out
+
+
+@checker("clipped value-head loss", _value_loss_reference)
+def check_value_loss(fn):
+    """``fn(values, old_values, returns, mask, clip_range)`` -> scalar loss."""
+    from ppo_edu.objectives import masked_mean
+
+    for clip_range in (0.2, 0.5):
+        for values, old, returns, mask in _value_cases():
+            values = values.clone().requires_grad_(True)
+            junk_returns = returns + (1 - mask) * 100.0  # padding must not count
+            got = fn(values, old.clone(), junk_returns, mask.clone(), clip_range)
+            if isinstance(got, tuple):
+                got = got[0]
+            expected = _value_loss_reference(values.detach(), old, returns, mask, clip_range)
+            if not isinstance(got, torch.Tensor) or got.numel() != 1:
+                return f"return the loss as a scalar tensor, got {describe_type(got)}"
+            if not got.requires_grad:
+                return "the loss carries no gradient to `values`; do not detach them"
+            if close(got.reshape(()), expected, atol=1e-5):
+                continue
+            v = values.detach()
+            clipped = old + torch.clamp(v - old, -clip_range, clip_range)
+            err, err_c = (v - returns) ** 2, (clipped - returns) ** 2
+            if close(got.reshape(()), 0.5 * masked_mean(torch.minimum(err, err_c), mask)):
+                return "use the max of the two squared errors (pessimistic, like L^CLIP), not the min"
+            if close(got.reshape(()), 0.5 * masked_mean(err, mask)):
+                return "no clipping: V_clip = old_values + clip(values - old_values, -c, c) is missing"
+            if close(got.reshape(()), masked_mean(torch.maximum(err, err_c), mask)):
+                return "missing the factor 0.5: loss = 0.5 * mean(max(...))"
+            if close(got.reshape(()), 0.5 * torch.maximum(err, err_c).mean()) or got.item() > 10:
+                return "average over real tokens only (a masked mean): padding must not count"
+            return f"clip_range={clip_range}: expected {expected.item():.5f}, got {got.item():.5f}"
+    return None
+
+
+__all__ = ["check_response_mask", "check_kl_penalty", "check_token_gae", "check_value_loss"]

@@ -1,0 +1,159 @@
+"""Lesson 6 checkers: reject the stub and the typical wrong answers with a hint that says
+what is wrong, accept correct solutions."""
+
+from __future__ import annotations
+
+import torch
+
+from ppo_edu.exercises.lesson6 import (check_kl_penalty, check_response_mask, check_token_gae,
+                                       check_value_loss)
+from ppo_edu.objectives import masked_mean
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("exercise: replace this line with your solution")
+
+
+# --------------------------------------------------------------------------- solutions
+
+
+def my_response_mask(response_ids, eos_token_id):
+    is_eos = (response_ids == eos_token_id).long()
+    return ((is_eos.cumsum(1) - is_eos) == 0).long()
+
+
+def my_kl(logprobs, ref_logprobs, mask, estimator):
+    log_r = ref_logprobs - logprobs
+    kl = -log_r if estimator == "k1" else torch.exp(log_r) - 1 - log_r
+    return kl * mask
+
+
+def my_gae(rewards, values, mask, gamma, lam):
+    values = values * mask
+    B, R = values.shape
+    advantages = torch.zeros_like(values)
+    last = torch.zeros(B)
+    for t in reversed(range(R)):
+        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < R else torch.zeros(B)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, (advantages + values) * mask
+
+
+def my_value_loss(values, old_values, returns, mask, clip_range):
+    clipped = old_values + (values - old_values).clamp(-clip_range, clip_range)
+    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+SOLUTIONS = [(check_response_mask, my_response_mask), (check_kl_penalty, my_kl),
+             (check_token_gae, my_gae), (check_value_loss, my_value_loss)]
+
+
+def test_stub_falls_back_to_the_reference(capsys):
+    for check, _ in SOLUTIONS:
+        assert check(stub) is check.reference
+        assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_solutions_pass_and_are_returned(capsys):
+    for check, fn in SOLUTIONS:
+        assert check(fn) is fn, capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert out.startswith("✅") and out.count("\n") == 1
+
+
+def test_the_references_pass():
+    for check, _ in SOLUTIONS:
+        assert check.verify(check.reference) is None
+
+
+# --------------------------------------------------------------------------- wrong answers
+
+
+def test_masking_every_eos_is_caught():
+    hint = check_response_mask.verify(lambda ids, eos: (ids != eos).long())
+    assert "masked out its first EOS" in hint
+
+
+def test_keeping_tokens_after_eos_is_caught():
+    hint = check_response_mask.verify(lambda ids, eos: torch.ones_like(ids))
+    assert "after the first EOS" in hint
+
+
+def test_kl_with_the_wrong_sign_is_caught():
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(ref, lp, m, "k1") if est == "k1"
+                                   else my_kl(lp, ref, m, est))
+    assert "wrong sign" in hint
+
+
+def test_kl_on_padding_is_caught():
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, torch.ones_like(m), est))
+    assert "padding must contribute 0" in hint
+
+
+def test_k3_with_the_ratio_upside_down_is_caught():
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, m, "k1") if est == "k1"
+                                   else my_kl(ref, lp, m, "k3"))
+    assert "reference over policy" in hint
+
+
+def test_k3_answered_with_k1_is_caught():
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, m, "k1"))
+    assert "you returned k1" in hint
+
+
+def test_gae_bootstrapping_from_padding_is_caught():
+    def leaky(rewards, values, mask, gamma, lam):
+        B, R = values.shape
+        adv = torch.zeros_like(values)
+        last = torch.zeros(B)
+        for t in reversed(range(R)):
+            nxt = values[:, t + 1] if t + 1 < R else torch.zeros(B)
+            last = rewards[:, t] + gamma * nxt - values[:, t] + gamma * lam * last
+            adv[:, t] = last
+        return adv * mask, (adv + values) * mask
+
+    assert "no next state" in check_token_gae.verify(leaky)
+
+
+def test_gae_with_advantages_on_padding_is_caught():
+    def unmasked(rewards, values, mask, gamma, lam):
+        adv, ret = my_gae(rewards, values, mask, gamma, lam)
+        return adv + (1 - mask) * 0.5, ret
+
+    assert "0 on padding" in check_token_gae.verify(unmasked)
+
+
+def test_gae_forward_instead_of_backward_is_caught():
+    def forward(rewards, values, mask, gamma, lam):
+        adv, ret = my_gae(rewards, values, mask, gamma, lam)
+        return adv.flip(1) * mask, ret
+
+    assert "expected" in check_token_gae.verify(forward)
+
+
+def test_value_loss_with_min_is_caught():
+    def with_min(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        return 0.5 * masked_mean(torch.minimum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+    assert "max of the two" in check_value_loss.verify(with_min)
+
+
+def test_value_loss_without_clipping_is_caught():
+    hint = check_value_loss.verify(lambda v, old, ret, m, c: 0.5 * masked_mean((v - ret) ** 2, m))
+    assert "no clipping" in hint
+
+
+def test_value_loss_over_padding_is_caught():
+    def unmasked(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+    assert "real tokens only" in check_value_loss.verify(unmasked)
+
+
+def test_value_loss_that_is_detached_is_caught():
+    hint = check_value_loss.verify(lambda v, old, ret, m, c: my_value_loss(v.detach(), old, ret, m, c))
+    assert "no gradient" in hint
