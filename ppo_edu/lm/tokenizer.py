@@ -13,11 +13,13 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: int = 128):
+def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: int = 128,
+                    with_pad: bool = True):
     """Byte-level BPE trained on ``texts``, wrapped as a ``transformers`` GPT-2 tokenizer.
 
     ``save_pretrained(dir)`` then ``AutoTokenizer.from_pretrained(dir)`` gives it back.
-    Deterministic for the same texts and settings.
+    Deterministic for the same texts and settings. ``with_pad=False`` leaves out
+    ``<|pad|>``, like the hub's ``gpt2`` tokenizer (tests of the loaders use that).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GPT2TokenizerFast
@@ -29,11 +31,12 @@ def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: 
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS_TOKEN, PAD_TOKEN] if with_pad else [EOS_TOKEN],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
     tokenizer = GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
-                                  unk_token=EOS_TOKEN, pad_token=PAD_TOKEN, add_prefix_space=False)
+                                  unk_token=EOS_TOKEN, pad_token=PAD_TOKEN if with_pad else None,
+                                  add_prefix_space=False)
     tokenizer.model_max_length = model_max_length
     return tokenizer
