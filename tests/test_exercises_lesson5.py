@@ -1,0 +1,71 @@
+"""Lesson 5's checkers accept the solutions, reject the stub and the typical wrong answers with a hint."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ppo_edu.exercises.lesson5 import check_bradley_terry_loss, check_last_token_scores
+from ppo_edu.lm import bradley_terry_loss
+from ppo_edu.lm.reward import last_token_scores
+
+
+def stub(*args):
+    raise NotImplementedError("exercise: replace this line with your solution")
+
+
+# ----------------------------------------------------------------------------- Exercise 5.1
+def test_bradley_terry_checker_accepts_the_reference_and_equivalent_forms():
+    assert check_bradley_terry_loss.verify(bradley_terry_loss) is None
+    assert check_bradley_terry_loss.verify(lambda c, r: -F.logsigmoid(c - r).mean()) is None
+
+
+def test_bradley_terry_checker_reports_the_stub_as_not_done_and_falls_back(capsys):
+    fn = check_bradley_terry_loss(stub)
+    assert fn is bradley_terry_loss
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda c, r: F.softplus(c - r).mean(), "rewarded the rejected"),
+    (lambda c, r: F.logsigmoid(c - r).mean(), "its negative"),
+    (lambda c, r: F.softplus(r - c).sum(), "summed"),
+    (lambda c, r: torch.sigmoid(r - c).mean(), "negative *log*"),
+    (lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(), "not finite"),
+    (lambda c, r: F.softplus(r - c).mean().detach(), "no gradient"),
+    (lambda c, r: F.softplus(r - c), "one number"),
+    (lambda c, r: (r - c).clamp(min=0).mean(), "expected"),
+])
+def test_bradley_terry_checker_rejects_typical_mistakes_with_a_hint(wrong, hint):
+    message = check_bradley_terry_loss.verify(wrong)
+    assert message is not None and hint in message
+
+
+def test_a_failing_learner_function_is_replaced_by_the_reference(capsys):
+    fn = check_bradley_terry_loss(lambda c, r: F.softplus(c - r).mean())
+    assert fn is bradley_terry_loss
+    out = capsys.readouterr().out
+    assert out.startswith("❌") and "reference" in out
+
+
+# ----------------------------------------------------------------------------- Exercise 5.2
+def test_last_token_checker_accepts_the_reference():
+    assert check_last_token_scores.verify(last_token_scores) is None
+    passed = check_last_token_scores.run(last_token_scores)
+    assert passed.passed and passed.fn is last_token_scores
+
+
+def test_last_token_checker_reports_the_stub():
+    result = check_last_token_scores.run(stub)
+    assert not result.passed and result.fn is last_token_scores
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda s, m: s[:, -1], "last column"),
+    (lambda s, m: s.gather(1, (m.sum(-1) - 1).unsqueeze(1)).squeeze(1), "left padding"),
+    (lambda s, m: s.gather(1, m.sum(-1).clamp(max=s.size(1) - 1).unsqueeze(1)).squeeze(1), "off by one"),
+    (lambda s, m: s[:, 0], "expected"),
+    (lambda s, m: (s * m).sum(-1), "expected"),
+])
+def test_last_token_checker_rejects_typical_mistakes_with_a_hint(wrong, hint):
+    message = check_last_token_scores.verify(wrong)
+    assert message is not None and hint in message
