@@ -1,0 +1,124 @@
+"""One PPO step of the full-size GPT-2 architecture (124M, random init) on CPU.
+
+    python benchmarks/fullsize_gpt2.py                 # GPT2Config() defaults, 8 prompts
+    python benchmarks/fullsize_gpt2.py --batch-size 16 --max-new-tokens 32
+
+Nothing is downloaded: the weights are random (``GPT2Config()`` defaults: 12 layers, 768
+wide, 12 heads, 1024 positions) and the tokenizer is a word-level stand-in with GPT-2's
+50,257 ids plus the ``<|pad|>`` row that ``ppo_edu.lm.load_lm("gpt2")`` adds. The point
+is not what the model says but that the shapes, the memory and the time of one PPO step
+(rollout, reference and value passes, ``ppo_epochs`` minibatch epochs) are those of the
+Colab run. It prints the step's time, the process's peak memory (peak RSS minus the RSS
+before the models were built) and ``ppo_edu.rlhf.memory``'s estimate for the same
+settings, which lesson 6 uses to size the Colab run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+GPT2_VOCAB = 50257  # ids 0..50256, 50256 = <|endoftext|>
+
+
+def word_tokenizer(vocab_size: int = GPT2_VOCAB):
+    """A ``PreTrainedTokenizerFast`` whose ids are GPT-2's: ``w0 ... w50255``, EOS, PAD."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(vocab_size - 1)}
+    vocab["<|endoftext|>"] = vocab_size - 1
+    vocab["<|pad|>"] = vocab_size
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   bos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB on Linux
+
+
+def current_rss_gib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1024 ** 3
+
+
+def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prompt_words: int = 8,
+        max_new_tokens: int = 16, config_overrides: dict | None = None, verbose: bool = True) -> dict:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+    from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table, gpt2_parameter_count
+
+    base_rss = current_rss_gib()
+    tokenizer = word_tokenizer()
+    overrides = dict(config_overrides or {})
+    config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                        **overrides)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    policy = PolicyWithValueHead(GPT2LMHeadModel(config))
+    reference = frozen_reference(policy)
+    build_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in policy.lm.parameters())
+    gen = torch.Generator().manual_seed(0)
+    prompts = [" ".join(f"w{int(i)}" for i in torch.randint(0, 50000, (prompt_words,), generator=gen))
+               for _ in range(batch_size)]
+
+    def reward_fn(texts):  # any function of the text will do: the shapes are what we test
+        return torch.tensor([len(t) / 100.0 for t in texts])
+
+    cfg = RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
+                     max_new_tokens=max_new_tokens, learning_rate=1e-5)
+    trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, prompts, cfg)
+    t0 = time.perf_counter()
+    stats = trainer.step()
+    step_s = time.perf_counter() - t0
+    peak = peak_rss_gib() - base_rss
+    estimate = estimate_ppo_memory(
+        n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, vocab_size=config.vocab_size,
+        n_positions=config.n_positions, batch_size=batch_size, mini_batch_size=mini_batch_size,
+        query_length=prompt_words, response_length=max_new_tokens)
+    result = {
+        "parameters": n_params,
+        "parameters_formula": gpt2_parameter_count(config.n_layer, config.n_embd, config.vocab_size,
+                                                   config.n_positions),
+        "build_s": build_s, "step_s": step_s, "peak_gib": peak, "estimate_gib": estimate[-1][1],
+        "response_length": stats["response_length"], "kl": stats["kl"],
+        "threads": torch.get_num_threads(),
+    }
+    if verbose:
+        print(f"GPT-2 architecture: {n_params:,} parameters (formula {result['parameters_formula']:,}), "
+              f"random init in {build_s:.1f} s")
+        print(f"one PPO step: {batch_size} prompts x {prompt_words} tokens, up to {max_new_tokens} new "
+              f"tokens, {ppo_epochs} epochs of minibatches of {mini_batch_size}, "
+              f"{torch.get_num_threads()} torch threads")
+        print(f"  time:        {step_s:.1f} s  (mean response length {stats['response_length']:.1f})")
+        print(f"  peak memory: {peak:.2f} GiB above the {base_rss:.2f} GiB the process held before")
+        print("  estimate (ppo_edu.rlhf.memory, fp32, same settings):")
+        print("    " + format_table(estimate).replace("\n", "\n    "))
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--mini-batch-size", type=int, default=4)
+    parser.add_argument("--ppo-epochs", type=int, default=2)
+    parser.add_argument("--prompt-words", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run(args.batch_size, args.mini_batch_size, args.ppo_epochs, args.prompt_words, args.max_new_tokens)
+
+
+if __name__ == "__main__":
+    main()
