@@ -143,3 +143,10 @@ def test_a_tokenizer_without_pad_token_is_rejected():
     tok = toy_tokenizer(pad_token=None)
     with pytest.raises(ValueError, match="the tokenizer has no pad token"):
         encode_prompts(tok, ["the movie"], 64, 8)
+
+
+def test_add_bos_puts_the_document_separator_before_each_prompt(tok):
+    ids, mask = encode_prompts(tok, ["the movie", "a"], 64, 4, add_bos=True)
+    for row, m in zip(ids, mask):
+        first_real = int(m.nonzero()[0])
+        assert row[first_real] == tok.bos_token_id

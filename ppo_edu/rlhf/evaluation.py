@@ -69,7 +69,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
                     reward_fn: Callable[[list[str]], torch.Tensor],
                     judge_fn: Callable[[list[str]], object] | None = None,
                     max_new_tokens: int = 20, temperature: float = 1.0, seed: int = 0,
-                    batch_size: int = 64) -> PolicyEval:
+                    batch_size: int = 64, add_bos: bool = True) -> PolicyEval:
     """Sample one response per prompt from ``lm`` (seeded) and measure it."""
     from ppo_edu.rlhf.trainer import check_scores
 
@@ -81,7 +81,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     texts, responses, kls, nlls, lengths = [], [], [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
-        q, qm = encode_prompts(tokenizer, chunk, context_length_of(lm), max_new_tokens, device)
+        q, qm = encode_prompts(tokenizer, chunk, context_length_of(lm), max_new_tokens, device, add_bos)
         gen = generate(lm, q, qm, max_new_tokens, tokenizer.eos_token_id, pad_id, temperature, generator)
         decoded = tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
         responses += decoded

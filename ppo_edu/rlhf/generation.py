@@ -69,8 +69,12 @@ def require_pad_token(tokenizer) -> int:
 
 
 def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_tokens: int,
-                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                   device: torch.device | str = "cpu", add_bos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenise ``prompts`` and pad them on the left: ``(query_ids, query_mask)``, shape (B, P).
+
+    ``add_bos=True`` puts the tokenizer's BOS (GPT-2: ``<|endoftext|>``) before each prompt,
+    the separator GPT-2-style models see before a new document; the tiny course model was
+    trained that way, so a snippet opening after it reads as the start of a review.
 
     Raises a clear error for an empty list, an empty prompt, or a prompt that leaves no
     room for ``max_new_tokens`` in the model's ``context_length`` (GPT-2: 1024).
@@ -89,6 +93,10 @@ def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_t
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if len(ids) == 0:
             raise ValueError(f"prompt {i} ({prompt!r}) has no tokens; every prompt needs at least one")
+        if add_bos:
+            if tokenizer.bos_token_id is None:
+                raise ValueError("add_bos=True but the tokenizer has no BOS token")
+            ids = [tokenizer.bos_token_id] + ids
         if len(ids) + max_new_tokens > context_length:
             raise ValueError(
                 f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that is "

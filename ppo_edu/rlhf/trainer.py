@@ -50,6 +50,7 @@ class RLHFConfig:
     learning_rate: float = 1e-4  # Adam step size
     max_new_tokens: int = 20  # response length limit (responses also end at EOS)
     temperature: float = 1.0  # sampling temperature; the log-probs use the same one
+    add_bos: bool = True  # put BOS (<|endoftext|>) before each prompt, as GPT-2 saw documents
     epsilon: float = 0.2  # clip range of L^CLIP
     value_clip: float = 0.2  # clip range of the value loss
     vf_coef: float = 0.1  # weight of the value loss
@@ -141,7 +142,8 @@ class RLHFTrainer:
         self.device = policy.device
         self.context_length = context_length_of(policy.lm)
         self.prompts = list(prompts) if not isinstance(prompts, str) else prompts
-        encode_prompts(tokenizer, self.prompts, self.context_length, config.max_new_tokens)  # fail early
+        encode_prompts(tokenizer, self.prompts, self.context_length, config.max_new_tokens,
+                       add_bos=config.add_bos)  # fail early, before any training
         self.policy.eval()  # dropout is off anyway; eval() also keeps it off in wrapped modules
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
@@ -173,7 +175,7 @@ class RLHFTrainer:
     def rollout(self, prompts: Sequence[str]) -> RolloutBatch:
         cfg = self.config
         query_ids, query_mask = encode_prompts(self.tokenizer, list(prompts), self.context_length,
-                                               cfg.max_new_tokens, self.device)
+                                               cfg.max_new_tokens, self.device, cfg.add_bos)
         gen = generate(self.policy.lm, query_ids, query_mask, cfg.max_new_tokens, self.eos_id,
                        self.pad_id, cfg.temperature, self.generator)
         texts = self.decode(prompts, gen)

@@ -1,0 +1,191 @@
+"""Our PPO (``ppo_edu.rlhf``) vs TRL's ``trl.experimental.ppo.PPOTrainer`` on the tiny models.
+
+    pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
+    python benchmarks/rlhf.py                    # 120 s of training each, 2 torch threads
+    python benchmarks/rlhf.py --budget 300 --only ours
+
+Same for both: the shipped tiny SFT model as the initial policy and as the frozen
+reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
+requires), training prompts cut from the *test* split's snippet openings, responses of
+at most ``--max-new-tokens`` tokens ending at EOS, temperature 1, ``--batch-size``
+responses per PPO step in minibatches of ``--mini-batch-size``, 4 PPO epochs, the same
+learning rate and initial KL coefficient, and the same wall-clock ``--budget`` for the
+training loop (TRL has no time limit of its own: a callback stops it after the first
+step that ends past the budget).
+
+Different by design: TRL trains a separate value model (initialised from the reward
+model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
+the policy's trunk and Ziegler et al.'s adaptive KL controller.
+
+Both trained policies, and the reference itself, are then measured by the same function
+(``ppo_edu.rlhf.evaluation.evaluate_policy``) on held-out evaluation prompts with the same
+sampling seed: reward-model score, VADER compound (the held-out judge), and the exact KL
+to the reference summed over each response. Samples per second = responses generated
+and trained on / seconds in the training loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+import torch
+
+from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+from ppo_edu.rlhf.evaluation import evaluate_policy, opening_prompts
+
+
+def load_setup(args):
+    from ppo_edu.lm import load_lm, load_reward_model, load_snippets, reward_fn_from_model, vader_compound
+
+    lm, tokenizer = load_lm(args.lm, "cpu")
+    rm, rm_tokenizer = load_reward_model(args.rm, "cpu")
+    texts, _ = load_snippets("test")
+    prompts = opening_prompts(texts, seed=args.seed)
+    eval_prompts, train_prompts = prompts[:args.eval_prompts], prompts[args.eval_prompts:]
+    reward_fn = reward_fn_from_model(rm, rm_tokenizer, "cpu")
+
+    def judge_fn(texts):
+        return torch.as_tensor(np.asarray(vader_compound(texts), dtype=np.float32))
+
+    return lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts
+
+
+def measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args) -> dict:
+    result = evaluate_policy(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn,
+                             max_new_tokens=args.max_new_tokens, seed=12345)
+    return result.summary()
+
+
+def run_ours(lm, tokenizer, reward_fn, train_prompts, args) -> tuple[torch.nn.Module, dict]:
+    policy = PolicyWithValueHead(copy.deepcopy(lm))
+    reference = frozen_reference(policy)
+    config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size, ppo_epochs=4,
+                        learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
+                        init_kl_coef=args.kl_coef, seed=args.seed)
+    trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
+    start = time.perf_counter()
+    history = trainer.train(time_budget_s=args.budget, progress=False)
+    seconds = time.perf_counter() - start
+    samples = len(history) * args.batch_size
+    return policy.lm, {"steps": len(history), "samples": samples, "train_s": seconds,
+                       "samples_per_s": samples / seconds}
+
+
+class BudgetReached(Exception):
+    pass
+
+
+def run_trl(lm, tokenizer, rm, train_prompts, args) -> tuple[torch.nn.Module, dict]:
+    """TRL's PPOTrainer with the same models, prompts and settings (see the module docstring)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "left"  # TRL finds the prompts' padding by `!= pad_token_id`, on the left
+    ids = [[tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"] for p in train_prompts]
+    dataset = Dataset.from_dict({"input_ids": ids})
+    policy = copy.deepcopy(lm)
+    reference = copy.deepcopy(lm)
+    value_model = copy.deepcopy(rm)
+    clock = {"start": None, "steps": 0}
+
+    class StopAtBudget(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            clock["start"] = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            clock["steps"] += 1
+            if time.perf_counter() - clock["start"] >= args.budget:
+                raise BudgetReached
+
+    with tempfile.TemporaryDirectory() as out:
+        config = PPOConfig(
+            output_dir=out, report_to="none", save_strategy="no", logging_steps=10**9,
+            disable_tqdm=True, use_cpu=True, seed=args.seed, learning_rate=args.lr,
+            per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1,
+            num_mini_batches=args.batch_size // args.mini_batch_size, num_ppo_epochs=4,
+            local_rollout_forward_batch_size=args.batch_size, total_episodes=10**7,
+            response_length=args.max_new_tokens, stop_token="eos", temperature=1.0,
+            kl_coef=args.kl_coef, kl_estimator="k1", num_sample_generations=0,
+            missing_eos_penalty=None, whiten_rewards=False,
+        )
+        trainer = PPOTrainer(args=config, processing_class=tok, model=policy, ref_model=reference,
+                             reward_model=copy.deepcopy(rm), value_model=value_model,
+                             train_dataset=dataset, eval_dataset=dataset, callbacks=[StopAtBudget()])
+        try:
+            trainer.train()
+        except BudgetReached:
+            pass
+        seconds = time.perf_counter() - clock["start"]
+    samples = clock["steps"] * args.batch_size
+    policy.eval()
+    return policy, {"steps": clock["steps"], "samples": samples, "train_s": seconds,
+                    "samples_per_s": samples / seconds}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--mini-batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
+    parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
+    parser.add_argument("--eval-prompts", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lm", default="tiny", help="policy/reference: 'tiny', a hub id or a directory")
+    parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
+    parser.add_argument("--only", choices=("ours", "trl"), default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)
+    reference = frozen_reference(lm)
+    print(f"policy {args.lm} ({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
+          f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
+          f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, {args.max_new_tokens} "
+          f"new tokens, lr {args.lr}, KL coef {args.kl_coef}, budget {args.budget:.0f} s, "
+          f"{args.threads} torch threads")
+    base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
+    print(f"reference policy: score {base['score']:.3f} (std {base['score_std']:.3f}), "
+          f"VADER {base['judge']:.3f}")
+    rows = {}
+    for name in ("ours", "trl"):
+        if args.only and name != args.only:
+            continue
+        try:
+            trained, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args) if name == "ours"
+                              else run_trl(lm, tokenizer, rm, train_prompts, args))
+        except Exception as exc:  # say exactly why a trainer could not run
+            print(f"\n{name}: could not run: {type(exc).__name__}: {exc}")
+            traceback.print_exc(file=sys.stdout)
+            continue
+        after = measure(trained, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
+        rows[name] = {**speed, **after, "score_gain": after["score"] - base["score"],
+                      "judge_gain": after["judge"] - base["judge"],
+                      "score_gain_in_std": (after["score"] - base["score"]) / base["score_std"]}
+
+    print(f"\n{'':>22}" + "".join(f"{n:>12}" for n in rows) + ("       ratio" if len(rows) == 2 else ""))
+    for key, label in (("score_gain", "RM score gain"), ("score_gain_in_std", "  (in ref. std)"),
+                       ("judge_gain", "VADER gain"), ("kl", "mean KL (nats)"),
+                       ("ref_nll", "ref. NLL/token"), ("samples_per_s", "samples/s"),
+                       ("steps", "PPO steps"), ("train_s", "training s")):
+        line = f"{label:>22}" + "".join(f"{rows[n][key]:>12.3f}" for n in rows)
+        if len(rows) == 2 and key in ("score_gain", "judge_gain", "kl", "samples_per_s"):
+            trl = rows["trl"][key]
+            line += f"{rows['ours'][key] / trl:>12.2f}" if trl else f"{'n/a':>12}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

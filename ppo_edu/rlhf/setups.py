@@ -1,0 +1,50 @@
+"""The two ways to run lesson 6: offline (tiny models, CI) and Colab (``gpt2``, IMDB).
+
+Both go through the same loaders: ``ppo_edu.lm.load_lm`` for the policy, and for the
+reward either a scalar reward model (``num_labels == 1``, e.g. the shipped tiny one) or a
+sentiment classifier whose positive-class logit is the reward (``lvwerra/distilbert-imdb``,
+the seed's choice). A hub id and a local directory take the same code path, which is how
+the Colab path is tested offline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ppo_edu.rlhf.evaluation import opening_prompts
+
+OFFLINE = dict(policy="tiny", reward="tiny", prompts="snippets", prompt_split="test")
+"""The tiny SFT model, its Bradley-Terry reward model, openings of held-out test snippets."""
+COLAB = dict(policy="gpt2", reward="lvwerra/distilbert-imdb", prompts="imdb", prompt_split="train")
+"""GPT-2 (124M), IMDB review openings, the positive logit of an IMDB sentiment classifier."""
+
+
+def load_reward_fn(name: str, device="cpu"):
+    """``texts -> (B,)`` from a scalar reward model or a sentiment classifier (see above)."""
+    from transformers import AutoConfig
+
+    from ppo_edu.lm import load_reward_model, reward_fn_from_model, sentiment_reward_fn
+    from ppo_edu.lm.models import TINY_RM_DIR, resolve
+
+    source = resolve(name, tiny_dir=TINY_RM_DIR)
+    if AutoConfig.from_pretrained(source).num_labels == 1:
+        model, tokenizer = load_reward_model(name, device)
+        return reward_fn_from_model(model, tokenizer, device)
+    return sentiment_reward_fn(source, device)
+
+
+def judge_fn(texts) -> torch.Tensor:
+    """The held-out judge: VADER's compound score in [-1, 1]; PPO never trains on it."""
+    from ppo_edu.lm import vader_compound
+
+    return torch.as_tensor(np.asarray(vader_compound(texts), dtype=np.float32))
+
+
+def load_prompts(source: str = "snippets", split: str = "test", limit: int | None = None,
+                 seed: int = 0) -> list[str]:
+    """Openings (2-4 words) of the review texts of ``source`` ("snippets" or "imdb")."""
+    from ppo_edu.lm import load_reviews
+
+    texts, _ = load_reviews(source, split, max_examples=limit)
+    return opening_prompts(texts, seed=seed)

@@ -1,0 +1,70 @@
+"""The Colab path (hub ``gpt2`` + a hub sentiment classifier) through local directories:
+``save_pretrained`` -> the same ``from_pretrained`` calls, then one PPO step."""
+
+import pytest
+import torch
+from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+from ppo_edu.lm import load_lm
+from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+from ppo_edu.rlhf.setups import COLAB, OFFLINE, judge_fn, load_prompts, load_reward_fn
+from ppo_edu.rlhf.toy import toy_lm, toy_reward_model, toy_tokenizer
+
+
+@pytest.fixture(scope="module")
+def colab_like_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    tok = toy_tokenizer()
+    lm_dir, clf_dir, rm_dir = root / "gpt2", root / "distilbert-imdb", root / "rm"
+    toy_lm(tok).save_pretrained(lm_dir)
+    tok.save_pretrained(lm_dir)
+    torch.manual_seed(0)
+    clf = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=len(tok), dim=32, hidden_dim=64, n_layers=1, n_heads=2, max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1}))
+    clf.save_pretrained(clf_dir)
+    tok.save_pretrained(clf_dir)
+    toy_reward_model(tok).save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    return lm_dir, clf_dir, rm_dir
+
+
+def test_the_two_setups_name_the_models_of_the_lesson():
+    assert OFFLINE["policy"] == "tiny" and OFFLINE["prompt_split"] == "test"
+    assert COLAB["policy"] == "gpt2" and COLAB["reward"] == "lvwerra/distilbert-imdb"
+
+
+def test_a_sentiment_classifier_gives_its_positive_logit(colab_like_dirs):
+    _, clf_dir, _ = colab_like_dirs
+    reward_fn = load_reward_fn(str(clf_dir))
+    scores = reward_fn(["the movie was great", "a dull film"])
+    assert scores.shape == (2,) and torch.isfinite(scores).all()
+
+
+def test_a_scalar_reward_model_directory_is_read_as_a_reward_model(colab_like_dirs):
+    _, _, rm_dir = colab_like_dirs
+    scores = load_reward_fn(str(rm_dir))(["the movie was great", "a dull film"])
+    assert scores.shape == (2,)
+
+
+def test_colab_path_runs_a_ppo_step_from_local_directories(colab_like_dirs):
+    lm_dir, clf_dir, _ = colab_like_dirs
+    lm, tokenizer = load_lm(str(lm_dir))
+    policy = PolicyWithValueHead(lm)
+    trainer = RLHFTrainer(policy, frozen_reference(policy), tokenizer, load_reward_fn(str(clf_dir)),
+                          ["the movie", "a film", "i loved"],
+                          RLHFConfig(batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6),
+                          judge_fn=judge_fn)
+    stats = trainer.step()
+    assert stats["kl"] == 0.0 and -1 <= stats["judge"] <= 1
+
+
+def test_offline_prompts_are_openings_of_held_out_snippets():
+    from ppo_edu.lm import load_snippets
+
+    prompts = load_prompts("snippets", "test")
+    texts, _ = load_snippets("test")
+    assert len(prompts) > 1000
+    assert all(t.startswith(p) for p, t in zip(prompts[:50], texts[:50]))
+    assert all(2 <= len(p.split()) <= 4 for p in prompts)
