@@ -95,3 +95,127 @@ def gae_from_rollout(rollout, gamma: float = 0.99, lam: float = 0.95):
     """Convenience: :func:`compute_gae` on a :class:`ppo_edu.rollout.Rollout`."""
     return compute_gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
                        rollout.final_values, rollout.next_values, gamma, lam)
+
+
+# --------------------------------------------------------------------------- lesson 3's experiment
+# How good are these estimators? For a fixed policy pi and critic V we can measure it:
+# start many independent continuations from the same (s, a), take a, then follow pi.
+# Their average discounted return estimates Q^pi(s, a); each continuation also gives one
+# GAE estimate A_hat(s, a) per lambda, computed with the (imperfect) critic V.
+
+
+@torch.no_grad()
+def continuations(agent, obs, first_actions, horizon: int = 400, seed: int = 0) -> dict:
+    """Play CartPole from the given observations: ``first_actions`` first, then pi's samples.
+
+    ``obs`` (B, 4) and ``first_actions`` (B,) are batched start points (repeat a row to get
+    several continuations of the same (s, a)). Each continuation runs until the pole falls
+    or for ``horizon`` steps; steps after a fall are padded as terminated with reward 0 and
+    value 0, so they contribute nothing. Returns the (horizon, B) tensors that
+    :func:`compute_gae` takes (no truncations: the horizon cut is bootstrapped through
+    ``next_values`` = V(s_H), which is 0 where the episode already ended).
+    """
+    import gymnasium as gym
+    import numpy as np
+
+    obs = torch.as_tensor(obs, dtype=torch.float32)
+    B = obs.shape[0]
+    envs = gym.make_vec("CartPole-v1", num_envs=B, vectorization_mode="vector_entry_point",
+                        max_episode_steps=horizon + 10)
+    try:
+        envs.reset(seed=seed)
+        # CartPole's vector env keeps its physical state as a (4, B) array: put our starts there
+        envs.unwrapped.state = obs.double().numpy().T.copy()
+        torch.manual_seed(seed)
+        rewards = torch.zeros(horizon, B)
+        values = torch.zeros(horizon, B)
+        terminated = torch.zeros(horizon, B, dtype=torch.bool)
+        alive = torch.ones(B, dtype=torch.bool)
+        actions = torch.as_tensor(first_actions, dtype=torch.long)
+        value = agent.value(obs)
+        for h in range(horizon):
+            if h > 0:
+                actions, _, value = agent.act(obs)
+            values[h] = value * alive
+            next_obs, reward, term, _, _ = envs.step(actions.numpy().astype(np.int64))
+            rewards[h] = torch.as_tensor(reward) * alive
+            terminated[h] = torch.as_tensor(term) | ~alive
+            alive &= ~torch.as_tensor(term)
+            obs = torch.as_tensor(next_obs, dtype=torch.float32)
+            if not alive.any():
+                rewards, values, terminated = rewards[:h + 1], values[:h + 1], terminated[:h + 1]
+                break
+        next_values = agent.value(obs) * alive
+    finally:
+        envs.close()
+    return dict(rewards=rewards, values=values, terminated=terminated,
+                truncated=torch.zeros_like(terminated), final_values=torch.zeros_like(values),
+                next_values=next_values)
+
+
+def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates: int = 32,
+                 n_truth: int = 128, horizon: int = 400, seed: int = 0) -> list[dict]:
+    """Bias and variance of GAE(gamma, lambda) at M state-action pairs, for each lambda.
+
+    The target is Q^pi(s, a) - V(s): the true action value (mean discounted return of
+    ``n_truth`` independent continuations) minus the critic's own baseline (a baseline
+    that depends only on s does not bias the policy gradient, so this is what an advantage
+    estimate should get right). Each of ``n_estimates`` other continuations gives one
+    A_hat(s, a) per lambda. Returns one record per lambda with ``bias2`` (squared bias,
+    corrected for the noise of the finite averages), ``variance`` and ``mse``, each
+    averaged over the M pairs.
+    """
+    obs = torch.as_tensor(obs, dtype=torch.float32)
+    actions = torch.as_tensor(actions, dtype=torch.long)
+    M, K = obs.shape[0], n_truth + n_estimates
+    data = continuations(agent, obs.repeat_interleave(K, 0), actions.repeat_interleave(K),
+                         horizon=horizon, seed=seed)
+    mc = discounted_returns(data["rewards"], data["terminated"], data["truncated"],
+                            data["final_values"], torch.zeros_like(data["next_values"]),
+                            gamma)[0].reshape(M, K)
+    q_true = mc[:, :n_truth].mean(1)
+    target = q_true - agent.value(obs).detach()
+    truth_noise = mc[:, :n_truth].var(1) / n_truth  # variance of the Q estimate itself
+    records = []
+    for lam in lambdas:
+        adv, _ = compute_gae(**data, gamma=gamma, lam=float(lam))
+        est = adv[0].reshape(M, K)[:, n_truth:]
+        variance = est.var(1)
+        raw_bias2 = (est.mean(1) - target) ** 2
+        bias2 = (raw_bias2 - variance / n_estimates - truth_noise).clamp(min=0)
+        records.append({"lam": float(lam), "bias2": float(bias2.mean()),
+                        "variance": float(variance.mean()),
+                        "mse": float(((est - target[:, None]) ** 2).mean())})
+    return records
+
+
+def fit_critic(agent, iterations: int = 20, num_envs: int = 8, num_steps: int = 128,
+               epochs: int = 10, lr: float = 1e-3, gamma: float = 0.98, lam: float = 0.95,
+               seed: int = 0) -> list[float]:
+    """Policy evaluation: train only ``agent``'s critic towards V^pi of its fixed policy.
+
+    Each iteration collects a rollout with the (unchanged) policy and regresses V on the
+    GAE(gamma, lam) returns for a few epochs (TD(lambda) with a network). Returns the
+    critic's explained variance on each iteration's rollout, before its regression.
+    """
+    from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
+
+    torch.manual_seed(seed)
+    envs = make_cartpole_envs(num_envs)
+    optimizer = torch.optim.Adam(agent.critic.parameters(), lr=lr)
+    scores = []
+    try:
+        collector = RolloutCollector(envs, agent, seed=seed)
+        for _ in range(iterations):
+            rollout = collector.collect(num_steps)
+            _, returns = gae_from_rollout(rollout, gamma=gamma, lam=lam)
+            residual = (returns - rollout.values).var() / returns.var().clamp(min=1e-8)
+            scores.append(float(1.0 - residual))
+            for _ in range(epochs):
+                loss = ((agent.value(rollout.obs) - returns) ** 2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    finally:
+        envs.close()
+    return scores

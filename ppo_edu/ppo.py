@@ -17,7 +17,9 @@ fraction, explained variance, entropy, losses) in the returned history.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,7 +51,7 @@ class PPOConfig:
     """env steps to train for (rounded down to whole rollouts)."""
     num_envs: int = 8
     """N, environments stepped in parallel."""
-    num_steps: int = 64
+    num_steps: int = 32
     """T, steps per environment per rollout; the batch is N * T transitions."""
     gamma: float = 0.98
     """discount, in (0, 1]."""
@@ -59,12 +61,14 @@ class PPOConfig:
     """Adam step size at the start."""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training."""
-    update_epochs: int = 4
+    update_epochs: int = 8
     """K, passes over each batch."""
     minibatch_size: int = 256
     """M, transitions per gradient step; must divide N * T."""
     clip_epsilon: float = 0.2
     """epsilon of L^CLIP (and of the value clipping); > 0."""
+    anneal_clip: bool = False
+    """decay epsilon linearly to 0 with the learning rate (rl-baselines3-zoo does)."""
     use_clipping: bool = True
     """False optimises L^CPI instead of L^CLIP (the ablation)."""
     clip_value_loss: bool = True
@@ -216,6 +220,9 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
                 totals[k] = totals.get(k, 0.0) + v
             steps += 1
     out = {k: float(v) / steps for k, v in totals.items()}
+    bad = [k for k, v in out.items() if not math.isfinite(v)]
+    if bad:  # a NaN loss would silently turn every weight into NaN: stop here instead
+        raise FloatingPointError(f"PPO update produced non-finite {', '.join(bad)}: {out}")
     out["explained_variance"] = explained_variance(data["values"], data["returns"])
     return out
 
@@ -294,15 +301,18 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
                        desc="PPO", disable=not progress, mininterval=0.5)
             recent: list[float] = []
             for update in range(config.num_updates):
+                frac = 1.0 - update / config.num_updates
                 if config.anneal_lr:
-                    frac = 1.0 - update / config.num_updates
                     optimizer.param_groups[0]["lr"] = frac * config.learning_rate
+                step_config = config
+                if config.anneal_clip:  # a copy: the config the caller holds stays as it was
+                    step_config = dataclasses.replace(config, clip_epsilon=frac * config.clip_epsilon)
                 rollout = collector.collect(config.num_steps)
                 advantages, returns = advantage_fn(
                     rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
                     rollout.final_values, rollout.next_values, gamma=config.gamma, lam=config.lam)
                 stats = ppo_update(agent, optimizer, rollout, advantages.detach(),
-                                   returns.detach(), config, generator)
+                                   returns.detach(), step_config, generator)
                 recent = (recent + rollout.episode_returns)[-20:]
                 record = {
                     "update": update + 1,
@@ -312,6 +322,7 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
                                        if rollout.episode_returns else float("nan")),
                     "episodes": len(rollout.episode_returns),
                     "learning_rate": optimizer.param_groups[0]["lr"],
+                    "clip_epsilon": step_config.clip_epsilon,
                     **stats,
                 }
                 history.append(record)

@@ -1,0 +1,38 @@
+"""The terminal entry point: python -m ppo_edu.cartpole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ppo_edu.cartpole import main
+from ppo_edu.ppo import PPOConfig, load_checkpoint
+
+
+def test_cli_trains_evaluates_and_writes_png_checkpoint_and_history(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["--seed", "3", "--steps", "512", "--output", str(out), "--eval-episodes", "2",
+                 "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "deterministic evaluation over 2 episodes" in printed
+    png = (out / "learning_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    agent, config = load_checkpoint(out / "agent.safetensors")
+    assert config == PPOConfig(seed=3, total_timesteps=512)
+    record = json.loads((out / "history.json").read_text())
+    assert len(record["history"]) == 2 and len(record["evaluation"]["returns"]) == 2
+
+
+def test_cli_rejects_an_invalid_budget(tmp_path, capsys):
+    assert main(["--steps", "10", "--output", str(tmp_path), "--no-progress"]) == 2
+    assert "total_timesteps" in capsys.readouterr().err
+
+
+def test_module_help_runs():
+    result = subprocess.run([sys.executable, "-m", "ppo_edu.cartpole", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--seed", "--steps", "--output"):
+        assert flag in result.stdout
