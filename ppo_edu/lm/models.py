@@ -82,8 +82,10 @@ def ensure_pad_token(model, tokenizer) -> None:
 
 
 def _from_pretrained(loader, source: str, what: str, **kwargs):
+    if what != "tokenizer":  # weights: safetensors only (a tokenizer has no weights, and would save the flag)
+        kwargs["use_safetensors"] = True
     try:
-        return loader.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **kwargs)
+        return loader.from_pretrained(source, trust_remote_code=False, **kwargs)
     except OSError as exc:
         raise OSError(
             f"could not load the {what} {source!r}: {exc}\n"
