@@ -142,6 +142,14 @@ def test_learning_rate_anneals_linearly(tiny_run):
     assert [h["learning_rate"] for h in history] == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
 
 
+def test_clip_range_anneals_with_the_learning_rate(tiny_run):
+    _, history = tiny_run
+    assert [h["clip_epsilon"] for h in history] == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    _, constant = train_ppo(PPOConfig(**TINY, anneal_clip=False, anneal_lr=False), progress=False)
+    assert {h["clip_epsilon"] for h in constant} == {0.2}
+    assert {h["learning_rate"] for h in constant} == {PPOConfig().learning_rate}
+
+
 def test_same_seed_gives_the_same_numbers(tiny_run):
     agent, history = tiny_run
     agent2, history2 = train_ppo(PPOConfig(**TINY, seed=7), progress=False)
