@@ -1,7 +1,7 @@
 """Our PPO (``ppo_edu.rlhf``) vs TRL's ``trl.experimental.ppo.PPOTrainer`` on the tiny models.
 
     pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
-    python benchmarks/rlhf.py                    # 120 s of training each, 2 torch threads
+    python benchmarks/rlhf.py                    # 120 s of training each, 1 torch thread
     python benchmarks/rlhf.py --budget 300 --only ours
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
     parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
     parser.add_argument("--eval-prompts", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for both (1 is fastest for models this small)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lm", default="tiny", help="policy/reference: 'tiny', a hub id or a directory")
     parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
