@@ -56,10 +56,10 @@ class RLHFConfig:
     vf_coef: float = 0.1  # weight of the value loss
     gamma: float = 1.0  # discount over tokens
     lam: float = 0.95  # GAE lambda over tokens
-    init_kl_coef: float = 0.1  # beta, the KL penalty's weight (at the start, if adaptive)
+    init_kl_coef: float = 0.2  # beta, the KL penalty's weight (at the start, if adaptive)
     adaptive_kl: bool = True  # Ziegler et al.'s controller moves beta towards target_kl
     target_kl: float = 4.0  # nats per response the adaptive controller aims at
-    kl_horizon: int = 10_000  # samples over which the controller corrects its error
+    kl_horizon: int = 1_000  # samples over which the controller corrects its error (Ziegler: 10k)
     kl_estimator: str = "k1"  # "k1" (log ratio) or "k3" ((r - 1) - log r)
     whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE
     missing_eos_penalty: float = 0.0  # subtracted from the score of responses with no EOS
