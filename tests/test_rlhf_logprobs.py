@@ -39,6 +39,7 @@ def test_response_logprobs_are_those_of_next_token_prediction(tok):
 def test_value_of_token_t_sees_only_the_tokens_before_it(tok):
     """V(s_t) is read before y_t: changing y_t leaves V(s_t) alone and moves V(s_{t+1})."""
     policy = PolicyWithValueHead(toy_lm(tok))
+    torch.nn.init.normal_(policy.value_head.weight)  # it starts at 0, which would hide everything
     query = tok("the movie", add_special_tokens=False)["input_ids"]
     a = torch.tensor([query + [40, 41, 42, 43]])
     b = a.clone()
