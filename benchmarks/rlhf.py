@@ -41,7 +41,13 @@ from ppo_edu.rlhf.evaluation import evaluate_policy, opening_prompts
 
 
 def load_setup(args):
-    from ppo_edu.lm import load_lm, load_reward_model, load_snippets, reward_fn_from_model, vader_compound
+    from ppo_edu.lm import (
+        load_lm,
+        load_reward_model,
+        load_snippets,
+        reward_fn_from_model,
+        vader_compound,
+    )
 
     lm, tokenizer = load_lm(args.lm, "cpu")
     rm, rm_tokenizer = load_reward_model(args.rm, "cpu")

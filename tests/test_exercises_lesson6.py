@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises.lesson6 import (check_kl_penalty, check_response_mask, check_token_gae,
-                                       check_value_loss)
+from ppo_edu.exercises.lesson6 import (
+    check_kl_penalty,
+    check_response_mask,
+    check_token_gae,
+    check_value_loss,
+)
 from ppo_edu.objectives import masked_mean
 
 

@@ -4,7 +4,7 @@ padding and EOS: TRL #2778, #1482, #2387, #3750, PR #5303)."""
 import pytest
 import torch
 
-from ppo_edu.rlhf.generation import (encode_prompts, generate, response_mask_from_eos)
+from ppo_edu.rlhf.generation import encode_prompts, generate, response_mask_from_eos
 from ppo_edu.rlhf.logprobs import response_logprobs
 from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
 

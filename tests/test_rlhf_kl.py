@@ -7,8 +7,14 @@ import warnings
 import pytest
 import torch
 
-from ppo_edu.rlhf.kl import (AdaptiveKLController, FixedKLController, full_kl, kl_penalty,
-                             sequence_kl, warn_if_negative)
+from ppo_edu.rlhf.kl import (
+    AdaptiveKLController,
+    FixedKLController,
+    full_kl,
+    kl_penalty,
+    sequence_kl,
+    warn_if_negative,
+)
 
 
 def _two_categoricals(seed=0, V=6):

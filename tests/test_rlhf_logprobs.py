@@ -4,8 +4,12 @@ COURSE.md §8, caught by the ARENA RLHF tests)."""
 import pytest
 import torch
 
-from ppo_edu.rlhf.logprobs import (entropy_from_logits, logprobs_from_logits, position_ids_from_mask,
-                                   response_logprobs)
+from ppo_edu.rlhf.logprobs import (
+    entropy_from_logits,
+    logprobs_from_logits,
+    position_ids_from_mask,
+    response_logprobs,
+)
 from ppo_edu.rlhf.policy import PolicyWithValueHead, frozen_reference
 from ppo_edu.rlhf.toy import toy_lm, toy_tokenizer
 

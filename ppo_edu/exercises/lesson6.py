@@ -210,4 +210,4 @@ def check_value_loss(fn):
     return None
 
 
-__all__ = ["check_response_mask", "check_kl_penalty", "check_token_gae", "check_value_loss"]
+__all__ = ["check_kl_penalty", "check_response_mask", "check_token_gae", "check_value_loss"]

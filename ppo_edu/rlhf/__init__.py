@@ -14,7 +14,13 @@ One obvious place per step of the algorithm:
 
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
 from ppo_edu.rlhf.generation import Generation, encode_prompts, generate, response_mask_from_eos
-from ppo_edu.rlhf.kl import AdaptiveKLController, FixedKLController, full_kl, kl_penalty, sequence_kl
+from ppo_edu.rlhf.kl import (
+    AdaptiveKLController,
+    FixedKLController,
+    full_kl,
+    kl_penalty,
+    sequence_kl,
+)
 from ppo_edu.rlhf.logprobs import logprobs_from_logits, position_ids_from_mask, response_logprobs
 from ppo_edu.rlhf.losses import clipped_value_loss
 from ppo_edu.rlhf.policy import PolicyWithValueHead, frozen_reference

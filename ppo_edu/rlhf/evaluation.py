@@ -8,8 +8,8 @@ also serves to compare trainers whose own KL estimates differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -47,7 +47,7 @@ class PolicyWithValueHead(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | Path, device: torch.device | str = "cpu",
-                        **kwargs) -> "PolicyWithValueHead":
+                        **kwargs) -> PolicyWithValueHead:
         """Load the LM with ``AutoModelForCausalLM.from_pretrained`` (a hub name or a local
         directory: the same call); a ``value_head.pt`` saved next to it is loaded too."""
         from transformers import AutoModelForCausalLM

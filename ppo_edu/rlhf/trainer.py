@@ -20,8 +20,8 @@ on silently). The learner's own pieces can be plugged in: ``kl_fn``, ``gae_fn`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,10 +29,21 @@ from tqdm.auto import tqdm
 
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
-from ppo_edu.rlhf.generation import (Generation, context_length_of, encode_prompts, generate,
-                                     require_pad_token)
-from ppo_edu.rlhf.kl import (ESTIMATORS, AdaptiveKLController, FixedKLController, kl_penalty,
-                             sequence_kl, warn_if_negative)
+from ppo_edu.rlhf.generation import (
+    Generation,
+    context_length_of,
+    encode_prompts,
+    generate,
+    require_pad_token,
+)
+from ppo_edu.rlhf.kl import (
+    ESTIMATORS,
+    AdaptiveKLController,
+    FixedKLController,
+    kl_penalty,
+    sequence_kl,
+    warn_if_negative,
+)
 from ppo_edu.rlhf.logprobs import entropy_from_logits, response_logprobs
 from ppo_edu.rlhf.losses import clipped_value_loss
 from ppo_edu.rlhf.policy import PolicyWithValueHead
