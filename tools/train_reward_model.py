@@ -47,7 +47,7 @@ class RMConfig:
     margin: float = 1.0
     """train on pairs whose mean ratings differ by at least this (scale points on [-4, 4])."""
     eval_margin: float = 1.0
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_score_mean": float(train_scores.mean()),
         "train_score_std": float(train_scores.std()),
         "seconds": time.time() - t0,
+        "cpu_seconds": time.process_time(),
         "torch": torch.__version__,
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")

@@ -4,6 +4,10 @@
 - ``ppo_edu.lm.models``         ``load_lm`` / ``load_reward_model`` (the shipped tiny models or hub ``gpt2``)
 - ``ppo_edu.lm.reward``         reward functions: the reward model, a hub sentiment classifier, VADER
 - ``ppo_edu.lm.bradley_terry``  the Bradley-Terry pairwise loss, preference pairs, pairwise accuracy
+- ``ppo_edu.lm.training``       SFT and reward-model training loops, perplexity, sampling
+- ``ppo_edu.lm.tokenizer``      the byte-level BPE tokenizer (``<|endoftext|>`` = BOS/EOS, ``<|pad|>``)
+- ``ppo_edu.lm.plots``          lesson 5's plots
+- ``ppo_edu.lm.testing``        small random GPT-2 directories for tests (the hub path, offline)
 """
 
 from ppo_edu.lm.bradley_terry import (

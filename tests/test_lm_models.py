@@ -1,0 +1,216 @@
+"""Loading language models: the shipped tiny GPT-2, and the hub path through local directories."""
+
+import json
+import sys
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+from ppo_edu.lm import TINY_LM_DIR, TINY_RM_DIR, load_lm, load_reward_model, load_snippets
+from ppo_edu.lm.models import PAD_TOKEN, resolve
+from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
+from ppo_edu.lm.training import generate, perplexity
+
+MB = 1e6
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_lm("tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one thread is fastest, and on a busy 2-core machine a second thread
+    # spinning at every synchronisation point makes these tests ~50x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return small_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def gpt2_like_tokenizer():
+    return small_tokenizer(with_pad=False)
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+# ----------------------------------------------------------------------------- the shipped model
+def test_shipped_lm_is_a_gpt2_loaded_by_the_auto_classes():
+    model = AutoModelForCausalLM.from_pretrained(TINY_LM_DIR, use_safetensors=True)
+    tok = AutoTokenizer.from_pretrained(TINY_LM_DIR)
+    assert isinstance(model, GPT2LMHeadModel)
+    assert (TINY_LM_DIR / "model.safetensors").is_file()
+    assert not list(TINY_LM_DIR.glob("*.bin")) and not list(TINY_LM_DIR.glob("*.pt"))
+    assert model.config.vocab_size == len(tok)
+    assert model.config.n_positions == 128
+
+
+def test_shipped_tokenizer_has_distinct_pad_and_eos(tiny):
+    model, tok = tiny
+    assert tok.eos_token == "<|endoftext|>" and tok.pad_token == PAD_TOKEN
+    assert tok.pad_token_id != tok.eos_token_id
+    assert model.config.pad_token_id == tok.pad_token_id
+    assert model.config.eos_token_id == tok.eos_token_id
+    assert tok.padding_side == "right"
+
+
+def test_shipped_tokenizer_round_trips_any_text(tiny):
+    _, tok = tiny
+    for text in ["A gripping drama.", "Touché! 100% é ☃ — “quotes”", " leading space", "emoji 🎬"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+        assert tok.pad_token_id not in ids and tok.eos_token_id not in ids
+
+
+def test_shipped_models_fit_the_size_budget():
+    lm, rm = dir_size(TINY_LM_DIR), dir_size(TINY_RM_DIR)
+    assert lm <= 10 * MB, f"tiny LM + tokenizer is {lm / MB:.2f} MB"
+    assert lm + rm <= 20 * MB, f"LM + tokenizer + RM is {(lm + rm) / MB:.2f} MB"
+
+
+def test_shipped_lm_perplexity_is_what_its_log_reports(tiny):
+    model, tok = tiny
+    log = json.loads((TINY_LM_DIR / "training_log.json").read_text())
+    texts, _ = load_snippets("test")
+    assert perplexity(model, tok, texts) == pytest.approx(log["test_ppl"], rel=1e-3)
+    assert log["test_ppl"] < 130
+
+
+def test_shipped_lm_writes_words_from_movie_reviews(tiny):
+    # Not word salad: nearly every word it writes is a word the reviews use.
+    model, tok = tiny
+    vocabulary = {w for t in load_snippets("train")[0] for w in re.findall(r"[a-z]+", t.lower())}
+    samples = generate(model, tok, [""] * 6 + ["The film"] * 2, max_new_tokens=30, temperature=0.8, seed=1)
+    words = [w for s in samples for w in re.findall(r"[a-z]+", s.lower())]
+    known = sum(w in vocabulary for w in words) / len(words)
+    assert len(words) > 60
+    assert known > 0.9, f"only {known:.0%} of generated words are English review words: {samples}"
+
+
+def test_generation_stops_at_eos_and_never_emits_pad(tiny):
+    model, tok = tiny
+    torch.manual_seed(0)
+    x = torch.tensor([[tok.eos_token_id]])
+    y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, max_new_tokens=100,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    new = y[0, 1:].tolist()
+    assert tok.eos_token_id in new, "the model never learned to end a review"
+    assert tok.pad_token_id not in new[: new.index(tok.eos_token_id)]
+
+
+# ----------------------------------------------------------------------------- the hub path, offline
+def test_hub_style_checkpoint_without_pad_gets_a_dedicated_pad_token(tmp_path, gpt2_like_tokenizer):
+    # The hub's gpt2 ships no pad token. pad = eos would mask real EOS tokens (TRL #2387).
+    path = save_random_gpt2(tmp_path / "gpt2-like", gpt2_like_tokenizer)
+    raw = AutoTokenizer.from_pretrained(path)
+    assert raw.pad_token is None
+    model, tok = load_lm(str(path))
+    assert tok.pad_token == PAD_TOKEN and tok.pad_token_id != tok.eos_token_id
+    assert model.get_input_embeddings().num_embeddings == len(tok) == len(raw) + 1
+    assert model.config.pad_token_id == tok.pad_token_id
+    assert model.generation_config.pad_token_id == tok.pad_token_id
+
+
+def test_pad_equal_to_eos_is_replaced(tmp_path, tokenizer):
+    path = save_random_gpt2(tmp_path / "pad-eos", tokenizer)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(path)
+    _, tok = load_lm(path)
+    assert tok.pad_token_id != tok.eos_token_id
+
+
+def test_save_pretrained_then_load_lm_round_trips_the_weights(tmp_path, tokenizer):
+    path = save_random_gpt2(tmp_path / "lm", tokenizer)
+    model, tok = load_lm(path)
+    reference = GPT2LMHeadModel.from_pretrained(path)
+    x = torch.tensor([tok("A gripping drama.")["input_ids"]])
+    assert torch.allclose(model(x).logits, reference(x).logits)
+    assert not model.training
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_load_reward_model_from_a_language_model_checkpoint(tmp_path, gpt2_like_tokenizer):
+    # What training a reward model from gpt2 does: same backbone, a new one-output score head.
+    path = save_random_gpt2(tmp_path / "lm", gpt2_like_tokenizer)
+    model, tok = load_reward_model(path)
+    assert isinstance(model, GPT2ForSequenceClassification)
+    assert model.config.num_labels == 1 and model.score.out_features == 1
+    assert model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
+
+
+def test_shipped_reward_model_loads():
+    model, tok = load_reward_model("tiny")
+    assert isinstance(model, GPT2ForSequenceClassification)
+    assert model.config.num_labels == 1
+    assert model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("bad", ["./no-such-model", "/tmp/no/such/model", "no/such/model", Path("no-such-dir")])
+def test_nonexistent_model_directory_is_a_clear_error(bad):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_lm(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_reward_model(bad)
+
+
+def test_directory_without_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_lm(tmp_path)
+
+
+def test_missing_shipped_model_names_the_build_script(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Rebuild"):
+        resolve("tiny", tmp_path)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="network access"):
+        load_lm("not-a-cached-model-id-xyz")
+
+
+def test_hub_ids_are_passed_through_unchanged():
+    assert resolve("gpt2", TINY_LM_DIR) == "gpt2"
+    assert resolve("lvwerra/distilbert-imdb", None) == "lvwerra/distilbert-imdb"
+    with pytest.raises(ValueError):
+        resolve("", TINY_LM_DIR)
+
+
+# ----------------------------------------------------------------------------- the build script
+def load_tool(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_tiny_lm_script_is_reproducible(tmp_path):
+    tool = load_tool("train_tiny_lm")
+    args = ["--epochs", "1", "--max-steps-per-epoch", "2", "--threads", "1", "--n-embd", "32", "--n-layer", "1",
+            "--n-head", "2", "--vocab-size", "2048", "--warmup-steps", "1"]
+    for run in ("a", "b"):
+        assert tool.main(args + ["--out", str(tmp_path / run)]) == 0
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    model, tok = load_lm(a)
+    log = json.loads((a / "training_log.json").read_text())
+    assert len(tok) == 2048 and log["test_ppl"] > 1 and len(log["samples"]) == 8

@@ -1,0 +1,265 @@
+"""The Bradley-Terry loss, preference pairs, reward functions, and the shipped reward model."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ppo_edu.lm import (
+    TINY_RM_DIR,
+    bradley_terry_loss,
+    load_reward_model,
+    load_snippets,
+    make_preference_pairs,
+    pairwise_accuracy,
+    reward_fn_from_model,
+    sentiment_reward_fn,
+    vader_compound,
+)
+from ppo_edu.lm.reward import last_token_scores, reward_model_scores
+from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
+from ppo_edu.lm.training import reward_accuracy, train_reward_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one thread is fastest, and on a busy 2-core machine a second thread
+    # spinning at every synchronisation point makes these tests ~50x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return small_tokenizer()
+
+
+@pytest.fixture()
+def random_rm(tmp_path, tokenizer):
+    return load_reward_model(save_random_gpt2(tmp_path / "rm", tokenizer, kind="rm"))
+
+
+# ----------------------------------------------------------------------------- Bradley-Terry
+def test_bradley_terry_loss_is_negative_log_sigmoid_of_the_gap():
+    chosen, rejected = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, 0.0])
+    want = -torch.log(torch.sigmoid(chosen - rejected)).mean()
+    assert torch.allclose(bradley_terry_loss(chosen, rejected), want)
+
+
+def test_bradley_terry_loss_is_finite_for_huge_gaps():
+    loss = bradley_terry_loss(torch.tensor([-150.0]), torch.tensor([150.0]))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(300.0)
+
+
+def test_bradley_terry_gradient_pushes_chosen_up_and_rejected_down():
+    chosen, rejected = torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)
+    bradley_terry_loss(chosen, rejected).backward()
+    assert (chosen.grad < 0).all() and (rejected.grad > 0).all()
+
+
+def test_bradley_terry_loss_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        bradley_terry_loss(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="non-empty"):
+        bradley_terry_loss(torch.zeros(0), torch.zeros(0))
+
+
+def test_preference_pairs_respect_the_margin():
+    ratings = np.array([-3.0, -1.0, 0.0, 0.5, 2.0, 3.9])
+    pairs = make_preference_pairs(ratings, margin=1.0)
+    brute = {(i, j) for i in range(6) for j in range(6) if ratings[i] - ratings[j] >= 1.0}
+    assert {tuple(p) for p in pairs.tolist()} == brute
+    assert (ratings[pairs[:, 0]] - ratings[pairs[:, 1]] >= 1.0).all()
+
+
+def test_preference_pairs_subsample_is_seeded_and_unique():
+    ratings = np.linspace(-4, 4, 200)
+    a = make_preference_pairs(ratings, 1.0, max_pairs=500, seed=3)
+    b = make_preference_pairs(ratings, 1.0, max_pairs=500, seed=3)
+    assert np.array_equal(a, b) and len({tuple(p) for p in a.tolist()}) == 500
+
+
+def test_preference_pairs_reject_bad_ratings_and_margins():
+    with pytest.raises(ValueError, match="outside the human rating scale"):
+        make_preference_pairs([0.0, 5.0])
+    with pytest.raises(ValueError, match="margin"):
+        make_preference_pairs([0.0, 1.0], margin=0)
+    with pytest.raises(ValueError, match="no pair"):
+        make_preference_pairs([0.0, 0.1], margin=1.0, max_pairs=3)
+
+
+def test_pairwise_accuracy_counts_ties_as_half():
+    pairs = np.array([[0, 1], [1, 2], [0, 2]])
+    assert pairwise_accuracy(np.array([3.0, 2.0, 1.0]), pairs) == 1.0
+    assert pairwise_accuracy(np.array([1.0, 2.0, 3.0]), pairs) == 0.0
+    assert pairwise_accuracy(np.zeros(3), pairs) == 0.5
+
+
+# ----------------------------------------------------------------------------- scoring with a reward model
+def test_last_token_scores_handles_left_and_right_padding():
+    scores = torch.arange(12.0).view(2, 6)
+    right = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    assert last_token_scores(scores, right).tolist() == [2.0, 11.0]
+    assert last_token_scores(scores, right.flip(1)).tolist() == [5.0, 11.0]
+
+
+def test_reward_model_score_is_read_at_the_eos_of_each_text(random_rm):
+    # Regression for "score placed on a PAD after EOS" (TRL #3750): compute the score head
+    # at every position by hand and compare with the reward at the EOS.
+    model, tok = random_rm
+    texts = ["A gripping drama.", "The worst film of the year, boring and meandering."]
+    rewards = reward_fn_from_model(model, tok)(texts)
+    for text, reward in zip(texts, rewards):
+        ids = torch.tensor([tok(text)["input_ids"] + [tok.eos_token_id]])
+        with torch.no_grad():
+            hidden = model.transformer(ids).last_hidden_state
+            assert reward.item() == pytest.approx(model.score(hidden)[0, -1, 0].item(), abs=1e-5)
+
+
+def test_reward_does_not_depend_on_the_batch_it_is_padded_in(random_rm):
+    model, tok = random_rm
+    reward_fn = reward_fn_from_model(model, tok, batch_size=8)
+    short = "Fun."
+    alone = reward_fn([short])
+    padded = reward_fn([short, "A long, winding, overwrought and entirely forgettable melodrama."])
+    assert torch.allclose(alone, padded[:1], atol=1e-5)
+
+
+def test_text_already_ending_in_eos_is_not_given_a_second_one(random_rm):
+    model, tok = random_rm
+    reward_fn = reward_fn_from_model(model, tok)
+    assert torch.allclose(reward_fn(["Fun."]), reward_fn(["Fun." + tok.eos_token]), atol=1e-6)
+
+
+def test_reward_fn_restores_training_mode_and_returns_cpu_floats(random_rm):
+    model, tok = random_rm
+    model.train()
+    rewards = reward_fn_from_model(model, tok)(["Fun.", "Dull."])
+    assert model.training
+    assert rewards.shape == (2,) and rewards.dtype == torch.float32 and rewards.device.type == "cpu"
+    assert not rewards.requires_grad
+
+
+def test_empty_text_is_a_clear_error(random_rm):
+    model, tok = random_rm
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty"):
+        reward_fn_from_model(model, tok)(["Fine.", "  "])
+    with pytest.raises(TypeError, match="list of strings"):
+        reward_fn_from_model(model, tok)("Fine.")
+
+
+def test_text_longer_than_the_context_errors_or_is_truncated_when_asked(random_rm):
+    model, tok = random_rm  # n_positions = 64
+    long_text = "great fun " * 100
+    with pytest.raises(ValueError, match="longer than the model's context of 64"):
+        reward_fn_from_model(model, tok)([long_text])
+    rewards = reward_fn_from_model(model, tok, truncate=True)([long_text])
+    assert rewards.shape == (1,) and torch.isfinite(rewards).all()
+
+
+def test_reward_model_with_pad_equal_to_eos_is_refused(random_rm):
+    model, tok = random_rm
+    model.config.pad_token_id = tok.eos_token_id
+    with pytest.raises(ValueError, match="different from EOS"):
+        reward_model_scores(model, tok, ["Fun."])
+
+
+def test_train_reward_model_learns_a_separable_toy_preference(random_rm):
+    model, tok = random_rm
+    texts = ["great fun", "a true delight", "funny and touching", "boring mess", "the worst film", "dull"] * 6
+    ratings = np.array([3.0, 3.0, 2.5, -3.0, -3.5, -2.0] * 6)
+    calls = []
+
+    def loss_fn(chosen, rejected):
+        calls.append(len(chosen))
+        return bradley_terry_loss(chosen, rejected)
+
+    history = train_reward_model(model, tok, texts, ratings, epochs=12, batch_size=36, lr=3e-3, warmup_steps=1,
+                                 loss_fn=loss_fn, progress=False)
+    assert calls and all(n > 0 for n in calls)  # the learner's loss is what trains it
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert reward_accuracy(model, tok, texts[:6], ratings[:6])["accuracy"] == 1.0
+
+
+def test_train_reward_model_rejects_ratings_off_the_scale(random_rm):
+    model, tok = random_rm
+    with pytest.raises(ValueError, match="outside the human rating scale"):
+        train_reward_model(model, tok, ["a", "b"], [0.0, 9.0], progress=False)
+
+
+# ----------------------------------------------------------------------------- the shipped reward model
+def test_shipped_reward_model_beats_vader_on_held_out_pairs():
+    model, tok = load_reward_model("tiny")
+    log = json.loads((TINY_RM_DIR / "training_log.json").read_text())
+    texts, ratings = load_snippets("test")
+    result = reward_accuracy(model, tok, texts, ratings, margin=1.0)
+    vader = pairwise_accuracy(vader_compound(texts), make_preference_pairs(ratings, 1.0))
+    assert result["accuracy"] == pytest.approx(log["test_accuracy"], abs=1e-4)
+    assert vader == pytest.approx(log["vader_test_accuracy"], abs=1e-4)
+    assert result["accuracy"] > vader
+
+
+# ----------------------------------------------------------------------------- the Colab judges, offline
+def test_sentiment_reward_fn_returns_the_positive_logit_of_a_local_classifier(tmp_path, tokenizer):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=1, n_heads=2,
+                              max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    classifier = DistilBertForSequenceClassification(config)
+    classifier.save_pretrained(tmp_path / "clf")
+    tokenizer.save_pretrained(tmp_path / "clf")
+    reward_fn = sentiment_reward_fn(str(tmp_path / "clf"))
+    texts = ["A gripping drama.", "Dull."]
+    got = reward_fn(texts)
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = classifier.eval()(**enc).logits[:, 1]
+    assert got.shape == (2,) and torch.allclose(got, want, atol=1e-5)
+
+
+def test_sentiment_reward_fn_refuses_tiny_and_missing_dirs():
+    with pytest.raises(ValueError, match="tiny"):
+        sentiment_reward_fn("tiny")
+    with pytest.raises(FileNotFoundError):
+        sentiment_reward_fn("./no-such-classifier")
+
+
+def test_vader_compound_orders_obvious_sentiment():
+    scores = vader_compound(["A wonderful, moving masterpiece.", "A boring, awful mess.", ""])
+    assert scores.shape == (3,) and scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
+    with pytest.raises(TypeError):
+        vader_compound("one string")
+
+
+def test_vader_on_the_test_pairs_is_about_point_seven():
+    texts, ratings = load_snippets("test")
+    accuracy = pairwise_accuracy(vader_compound(texts), make_preference_pairs(ratings, 1.0))
+    assert accuracy == pytest.approx(0.695, abs=0.01)
+
+
+def test_train_reward_model_script_runs_end_to_end(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from ppo_edu.lm import TINY_LM_DIR
+    from ppo_edu.lm.models import load_tokenizer
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "train_reward_model.py"
+    spec = importlib.util.spec_from_file_location("train_reward_model", path)
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules["train_reward_model"] = tool  # dataclasses look their module up there
+    spec.loader.exec_module(tool)
+    lm_dir = save_random_gpt2(tmp_path / "lm", load_tokenizer(TINY_LM_DIR), n_positions=128, n_layer=1)
+    out = tmp_path / "rm"
+    assert tool.main(["--lm", str(lm_dir), "--out", str(out), "--epochs", "1", "--train-snippets", "128",
+                      "--threads", "1"]) == 0
+    log = json.loads((out / "training_log.json").read_text())
+    assert 0 <= log["test_accuracy"] <= 1 and log["vader_test_accuracy"] == pytest.approx(0.695, abs=0.01)
+    model, tok = load_reward_model(out)
+    assert model.config.num_labels == 1 and tok.pad_token_id != tok.eos_token_id
