@@ -1,13 +1,18 @@
 """Loading language models: the shipped tiny GPT-2, and the hub path through local directories."""
 
 import json
-import sys
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2ForSequenceClassification, GPT2LMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+)
 
 from ppo_edu.lm import TINY_LM_DIR, TINY_RM_DIR, load_lm, load_reward_model, load_snippets
 from ppo_edu.lm.models import PAD_TOKEN, resolve
@@ -211,6 +216,6 @@ def test_train_tiny_lm_script_is_reproducible(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
-    model, tok = load_lm(a)
+    _, tok = load_lm(a)
     log = json.loads((a / "training_log.json").read_text())
     assert len(tok) == 2048 and log["test_ppl"] > 1 and len(log["samples"]) == 8

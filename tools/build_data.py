@@ -110,8 +110,8 @@ def parse(ground_truth: str, ratings: str) -> list[dict]:
 def assign_splits(rows: list[dict]) -> None:
     texts = sorted({r["text"] for r in rows})
     order = np.random.default_rng(SPLIT_SEED).permutation(len(texts))
-    n_train = int(round(SPLIT_FRACTIONS["train"] * len(texts)))
-    n_val = int(round(SPLIT_FRACTIONS["validation"] * len(texts)))
+    n_train = round(SPLIT_FRACTIONS["train"] * len(texts))
+    n_val = round(SPLIT_FRACTIONS["validation"] * len(texts))
     split_of = {}
     for rank, idx in enumerate(order):
         split_of[texts[idx]] = ("train" if rank < n_train else

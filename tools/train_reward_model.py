@@ -29,11 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppo_edu.lm import bradley_terry as bt  # noqa: E402
-from ppo_edu.lm.data import load_snippets  # noqa: E402
-from ppo_edu.lm.models import TINY_LM_DIR, TINY_RM_DIR, ensure_pad_token, load_tokenizer  # noqa: E402
-from ppo_edu.lm.reward import vader_compound  # noqa: E402
-from ppo_edu.lm.training import reward_accuracy, train_reward_model  # noqa: E402
+from ppo_edu.lm import bradley_terry as bt
+from ppo_edu.lm.data import load_snippets
+from ppo_edu.lm.models import TINY_LM_DIR, TINY_RM_DIR, ensure_pad_token, load_tokenizer
+from ppo_edu.lm.reward import vader_compound
+from ppo_edu.lm.training import reward_accuracy, train_reward_model
 
 
 @dataclass

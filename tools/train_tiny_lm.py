@@ -40,9 +40,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppo_edu.lm.data import load_snippets  # noqa: E402
-from ppo_edu.lm.tokenizer import train_tokenizer  # noqa: E402
-from ppo_edu.lm.training import generate, packed_blocks, text_nll  # noqa: E402
+from ppo_edu.lm.data import load_snippets
+from ppo_edu.lm.tokenizer import train_tokenizer
+from ppo_edu.lm.training import generate, packed_blocks, text_nll
 
 
 @dataclass
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
     t0 = time.time()
     train_texts, _ = load_snippets("train")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = train_tokenizer(train_texts, cfg.vocab_size, model_max_length=cfg.n_positions)
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     assert eos_id != pad_id
-    enc = lambda texts: [tokenizer(t)["input_ids"] for t in texts]  # noqa: E731
+    enc = lambda texts: [tokenizer(t)["input_ids"] for t in texts]
     train_ids, val_ids, test_ids = enc(train_texts), enc(val_texts), enc(test_texts)
     longest = max(len(s) + 2 for s in train_ids + val_ids + test_ids)
     if longest > cfg.n_positions:

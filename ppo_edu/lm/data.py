@@ -121,7 +121,7 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
         if split not in _IMDB_SPLITS:
             raise ValueError(f"IMDB has splits {tuple(_IMDB_SPLITS)}, not {split!r}")
         try:
-            import datasets  # noqa: PLC0415 (the Colab extra, imported only when used)
+            import datasets
         except ImportError as exc:
             raise ImportError(
                 "load_reviews('imdb') needs the `datasets` library: "

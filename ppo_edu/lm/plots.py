@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -84,7 +86,7 @@ def accuracy_by_gap(ratings, scores, edges=(1.0, 1.5, 2.0, 3.0, 4.0, 8.0)) -> li
     diff = scores[:, None] - scores[None, :]
     correct = (diff > 0) + 0.5 * (diff == 0)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         mask = (gap >= lo) & (gap < hi)
         if mask.any():
             out.append((lo, hi, float(correct[mask].mean()), int(mask.sum())))

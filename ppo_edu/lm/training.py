@@ -12,7 +12,7 @@ what ``tools/train_tiny_lm.py`` and ``tools/train_reward_model.py`` run at full 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -200,7 +200,7 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = max(1, len(texts) // batch_size)
-    steps = max(1, int(round(epochs * steps_per_epoch)))
+    steps = max(1, round(epochs * steps_per_epoch))
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
