@@ -8,8 +8,12 @@ Both libraries are trained on the same seeds and evaluated with the *same* funct
 (``deterministic_eval`` below): every ``--eval-every`` env steps, 20 episodes with the
 most likely action, on the same 20 start states. For each seed the table gives the env
 steps and the wall-clock seconds (counted from building the envs and the model, and
-including every evaluation) until the evaluation mean first reaches ``--target``.
-Training stops there, or at 100,000 env steps.
+including every evaluation; "of which eval" is the evaluations' share) until the
+evaluation mean first reaches ``--target``. Training stops there, or at 100,000 env
+steps. Each library first does one short untimed run (warm-up), so neither pays the
+process's one-time start-up costs. Seeds run interleaved (ours, SB3, ours, ...), so load
+from other work on the machine falls on both alike; ``--clock cpu`` counts this process's
+CPU time instead of wall-clock.
 
 Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
 (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, lambda 0.8, ent 0, linear
