@@ -2,11 +2,16 @@
 
 Where to find things (one obvious place per idea):
 
-- ``ppo_edu.objectives``  probability ratio, L^CPI, L^CLIP, KL estimators
+- ``ppo_edu.objectives``  probability ratio, L^CPI, L^CLIP, KL estimators (lessons 1-2)
 - ``ppo_edu.agents``      the CartPole actor-critic
-- ``ppo_edu.rollout``     rollout collection from a gymnasium 1.x vector env
-- ``ppo_edu.evaluate``    deterministic evaluation (mean return over N episodes)
-- ``ppo_edu.figures``     the figures the README and notebooks show
+- ``ppo_edu.rollout``     rollout collection from a gymnasium 1.x vector env (SAME_STEP autoreset)
+- ``ppo_edu.evaluate``    evaluation: mean return over N episodes
+- ``ppo_edu.experiments`` the many-epochs-on-one-batch experiments of lessons 1-2
+- ``ppo_edu.advantages``  returns, TD residuals, GAE with terminated/truncated (lesson 3)
+- ``ppo_edu.ppo``         PPOConfig and the CartPole trainer (lesson 4); ``python -m ppo_edu.cartpole``
+- ``ppo_edu.lm``          data bundle, tiny GPT-2, reward model, Bradley-Terry, VADER judge (lesson 5)
+- ``ppo_edu.rlhf``        PPO for language models: generation, logprobs, KL, value head, trainer (lesson 6)
+- ``ppo_edu.figures``, ``ppo_edu.plots``, ``ppo_edu.animation``   what the notebooks show
 - ``ppo_edu.exercises``   checkers for the notebook exercises
 - ``ppo_edu.notebook``    the notebooks' setup helpers (device, profile)
 """
