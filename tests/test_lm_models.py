@@ -27,16 +27,6 @@ def tiny():
     return load_lm("tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread is fastest, and on a busy 2-core machine a second thread
-    # spinning at every synchronisation point makes these tests ~50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return small_tokenizer()

@@ -23,16 +23,6 @@ from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
 from ppo_edu.lm.training import reward_accuracy, train_reward_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread is fastest, and on a busy 2-core machine a second thread
-    # spinning at every synchronisation point makes these tests ~50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return small_tokenizer()
