@@ -75,6 +75,14 @@ def first_mismatch(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: f
     return tuple(int(i) for i in bad.nonzero()[0])
 
 
+def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:
+    """A hint when ``got`` is not a tensor of ``expected``'s shape (``dims`` names the axes)."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        named = f" {dims}" if dims else ""
+        return f"expected a tensor of shape {tuple(expected.shape)}{named}, got {describe_type(got)}"
+    return None
+
+
 def describe_type(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ppo_edu.advantages import bootstrap_values, compute_gae, td_residuals
-from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch, shape_hint
 
 
 def _rollout(T: int, N: int, seed: int, p_end: float = 0.2) -> dict[str, torch.Tensor]:
@@ -65,12 +65,6 @@ def _kind_of_step(case, t: int, i: int) -> str:
     return "inside"
 
 
-def _shape_hint(got, expected) -> str | None:
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return (f"expected a tensor of shape {tuple(expected.shape)} (T, N), "
-                f"got {describe_type(got)}")
-    return None
-
 
 # --------------------------------------------------------------------------- exercise 1
 
@@ -83,7 +77,7 @@ def check_bootstrap_values(fn):
                 case["next_values"])
         got = fn(*(a.clone() for a in args))
         expected = bootstrap_values(*args)
-        if (hint := _shape_hint(got, expected)) is not None:
+        if (hint := shape_hint(got, expected, "(T, N)")) is not None:
             return hint
         idx = first_mismatch(got, expected)
         if idx is None:
@@ -119,7 +113,7 @@ def check_td_residuals(fn):
         for case in _cases():
             got = fn(*_args(case), gamma=gamma)
             expected = td_residuals(**case, gamma=gamma)
-            if (hint := _shape_hint(got, expected)) is not None:
+            if (hint := shape_hint(got, expected, "(T, N)")) is not None:
                 return hint
             idx = first_mismatch(got, expected)
             if idx is None:
@@ -161,7 +155,7 @@ def check_gae(fn):
                 return f"return a pair (advantages, returns), got {describe_type(out)}"
             advantages, returns = out
             expected, expected_returns = compute_gae(**case, gamma=gamma, lam=lam)
-            if (hint := _shape_hint(advantages, expected)) is not None:
+            if (hint := shape_hint(advantages, expected, "(T, N)")) is not None:
                 return "advantages: " + hint
             idx = first_mismatch(advantages, expected)
             if idx is not None:

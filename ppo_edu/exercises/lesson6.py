@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch, shape_hint
 from ppo_edu.rlhf.advantages import token_gae
 from ppo_edu.rlhf.generation import response_mask_from_eos
 from ppo_edu.rlhf.kl import kl_penalty
@@ -16,11 +16,6 @@ from ppo_edu.rlhf.losses import clipped_value_loss
 
 EOS = 0
 
-
-def _shape_hint(got, expected, what="(B, R)") -> str | None:
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return f"expected a tensor of shape {tuple(expected.shape)} {what}, got {describe_type(got)}"
-    return None
 
 
 def _mask(lengths: list[int], R: int) -> torch.Tensor:
@@ -44,7 +39,7 @@ def check_response_mask(fn):
     for ids in _response_cases():
         got = fn(ids.clone(), EOS)
         expected = response_mask_from_eos(ids, EOS)
-        if (hint := _shape_hint(got, expected)) is not None:
+        if (hint := shape_hint(got, expected, "(B, R)")) is not None:
             return hint
         idx = first_mismatch(got, expected)
         if idx is None:
@@ -81,7 +76,7 @@ def check_kl_penalty(fn):
         for logprobs, ref_logprobs, mask in _kl_cases():
             got = fn(logprobs.clone(), ref_logprobs.clone(), mask.clone(), estimator)
             expected = kl_penalty(logprobs, ref_logprobs, mask, estimator)
-            if (hint := _shape_hint(got, expected)) is not None:
+            if (hint := shape_hint(got, expected, "(B, R)")) is not None:
                 return hint
             if close(got, expected):
                 continue
@@ -135,7 +130,7 @@ def check_token_gae(fn):
                 return f"return a pair (advantages, returns), got {describe_type(out)}"
             advantages, returns = out
             expected, expected_returns = token_gae(rewards, values, mask, gamma, lam)
-            if (hint := _shape_hint(advantages, expected)) is not None:
+            if (hint := shape_hint(advantages, expected, "(B, R)")) is not None:
                 return "advantages: " + hint
             real = mask.bool()
             if not close(advantages[real], expected[real]):
