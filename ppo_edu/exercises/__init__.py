@@ -13,7 +13,6 @@ holds the harness they share.
 
 from __future__ import annotations
 
-
 from ppo_edu.exercises._harness import Check, checker
 
 __all__ = ["Check", "checker"]
