@@ -169,11 +169,13 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
     return float(1.0 - (targets - predictions).var(unbiased=False) / var_targets)
 
 
-def ppo_loss(agent: ActorCritic, batch: dict[str, torch.Tensor], config: PPOConfig):
+def ppo_loss(agent: ActorCritic, batch: dict[str, torch.Tensor], config: PPOConfig,
+             check: bool = True):
     """The loss of one minibatch, -(L^CLIP - c1 L^VF + c2 S), and its diagnostics.
 
     ``batch`` holds (M,)-shaped ``obs`` (M, obs_dim), ``actions``, ``logprobs`` (of
-    pi_theta_old), ``values`` (V_old), ``advantages`` and ``returns``.
+    pi_theta_old), ``values`` (V_old), ``advantages`` and ``returns``. ``check=False``
+    skips the objectives' per-call input checks (:func:`ppo_update` checks once per update).
     """
     logprobs, entropy, values = agent.evaluate_actions(batch["obs"], batch["actions"])
     advantages = batch["advantages"]
@@ -181,9 +183,9 @@ def ppo_loss(agent: ActorCritic, batch: dict[str, torch.Tensor], config: PPOConf
         advantages = normalize_advantages(advantages)
     if config.use_clipping:
         policy_objective, clip_fraction = clipped_surrogate(
-            logprobs, batch["logprobs"], advantages, config.clip_epsilon)
+            logprobs, batch["logprobs"], advantages, config.clip_epsilon, check=check)
     else:
-        policy_objective = cpi_surrogate(logprobs, batch["logprobs"], advantages)
+        policy_objective = cpi_surrogate(logprobs, batch["logprobs"], advantages, check=check)
         with torch.no_grad():
             ratio = torch.exp(logprobs - batch["logprobs"])
             clip_fraction = ((ratio - 1).abs() > config.clip_epsilon).float().mean()
@@ -192,7 +194,7 @@ def ppo_loss(agent: ActorCritic, batch: dict[str, torch.Tensor], config: PPOConf
     entropy = entropy.mean()
     loss = -policy_objective + config.value_coef * value_loss - config.entropy_coef * entropy
     with torch.no_grad():
-        kl = approx_kl(logprobs, batch["logprobs"])
+        kl = approx_kl(logprobs, batch["logprobs"], check=check)
     stats = {"policy_loss": -policy_objective.detach(), "value_loss": value_loss.detach(),
              "entropy": entropy.detach(), "approx_kl": kl, "clip_fraction": clip_fraction}
     return loss, stats
@@ -210,22 +212,30 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
     data = rollout.flat()
     data["advantages"] = advantages.reshape(-1)
     data["returns"] = returns.reshape(-1)
+    for name, value in data.items():  # checked once here, not in every minibatch's loss
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise FloatingPointError(f"PPO update got non-finite {name} (NaN or inf); "
+                                     "refusing to train on it")
     B = data["actions"].shape[0]
-    totals: dict[str, torch.Tensor] = {}
-    steps = 0
+    params = list(agent.parameters())
+    names, history = None, []
     for _ in range(config.update_epochs):
-        order = torch.randperm(B, generator=generator, device=data["actions"].device)
-        for start in range(0, B, config.minibatch_size):
-            idx = order[start:start + config.minibatch_size]
-            loss, stats = ppo_loss(agent, {k: v[idx] for k, v in data.items()}, config)
+        if config.minibatch_size == B:  # one minibatch, the whole batch: order cannot matter
+            minibatches = [data]
+        else:
+            order = torch.randperm(B, generator=generator, device=data["actions"].device)
+            minibatches = [{k: v[order[start:start + config.minibatch_size]] for k, v in data.items()}
+                           for start in range(0, B, config.minibatch_size)]
+        for batch in minibatches:
+            loss, stats = ppo_loss(agent, batch, config, check=False)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
             optimizer.step()
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v
-            steps += 1
-    out = {k: float(v) / steps for k, v in totals.items()}
+            names = names or list(stats)
+            history.append(torch.stack([torch.as_tensor(stats[k], dtype=torch.float32) for k in names]))
+    # one stack and one sync per update, instead of one per statistic and minibatch
+    out = dict(zip(names, torch.stack(history).mean(0).tolist()))
     bad = [k for k, v in out.items() if not math.isfinite(v)]
     if bad:  # a NaN loss would silently turn every weight into NaN: stop here instead
         raise FloatingPointError(f"PPO update produced non-finite {', '.join(bad)}: {out}")

@@ -258,5 +258,10 @@ def test_a_non_finite_update_is_an_error_not_a_silent_nan():
     config = PPOConfig(num_envs=N, num_steps=T, minibatch_size=8, total_timesteps=8,
                        update_epochs=1)
     optimizer = torch.optim.Adam(agent.parameters())
-    with pytest.raises(FloatingPointError, match="value_loss"):
+    with pytest.raises(FloatingPointError, match="non-finite returns"):
         ppo_update(agent, optimizer, rollout, torch.randn(T, N), returns, config)
+    # finite inputs, but a diverged network: caught in the update's statistics
+    with torch.no_grad():
+        agent.critic[0].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="value_loss"):
+        ppo_update(agent, optimizer, rollout, torch.randn(T, N), torch.ones(T, N), config)
