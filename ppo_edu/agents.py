@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical
@@ -106,6 +107,10 @@ class ActorCritic(nn.Module):
         logprobs = logprobs_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return actions, logprobs, _forward(self.critic, obs).squeeze(-1)
 
+    def numpy_policy(self) -> NumpyPolicy:
+        """This agent's ``act`` in numpy, for stepping CPU environments (see :class:`NumpyPolicy`)."""
+        return NumpyPolicy(self)
+
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
         """log pi_theta(a|s), entropy and V(s) for given states and actions (with gradients).
 
@@ -117,3 +122,57 @@ class ActorCritic(nn.Module):
         logprobs = logprobs_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         entropy = -(logprobs_all.exp() * logprobs_all).sum(-1)
         return logprobs, entropy, self.value(obs)
+
+
+class NumpyPolicy:
+    """``ActorCritic.act`` computed with numpy on the agent's current CPU weights.
+
+    Rollout collection calls the policy once per environment step on a handful of
+    observations, where each torch call costs microseconds of overhead and numpy's cost
+    less: this runs the same MLPs ~3x faster. The weights are read, not copied, so the
+    policy follows the agent; use it only while the weights do not change (one rollout).
+    Actions are drawn by the same inverse CDF as ``act`` from the same ``torch.rand``
+    stream, so a seeded run samples the same actions (up to float rounding of the
+    probabilities).
+    """
+
+    def __init__(self, agent: ActorCritic):
+        if next(agent.parameters()).device.type != "cpu":
+            raise ValueError("NumpyPolicy needs the agent's weights on the CPU")
+        self.obs_dim = agent.obs_dim
+        self.actor = [(m.weight.detach().numpy(), m.bias.detach().numpy())
+                      for m in agent.actor if isinstance(m, nn.Linear)]
+        self.critic = [(m.weight.detach().numpy(), m.bias.detach().numpy())
+                       for m in agent.critic if isinstance(m, nn.Linear)]
+
+    @staticmethod
+    def _mlp(layers, x: np.ndarray) -> np.ndarray:
+        for weight, bias in layers[:-1]:
+            x = np.tanh(x @ weight.T + bias)
+        weight, bias = layers[-1]
+        return x @ weight.T + bias
+
+    def _check(self, obs) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {obs.shape}")
+        return obs
+
+    def value(self, obs) -> np.ndarray:
+        """V(s), shape (N,)."""
+        return self._mlp(self.critic, self._check(obs))[:, 0]
+
+    def act(self, obs, deterministic: bool = False):
+        """(actions, logprobs, values) as numpy arrays of shape (N,), as ``ActorCritic.act``."""
+        obs = self._check(obs)
+        logits = self._mlp(self.actor, obs)
+        shifted = logits - logits.max(-1, keepdims=True)
+        logprobs_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        if deterministic:
+            actions = logits.argmax(-1)
+        else:
+            cdf = np.exp(logprobs_all).cumsum(-1)[:, :-1]
+            u = torch.rand(obs.shape[0], 1).numpy()
+            actions = (cdf < u).sum(-1)
+        logprobs = np.take_along_axis(logprobs_all, actions[:, None], -1)[:, 0]
+        return actions, logprobs, self.value(obs)

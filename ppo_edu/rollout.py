@@ -101,36 +101,33 @@ class RolloutCollector:
             )
         self.envs, self.agent, self.device = envs, agent, torch.device(device)
         obs, _ = envs.reset(seed=seed)
-        self.obs = self._tensor(obs)
+        self.obs = np.asarray(obs, dtype=np.float32)  # the current observations, (N, obs_dim)
         self._running_return = np.zeros(envs.num_envs)
         self._running_length = np.zeros(envs.num_envs, dtype=np.int64)
-
-    def _tensor(self, array) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
     def collect(self, num_steps: int) -> Rollout:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         T, N = num_steps, self.envs.num_envs
-        # Per-step results go into Python lists and numpy arrays and become tensors once at
-        # the end: indexing a torch tensor costs microseconds, and this loop runs every step.
-        obs_list, act_list, logp_list, val_list = [], [], [], []
+        policy = self._policy()
+        # Per-step results go into numpy arrays and become tensors once at the end:
+        # a torch call costs microseconds, and this loop runs every environment step.
+        obs_buf = np.zeros((T, N, self.agent.obs_dim), dtype=np.float32)
+        actions = np.zeros((T, N), dtype=np.int64)
+        logprobs = np.zeros((T, N), dtype=np.float32)
+        values = np.zeros((T, N), dtype=np.float32)
         rewards = np.zeros((T, N), dtype=np.float32)
         terminated = np.zeros((T, N), dtype=bool)
         truncated = np.zeros((T, N), dtype=bool)
-        final_values = torch.zeros((T, N), device=self.device)
+        final_values = np.zeros((T, N), dtype=np.float32)
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
 
         for t in range(T):
-            actions, logprobs, values = self.agent.act(self.obs)
-            obs_list.append(self.obs)
-            act_list.append(actions)
-            logp_list.append(logprobs)
-            val_list.append(values)
-            next_obs, rewards[t], terminated[t], truncated[t], info = self.envs.step(
-                actions.cpu().numpy())
+            obs_buf[t] = self.obs
+            actions[t], logprobs[t], values[t] = policy.act(self.obs)
+            next_obs, rewards[t], terminated[t], truncated[t], info = self.envs.step(actions[t])
 
             self._running_return += rewards[t]
             self._running_length += 1
@@ -139,21 +136,42 @@ class RolloutCollector:
                 # SAME_STEP autoreset: next_obs[i] already starts env i's next episode; the
                 # observation the episode really ended in is info["final_obs"][i].
                 ended = np.flatnonzero(done)
-                final_obs = self._tensor(np.stack([info["final_obs"][i] for i in ended]))
-                final_values[t, ended] = self.agent.value(final_obs)
+                final_values[t, ended] = policy.value(np.stack([info["final_obs"][i] for i in ended]))
                 for i in ended:
                     episode_returns.append(float(self._running_return[i]))
                     episode_lengths.append(int(self._running_length[i]))
                 self._running_return[ended] = 0.0
                 self._running_length[ended] = 0
-            self.obs = self._tensor(next_obs)
+            self.obs = np.asarray(next_obs, dtype=np.float32)
 
+        tensor = lambda a: torch.from_numpy(a).to(self.device)
         return Rollout(
-            obs=torch.stack(obs_list), actions=torch.stack(act_list),
-            logprobs=torch.stack(logp_list), values=torch.stack(val_list),
-            rewards=torch.from_numpy(rewards).to(self.device),
-            terminated=torch.from_numpy(terminated).to(self.device),
-            truncated=torch.from_numpy(truncated).to(self.device),
-            final_values=final_values, next_values=self.agent.value(self.obs),
+            obs=tensor(obs_buf), actions=tensor(actions), logprobs=tensor(logprobs),
+            values=tensor(values), rewards=tensor(rewards), terminated=tensor(terminated),
+            truncated=tensor(truncated), final_values=tensor(final_values),
+            next_values=tensor(policy.value(self.obs).astype(np.float32)),
             episode_returns=episode_returns, episode_lengths=episode_lengths,
         )
+
+    def _policy(self):
+        """The agent's policy for numpy observations: :class:`~ppo_edu.agents.NumpyPolicy` on
+        the CPU (faster for these tiny MLPs), ``agent.act`` through tensors elsewhere."""
+        cls = type(self.agent)
+        if (self.device.type == "cpu" and isinstance(self.agent, ActorCritic)
+                and cls.act is ActorCritic.act and cls.value is ActorCritic.value):
+            return self.agent.numpy_policy()
+        return _TorchPolicy(self.agent, self.device)
+
+
+class _TorchPolicy:
+    """``agent.act`` and ``agent.value`` with numpy in and out (agents on a GPU)."""
+
+    def __init__(self, agent, device: torch.device):
+        self.agent, self.device = agent, device
+
+    def act(self, obs):
+        out = self.agent.act(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        return tuple(x.cpu().numpy() for x in out)
+
+    def value(self, obs):
+        return self.agent.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()

@@ -69,3 +69,27 @@ def test_evaluation_is_reproducible_for_a_seed():
 def test_evaluation_needs_at_least_one_episode():
     with pytest.raises(ValueError, match="episodes must be >= 1"):
         evaluate(ActorCritic(4, 2), episodes=0)
+
+
+def test_numpy_policy_matches_act_on_the_same_random_stream():
+    import numpy as np
+
+    torch.manual_seed(3)
+    agent = ActorCritic(4, 3, hidden=16)
+    obs = torch.randn(64, 4)
+    policy = agent.numpy_policy()
+    torch.manual_seed(7)
+    actions, logprobs, values = agent.act(obs)
+    torch.manual_seed(7)
+    np_actions, np_logprobs, np_values = policy.act(obs.numpy())
+    assert np.array_equal(np_actions, actions.numpy())
+    assert np.allclose(np_logprobs, logprobs.numpy(), atol=1e-5)
+    assert np.allclose(np_values, values.numpy(), atol=1e-5)
+    assert np.array_equal(policy.act(obs.numpy(), deterministic=True)[0],
+                          agent.act(obs, deterministic=True)[0].numpy())
+    # it reads the agent's weights: an update shows up without a new snapshot
+    with torch.no_grad():
+        agent.critic[-1].bias.add_(1.0)
+    assert np.allclose(policy.value(obs.numpy()), agent.value(obs).detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        policy.act(np.zeros((2, 5), dtype=np.float32))
