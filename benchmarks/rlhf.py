@@ -73,7 +73,8 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args) -> tuple[torch.nn.Mo
     reference = frozen_reference(policy)
     config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size, ppo_epochs=4,
                         learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
-                        init_kl_coef=args.kl_coef, seed=args.seed)
+                        init_kl_coef=args.kl_coef, target_kl=args.target_kl,
+                        kl_horizon=args.kl_horizon, seed=args.seed)
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
     start = time.perf_counter()
     history = trainer.train(time_budget_s=args.budget, progress=False)
@@ -144,6 +145,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=20)
     parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
     parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
+    parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
+                        help="ours: the adaptive KL controller's target, nats per response "
+                             "(TRL keeps its coefficient fixed)")
+    parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
+                        help="ours: the controller's horizon, in samples")
     parser.add_argument("--eval-prompts", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both (1 is fastest for models this small)")
@@ -160,7 +166,8 @@ def main(argv=None) -> int:
     print(f"policy {args.lm} ({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, {args.max_new_tokens} "
-          f"new tokens, lr {args.lr}, KL coef {args.kl_coef}, budget {args.budget:.0f} s, "
+          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} (ours: adaptive, target {args.target_kl:g} "
+          f"nats, horizon {args.kl_horizon}), budget {args.budget:.0f} s, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
     print(f"reference policy: score {base['score']:.3f} (std {base['score_std']:.3f}), "
