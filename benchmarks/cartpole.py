@@ -19,9 +19,9 @@ Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
 (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, lambda 0.8, ent 0, linear
 lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults. Both get the same
 budget of 100,000 env steps, over which both anneal their learning rate and clip range
-linearly (SB3's schedules follow ``learn(total_timesteps)``; ours ``total_timesteps``). Both use one torch
-thread (``--threads``), which is faster than more threads for these tiny networks,
-for both.
+linearly (SB3's schedules follow ``learn(total_timesteps)``, ours ``total_timesteps``).
+Both use one torch thread (``--threads``), which is faster than more threads for these
+tiny networks, for both.
 """
 
 from __future__ import annotations
