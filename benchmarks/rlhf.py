@@ -17,17 +17,25 @@ Different by design: TRL trains a separate value model (initialised from the rew
 model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
 the policy's trunk and Ziegler et al.'s adaptive KL controller.
 
-Both trained policies, and the reference itself, are then measured by the same function
+Both policies, and the reference itself, are measured by the same function
 (``ppo_edu.rlhf.evaluation.evaluate_policy``) on held-out evaluation prompts with the same
 sampling seed: reward-model score, VADER compound (the held-out judge), and the exact KL
-to the reference summed over each response. Samples per second = responses generated
-and trained on / seconds in the training loop.
+to the reference summed over each response. Each trainer is measured at ``--checkpoints``
+evenly spaced points of its own training clock, the last one at the end of the budget;
+the clock stops while it is measured. Samples per second = responses generated and
+trained on / seconds of training.
+
+A single end point says little on its own: both trainers move along a reward-versus-KL
+curve, and a point further along it has more reward *and* more KL. So the benchmark also
+prints each trainer's reward gain interpolated along its checkpoints at the other's final
+KL, which compares the two curves at the same KL.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import sys
 import tempfile
 import time
@@ -68,7 +76,26 @@ def measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args) -
     return result.summary()
 
 
-def run_ours(lm, tokenizer, reward_fn, train_prompts, args) -> tuple[torch.nn.Module, dict]:
+class Checkpoints:
+    """Measures a policy at fractions 1/n, 2/n, ..., 1 of the training budget; returns the
+    seconds each measurement took, so that the caller can stop its training clock."""
+
+    def __init__(self, policy, measure_fn, budget: float, n: int):
+        self.policy, self.measure_fn = policy, measure_fn
+        self.due = [budget * (i + 1) / n for i in range(n)]
+        self.rows: list[dict] = []
+
+    def __call__(self, train_s: float, steps: int) -> float:
+        if not self.due or train_s < self.due[0]:
+            return 0.0
+        while self.due and train_s >= self.due[0]:
+            self.due.pop(0)
+        start = time.perf_counter()
+        self.rows.append({"train_s": train_s, "steps": steps, **self.measure_fn(self.policy)})
+        return time.perf_counter() - start
+
+
+def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
     reference = frozen_reference(policy)
     config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size, ppo_epochs=4,
@@ -76,19 +103,24 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args) -> tuple[torch.nn.Mo
                         init_kl_coef=args.kl_coef, target_kl=args.target_kl,
                         kl_horizon=args.kl_horizon, seed=args.seed)
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
-    start = time.perf_counter()
-    history = trainer.train(time_budget_s=args.budget, progress=False)
-    seconds = time.perf_counter() - start
-    samples = len(history) * args.batch_size
-    return policy.lm, {"steps": len(history), "samples": samples, "train_s": seconds,
-                       "samples_per_s": samples / seconds}
+    checkpoints = Checkpoints(policy.lm, measure_fn, args.budget, args.checkpoints)
+    seconds, steps = 0.0, 0
+    while seconds < args.budget:
+        start = time.perf_counter()
+        trainer.step()
+        seconds += time.perf_counter() - start
+        steps += 1
+        checkpoints(seconds, steps)
+    samples = steps * args.batch_size
+    return checkpoints.rows, {"steps": steps, "samples": samples, "train_s": seconds,
+                              "samples_per_s": samples / seconds}
 
 
 class BudgetReached(Exception):
     pass
 
 
-def run_trl(lm, tokenizer, rm, train_prompts, args) -> tuple[torch.nn.Module, dict]:
+def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[dict], dict]:
     """TRL's PPOTrainer with the same models, prompts and settings (see the module docstring)."""
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -101,7 +133,11 @@ def run_trl(lm, tokenizer, rm, train_prompts, args) -> tuple[torch.nn.Module, di
     policy = copy.deepcopy(lm)
     reference = copy.deepcopy(lm)
     value_model = copy.deepcopy(rm)
-    clock = {"start": None, "steps": 0}
+    clock = {"start": None, "paused": 0.0, "steps": 0}
+    checkpoints = Checkpoints(policy, measure_fn, args.budget, args.checkpoints)
+
+    def train_seconds():
+        return time.perf_counter() - clock["start"] - clock["paused"]
 
     class StopAtBudget(TrainerCallback):
         def on_train_begin(self, *a, **k):
@@ -109,7 +145,8 @@ def run_trl(lm, tokenizer, rm, train_prompts, args) -> tuple[torch.nn.Module, di
 
         def on_step_end(self, *a, **k):
             clock["steps"] += 1
-            if time.perf_counter() - clock["start"] >= args.budget:
+            clock["paused"] += checkpoints(train_seconds(), clock["steps"])
+            if train_seconds() >= args.budget:
                 raise BudgetReached
 
     with tempfile.TemporaryDirectory() as out:
@@ -130,11 +167,20 @@ def run_trl(lm, tokenizer, rm, train_prompts, args) -> tuple[torch.nn.Module, di
             trainer.train()
         except BudgetReached:
             pass
-        seconds = time.perf_counter() - clock["start"]
+        seconds = train_seconds()
     samples = clock["steps"] * args.batch_size
-    policy.eval()
-    return policy, {"steps": clock["steps"], "samples": samples, "train_s": seconds,
-                    "samples_per_s": samples / seconds}
+    return checkpoints.rows, {"steps": clock["steps"], "samples": samples, "train_s": seconds,
+                              "samples_per_s": samples / seconds}
+
+
+def gain_at_kl(rows: list[dict], kl: float) -> float | None:
+    """Reward gain (in reference std) where a trajectory first reaches ``kl``, linearly
+    interpolated between its checkpoints (it starts at gain 0, KL 0); None if it never does."""
+    points = [(0.0, 0.0)] + [(r["kl"], r["score_gain_in_std"]) for r in rows]
+    for (k0, g0), (k1, g1) in itertools.pairwise(points):
+        if k1 >= kl:
+            return g0 + (g1 - g0) * (kl - k0) / (k1 - k0) if k1 > k0 else g1
+    return None
 
 
 def main(argv=None) -> int:
@@ -151,6 +197,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
                         help="ours: the controller's horizon, in samples")
     parser.add_argument("--eval-prompts", type=int, default=256)
+    parser.add_argument("--checkpoints", type=int, default=4,
+                        help="measure each trainer this many times, evenly over its training budget")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both (1 is fastest for models this small)")
     parser.add_argument("--seed", type=int, default=0)
@@ -158,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
     parser.add_argument("--only", choices=("ours", "trl"), default=None)
     args = parser.parse_args(argv)
+    if args.checkpoints < 1 or args.budget <= 0:
+        parser.error("--checkpoints must be >= 1 and --budget > 0")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -172,21 +222,31 @@ def main(argv=None) -> int:
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
     print(f"reference policy: score {base['score']:.3f} (std {base['score_std']:.3f}), "
           f"VADER {base['judge']:.3f}")
-    rows = {}
+
+    def measure_gain(policy) -> dict:
+        after = measure(policy, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
+        return {**after, "score_gain": after["score"] - base["score"],
+                "judge_gain": after["judge"] - base["judge"],
+                "score_gain_in_std": (after["score"] - base["score"]) / base["score_std"]}
+
+    rows, curves = {}, {}
     for name in ("ours", "trl"):
         if args.only and name != args.only:
             continue
         try:
-            trained, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args) if name == "ours"
-                              else run_trl(lm, tokenizer, rm, train_prompts, args))
-        except Exception as exc:  # say exactly why a trainer could not run
+            curve, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_gain)
+                            if name == "ours" else
+                            run_trl(lm, tokenizer, rm, train_prompts, args, measure_gain))
+        except Exception as exc:  # noqa: BLE001 -- say exactly why a trainer could not run
             print(f"\n{name}: could not run: {type(exc).__name__}: {exc}")
             traceback.print_exc(file=sys.stdout)
             continue
-        after = measure(trained, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
-        rows[name] = {**speed, **after, "score_gain": after["score"] - base["score"],
-                      "judge_gain": after["judge"] - base["judge"],
-                      "score_gain_in_std": (after["score"] - base["score"]) / base["score_std"]}
+        curves[name], rows[name] = curve, {**speed, **curve[-1]}
+        print(f"\n{name}: {'training s':>10} {'steps':>6} {'RM gain (std)':>14} {'VADER gain':>11} "
+              f"{'KL (nats)':>10}")
+        for r in curve:
+            print(f"{'':>{len(name) + 1}} {r['train_s']:>10.1f} {r['steps']:>6} "
+                  f"{r['score_gain_in_std']:>14.3f} {r['judge_gain']:>11.3f} {r['kl']:>10.2f}")
 
     print(f"\n{'':>22}" + "".join(f"{n:>12}" for n in rows) + ("       ratio" if len(rows) == 2 else ""))
     for key, label in (("score_gain", "RM score gain"), ("score_gain_in_std", "  (in ref. std)"),
@@ -198,6 +258,16 @@ def main(argv=None) -> int:
             trl = rows["trl"][key]
             line += f"{rows['ours'][key] / trl:>12.2f}" if trl else f"{'n/a':>12}"
         print(line)
+    if len(rows) == 2:
+        ours, trl = rows["ours"], rows["trl"]
+        print("\nRM gain (std) at the same KL, interpolated along each trainer's checkpoints:")
+        for at, name in ((trl["kl"], "TRL's final"), (ours["kl"], "our final")):
+            g_ours, g_trl = gain_at_kl(curves["ours"], at), gain_at_kl(curves["trl"], at)
+            show = [f"{g:.3f}" if g is not None else "not reached" for g in (g_ours, g_trl)]
+            print(f"  at {name} KL {at:.2f} nats: ours {show[0]}, TRL {show[1]}")
+        met = ours["score_gain"] >= trl["score_gain"] and ours["kl"] <= trl["kl"]
+        print(f"end points: ours {'has' if met else 'does not have'} at least TRL's reward gain at "
+              f"no more KL; samples/s ratio {ours['samples_per_s'] / trl['samples_per_s']:.2f}")
     return 0
 
 

@@ -1,0 +1,72 @@
+"""The bookkeeping of ``benchmarks/rlhf.py``: checkpoints on a training clock that stops
+while the policy is measured, and the reward gain interpolated at a given KL."""
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rlhf.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_rlhf", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(*points):
+    return [{"kl": kl, "score_gain_in_std": gain} for kl, gain in points]
+
+
+def test_gain_at_kl_interpolates_from_the_origin_along_the_checkpoints(bench):
+    curve = rows((2.0, 1.0), (4.0, 1.5), (3.0, 2.0))
+    assert bench.gain_at_kl(curve, 1.0) == pytest.approx(0.5)  # between (0, 0) and the first point
+    assert bench.gain_at_kl(curve, 3.0) == pytest.approx(1.25)  # the first time KL reaches 3
+    assert bench.gain_at_kl(curve, 4.0) == pytest.approx(1.5)
+    assert bench.gain_at_kl(curve, 4.5) is None  # never reached
+
+
+def test_checkpoints_fire_once_per_due_point_and_report_their_own_time(bench):
+    calls = []
+
+    def measure(policy):
+        calls.append(policy)
+        time.sleep(0.01)
+        return {"kl": 1.0}
+
+    cp = bench.Checkpoints("policy", measure, budget=10.0, n=4)  # due at 2.5, 5, 7.5, 10
+    assert cp(1.0, 1) == 0.0 and not calls
+    assert cp(2.6, 2) >= 0.01 and len(calls) == 1
+    assert cp(3.0, 3) == 0.0 and len(calls) == 1
+    cp(8.0, 4)  # past 5 and 7.5 at once: measured once
+    assert len(calls) == 2
+    cp(10.0, 5)
+    assert [r["steps"] for r in cp.rows] == [2, 4, 5]
+    assert [r["train_s"] for r in cp.rows] == [2.6, 8.0, 10.0]
+    assert cp(11.0, 6) == 0.0 and len(calls) == 3  # nothing is due after the budget
+
+
+def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
+    from ppo_edu.lm import load_lm, load_reward_model, reward_fn_from_model
+
+    lm, tokenizer = load_lm("tiny")
+    rm, rm_tokenizer = load_reward_model("tiny")
+    args = argparse.Namespace(batch_size=4, mini_batch_size=2, lr=5e-5, max_new_tokens=4, kl_coef=0.2,
+                              target_kl=5.0, kl_horizon=300, seed=0, budget=0.5, checkpoints=2)
+
+    def slow_measure(policy):
+        time.sleep(1.0)
+        return {"kl": 0.0}
+
+    start = time.perf_counter()
+    curve, speed = bench.run_ours(lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer),
+                                  ["the film", "a story"], args, slow_measure)
+    wall = time.perf_counter() - start
+    assert len(curve) == 2 and curve[-1]["steps"] == speed["steps"]
+    assert speed["train_s"] >= args.budget and wall >= speed["train_s"] + 2.0
+    assert speed["samples"] == 4 * speed["steps"]
