@@ -1,5 +1,5 @@
 """The bookkeeping of ``benchmarks/rlhf.py``: checkpoints on a training clock that stops
-while the policy is measured, and the reward gain interpolated at a given KL."""
+while the policy is measured."""
 
 import argparse
 import importlib.util
@@ -17,18 +17,6 @@ def bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def rows(*points):
-    return [{"kl": kl, "score_gain_in_std": gain} for kl, gain in points]
-
-
-def test_gain_at_kl_interpolates_from_the_origin_along_the_checkpoints(bench):
-    curve = rows((2.0, 1.0), (4.0, 1.5), (3.0, 2.0))
-    assert bench.gain_at_kl(curve, 1.0) == pytest.approx(0.5)  # between (0, 0) and the first point
-    assert bench.gain_at_kl(curve, 3.0) == pytest.approx(1.25)  # the first time KL reaches 3
-    assert bench.gain_at_kl(curve, 4.0) == pytest.approx(1.5)
-    assert bench.gain_at_kl(curve, 4.5) is None  # never reached
 
 
 def test_checkpoints_fire_once_per_due_point_and_report_their_own_time(bench):
@@ -67,6 +55,7 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
     curve, speed = bench.run_ours(lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer),
                                   ["the film", "a story"], args, slow_measure)
     wall = time.perf_counter() - start
-    assert len(curve) == 2 and curve[-1]["steps"] == speed["steps"]
-    assert speed["train_s"] >= args.budget and wall >= speed["train_s"] + 2.0
+    # one checkpoint per due point reached (a slow first step can pass both at once); the last at the end
+    assert 1 <= len(curve) <= 2 and curve[-1]["steps"] == speed["steps"]
+    assert speed["train_s"] >= args.budget and wall >= speed["train_s"] + 1.0 * len(curve)
     assert speed["samples"] == 4 * speed["steps"]
