@@ -28,13 +28,18 @@ trained on / seconds of training.
 The target is an end-point comparison: at least TRL's reward gain at no more KL. Both
 trainers move along a reward-versus-KL curve, and a point further along it has more
 reward *and* more KL, so the checkpoints (and the gain per nat of KL) show where on that
-curve each one stopped.
+curve each one stopped. To compare the two at the same KL, the benchmark also prints
+TRL's reward gain at our final KL, read off TRL's checkpoints: under its fixed
+coefficient TRL's KL rises from one checkpoint to the next. The converse is not printed.
+Our KL overshoots its target and comes back, so reading our path at TRL's KL would only
+see the way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import sys
 import tempfile
 import time
@@ -172,6 +177,20 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
                               "samples_per_s": samples / seconds}
 
 
+def gain_on_the_way_out(rows: list[dict], kl: float) -> float | None:
+    """Reward gain (reference std) of a trajectory when its KL first reached ``kl``, linearly
+    interpolated between its checkpoints (the reference itself is the point KL 0, gain 0);
+    None if it never got that far, or if its KL went down between checkpoints before that
+    (then "when it had spent ``kl`` nats" has no single answer)."""
+    points = [(0.0, 0.0)] + [(r["kl"], r["score_gain_in_std"]) for r in rows]
+    for (k0, g0), (k1, g1) in itertools.pairwise(points):
+        if k1 < k0:
+            return None
+        if k1 >= kl:
+            return g0 + (g1 - g0) * (kl - k0) / (k1 - k0) if k1 > k0 else g1
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
@@ -253,6 +272,11 @@ def main(argv=None) -> int:
             per_nat = f"{r['score_gain_in_std'] / r['kl']:.3f}" if r["kl"] > 0 else "n/a"
             print(f"{name}: RM gain per nat of KL {per_nat} std "
                   f"({r['score_gain_in_std']:+.3f} std at {r['kl']:.2f} nats)")
+        # same-KL comparison on TRL's rising path (module docstring)
+        at = gain_on_the_way_out(curves["trl"], ours["kl"])
+        print(f"at our final KL ({ours['kl']:.2f} nats): ours {ours['score_gain_in_std']:+.3f} std, TRL "
+              + (f"{at:+.3f} std (interpolated between its checkpoints)" if at is not None else
+                 f"n/a (its KL did not rise to {ours['kl']:.2f} nats within the budget)"))
         met = ours["score_gain"] >= trl["score_gain"] and ours["kl"] <= trl["kl"]
         print(f"end points: ours {'has' if met else 'does not have'} at least TRL's reward gain at "
               f"no more KL; samples/s ratio {ours['samples_per_s'] / trl['samples_per_s']:.2f}")

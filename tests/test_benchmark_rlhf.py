@@ -59,3 +59,14 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
     assert 1 <= len(curve) <= 2 and curve[-1]["steps"] == speed["steps"]
     assert speed["train_s"] >= args.budget and wall >= speed["train_s"] + 1.0 * len(curve)
     assert speed["samples"] == 4 * speed["steps"]
+
+
+def test_gain_on_the_way_out_reads_a_rising_path_and_refuses_otherwise(bench):
+    rows = [{"kl": 2.0, "score_gain_in_std": 0.5}, {"kl": 4.0, "score_gain_in_std": 1.5}]
+    assert bench.gain_on_the_way_out(rows, 1.0) == pytest.approx(0.25)  # from the reference (0, 0)
+    assert bench.gain_on_the_way_out(rows, 3.0) == pytest.approx(1.0)
+    assert bench.gain_on_the_way_out(rows, 4.0) == pytest.approx(1.5)
+    assert bench.gain_on_the_way_out(rows, 4.5) is None  # never got that far
+    back = [{"kl": 6.0, "score_gain_in_std": 1.8}, {"kl": 5.0, "score_gain_in_std": 1.6}]
+    assert bench.gain_on_the_way_out(back, 5.5) == pytest.approx(1.8 * 5.5 / 6.0)
+    assert bench.gain_on_the_way_out(back + [{"kl": 7.0, "score_gain_in_std": 2.0}], 6.5) is None
