@@ -276,7 +276,7 @@ def main(argv=None) -> int:
         at = gain_on_the_way_out(curves["trl"], ours["kl"])
         print(f"at our final KL ({ours['kl']:.2f} nats): ours {ours['score_gain_in_std']:+.3f} std, TRL "
               + (f"{at:+.3f} std (interpolated between its checkpoints)" if at is not None else
-                 f"n/a (its KL did not rise to {ours['kl']:.2f} nats within the budget)"))
+                 f"n/a (its checkpoints did not rise steadily to {ours['kl']:.2f} nats)"))
         met = ours["score_gain"] >= trl["score_gain"] and ours["kl"] <= trl["kl"]
         print(f"end points: ours {'has' if met else 'does not have'} at least TRL's reward gain at "
               f"no more KL; samples/s ratio {ours['samples_per_s'] / trl['samples_per_s']:.2f}")

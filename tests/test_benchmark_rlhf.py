@@ -1,5 +1,5 @@
 """The bookkeeping of ``benchmarks/rlhf.py``: checkpoints on a training clock that stops
-while the policy is measured."""
+while the policy is measured, and the reading of TRL's path at our final KL."""
 
 import argparse
 import importlib.util
