@@ -26,13 +26,22 @@ the clock stops while it is measured. Samples per second = responses generated a
 trained on / seconds of training.
 
 The target is an end-point comparison: at least TRL's reward gain at no more KL. Both
-trainers move along a reward-versus-KL curve, and a point further along it has more
-reward *and* more KL, so the checkpoints (and the gain per nat of KL) show where on that
-curve each one stopped. To compare the two at the same KL, the benchmark also prints
-TRL's reward gain at our final KL, read off TRL's checkpoints: under its fixed
-coefficient TRL's KL rises from one checkpoint to the next. The converse is not printed.
-Our KL overshoots its target and comes back, so reading our path at TRL's KL would only
-see the way out.
+trainers move outwards in reward and KL together, so a point further out has more reward
+*and* more KL, and the checkpoints show where each one stopped. Two readings make the
+trainers comparable at different KL:
+
+- Gain per square root of KL (reference std per sqrt(nat)), printed at every checkpoint.
+  To second order, a parameter step d changes the reward by g.d and costs
+  KL = d.F.d / 2 (F the Fisher matrix), so along any direction the gain grows like
+  sqrt(KL); the best direction reaches sqrt(2 g.F^-1.g) per sqrt(nat), the natural
+  gradient's bound. Gain per nat would instead reward stopping early on a concave curve.
+  (Interpolating a trained policy's weights back towards the reference, from half-way to
+  all the way, moved this ratio by less than a fifth while gain per nat roughly halved;
+  lesson 6, section 10 measures it.)
+- TRL's reward gain at our final KL, read off TRL's checkpoints: under its fixed
+  coefficient TRL's KL rises from one checkpoint to the next. The converse is not
+  printed: our KL overshoots its target and comes back, so reading our path at TRL's KL
+  would only see the way out.
 """
 
 from __future__ import annotations
@@ -177,6 +186,15 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
                               "samples_per_s": samples / seconds}
 
 
+def gain_per_sqrt_kl(row: dict) -> float | None:
+    """Reward gain (reference std) per sqrt(nat) of KL, None at KL <= 0 (module docstring)."""
+    return row["score_gain_in_std"] / row["kl"] ** 0.5 if row["kl"] > 0 else None
+
+
+def _fmt(x: float | None, width: int) -> str:
+    return f"{x:>{width}.3f}" if x is not None else f"{'n/a':>{width}}"
+
+
 def gain_on_the_way_out(rows: list[dict], kl: float) -> float | None:
     """Reward gain (reference std) of a trajectory when its KL first reached ``kl``, linearly
     interpolated between its checkpoints (the reference itself is the point KL 0, gain 0);
@@ -251,10 +269,11 @@ def main(argv=None) -> int:
             continue
         curves[name], rows[name] = curve, {**speed, **curve[-1]}
         print(f"\n{name}: {'training s':>10} {'steps':>6} {'RM gain (std)':>14} {'VADER gain':>11} "
-              f"{'KL (nats)':>10}")
+              f"{'KL (nats)':>10} {'gain/sqrt(KL)':>14}")
         for r in curve:
             print(f"{'':>{len(name) + 1}} {r['train_s']:>10.1f} {r['steps']:>6} "
-                  f"{r['score_gain_in_std']:>14.3f} {r['judge_gain']:>11.3f} {r['kl']:>10.2f}")
+                  f"{r['score_gain_in_std']:>14.3f} {r['judge_gain']:>11.3f} {r['kl']:>10.2f} "
+                  f"{_fmt(gain_per_sqrt_kl(r), 14)}")
 
     print(f"\n{'':>22}" + "".join(f"{n:>12}" for n in rows) + ("       ratio" if len(rows) == 2 else ""))
     for key, label in (("score_gain", "RM score gain"), ("score_gain_in_std", "  (in ref. std)"),
@@ -269,8 +288,7 @@ def main(argv=None) -> int:
     if len(rows) == 2:
         ours, trl = rows["ours"], rows["trl"]
         for name, r in (("ours", ours), ("TRL", trl)):
-            per_nat = f"{r['score_gain_in_std'] / r['kl']:.3f}" if r["kl"] > 0 else "n/a"
-            print(f"{name}: RM gain per nat of KL {per_nat} std "
+            print(f"{name}: RM gain per sqrt(nat) of KL {_fmt(gain_per_sqrt_kl(r), 0)} std "
                   f"({r['score_gain_in_std']:+.3f} std at {r['kl']:.2f} nats)")
         # same-KL comparison on TRL's rising path (module docstring)
         at = gain_on_the_way_out(curves["trl"], ours["kl"])

@@ -70,3 +70,10 @@ def test_gain_on_the_way_out_reads_a_rising_path_and_refuses_otherwise(bench):
     back = [{"kl": 6.0, "score_gain_in_std": 1.8}, {"kl": 5.0, "score_gain_in_std": 1.6}]
     assert bench.gain_on_the_way_out(back, 5.5) == pytest.approx(1.8 * 5.5 / 6.0)
     assert bench.gain_on_the_way_out(back + [{"kl": 7.0, "score_gain_in_std": 2.0}], 6.5) is None
+
+
+def test_gain_per_sqrt_kl_is_scale_free_in_kl_and_undefined_at_zero(bench):
+    assert bench.gain_per_sqrt_kl({"score_gain_in_std": 1.5, "kl": 6.25}) == pytest.approx(0.6)
+    # four times the KL for twice the gain: the same efficiency (per nat it would halve)
+    assert bench.gain_per_sqrt_kl({"score_gain_in_std": 3.0, "kl": 25.0}) == pytest.approx(0.6)
+    assert bench.gain_per_sqrt_kl({"score_gain_in_std": 0.3, "kl": 0.0}) is None
