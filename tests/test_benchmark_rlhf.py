@@ -1,5 +1,6 @@
 """The bookkeeping of ``benchmarks/rlhf.py``: checkpoints on a training clock that stops
-while the policy is measured, and the reading of TRL's path at our final KL."""
+while the policy is measured, the reading of TRL's path at our final KL, and the gain per
+sqrt(nat) of KL."""
 
 import argparse
 import importlib.util
