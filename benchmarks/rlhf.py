@@ -8,10 +8,10 @@ Same for both: the shipped tiny SFT model as the initial policy and as the froze
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
 requires), training prompts cut from the *test* split's snippet openings, responses of
 at most ``--max-new-tokens`` tokens ending at EOS, temperature 1, ``--batch-size``
-responses per PPO step in minibatches of ``--mini-batch-size``, 4 PPO epochs, the same
-learning rate and initial KL coefficient, and the same wall-clock ``--budget`` for the
-training loop (TRL has no time limit of its own: a callback stops it after the first
-step that ends past the budget).
+responses per PPO step in minibatches of ``--mini-batch-size``, ``--ppo-epochs`` passes
+over each batch (4), the same learning rate and initial KL coefficient, and the same
+wall-clock ``--budget`` for the training loop (TRL has no time limit of its own: a
+callback stops it after the first step that ends past the budget).
 
 Different by design: TRL trains a separate value model (initialised from the reward
 model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
@@ -111,7 +111,8 @@ class Checkpoints:
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
     reference = frozen_reference(policy)
-    config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size, ppo_epochs=4,
+    config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
+                        ppo_epochs=args.ppo_epochs,
                         learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
                         init_kl_coef=args.kl_coef, target_kl=args.target_kl,
                         kl_horizon=args.kl_horizon, seed=args.seed)
@@ -167,7 +168,8 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             output_dir=out, report_to="none", save_strategy="no", logging_steps=10**9,
             disable_tqdm=True, use_cpu=True, seed=args.seed, learning_rate=args.lr,
             per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1,
-            num_mini_batches=args.batch_size // args.mini_batch_size, num_ppo_epochs=4,
+            num_mini_batches=args.batch_size // args.mini_batch_size,
+            num_ppo_epochs=args.ppo_epochs,
             local_rollout_forward_batch_size=args.batch_size, total_episodes=10**7,
             response_length=args.max_new_tokens, stop_token="eos", temperature=1.0,
             kl_coef=args.kl_coef, kl_estimator="k1", num_sample_generations=0,
@@ -215,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mini-batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=20)
+    parser.add_argument("--ppo-epochs", type=int, default=4,
+                        help="passes over each batch, for both trainers")
     parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
     parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
     parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
@@ -232,8 +236,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
     parser.add_argument("--only", choices=("ours", "trl"), default=None)
     args = parser.parse_args(argv)
-    if args.checkpoints < 1 or args.budget <= 0:
-        parser.error("--checkpoints must be >= 1 and --budget > 0")
+    if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
+        parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -241,7 +245,8 @@ def main(argv=None) -> int:
     reference = frozen_reference(lm)
     print(f"policy {args.lm} ({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
-          f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, {args.max_new_tokens} "
+          f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
+          f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
           f"new tokens, lr {args.lr}, KL coef {args.kl_coef} (ours: adaptive, target {args.target_kl:g} "
           f"nats, horizon {args.kl_horizon}), budget {args.budget:.0f} s, "
           f"{args.threads} torch threads")

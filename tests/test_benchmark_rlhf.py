@@ -45,8 +45,9 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
 
     lm, tokenizer = load_lm("tiny")
     rm, rm_tokenizer = load_reward_model("tiny")
-    args = argparse.Namespace(batch_size=4, mini_batch_size=2, lr=5e-5, max_new_tokens=4, kl_coef=0.2,
-                              target_kl=5.0, kl_horizon=300, seed=0, budget=0.5, checkpoints=2)
+    args = argparse.Namespace(batch_size=4, mini_batch_size=2, ppo_epochs=1, lr=5e-5,
+                              max_new_tokens=4, kl_coef=0.2, target_kl=5.0, kl_horizon=300, seed=0,
+                              budget=0.5, checkpoints=2)
 
     def slow_measure(policy):
         time.sleep(1.0)
