@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ppo-edu-installed
 # Jupyter refuses to run as root unless told; containers and Colab-like boxes often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test figures exercises bench clean
+.PHONY: setup lab test test-full figures exercises bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ lab: setup
 
 test: setup
 	PPO_EDU_PROFILE=fast $(PY) -m pytest -q
+
+# The lessons as learners run them: every solution notebook in its `full` profile, with the
+# asserts it makes there (about 13 minutes on 2 CPU cores). CI runs only `fast`; run this
+# before teaching a cohort, or after changing a lesson's full settings.
+test-full: setup
+	PPO_EDU_PROFILE=full $(PY) -m pytest -q notebooks/0*.ipynb
 
 figures: setup
 	$(PY) -m ppo_edu.figures
