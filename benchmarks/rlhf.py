@@ -3,6 +3,7 @@
     pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
     python benchmarks/rlhf.py                    # 120 s of training each, 1 torch thread
     python benchmarks/rlhf.py --budget 300 --only ours
+    python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
@@ -42,6 +43,13 @@ trainers comparable at different KL:
   coefficient TRL's KL rises from one checkpoint to the next. The converse is not
   printed: our KL overshoots its target and comes back, so reading our path at TRL's KL
   would only see the way out.
+
+TRL's end point moves from run to run (its final KL ranged over 3.6-7.5 nats at 120 s,
+twice on one seed), so one run says little about the end-point target. With several
+seeds the script ends with a summary: for each figure, the mean over seeds and its
+standard error for both trainers and for the difference ours - TRL paired by seed; the
+seeds where the end-point target holds; and the target read on the means (our mean
+gain at least TRL's, at no more mean KL).
 """
 
 from __future__ import annotations
@@ -211,39 +219,15 @@ def gain_on_the_way_out(rows: list[dict], kl: float) -> float | None:
     return None
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--mini-batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=20)
-    parser.add_argument("--ppo-epochs", type=int, default=4,
-                        help="passes over each batch, for both trainers")
-    parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
-    parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
-    parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
-                        help="ours: the adaptive KL controller's target, nats per response "
-                             "(TRL keeps its coefficient fixed)")
-    parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
-                        help="ours: the controller's horizon, in samples")
-    parser.add_argument("--eval-prompts", type=int, default=256)
-    parser.add_argument("--checkpoints", type=int, default=4,
-                        help="measure each trainer this many times, evenly over its training budget")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both (1 is fastest for models this small)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lm", default="tiny", help="policy/reference: 'tiny', a hub id or a directory")
-    parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
-    parser.add_argument("--only", choices=("ours", "trl"), default=None)
-    args = parser.parse_args(argv)
-    if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
-        parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
+def compare_seed(args, seed: int) -> dict:
+    """Train and measure each trainer on one seed; print its curves and end points. Returns
+    ``{name: final row}`` for the trainers that ran (``ours``, ``trl``)."""
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
+    torch.manual_seed(seed)
     lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)
     reference = frozen_reference(lm)
-    print(f"policy {args.lm} ({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
+    print(f"\n=== seed {seed} ===\npolicy {args.lm} "
+          f"({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
@@ -300,9 +284,110 @@ def main(argv=None) -> int:
         print(f"at our final KL ({ours['kl']:.2f} nats): ours {ours['score_gain_in_std']:+.3f} std, TRL "
               + (f"{at:+.3f} std (interpolated between its checkpoints)" if at is not None else
                  f"n/a (its checkpoints did not rise steadily to {ours['kl']:.2f} nats)"))
-        met = ours["score_gain"] >= trl["score_gain"] and ours["kl"] <= trl["kl"]
-        print(f"end points: ours {'has' if met else 'does not have'} at least TRL's reward gain at "
-              f"no more KL; samples/s ratio {ours['samples_per_s'] / trl['samples_per_s']:.2f}")
+        print(f"end points: ours {'has' if end_point_met(ours, trl) else 'does not have'} at least "
+              f"TRL's reward gain at no more KL; samples/s ratio "
+              f"{ours['samples_per_s'] / trl['samples_per_s']:.2f}")
+    return rows
+
+
+def end_point_met(ours: dict, trl: dict) -> bool:
+    """The issue's end-point target: at least TRL's reward gain at no more KL."""
+    return ours["score_gain_in_std"] >= trl["score_gain_in_std"] and ours["kl"] <= trl["kl"]
+
+
+def mean_and_se(values) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample std / sqrt(n); nan for one value)."""
+    x = np.asarray(values, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+SUMMARY_KEYS = (("score_gain_in_std", "RM gain (ref. std)"), ("judge_gain", "VADER gain"),
+                ("kl", "mean KL (nats)"), ("gain_per_sqrt_kl", "gain/sqrt(KL)"),
+                ("samples_per_s", "samples/s"))
+
+
+def summarize_seeds(per_seed: dict[int, dict]) -> dict:
+    """Over seeds where both trainers ran: mean +- standard error of each end-point figure for
+    ours and TRL and of the paired difference (ours - TRL, seed by seed; for samples/s the
+    ratio ours / TRL), the seeds meeting the end-point target, and the target read on the
+    means (mean gain at least TRL's, at no more mean KL)."""
+    both = {s: r for s, r in per_seed.items() if "ours" in r and "trl" in r}
+    if not both:
+        raise ValueError("no seed where both trainers ran: nothing to summarise")
+    seeds = sorted(both)
+
+    def value(row, key):
+        return gain_per_sqrt_kl(row) if key == "gain_per_sqrt_kl" else row[key]
+
+    table = {}
+    for key, _ in SUMMARY_KEYS:
+        ours = [value(both[s]["ours"], key) for s in seeds]
+        trl = [value(both[s]["trl"], key) for s in seeds]
+        if None in ours or None in trl:  # gain/sqrt(KL) is undefined at KL <= 0
+            continue
+        paired = np.divide(ours, trl) if key == "samples_per_s" else np.subtract(ours, trl)
+        table[key] = {"ours": mean_and_se(ours), "trl": mean_and_se(trl), "paired": mean_and_se(paired)}
+    gain, kl = table["score_gain_in_std"], table["kl"]
+    return {"seeds": seeds, "table": table,
+            "met_on": [s for s in seeds if end_point_met(both[s]["ours"], both[s]["trl"])],
+            "met_on_means": gain["ours"][0] >= gain["trl"][0] and kl["ours"][0] <= kl["trl"][0]}
+
+
+def print_summary(summary: dict) -> None:
+    seeds, table = summary["seeds"], summary["table"]
+    print(f"\n=== over seeds {' '.join(map(str, seeds))}: mean +- standard error "
+          f"(difference paired by seed) ===")
+    print(f"{'':>20}{'ours':>16}{'TRL':>16}{'ours - TRL':>16}")
+    for key, label in SUMMARY_KEYS:
+        if key in table:
+            print(f"{label:>20}" + "".join(f"{m:>9.3f} +-{se:>5.3f}" for m, se in
+                                           (table[key][w] for w in ("ours", "trl", "paired")))
+                  + ("  (ratio ours / TRL)" if key == "samples_per_s" else ""))
+    met = summary["met_on"]
+    print(f"end-point target (at least TRL's gain at no more KL) met on {len(met)} of {len(seeds)} "
+          f"seeds{' (' + ' '.join(map(str, met)) + ')' if met else ''}; on the means: "
+          f"{'met' if summary['met_on_means'] else 'not met'}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--mini-batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=20)
+    parser.add_argument("--ppo-epochs", type=int, default=4,
+                        help="passes over each batch, for both trainers")
+    parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
+    parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
+    parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
+                        help="ours: the adaptive KL controller's target, nats per response "
+                             "(TRL keeps its coefficient fixed)")
+    parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
+                        help="ours: the controller's horizon, in samples")
+    parser.add_argument("--eval-prompts", type=int, default=256)
+    parser.add_argument("--checkpoints", type=int, default=4,
+                        help="measure each trainer this many times, evenly over its training budget")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for both (1 is fastest for models this small)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], metavar="SEED",
+                        help="one or more seeds, run one after the other; with several, a summary "
+                             "over them (mean +- standard error) follows")
+    parser.add_argument("--lm", default="tiny", help="policy/reference: 'tiny', a hub id or a directory")
+    parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
+    parser.add_argument("--only", choices=("ours", "trl"), default=None)
+    args = parser.parse_args(argv)
+    if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
+        parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
+    if len(set(args.seed)) != len(args.seed):
+        parser.error(f"--seed repeats a seed: {args.seed}")
+    torch.set_num_threads(args.threads)
+
+    per_seed = {seed: compare_seed(args, seed) for seed in args.seed}
+    if len(args.seed) > 1 and not args.only:
+        try:
+            print_summary(summarize_seeds(per_seed))
+        except ValueError as exc:
+            print(f"\nno summary: {exc}")
     return 0
 
 

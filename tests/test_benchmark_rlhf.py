@@ -79,3 +79,54 @@ def test_gain_per_sqrt_kl_is_scale_free_in_kl_and_undefined_at_zero(bench):
     # four times the KL for twice the gain: the same efficiency (per nat it would halve)
     assert bench.gain_per_sqrt_kl({"score_gain_in_std": 3.0, "kl": 25.0}) == pytest.approx(0.6)
     assert bench.gain_per_sqrt_kl({"score_gain_in_std": 0.3, "kl": 0.0}) is None
+
+
+# End points of the README's five-seed table (benchmarks/rlhf.py, 120 s, seeds 0-4)
+README_TABLE = {0: ((1.48, 6.29), (1.24, 5.08)), 1: ((1.57, 5.95), (1.46, 6.18)),
+                2: ((1.50, 5.21), (1.66, 7.01)), 3: ((1.63, 5.58), (1.45, 5.89)),
+                4: ((1.77, 6.54), (1.60, 6.30))}
+
+
+def _rows(gain, kl, samples_per_s):
+    return {"score_gain_in_std": gain, "kl": kl, "judge_gain": 0.3, "samples_per_s": samples_per_s}
+
+
+def test_seed_summary_pairs_by_seed_and_reads_the_target_per_seed_and_on_the_means(bench):
+    per_seed = {s: {"ours": _rows(*o, 24.0), "trl": _rows(*t, 13.0)} for s, (o, t) in README_TABLE.items()}
+    per_seed[5] = {"ours": _rows(9.0, 1.0, 24.0)}  # TRL did not run: left out, not half-counted
+    summary = bench.summarize_seeds(per_seed)
+    assert summary["seeds"] == [0, 1, 2, 3, 4]
+    assert summary["met_on"] == [1, 3]  # the README table's "yes" rows
+    gain, kl = summary["table"]["score_gain_in_std"], summary["table"]["kl"]
+    assert gain["ours"][0] == pytest.approx(1.59) and gain["trl"][0] == pytest.approx(1.482)
+    assert kl["ours"][0] == pytest.approx(5.914) and kl["trl"][0] == pytest.approx(6.092)
+    assert summary["met_on_means"]  # more mean gain (1.59 > 1.48) at less mean KL (5.91 < 6.09)
+    # paired by seed: the differences' mean and standard error, not those of the two means
+    diffs = [o[1] - t[1] for o, t in README_TABLE.values()]
+    mean = sum(diffs) / 5
+    se = (sum((d - mean) ** 2 for d in diffs) / 4) ** 0.5 / 5 ** 0.5
+    assert kl["paired"] == pytest.approx((mean, se))
+    assert summary["table"]["samples_per_s"]["paired"] == pytest.approx((24 / 13, 0.0))
+    ratio = summary["table"]["gain_per_sqrt_kl"]
+    assert ratio["paired"][0] > 0 and ratio["paired"][0] > 3 * ratio["paired"][1]
+
+
+def test_seed_summary_on_the_means_fails_when_ours_spends_more_kl(bench):
+    per_seed = {0: {"ours": _rows(1.6, 6.0, 20.0), "trl": _rows(1.5, 5.0, 10.0)},
+                1: {"ours": _rows(1.6, 6.0, 20.0), "trl": _rows(1.5, 6.5, 10.0)}}
+    summary = bench.summarize_seeds(per_seed)
+    assert summary["met_on"] == [1] and not summary["met_on_means"]  # 6.0 > 5.75
+    with pytest.raises(ValueError, match="both trainers"):
+        bench.summarize_seeds({0: {"ours": _rows(1.6, 6.0, 20.0)}})
+
+
+def test_one_seed_has_no_standard_error(bench):
+    assert bench.mean_and_se([2.0])[0] == 2.0
+    assert bench.mean_and_se([2.0])[1] != bench.mean_and_se([2.0])[1]  # nan
+    assert bench.mean_and_se([1.0, 3.0]) == pytest.approx((2.0, 1.0))
+
+
+def test_a_repeated_seed_is_a_usage_error(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--seed", "0", "1", "0"])
+    assert exc.value.code == 2 and "repeats a seed" in capsys.readouterr().err
