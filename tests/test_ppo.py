@@ -125,7 +125,7 @@ def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
 
 
 def test_history_has_one_record_per_update_with_the_diagnostics(tiny_run):
-    agent, history = tiny_run
+    _agent, history = tiny_run
     assert len(history) == PPOConfig(**TINY).num_updates == 4
     assert [h["env_steps"] for h in history] == [128, 256, 384, 512]
     keys = {"episode_return", "approx_kl", "clip_fraction", "entropy", "value_loss",
