@@ -150,3 +150,40 @@ def test_add_bos_puts_the_document_separator_before_each_prompt(tok):
     for row, m in zip(ids, mask):
         first_real = int(m.nonzero()[0])
         assert row[first_real] == tok.bos_token_id
+
+
+def test_generation_passes_the_kv_cache_under_the_name_the_installed_transformers_takes(tok, lm):
+    """transformers 5.24 renamed forward's ``past_key_values`` to ``cache`` and drops the old
+    name in 5.40: generation must not lean on the deprecated one (nor break on older ones)."""
+    import warnings
+
+    ids, mask = encode_prompts(tok, ["the movie was great", "a"], 64, 6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = generate(lm, ids, mask, 6, tok.eos_token_id, tok.pad_token_id,
+                     generator=torch.Generator().manual_seed(0))
+    assert g.response_ids.shape[0] == 2 and 1 <= g.response_ids.shape[1] <= 6
+    deprecated = [str(w.message) for w in caught if "past_key_values" in str(w.message)]
+    assert not deprecated, deprecated
+
+
+def test_cache_argument_and_cache_of_follow_either_name():
+    from ppo_edu.rlhf.generation import cache_argument, cache_of
+
+    class New(torch.nn.Module):
+        def forward(self, input_ids, cache=None, use_cache=False):
+            pass
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids, past_key_values=None, use_cache=False):
+            pass
+
+    assert cache_argument(New()) == "cache" and cache_argument(Old()) == "past_key_values"
+
+    class Out:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    assert cache_of(Out(cache="kv")) == "kv" and cache_of(Out(past_key_values="kv")) == "kv"
+    with pytest.raises(ValueError, match="use_cache=True"):
+        cache_of(Out(logits=None))

@@ -17,6 +17,7 @@ under the policy that sampled it, and those filters would change that policy sil
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -132,6 +133,23 @@ def context_length_of(model) -> int:
     raise ValueError("cannot find the model's context length in its config")
 
 
+def cache_argument(model) -> str:
+    """The name under which ``model``'s forward takes the KV cache: ``cache`` from transformers
+    5.24 on, ``past_key_values`` before (5.24 still accepts it with a warning; 5.40 drops it)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def cache_of(output):
+    """The KV cache a forward pass returned, under either name (see ``cache_argument``)."""
+    cache = getattr(output, "cache", None)
+    if cache is None:
+        cache = getattr(output, "past_key_values", None)
+    if cache is None:
+        raise ValueError("the model returned no KV cache: call it with use_cache=True")
+    return cache
+
+
 @torch.no_grad()
 def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int,
              eos_token_id: int, pad_token_id: int, temperature: float = 1.0,
@@ -147,6 +165,7 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     if P + max_new_tokens > context_length_of(model):
         raise ValueError(f"{P} prompt + {max_new_tokens} new tokens exceed the context "
                          f"of {context_length_of(model)}")
+    cache_name = cache_argument(model)
     mask = query_mask.clone()
     positions = position_ids_from_mask(mask)
     out = model(input_ids=query_ids, attention_mask=mask, position_ids=positions, use_cache=True,
@@ -170,7 +189,7 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
             break
         mask = torch.cat([mask, newly_real.unsqueeze(1)], dim=1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
-                    past_key_values=out.past_key_values, use_cache=True)
+                    use_cache=True, **{cache_name: cache_of(out)})
         next_pos = next_pos + 1
     response_ids = torch.stack(tokens, dim=1)
     response_mask = response_mask_from_eos(response_ids, eos_token_id)
