@@ -81,7 +81,7 @@ def test_gain_per_sqrt_kl_is_scale_free_in_kl_and_undefined_at_zero(bench):
     assert bench.gain_per_sqrt_kl({"score_gain_in_std": 0.3, "kl": 0.0}) is None
 
 
-# End points of the README's five-seed table (benchmarks/rlhf.py, 120 s, seeds 0-4)
+# End points of run 1 in the README's five-seed table (benchmarks/rlhf.py, 120 s, seeds 0-4)
 README_TABLE = {0: ((1.48, 6.29), (1.24, 5.08)), 1: ((1.57, 5.95), (1.46, 6.18)),
                 2: ((1.50, 5.21), (1.66, 7.01)), 3: ((1.63, 5.58), (1.45, 5.89)),
                 4: ((1.77, 6.54), (1.60, 6.30))}
@@ -96,7 +96,7 @@ def test_seed_summary_pairs_by_seed_and_reads_the_target_per_seed_and_on_the_mea
     per_seed[5] = {"ours": _rows(9.0, 1.0, 24.0)}  # TRL did not run: left out, not half-counted
     summary = bench.summarize_seeds(per_seed)
     assert summary["seeds"] == [0, 1, 2, 3, 4]
-    assert summary["met_on"] == [1, 3]  # the README table's "yes" rows
+    assert summary["met_on"] == [1, 3]  # run 1's "yes" rows
     gain, kl = summary["table"]["score_gain_in_std"], summary["table"]["kl"]
     assert gain["ours"][0] == pytest.approx(1.59) and gain["trl"][0] == pytest.approx(1.482)
     assert kl["ours"][0] == pytest.approx(5.914) and kl["trl"][0] == pytest.approx(6.092)
