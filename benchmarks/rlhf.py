@@ -16,7 +16,8 @@ callback stops it after the first step that ends past the budget).
 
 Different by design: TRL trains a separate value model (initialised from the reward
 model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
-the policy's trunk and Ziegler et al.'s adaptive KL controller.
+the policy's trunk and Ziegler et al.'s adaptive KL controller (``--fixed-kl`` gives ours
+TRL's fixed coefficient instead).
 
 Both policies, and the reference itself, are measured by the same function
 (``ppo_edu.rlhf.evaluation.evaluate_policy``) on held-out evaluation prompts with the same
@@ -123,8 +124,8 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple
     config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                         ppo_epochs=args.ppo_epochs,
                         learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
-                        init_kl_coef=args.kl_coef, target_kl=args.target_kl,
-                        kl_horizon=args.kl_horizon, seed=args.seed)
+                        init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl,
+                        target_kl=args.target_kl, kl_horizon=args.kl_horizon, seed=args.seed)
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
     checkpoints = Checkpoints(policy.lm, measure_fn, args.budget, args.checkpoints)
     seconds, steps = 0.0, 0
@@ -136,7 +137,8 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple
         checkpoints(seconds, steps)
     samples = steps * args.batch_size
     return checkpoints.rows, {"steps": steps, "samples": samples, "train_s": seconds,
-                              "samples_per_s": samples / seconds}
+                              "samples_per_s": samples / seconds,
+                              "final_kl_coef": trainer.kl_ctl.value}
 
 
 class BudgetReached(Exception):
@@ -227,13 +229,14 @@ def compare_seed(args, seed: int) -> dict:
     torch.manual_seed(seed)
     lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)
     reference = frozen_reference(lm)
+    ours_kl = ("ours: fixed, as TRL's" if args.fixed_kl else
+               f"ours: adaptive, target {args.target_kl:g} nats, horizon {args.kl_horizon}")
     print(f"\n=== seed {seed} ===\npolicy {args.lm} "
           f"({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
-          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} (ours: adaptive, target {args.target_kl:g} "
-          f"nats, horizon {args.kl_horizon}), budget {args.budget:.0f} s, "
+          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), budget {args.budget:.0f} s, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
     print(f"reference policy: score {base['score']:.3f} (std {base['score_std']:.3f}), "
@@ -264,6 +267,9 @@ def compare_seed(args, seed: int) -> dict:
             print(f"{'':>{len(name) + 1}} {r['train_s']:>10.1f} {r['steps']:>6} "
                   f"{r['score_gain_in_std']:>14.3f} {r['judge_gain']:>11.3f} {r['kl']:>10.2f} "
                   f"{_fmt(gain_per_sqrt_kl(r), 14)}")
+        if name == "ours":
+            print(f"ours: KL coefficient {args.kl_coef:g} at the start, "
+                  f"{speed['final_kl_coef']:.3f} at the end")
 
     print(f"\n{'':>22}" + "".join(f"{n:>12}" for n in rows) + ("       ratio" if len(rows) == 2 else ""))
     for key, label in (("score_gain", "RM score gain"), ("score_gain_in_std", "  (in ref. std)"),
@@ -363,6 +369,9 @@ def main(argv=None) -> int:
     parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
                         help="ours: the adaptive KL controller's target, nats per response "
                              "(TRL keeps its coefficient fixed)")
+    parser.add_argument("--fixed-kl", action="store_true",
+                        help="ours: keep the KL coefficient at --kl-coef, as TRL does, instead of "
+                             "the adaptive controller")
     parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
                         help="ours: the controller's horizon, in samples")
     parser.add_argument("--eval-prompts", type=int, default=256)

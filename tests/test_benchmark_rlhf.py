@@ -46,7 +46,8 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
     lm, tokenizer = load_lm("tiny")
     rm, rm_tokenizer = load_reward_model("tiny")
     args = argparse.Namespace(batch_size=4, mini_batch_size=2, ppo_epochs=1, lr=5e-5,
-                              max_new_tokens=4, kl_coef=0.2, target_kl=5.0, kl_horizon=300, seed=0,
+                              max_new_tokens=4, kl_coef=0.2, fixed_kl=False, target_kl=5.0,
+                              kl_horizon=300, seed=0,
                               budget=0.5, checkpoints=2)
 
     def slow_measure(policy):
@@ -61,6 +62,21 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
     assert 1 <= len(curve) <= 2 and curve[-1]["steps"] == speed["steps"]
     assert speed["train_s"] >= args.budget and wall >= speed["train_s"] + 1.0 * len(curve)
     assert speed["samples"] == 4 * speed["steps"]
+    # adaptive controller: the KL (about 0) is below the 5-nat target, so beta shrank
+    assert speed["final_kl_coef"] < args.kl_coef
+
+
+def test_fixed_kl_keeps_our_coefficient_where_it_started(bench):
+    from ppo_edu.lm import load_lm, load_reward_model, reward_fn_from_model
+
+    lm, tokenizer = load_lm("tiny")
+    rm, rm_tokenizer = load_reward_model("tiny")
+    args = argparse.Namespace(batch_size=4, mini_batch_size=2, ppo_epochs=1, lr=5e-5,
+                              max_new_tokens=4, kl_coef=0.2, fixed_kl=True, target_kl=5.0,
+                              kl_horizon=300, seed=0, budget=0.3, checkpoints=1)
+    _, speed = bench.run_ours(lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer),
+                              ["the film", "a story"], args, lambda policy: {"kl": 0.0})
+    assert speed["steps"] >= 1 and speed["final_kl_coef"] == 0.2
 
 
 def test_gain_on_the_way_out_reads_a_rising_path_and_refuses_otherwise(bench):
