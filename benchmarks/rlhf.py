@@ -388,6 +388,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
         parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
+    if args.fixed_kl and (args.target_kl != RLHFConfig.target_kl
+                          or args.kl_horizon != RLHFConfig.kl_horizon):
+        parser.error("--target-kl and --kl-horizon set the adaptive controller, which "
+                     "--fixed-kl turns off; give one or the other")
     if len(set(args.seed)) != len(args.seed):
         parser.error(f"--seed repeats a seed: {args.seed}")
     torch.set_num_threads(args.threads)

@@ -40,23 +40,34 @@ def test_checkpoints_fire_once_per_due_point_and_report_their_own_time(bench):
     assert cp(11.0, 6) == 0.0 and len(calls) == 3  # nothing is due after the budget
 
 
-def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
+@pytest.fixture(scope="module")
+def tiny():
     from ppo_edu.lm import load_lm, load_reward_model, reward_fn_from_model
 
     lm, tokenizer = load_lm("tiny")
     rm, rm_tokenizer = load_reward_model("tiny")
-    args = argparse.Namespace(batch_size=4, mini_batch_size=2, ppo_epochs=1, lr=5e-5,
-                              max_new_tokens=4, kl_coef=0.2, fixed_kl=False, target_kl=5.0,
-                              kl_horizon=300, seed=0,
-                              budget=0.5, checkpoints=2)
+    return lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer)
+
+
+def _ours_args(**overrides) -> argparse.Namespace:
+    """run_ours's settings, tiny enough for a test."""
+    return argparse.Namespace(**{
+        "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
+        "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "seed": 0,
+        "budget": 0.5, "checkpoints": 2, **overrides})
+
+
+def test_our_run_keeps_measurement_time_off_its_training_clock(bench, tiny):
+    lm, tokenizer, reward_fn = tiny
+    args = _ours_args()
 
     def slow_measure(policy):
         time.sleep(1.0)
         return {"kl": 0.0}
 
     start = time.perf_counter()
-    curve, speed = bench.run_ours(lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer),
-                                  ["the film", "a story"], args, slow_measure)
+    curve, speed = bench.run_ours(lm, tokenizer, reward_fn, ["the film", "a story"], args,
+                                  slow_measure)
     wall = time.perf_counter() - start
     # one checkpoint per due point reached (a slow first step can pass both at once); the last at the end
     assert 1 <= len(curve) <= 2 and curve[-1]["steps"] == speed["steps"]
@@ -66,17 +77,20 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench):
     assert speed["final_kl_coef"] < args.kl_coef
 
 
-def test_fixed_kl_keeps_our_coefficient_where_it_started(bench):
-    from ppo_edu.lm import load_lm, load_reward_model, reward_fn_from_model
-
-    lm, tokenizer = load_lm("tiny")
-    rm, rm_tokenizer = load_reward_model("tiny")
-    args = argparse.Namespace(batch_size=4, mini_batch_size=2, ppo_epochs=1, lr=5e-5,
-                              max_new_tokens=4, kl_coef=0.2, fixed_kl=True, target_kl=5.0,
-                              kl_horizon=300, seed=0, budget=0.3, checkpoints=1)
-    _, speed = bench.run_ours(lm, tokenizer, reward_fn_from_model(rm, rm_tokenizer),
-                              ["the film", "a story"], args, lambda policy: {"kl": 0.0})
+def test_fixed_kl_keeps_our_coefficient_where_it_started(bench, tiny):
+    lm, tokenizer, reward_fn = tiny
+    args = _ours_args(fixed_kl=True, budget=0.3, checkpoints=1)
+    _, speed = bench.run_ours(lm, tokenizer, reward_fn, ["the film", "a story"], args,
+                              lambda policy: {"kl": 0.0})
     assert speed["steps"] >= 1 and speed["final_kl_coef"] == 0.2
+
+
+def test_fixed_kl_refuses_the_adaptive_controllers_settings(bench, capsys):
+    for flags in (["--target-kl", "4"], ["--kl-horizon", "100"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--fixed-kl", *flags])
+        assert exc.value.code == 2
+        assert "--fixed-kl turns off" in capsys.readouterr().err
 
 
 def test_gain_on_the_way_out_reads_a_rising_path_and_refuses_otherwise(bench):
