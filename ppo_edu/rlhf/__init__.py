@@ -10,6 +10,7 @@ One obvious place per step of the algorithm:
 - ``losses``      the clipped value loss (the policy loss is ``ppo_edu.objectives``)
 - ``trainer``     ``RLHFConfig`` and ``RLHFTrainer``: the PPO loop, statistics per step
 - ``evaluation``  score, judge, KL and fluency of a policy's samples on fixed prompts
+- ``best_of_n``   the yardstick: reward and judge of best-of-n sampling, its KL bound
 """
 
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten

@@ -1,0 +1,35 @@
+"""``benchmarks/best_of_n.py`` end to end on the shipped tiny models, with a handful of samples."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its setup from benchmarks/rlhf.py
+    spec = importlib.util.spec_from_file_location("bench_best_of_n", BENCHMARKS / "best_of_n.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prints_a_best_of_n_table_whose_reward_grows_with_n(bench, capsys):
+    assert bench.main(["--samples", "4", "--eval-prompts", "8", "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "8 evaluation prompts (seed 0), 4 samples each" in out
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in {"1", "2", "4"}]
+    assert [r[0] for r in rows] == ["1", "2", "4"]
+    kl_bounds, gains = [float(r[1]) for r in rows], [float(r[2]) for r in rows]
+    assert kl_bounds == [0.0, 0.19, 0.64]
+    assert gains[0] == 0.0 and gains[0] < gains[1] < gains[2]  # picking the best raises the score
+    assert "offline targets" in out
+
+
+def test_refuses_no_samples(bench):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--samples", "0"])
+    assert exc.value.code == 2
