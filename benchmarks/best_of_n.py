@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     scores, judge = sample_and_score(lm, tokenizer, eval_prompts, reward_fn, judge_fn,
                                      num_samples=args.samples, max_new_tokens=args.max_new_tokens,
-                                     seed=args.sampling_seed)
+                                     seed=args.sampling_seed, progress=True)
     seconds = time.perf_counter() - t0
     std = float(scores.std())
     rho = float(np.corrcoef(scores.ravel(), judge.ravel())[0, 1])

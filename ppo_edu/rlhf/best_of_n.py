@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
 
@@ -91,9 +92,11 @@ def best_of_n_curve(scores, judge=None, ns: Sequence[int] | None = None) -> list
 def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[[list[str]], object],
                      judge_fn: Callable[[list[str]], object] | None = None, num_samples: int = 16,
                      max_new_tokens: int = 20, temperature: float = 1.0, seed: int = 0,
-                     batch_size: int = 256, add_bos: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                     batch_size: int = 256, add_bos: bool = True,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """``num_samples`` responses per prompt from ``lm`` (seeded), scored by the reward model
-    and the judge on prompt + response, as for training. Returns ``(N, P)`` arrays."""
+    and the judge on prompt + response, as for training. Returns ``(N, P)`` arrays;
+    ``progress`` shows a bar over the samples drawn."""
     from ppo_edu.rlhf.trainer import check_scores
 
     if not prompts:
@@ -107,6 +110,7 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     lm.eval()
     scores = np.zeros((num_samples, len(prompts)), np.float32)
     judged = np.zeros_like(scores) if judge_fn is not None else None
+    bar = tqdm(total=num_samples * len(prompts), desc="best-of-n samples", disable=not progress)
     try:
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
@@ -120,6 +124,8 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
                 scores[i, cols] = check_scores(reward_fn(texts), len(texts), texts).numpy()
                 if judge_fn is not None:
                     judged[i, cols] = check_scores(judge_fn(texts), len(texts), texts, "judge_fn").numpy()
+                bar.update(len(chunk))
     finally:
+        bar.close()
         lm.train(was_training)
     return scores, judged
