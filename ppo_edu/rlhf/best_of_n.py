@@ -6,10 +6,10 @@ reward model scores highest. Its KL to the reference is at most
     log n - (n - 1) / n  nats
 
 (equal when ties have probability zero; duplicates and ties only lower it; Beirami et al.
-2024, "Theoretical guarantees on the best-of-n alignment policy"). Best-of-n is close to
-the best any policy can do for the KL it spends, which makes it a yardstick for a trained
-policy: Stiennon et al. (2020) and Gao et al. (2022) set RL against it, and Gao et al.
-found RL needs far more KL than best-of-n for the same reward-model score.
+2024, "Theoretical guarantees on the best-of-n alignment policy"). It never writes anything
+the reference would not, and it needs no training, which makes it a yardstick for a trained
+policy: WebGPT (Nakano et al. 2021) and Gao et al. (2022) set RL against it, and Gao et al.
+found that, measured in KL, RL optimises the reward model more slowly than best-of-n.
 
 Estimating it does not need a fresh set of ``n`` samples per ``n``. From ``N >= n``
 samples of one prompt sorted by score, the ``j``-th smallest (1-based) is the highest of a
