@@ -162,11 +162,36 @@ def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates:
     that depends only on s does not bias the policy gradient, so this is what an advantage
     estimate should get right). Each of ``n_estimates`` other continuations gives one
     A_hat(s, a) per lambda. Returns one record per lambda with ``bias2`` (squared bias,
-    corrected for the noise of the finite averages), ``variance`` and ``mse``, each
-    averaged over the M pairs.
+    corrected for the noise of the finite averages, averaged over the M pairs and then
+    clamped at 0), ``variance`` and ``mse``, each averaged over the M pairs (``mse`` is
+    measured against the finite-sample truth, so it also holds that estimate's own small
+    noise).
     """
     obs = torch.as_tensor(obs, dtype=torch.float32)
-    actions = torch.as_tensor(actions, dtype=torch.long)
+    actions = torch.as_tensor(actions)
+    if obs.dim() != 2 or obs.shape[1] != 4 or obs.shape[0] == 0:
+        raise ValueError(f"obs must have shape (M, 4): M CartPole observations, got "
+                         f"{tuple(obs.shape)}")
+    if tuple(actions.shape) != (obs.shape[0],):
+        raise ValueError(f"actions must have shape (M,) = ({obs.shape[0]},), one per observation, "
+                         f"got {tuple(actions.shape)}")
+    if actions.is_floating_point() or not bool(((actions == 0) | (actions == 1)).all()):
+        raise ValueError(f"actions must be CartPole actions, integers 0 or 1, got {actions.tolist()}")
+    actions = actions.long()
+    lambdas = [float(lam) for lam in lambdas]
+    if not lambdas:
+        raise ValueError("lambdas is empty: give at least one lambda in [0, 1]")
+    bad = [lam for lam in lambdas if not (0.0 <= lam <= 1.0)]
+    if bad:
+        raise ValueError(f"every lambda must be in [0, 1], got {bad}")
+    if not (0.0 < gamma <= 1.0):
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    for name, n in (("n_estimates", n_estimates), ("n_truth", n_truth)):
+        if int(n) != n or n < 2:
+            raise ValueError(f"{name} must be a whole number >= 2 (a variance needs two "
+                             f"samples), got {n!r}")
+    if int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon must be a whole number >= 1, got {horizon!r}")
     M, K = obs.shape[0], n_truth + n_estimates
     data = continuations(agent, obs.repeat_interleave(K, 0), actions.repeat_interleave(K),
                          horizon=horizon, seed=seed)
@@ -178,12 +203,14 @@ def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates:
     truth_noise = mc[:, :n_truth].var(1) / n_truth  # variance of the Q estimate itself
     records = []
     for lam in lambdas:
-        adv, _ = compute_gae(**data, gamma=gamma, lam=float(lam))
+        adv, _ = compute_gae(**data, gamma=gamma, lam=lam)
         est = adv[0].reshape(M, K)[:, n_truth:]
         variance = est.var(1)
         raw_bias2 = (est.mean(1) - target) ** 2
-        bias2 = (raw_bias2 - variance / n_estimates - truth_noise).clamp(min=0)
-        records.append({"lam": float(lam), "bias2": float(bias2.mean()),
+        # unbiased per pair; averaged first and clamped after (clamping each pair first
+        # would turn the noise into a positive bias)
+        bias2 = (raw_bias2 - variance / n_estimates - truth_noise).mean().clamp(min=0)
+        records.append({"lam": float(lam), "bias2": float(bias2),
                         "variance": float(variance.mean()),
                         "mse": float(((est - target[:, None]) ** 2).mean())})
     return records

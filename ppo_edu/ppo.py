@@ -100,6 +100,19 @@ class PPOConfig:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"PPOConfig.{name} {why}, got {getattr(self, name)!r}")
 
+        # counts: whole numbers. An integral float such as 1e5 (how rl-baselines3-zoo writes
+        # n_timesteps) becomes an int; 2.5 epochs or "100" steps are errors, here, not later.
+        for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size", "hidden",
+                     "total_timesteps", "seed", "torch_threads"):
+            value = getattr(self, name)
+            if value is None and name == "torch_threads":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise bad(name, "must be a whole number")
+            if isinstance(value, (float, np.floating)) and not (
+                    math.isfinite(value) and float(value).is_integer()):
+                raise bad(name, "must be a whole number")
+            setattr(self, name, int(value))
         if not (0.0 < self.gamma <= 1.0):
             raise bad("gamma", "must be in (0, 1]")
         if not (0.0 <= self.lam <= 1.0):
@@ -108,7 +121,7 @@ class PPOConfig:
             raise bad("clip_epsilon", "must be > 0")
         for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size", "hidden",
                      "total_timesteps"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.total_timesteps < self.batch_size:
             raise bad("total_timesteps", f"must be at least one batch (num_envs * num_steps = "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,7 +11,9 @@ from ppo_edu.advantages import (
     bootstrap_values,
     compute_gae,
     discounted_returns,
+    fit_critic,
     gae_from_rollout,
+    lambda_sweep,
     td_residuals,
 )
 from ppo_edu.rollout import Rollout
@@ -207,3 +211,87 @@ def test_nan_rewards_are_reported():
     data["rewards"][3, 1] = float("nan")
     with pytest.raises(ValueError, match=r"rewards contains NaN.*\(3, 1\)"):
         compute_gae(**data)
+
+
+# --------------------------------------------------------------------------- lesson 3's experiment
+
+
+def _random_agent(seed: int = 0):
+    from ppo_edu.agents import ActorCritic
+
+    torch.manual_seed(seed)
+    return ActorCritic(4, 2)
+
+
+SWEEP_OBS = torch.tensor([[0.0, 0.0, 0.02, 0.0], [0.01, 0.1, -0.03, 0.2], [0.0, -0.2, 0.05, 0.1]])
+SWEEP_ACTIONS = torch.tensor([0, 1, 1])
+SWEEP_LAMBDAS = [0.0, 0.5, 0.9, 1.0]
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, SWEEP_LAMBDAS, gamma=0.98,
+                        n_estimates=6, n_truth=6, horizon=60, seed=0)
+
+
+def test_fit_critic_trains_only_the_critic():
+    agent = _random_agent(1)
+    actor_before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in agent.critic.state_dict().items()}
+    scores = fit_critic(agent, iterations=2, num_envs=2, num_steps=32, seed=1)
+    assert len(scores) == 2
+    for k, v in agent.actor.state_dict().items():
+        assert torch.equal(v, actor_before[k]), f"fit_critic changed the actor's {k}"
+    assert any(not torch.equal(v, critic_before[k]) for k, v in agent.critic.state_dict().items())
+
+
+def test_fit_critic_explained_variance_improves_on_a_fixed_policy():
+    # a fresh agent: a near-uniform random policy, and a critic that knows nothing yet
+    scores = fit_critic(_random_agent(2), iterations=25, num_envs=8, num_steps=64, lr=3e-3, seed=2)
+    first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
+    assert first < 0.2 and last > first + 0.3, (first, last, scores)
+
+
+def test_lambda_sweep_returns_one_record_per_lambda(sweep):
+    assert [r["lam"] for r in sweep] == SWEEP_LAMBDAS
+    for r in sweep:
+        assert set(r) == {"lam", "bias2", "variance", "mse"}
+        assert all(isinstance(v, float) and math.isfinite(v) for v in r.values())
+        assert r["bias2"] >= 0 and r["variance"] >= 0 and r["mse"] >= 0
+
+
+def test_lambda_zero_has_no_variance_on_deterministic_cartpole(sweep):
+    # delta_0 = r + gamma V(s') - V(s), and s' is fixed by (s, a): the physics has no noise
+    var = {r["lam"]: r["variance"] for r in sweep}
+    assert var[0.0] < 1e-8
+    assert var[1.0] > 1.0
+
+
+def test_lambda_sweep_variance_grows_with_lambda(sweep):
+    var = [r["variance"] for r in sweep]
+    assert var == sorted(var) and var[-1] > 10 * var[1], var
+
+
+def test_lambda_sweep_is_reproducible(sweep):
+    again = lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, SWEEP_LAMBDAS, gamma=0.98,
+                         n_estimates=6, n_truth=6, horizon=60, seed=0)
+    assert again == sweep
+
+
+@pytest.mark.parametrize("obs,actions,lambdas,match", [
+    (SWEEP_OBS[:, :3], SWEEP_ACTIONS, [0.5], r"obs must have shape \(M, 4\).*\(3, 3\)"),
+    (SWEEP_OBS[0], SWEEP_ACTIONS[:1], [0.5], r"obs must have shape \(M, 4\).*\(4,\)"),
+    (SWEEP_OBS, SWEEP_ACTIONS[:2], [0.5], r"actions must have shape \(M,\) = \(3,\).*\(2,\)"),
+    (SWEEP_OBS, torch.tensor([0, 1, 2]), [0.5], r"actions must be CartPole actions"),
+    (SWEEP_OBS, SWEEP_ACTIONS, [0.5, 1.2], r"every lambda must be in \[0, 1\], got \[1.2\]"),
+    (SWEEP_OBS, SWEEP_ACTIONS, [-0.1], r"every lambda must be in \[0, 1\]"),
+    (SWEEP_OBS, SWEEP_ACTIONS, [], r"lambdas is empty"),
+])
+def test_lambda_sweep_bad_input_is_named(obs, actions, lambdas, match):
+    with pytest.raises(ValueError, match=match):
+        lambda_sweep(_random_agent(), obs, actions, lambdas, n_estimates=2, n_truth=2, horizon=5)
+
+
+def test_lambda_sweep_needs_two_samples_for_a_variance():
+    with pytest.raises(ValueError, match="n_truth must be a whole number >= 2"):
+        lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, [0.5], n_truth=1)

@@ -185,3 +185,21 @@ def test_gae_returning_only_advantages_is_named():
         return my_gae(*args, gamma, lam)[0]
 
     assert "pair (advantages, returns)" in check_gae.verify(wrong)
+
+
+def test_gae_masking_with_terminated_only_names_the_truncation():
+    def terminated_only(rewards, values, terminated, truncated, final_values, next_values, gamma,
+                        lam):
+        deltas = td_residuals(rewards, values, terminated, truncated, final_values, next_values,
+                              gamma)
+        adv, last = torch.zeros_like(deltas), torch.zeros_like(next_values)
+        for t in reversed(range(len(deltas))):
+            last = deltas[t] + gamma * lam * (1.0 - terminated[t].float()) * last
+            adv[t] = last
+        return adv, adv + values
+
+    hint = check_gae.verify(terminated_only)
+    # the hand-made case is truncated at step 3 (terminated at step 1, which this mask handles)
+    assert hint is not None and "leak across the truncation at index (3, 0)" in hint
+    assert "truncated steps too" in hint and "final_values" in hint
+    assert "inside step" not in hint

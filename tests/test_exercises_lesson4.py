@@ -89,3 +89,53 @@ def test_constant_targets_must_give_nan():
         return 0.0 if var == 0 else my_explained_variance(p, t)
 
     assert "nan" in check_explained_variance.verify(wrong)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def test_detaching_values_inside_the_clamp_is_named():
+    # right value everywhere, but inside +-eps only half the gradient (or none) reaches V
+    def wrong(v, old, r, eps):
+        c = old + (v.detach() - old).clamp(-eps, eps)
+        return 0.5 * torch.max((v - r) ** 2, (c - r) ** 2).mean()
+
+    hint = check_value_loss.verify(wrong)
+    assert hint is not None and "do not detach V in V_clip" in hint
+
+
+def test_a_loss_with_zero_gradient_is_rejected():
+    def wrong(v, old, r, eps):
+        return my_value_loss(v.detach(), old, r, eps) + 0.0 * v.sum()
+
+    assert "zero gradient" in check_value_loss.verify(wrong)
+
+
+def test_a_loss_rebuilt_from_a_number_is_rejected():
+    def wrong(v, old, r, eps):
+        return torch.tensor(my_value_loss(v, old, r, eps).item(), requires_grad=True)
+
+    assert "no gradient with respect to values" in check_value_loss.verify(wrong)
+
+
+def test_a_wrong_gradient_with_the_right_value_is_rejected():
+    def wrong(v, old, r, eps):  # same value, twice the gradient
+        loss = my_value_loss(v, old, r, eps)
+        return loss.detach() + 2 * (loss - loss.detach())
+
+    hint = check_value_loss.verify(wrong)
+    assert hint is not None and "wrong gradient" in hint and "expected" in hint
+
+
+def test_equivalent_formulations_pass():
+    def with_where(v, old, r, eps):  # a different but correct way to write the max
+        c = old + (v - old).clamp(-eps, eps)
+        a, b = (v - r) ** 2, (c - r) ** 2
+        return 0.5 * torch.where(a >= b, a, b).mean()
+
+    def with_stack(v, old, r, eps):
+        c = old + torch.clamp(v - old, min=-eps, max=eps)
+        return 0.5 * torch.stack([(v - r) ** 2, (c - r) ** 2]).max(0).values.mean()
+
+    assert check_value_loss.verify(with_where) is None
+    assert check_value_loss.verify(with_stack) is None

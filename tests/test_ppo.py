@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,6 +42,28 @@ def tiny_run():
 def test_invalid_config_raises_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"PPOConfig\.{field}\b"):
         PPOConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value", [
+    ("total_timesteps", 1e4 + 0.5), ("update_epochs", 2.5), ("num_envs", 8.1),
+    ("minibatch_size", float("nan")), ("total_timesteps", float("inf")),
+    ("num_steps", "32"), ("update_epochs", True), ("hidden", None), ("seed", 0.5),
+    ("torch_threads", 1.5),
+])
+def test_counts_must_be_whole_numbers(field, value):
+    with pytest.raises(ValueError, match=rf"PPOConfig\.{field} must be a whole number"):
+        PPOConfig(**{field: value})
+
+
+def test_integral_floats_become_ints():
+    # rl-baselines3-zoo writes n_timesteps as 1e5: accept it, and store an int
+    config = PPOConfig(total_timesteps=1e4, update_epochs=4.0, num_envs=np.int64(4),
+                       minibatch_size=128.0, seed=np.float32(3.0))
+    assert config.total_timesteps == 10_000 and type(config.total_timesteps) is int
+    assert config.update_epochs == 4 and type(config.update_epochs) is int
+    assert type(config.num_envs) is int and type(config.seed) is int
+    assert config.num_updates == 10_000 // (4 * 32)
+    assert PPOConfig(torch_threads=None).torch_threads is None
 
 
 def test_boundary_values_are_valid():

@@ -144,6 +144,18 @@ def _leaky_gae(case, gamma, lam):
     return adv
 
 
+def _terminated_only_gae(case, gamma, lam):
+    """GAE whose recursion stops at terminations only (advantages leak across truncations)."""
+    deltas = td_residuals(**case, gamma=gamma)
+    not_terminated = 1.0 - case["terminated"].to(deltas.dtype)
+    adv = torch.zeros_like(deltas)
+    running = torch.zeros_like(case["next_values"])
+    for t in reversed(range(deltas.shape[0])):
+        running = deltas[t] + gamma * lam * not_terminated[t] * running
+        adv[t] = running
+    return adv
+
+
 @checker("GAE(gamma, lambda) with done masks", compute_gae)
 def check_gae(fn):
     """``fn(rewards, values, terminated, truncated, final_values, next_values, gamma, lam)``
@@ -173,6 +185,15 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
         leak = next((tuple(int(j) for j in ix) for ix in done.nonzero()), idx)
         return (f"your advantages leak across episode boundaries at index {leak}: when step t "
                 f"ended an episode, A_t = delta_t (do not add gamma * lam * A_(t+1)) {where}")
+    if close(got, _terminated_only_gae(case, gamma, lam)):
+        cut = case["truncated"] & ~case["terminated"]
+        cut[-1] = False  # at the rollout's last step nothing follows anyway
+        first = tuple(int(j) for j in cut.nonzero()[0])
+        return (f"your advantages leak across the truncation at index {first}: the recursion "
+                f"must stop at truncated steps too, A_t = delta_t + gamma * lam * "
+                f"(1 - done_t) * A_(t+1) with done_t = terminated_t or truncated_t. The next row "
+                f"belongs to a new episode; the truncated episode's future is already in delta_t "
+                f"through final_values {where}")
     as_termination = dict(case, terminated=case["terminated"] | case["truncated"],
                           truncated=torch.zeros_like(case["truncated"]))
     if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):

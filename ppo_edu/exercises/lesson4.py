@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.exercises._harness import checker, describe_type, first_mismatch
 from ppo_edu.ppo import clipped_value_loss, explained_variance
 
 
@@ -65,9 +65,44 @@ def check_value_loss(fn):
         if not got.requires_grad:
             return "the loss has no gradient: do not detach the new values"
         got.backward()
-        if v.grad is None or not torch.isfinite(v.grad).all():
-            return "the loss gives no finite gradient with respect to values"
+        if (hint := _gradient_hint(name, v.grad, values, old, returns, eps)) is not None:
+            return hint
     return None
+
+
+def _detached_in_clip(values, old_values, returns, epsilon):
+    clipped = old_values + torch.clamp(values.detach() - old_values, -epsilon, epsilon)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def _grad(loss_fn, values, old, returns, eps) -> torch.Tensor:
+    v = values.clone().requires_grad_(True)
+    loss_fn(v, old, returns, eps).backward()
+    return v.grad
+
+
+def _gradient_hint(name, grad, values, old, returns, eps) -> str | None:
+    """Compare d(loss)/d(values) with the reference's on the same inputs."""
+    expected = _grad(clipped_value_loss, values, old, returns, eps)
+    if grad is None:
+        return ("the loss has no gradient with respect to values: build it from values "
+                "with torch operations (no .item(), no .detach())")
+    if grad.shape != expected.shape or not torch.isfinite(grad).all():
+        return "the loss gives no finite gradient with respect to values"
+    idx = first_mismatch(grad, expected, atol=1e-6, rtol=1e-4)
+    if idx is None:
+        return None
+    if not grad.any():
+        return ("the loss has zero gradient with respect to values: it must depend on them "
+                "through (V - R)^2 and V_clip")
+    if first_mismatch(grad, _grad(_detached_in_clip, values, old, returns, eps),
+                      atol=1e-6, rtol=1e-4) is None:
+        return ("gradient wrong inside +-epsilon: do not detach V in V_clip. "
+                "V_clip = old_values + clamp(values - old_values, -eps, eps) must keep the "
+                "gradient of values where the clamp is not active")
+    i = idx[0]
+    return (f"the loss has the right value but the wrong gradient: on the {name} case, "
+            f"d loss / d values[{i}] = {float(grad[i]):.5f}, expected {float(expected[i]):.5f}")
 
 
 @checker("explained variance", explained_variance)
