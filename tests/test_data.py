@@ -177,3 +177,16 @@ def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
 def test_unknown_source_is_an_error():
     with pytest.raises(ValueError, match="source must be"):
         load_reviews("yelp", "train")
+
+
+def test_provenance_names_the_source_the_texts_actually_match():
+    # Snippet id 1 is the first line of Pang & Lee's (2005) rt-polarity.pos (lowercased and
+    # tokenised there), which is what PROVENANCE.md says; the VADER paper's "Pang & Lee (2004)"
+    # is quoted there as the paper's own description.
+    first = next(r for r in load_snippet_records("all") if r["id"] == 1)
+    assert first["text"].lower().startswith("the rock is destined to be the 21st century's new \"conan\"")
+    provenance = (ROOT / "ppo_edu" / "data" / "PROVENANCE.md").read_text()
+    assert "Seeing stars" in provenance and "rt-polarity.pos" in provenance
+    assert "Pang & Lee (2004)" in provenance  # the paper's description, quoted as such
+    licence = (ROOT / "ppo_edu" / "data" / "LICENSE-vaderSentiment.txt").read_text()
+    assert "MIT" in licence and "C.J. Hutto" in licence

@@ -172,6 +172,28 @@ def test_missing_shipped_model_names_the_build_script(tmp_path):
         resolve("tiny", tmp_path)
 
 
+@pytest.mark.parametrize("loader", [load_lm, load_reward_model])
+def test_directory_with_only_pickled_weights_is_refused_with_a_local_message(tmp_path, tokenizer, loader):
+    # Safetensors only: a pytorch_model.bin is a pickle, which can run code when loaded.
+    path = save_random_gpt2(tmp_path / "pickled", tokenizer)
+    state = GPT2LMHeadModel.from_pretrained(path).state_dict()
+    (path / "model.safetensors").unlink()
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError) as info:
+        loader(path)
+    message = str(info.value)
+    assert "local directory" in message and "no model.safetensors" in message
+    assert "it has pytorch_model.bin" in message and "save_pretrained" in message
+    assert "network access" not in message  # not a hub id: no advice about the network
+
+
+def test_directory_without_any_weights_says_so(tmp_path, tokenizer):
+    path = save_random_gpt2(tmp_path / "empty", tokenizer)
+    (path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights file at all"):
+        load_lm(path)
+
+
 def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="network access"):
@@ -209,3 +231,50 @@ def test_train_tiny_lm_script_is_reproducible(tmp_path):
     _, tok = load_lm(a)
     log = json.loads((a / "training_log.json").read_text())
     assert len(tok) == 2048 and log["test_ppl"] > 1 and len(log["samples"]) == 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--n-embd", "30", "--n-head", "4"], "must be divisible by --n-head"),
+    (["--dropout", "1.0"], "--dropout must be in [0, 1)"),
+])
+def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
+    tool = load_tool("train_tiny_lm")
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(args + ["--out", str(tmp_path / "lm")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "lm").exists()
+
+
+def test_train_tiny_lm_script_writes_to_scratch_by_default():
+    tool = load_tool("train_tiny_lm")
+    out = Path(tool.LMConfig().out)
+    assert out != TINY_LM_DIR and out.parent == Path(__file__).resolve().parents[1] / "runs"
+
+
+# ----------------------------------------------------------------------------- sft_train's arguments
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eval_texts": ["A gripping drama."]}, "eval_every=0"),
+    ({"eval_every": 2}, "no eval_texts"),
+    ({"eval_texts": ["A gripping drama."], "eval_every": -1}, "eval_every must be an integer >= 0"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+])
+def test_sft_train_rejects_evaluation_that_would_never_run_and_bad_budgets(tmp_path, tokenizer, kwargs, message):
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = load_lm(save_random_gpt2(tmp_path / "lm", tokenizer))
+    settings = {"steps": 2, "batch_size": 2, "block": 16, "progress": False} | kwargs
+    with pytest.raises(ValueError, match=message):
+        sft_train(model, tok, SAMPLE_TEXTS, **settings)
+
+
+def test_sentiment_reward_fn_revision_is_for_hub_ids_only(tmp_path, tokenizer):
+    from ppo_edu.lm import sentiment_reward_fn
+
+    path = save_random_gpt2(tmp_path / "clf", tokenizer, kind="rm")
+    with pytest.raises(ValueError, match="revision='refs/pr/5' applies to hub ids"):
+        sentiment_reward_fn(str(path), revision="refs/pr/5")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ppo_edu.lm import (
+    TINY_LM_DIR,
     TINY_RM_DIR,
     bradley_terry_loss,
     load_reward_model,
@@ -18,6 +19,7 @@ from ppo_edu.lm import (
     sentiment_reward_fn,
     vader_compound,
 )
+from ppo_edu.lm.bradley_terry import count_preference_pairs
 from ppo_edu.lm.reward import last_token_scores, reward_model_scores
 from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
 from ppo_edu.lm.training import reward_accuracy, train_reward_model
@@ -87,6 +89,71 @@ def test_pairwise_accuracy_counts_ties_as_half():
     assert pairwise_accuracy(np.array([3.0, 2.0, 1.0]), pairs) == 1.0
     assert pairwise_accuracy(np.array([1.0, 2.0, 3.0]), pairs) == 0.0
     assert pairwise_accuracy(np.zeros(3), pairs) == 0.5
+
+
+def test_preference_pairs_reject_a_margin_that_is_not_a_positive_number():
+    for bad in (float("nan"), float("inf"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+            make_preference_pairs([0.0, 2.0], margin=bad)
+        with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+            make_preference_pairs([0.0, 2.0], margin=bad, max_pairs=1)
+
+
+def test_preference_pairs_without_any_qualifying_pair_raise_on_both_paths():
+    for max_pairs in (None, 1):
+        with pytest.raises(ValueError, match="no pair of ratings differs by at least margin=1"):
+            make_preference_pairs([0.0, 0.5, 0.9], margin=1.0, max_pairs=max_pairs)
+
+
+def test_preference_pairs_never_return_fewer_than_asked():
+    ratings = [-2.0, 0.0, 2.0]  # qualifying pairs: (1, 0), (2, 0), (2, 1)
+    assert count_preference_pairs(ratings, 1.0) == 3
+    with pytest.raises(ValueError, match="max_pairs=4 but only 3 pairs"):
+        make_preference_pairs(ratings, 1.0, max_pairs=4)
+    every = make_preference_pairs(ratings, 1.0, max_pairs=3)
+    assert {tuple(p) for p in every.tolist()} == {(1, 0), (2, 0), (2, 1)}
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_pairs must be a positive integer"):
+            make_preference_pairs(ratings, 1.0, max_pairs=bad)
+
+
+def test_preference_pairs_find_rare_pairs_exactly():
+    # 1 rating in 501 stands out: 500 of 251,001 ordered pairs qualify, too rare for
+    # rejection sampling; the exact path must still return the number asked for.
+    ratings = np.array([0.0] * 500 + [2.0])
+    pairs = make_preference_pairs(ratings, 1.0, max_pairs=7, seed=1)
+    assert pairs.shape == (7, 2) and len({tuple(p) for p in pairs.tolist()}) == 7
+    assert (pairs[:, 0] == 500).all() and (ratings[pairs[:, 0]] - ratings[pairs[:, 1]] >= 1).all()
+
+
+def test_preference_pairs_are_exact_across_row_chunks():
+    ratings = np.random.default_rng(0).uniform(-4, 4, size=2500)  # more rows than one chunk
+    pairs = make_preference_pairs(ratings, 1.5)
+    chosen, rejected = np.nonzero(ratings[:, None] - ratings[None, :] >= 1.5)
+    assert np.array_equal(pairs, np.stack([chosen, rejected], axis=1))
+    assert count_preference_pairs(ratings, 1.5) == len(pairs)
+
+
+def test_pairwise_accuracy_rejects_nan_scores_instead_of_counting_them_wrong():
+    pairs = np.array([[0, 1], [2, 1]])
+    with pytest.raises(ValueError, match=r"scores\[2\] = nan is not finite"):
+        pairwise_accuracy(np.array([1.0, 0.0, np.nan]), pairs)
+    with pytest.raises(ValueError, match="not finite"):
+        pairwise_accuracy(torch.tensor([1.0, float("inf"), 0.0]), pairs)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        pairwise_accuracy(np.zeros((3, 1)), pairs)
+
+
+def test_pairwise_accuracy_rejects_indices_outside_the_scores():
+    scores = np.array([3.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match=r"pairs\[1\] = \[-1, 0\] is not a pair of indices in \[0, 3\)"):
+        pairwise_accuracy(scores, np.array([[0, 1], [-1, 0]]))  # -1 must not mean "the last one"
+    with pytest.raises(ValueError, match=r"pairs\[0\] = \[3, 0\]"):
+        pairwise_accuracy(scores, np.array([[3, 0]]))
+    with pytest.raises(ValueError, match="integer indices"):
+        pairwise_accuracy(scores, np.array([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        pairwise_accuracy(scores, np.zeros((0, 2), dtype=int))
 
 
 # ----------------------------------------------------------------------------- scoring with a reward model
@@ -181,6 +248,28 @@ def test_train_reward_model_rejects_ratings_off_the_scale(random_rm):
         train_reward_model(model, tok, ["a", "b"], [0.0, 9.0], progress=False)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"margin": 0.0}, "margin must be a finite number > 0"),
+    ({"margin": -1.0}, "margin must be a finite number > 0"),
+    ({"margin": float("nan")}, "margin must be a finite number > 0"),
+    ({"epochs": 0}, "epochs must be a finite number > 0"),
+    ({"epochs": -2}, "epochs must be a finite number > 0"),
+    ({"batch_size": 1}, "batch_size must be >= 2"),
+    ({"lr": 0.0}, "lr must be a finite number > 0"),
+    ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+    ({"eval_texts": ["fun", "dull"], "eval_ratings": [2.0, -2.0]}, "eval_every=0"),
+    ({"eval_every": 5}, "no eval_texts"),
+    ({"eval_texts": ["fun", "dull"], "eval_every": 1}, "without eval_ratings"),
+    ({"eval_texts": ["fun", "dull"], "eval_ratings": [2.0], "eval_every": 1}, "2 eval_texts but 1 eval_ratings"),
+])
+def test_train_reward_model_rejects_bad_settings_before_training(random_rm, kwargs, message):
+    model, tok = random_rm
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=message):
+        train_reward_model(model, tok, ["great fun", "dull", "fine"], [3.0, -3.0, 0.0], progress=False, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "it trained before refusing"
+
+
 # ----------------------------------------------------------------------------- the shipped reward model
 def test_shipped_reward_model_beats_vader_on_held_out_pairs():
     model, tok = load_reward_model("tiny")
@@ -253,3 +342,41 @@ def test_train_reward_model_script_runs_end_to_end(tmp_path):
     assert 0 <= log["test_accuracy"] <= 1 and log["vader_test_accuracy"] == pytest.approx(0.695, abs=0.01)
     model, tok = load_reward_model(out)
     assert model.config.num_labels == 1 and tok.pad_token_id != tok.eos_token_id
+
+
+def load_rm_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "train_reward_model.py"
+    spec = importlib.util.spec_from_file_location("train_reward_model", path)
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules["train_reward_model"] = tool  # dataclasses look their module up there
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--margin", "0"], "--margin must be a finite number > 0"),
+    (["--eval-margin", "nan"], "--eval-margin must be a finite number > 0"),
+    (["--batch-size", "1"], "--batch-size must be >= 2"),
+    (["--train-snippets", "1"], "--train-snippets must be 0"),
+])
+def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
+    tool = load_rm_tool()
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(args + ["--out", str(tmp_path / "rm")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "rm").exists()
+
+
+def test_train_reward_model_script_writes_to_scratch_by_default():
+    from pathlib import Path
+
+    tool = load_rm_tool()
+    out = Path(tool.RMConfig().out)
+    root = Path(__file__).resolve().parents[1]
+    assert out != TINY_RM_DIR and out.parent == root / "runs"
+    assert Path(tool.RMConfig().lm) == TINY_LM_DIR

@@ -1,12 +1,30 @@
 #!/usr/bin/env python
 """Train the offline "SFT model": a byte-level BPE tokenizer and a tiny GPT-2 on the movie snippets.
 
-    python tools/train_tiny_lm.py                 # tokenizer + LM -> ppo_edu/data/tiny-gpt2/
-    python tools/train_tiny_lm.py --threads 2 --out /tmp/lm   # faster on an idle machine
+    python tools/train_tiny_lm.py                  # tokenizer + LM -> runs/tiny-gpt2/ (scratch)
+    python tools/train_tiny_lm.py --threads 2      # faster on an idle machine
+    python tools/train_tiny_lm.py --out ppo_edu/data/tiny-gpt2   # replace the shipped model
+
+Time: the shipped model's run took 47 minutes (2,841 s, recorded in its
+``training_log.json``) on one thread of a 2-core CPU.
+
+Where it writes: by default a scratch directory, ``runs/tiny-gpt2/`` (git-ignored), so a
+rebuild never silently replaces the shipped model. The shipped model lives in
+``ppo_edu/data/tiny-gpt2/``; to replace it pass ``--out ppo_edu/data/tiny-gpt2`` and then
+rebuild the reward model from it. A different torch build (version, CPU/GPU, BLAS) gives
+a slightly different model, so the numbers lessons 5 and 6 assert about the shipped
+models (lesson 5 checks the reward model's test accuracy to three decimals) would then
+need updating.
 
 Both are trained on the *train* split of the bundled snippets only (``ppo_edu.lm.data``);
 the validation split picks the best epoch, the test split gives the reported perplexity.
 Everything is seeded: the same command on the same torch build gives the same model.
+The loop is this script's own (``ppo_edu.lm.training.sft_train`` is the lesson's short
+version of it, with the same loss and packing): 12 epochs from random weights, AdamW
+(betas 0.9, 0.95; weight decay 0.1 on matrices only) at peak lr 4e-3 with 100 linear
+warmup steps and a cosine decay to 10% over all epochs, dropout 0.05, gradients clipped
+at norm 1, the training blocks re-shuffled and re-packed every epoch, and the epoch with
+the lowest validation perplexity kept.
 
 Tokenizer: byte-level BPE (``tokenizers``), GPT-2's pre-tokenisation (no prefix space),
 specials ``<|endoftext|>`` (id 0: BOS, EOS and UNK, as in GPT-2) and ``<|pad|>`` (id 1:
@@ -47,7 +65,8 @@ from ppo_edu.lm.training import generate, packed_blocks, text_nll
 
 @dataclass
 class LMConfig:
-    out: str = str(ROOT / "ppo_edu" / "data" / "tiny-gpt2")
+    out: str = str(ROOT / "runs" / "tiny-gpt2")
+    """where to write; the shipped model is ppo_edu/data/tiny-gpt2 (pass it to replace that)."""
     seed: int = 0
     threads: int = 1
     """torch CPU threads; 1 is reproducible and, on a busy 2-core machine, fastest."""
@@ -71,6 +90,33 @@ class LMConfig:
     """0 = whole epochs; a small number makes a quick smoke test."""
 
 
+SHIPPED = ROOT / "ppo_edu" / "data" / "tiny-gpt2"
+
+
+def check_config(cfg: LMConfig) -> str | None:
+    """The first setting that cannot work, as a message naming its option, or None."""
+    at_least = {"--epochs": (cfg.epochs, 1), "--batch-size": (cfg.batch_size, 1), "--threads": (cfg.threads, 1),
+                "--n-layer": (cfg.n_layer, 1), "--n-head": (cfg.n_head, 1), "--n-embd": (cfg.n_embd, 1),
+                "--n-positions": (cfg.n_positions, 2), "--vocab-size": (cfg.vocab_size, 258),
+                "--warmup-steps": (cfg.warmup_steps, 0), "--max-steps-per-epoch": (cfg.max_steps_per_epoch, 0)}
+    for option, (value, lowest) in at_least.items():
+        if value < lowest:
+            return f"{option} must be >= {lowest}, got {value}"
+    if cfg.n_embd % cfg.n_head:
+        return f"--n-embd ({cfg.n_embd}) must be divisible by --n-head ({cfg.n_head})"
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        return f"--lr must be a finite number > 0, got {cfg.lr}"
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        return f"--min-lr-ratio must be in [0, 1], got {cfg.min_lr_ratio}"
+    if not 0 <= cfg.dropout < 1:
+        return f"--dropout must be in [0, 1), got {cfg.dropout}"
+    if not (math.isfinite(cfg.grad_clip) and cfg.grad_clip > 0):
+        return f"--grad-clip must be a finite number > 0, got {cfg.grad_clip}"
+    if cfg.weight_decay < 0:
+        return f"--weight-decay must be >= 0, got {cfg.weight_decay}"
+    return None
+
+
 def lr_at(step: int, total: int, cfg: LMConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -83,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     for field, default in asdict(LMConfig()).items():
         parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
     cfg = LMConfig(**vars(parser.parse_args(argv)))
+    problem = check_config(cfg)
+    if problem:
+        parser.error(problem)
+    if Path(cfg.out).resolve() == SHIPPED.resolve():
+        print(f"writing into the shipped model directory {SHIPPED}: it will be replaced", flush=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -185,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         "8,484 training sentences of the VADER movie-review snippets (ppo_edu/data/PROVENANCE.md).\n\n"
         f"Held-out perplexity: {test_ppl:.1f} per token on the 1,061 test sentences "
         f"(validation {best[0]:.1f}, best epoch {log['best_epoch']} of {cfg.epochs}).\n\n"
-        "Rebuild: `python tools/train_tiny_lm.py` (settings, curves and samples in training_log.json). "
+        f"Trained by `python tools/train_tiny_lm.py` in {(time.time() - t0) / 60:.0f} minutes on {cfg.threads} "
+        f"CPU thread{'s' if cfg.threads > 1 else ''}; recipe in ppo_edu/data/PROVENANCE.md, settings, "
+        "curves and samples in training_log.json. "
+        "To rebuild the shipped copy: `python tools/train_tiny_lm.py --out ppo_edu/data/tiny-gpt2` (without "
+        "`--out` it writes to runs/tiny-gpt2/). "
         "Load: `ppo_edu.lm.load_lm(\"tiny\")` or `AutoModelForCausalLM.from_pretrained(dir)`.\n"
     )
     size = sum(f.stat().st_size for f in out.iterdir())

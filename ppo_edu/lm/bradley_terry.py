@@ -40,6 +40,38 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     return F.softplus(r_rejected - r_chosen).mean()
 
 
+_CHUNK = 1024  # rows of the (N, N) comparison at a time: 1024 x 10,605 booleans is ~11 MB
+
+
+def _check_margin(margin) -> float:
+    try:
+        value = float(margin)
+    except (TypeError, ValueError):
+        raise TypeError(f"margin must be a number, got {type(margin).__name__}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"margin must be a finite number > 0 (a pair needs a preferred side), got {margin}")
+    return value
+
+
+def _qualifying(r: np.ndarray, margin: float, rows: slice) -> np.ndarray:
+    return r[rows, None] - r[None, :] >= margin
+
+
+def count_preference_pairs(ratings, margin: float = 1.0) -> int:
+    """How many ordered pairs ``(i, j)`` have ``ratings[i] - ratings[j] >= margin`` (no pair list built)."""
+    r = validate_ratings(ratings)
+    margin = _check_margin(margin)
+    return int(sum(_qualifying(r, margin, slice(s, s + _CHUNK)).sum() for s in range(0, len(r), _CHUNK)))
+
+
+def _all_pairs(r: np.ndarray, margin: float) -> np.ndarray:
+    out = []
+    for s in range(0, len(r), _CHUNK):
+        chosen, rejected = np.nonzero(_qualifying(r, margin, slice(s, s + _CHUNK)))
+        out.append(np.stack([chosen + s, rejected], axis=1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), dtype=np.int64)
+
+
 def make_preference_pairs(
     ratings,
     margin: float = 1.0,
@@ -48,46 +80,82 @@ def make_preference_pairs(
 ) -> np.ndarray:
     """Pairs ``(chosen, rejected)`` of indices with ``ratings[chosen] - ratings[rejected] >= margin``.
 
-    Returns an int64 array of shape ``(P, 2)``. With ``max_pairs`` a uniform random subset
-    (seeded) of all qualifying pairs is returned, else all of them, in index order.
-    Ratings must lie on the human scale [-4, 4].
+    Returns an int64 array of shape ``(P, 2)`` with ``P >= 1``: all qualifying pairs in
+    index order, or with ``max_pairs`` exactly ``max_pairs`` of them, a uniform random
+    subset without repeats (seeded by ``seed``).
+
+    Raises ValueError when the input cannot give what was asked for: ratings off the human
+    scale [-4, 4] (or NaN), fewer than two ratings, a ``margin`` that is not a finite number
+    > 0 (with margin <= 0 a text would be "preferred" to itself or to its equal), no pair
+    whose ratings differ by at least ``margin``, or ``max_pairs`` larger than the number of
+    qualifying pairs (it never returns fewer pairs than asked for).
     """
     r = validate_ratings(ratings)
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0 (a pair needs a preferred side), got {margin}")
+    margin = _check_margin(margin)
     n = len(r)
     if n < 2:
         raise ValueError(f"need at least two ratings to form a pair, got {n}")
     if max_pairs is None:
-        chosen, rejected = np.nonzero(r[:, None] - r[None, :] >= margin)
-        return np.stack([chosen, rejected], axis=1).astype(np.int64)
-    # Rejection sampling: draw random (i, j), keep qualifying ones, de-duplicate.
+        pairs = _all_pairs(r, margin)
+        if len(pairs) == 0:
+            raise ValueError(f"no pair of ratings differs by at least margin={margin:g} "
+                             f"(ratings span {r.min():g} .. {r.max():g})")
+        return pairs
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) or max_pairs < 1:
+        raise ValueError(f"max_pairs must be a positive integer or None (all pairs), got {max_pairs!r}")
+    total = count_preference_pairs(r, margin)
+    if total == 0:
+        raise ValueError(f"no pair of ratings differs by at least margin={margin:g} "
+                         f"(ratings span {r.min():g} .. {r.max():g})")
+    if max_pairs > total:
+        raise ValueError(f"max_pairs={max_pairs} but only {total} pairs of these ratings differ by at least "
+                         f"margin={margin:g}; ask for at most {total}, or max_pairs=None for all of them")
     rng = np.random.default_rng(seed)
-    found: dict[tuple[int, int], None] = {}
-    for _ in range(200):
-        i = rng.integers(0, n, size=4 * max_pairs)
-        j = rng.integers(0, n, size=4 * max_pairs)
-        ok = r[i] - r[j] >= margin
-        for a, b in zip(i[ok].tolist(), j[ok].tolist()):
-            found.setdefault((a, b))
-            if len(found) == max_pairs:
-                return np.array(list(found), dtype=np.int64)
-        if not ok.any() and not found:
-            break
-    if not found:
-        raise ValueError(f"no pair of ratings differs by at least margin={margin}")
-    return np.array(list(found), dtype=np.int64)
+    if 2 * max_pairs <= total:
+        # Rejection sampling, without building all pairs: draw random (i, j), keep qualifying
+        # ones, de-duplicate. At least half of the qualifying pairs are left to find at every draw.
+        found: dict[tuple[int, int], None] = {}
+        for _ in range(200):
+            i = rng.integers(0, n, size=4 * max_pairs)
+            j = rng.integers(0, n, size=4 * max_pairs)
+            ok = r[i] - r[j] >= margin
+            for a, b in zip(i[ok].tolist(), j[ok].tolist()):
+                found.setdefault((a, b))
+                if len(found) == max_pairs:
+                    return np.array(list(found), dtype=np.int64)
+    # Most of the qualifying pairs are wanted, or they are too rare to hit at random: list them all.
+    pairs = _all_pairs(r, margin)
+    return pairs[np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))]
 
 
 def pairwise_accuracy(scores, pairs) -> float:
     """Fraction of pairs ``(chosen, rejected)`` with ``scores[chosen] > scores[rejected]``.
 
     A tie counts as half right (a constant scorer gets 0.5, chance). ``scores`` has shape
-    ``(N,)``, ``pairs`` shape ``(P, 2)`` of indices into it.
+    ``(N,)`` and must be finite (a NaN compares false both ways and would silently count
+    as wrong); ``pairs`` has shape ``(P, 2)``, P >= 1, of integer indices in ``[0, N)``
+    (a negative index is an error, not Python's count from the end).
     """
-    s = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=np.float64)
-    p = np.asarray(pairs)
+    if isinstance(scores, torch.Tensor):
+        s = scores.detach().cpu().double().numpy()
+    else:
+        s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be one-dimensional (one score per text), got shape {s.shape}")
+    bad = ~np.isfinite(s)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"scores[{i}] = {s[i]} is not finite ({int(bad.sum())} non-finite scores): "
+                         "a NaN would silently count as a wrong answer")
+    p = pairs.detach().cpu().numpy() if isinstance(pairs, torch.Tensor) else np.asarray(pairs)
     if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
         raise ValueError(f"pairs must have shape (P, 2) with P > 0, got {p.shape}")
+    if not np.issubdtype(p.dtype, np.integer):
+        raise ValueError(f"pairs must hold integer indices into scores, got dtype {p.dtype}")
+    out_of_range = (p < 0) | (p >= len(s))
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range.any(axis=1))[0])
+        raise ValueError(f"pairs[{row}] = {p[row].tolist()} is not a pair of indices in [0, {len(s)}) "
+                         f"(scores has {len(s)} entries)")
     diff = s[p[:, 0]] - s[p[:, 1]]
     return float(np.mean((diff > 0) + 0.5 * (diff == 0)))

@@ -1,7 +1,8 @@
 """The text lessons 5-6 train on: human-rated movie-review snippets, or IMDB on Colab.
 
 Offline (the default) the data are the 10,605 movie-review sentences of Hutto & Gilbert
-(ICWSM 2014), shipped in the ``vaderSentiment==3.3.2`` sdist and bundled here
+(ICWSM 2014; Rotten Tomatoes snippets from Pang & Lee's 2005 sentence polarity data),
+shipped in the ``vaderSentiment==3.3.2`` sdist and bundled here
 (``ppo_edu/data/movie_snippets.jsonl.gz``; provenance and licence in
 ``ppo_edu/data/PROVENANCE.md``). Each sentence carries the mean of 15-29 human ratings on
 [-4, 4] (-4 extremely negative, +4 extremely positive) and the individual ratings.

@@ -14,7 +14,8 @@ add a dedicated ``<|pad|>`` token and resize the model's embeddings by one row (
 is only ever multiplied by a zero attention mask). The tokenizer pads on the right; set
 ``tokenizer.padding_side = "left"`` yourself for batched generation.
 
-Safety: weights load from safetensors only (``use_safetensors=True``) and never with
+Safety: weights load from safetensors only (``use_safetensors=True``; a local directory
+with only ``pytorch_model.bin`` is refused with a message saying so) and never with
 ``trust_remote_code``.
 """
 
@@ -81,12 +82,29 @@ def ensure_pad_token(model, tokenizer) -> None:
         raise AssertionError("pad token must differ from EOS")
 
 
+_SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
 def _from_pretrained(loader, source: str, what: str, **kwargs):
+    local = Path(source).is_dir()
     if what != "tokenizer":  # weights: safetensors only (a tokenizer has no weights, and would save the flag)
         kwargs["use_safetensors"] = True
+        if local and not any((Path(source) / name).is_file() for name in _SAFETENSORS):
+            others = [name for name in _PICKLED if (Path(source) / name).is_file()]
+            found = f"it has {', '.join(others)}" if others else "it has no weights file at all"
+            raise FileNotFoundError(
+                f"could not load the {what} from the local directory {source}: it has no model.safetensors "
+                f"({found}). This course loads weights from safetensors only, never from pickled "
+                "pytorch_model.bin files, which can run code when loaded. If you trust the file, load it "
+                "once yourself with from_pretrained(dir, use_safetensors=False) and save_pretrained(dir) "
+                "writes model.safetensors beside it."
+            )
     try:
         return loader.from_pretrained(source, trust_remote_code=False, **kwargs)
     except OSError as exc:
+        if local:
+            raise OSError(f"could not load the {what} from the local directory {source}: {exc}") from exc
         raise OSError(
             f"could not load the {what} {source!r}: {exc}\n"
             "A hub id needs network access (on Colab it works); offline, use 'tiny' or a local directory."

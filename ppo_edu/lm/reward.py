@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -166,22 +167,39 @@ def _positive_index(config, positive_label: str | None) -> int:
 
 
 def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", batch_size: int = 32,
-                        positive_label: str | None = None, max_length: int = 512) -> RewardFn:
+                        positive_label: str | None = None, max_length: int = 512,
+                        revision: str | None = None) -> RewardFn:
     """Reward = the positive-class logit of a sentiment classifier (the seed's reward).
 
     ``name`` is a hub id (Colab: ``lvwerra/distilbert-imdb``, a DistilBERT fine-tuned on
     IMDB) or a local directory. The positive class is the label starting with "pos"
     (case-insensitive; ``POSITIVE`` for that model), else index 1 of two. Texts are
     truncated to ``max_length`` tokens (documented truncation: the classifier's limit).
-    Returns ``texts -> (B,)`` float32 CPU tensor.
+    ``revision`` (hub ids only) pins a branch, tag, commit or pull request of the hub repo;
+    see the note on safetensors below. Returns ``texts -> (B,)`` float32 CPU tensor.
+
+    Safetensors and ``lvwerra/distilbert-imdb``: weights load with ``use_safetensors=True``
+    only. When this was last checked, that repo's ``main`` branch had only a pickled
+    ``pytorch_model.bin``; its ``model.safetensors`` exists in the Hugging Face converter
+    bot's pull request on the hub (``refs/pr/5``). With the default ``revision=None``
+    (``main``), ``transformers`` finds that conversion pull request by itself and loads
+    from it (``auto_conversion`` in ``transformers.modeling_utils``; this needs network
+    access and is skipped offline or with ``DISABLE_SAFETENSORS_CONVERSION=1``, and if no
+    such pull request existed it would ask the hub to open one). ``revision="refs/pr/5"``
+    names that branch explicitly. Either way nothing pickled is ever loaded.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ppo_edu.lm.models import _from_pretrained, resolve
 
     source = resolve(name, tiny_dir=None)  # "tiny" is no classifier: use reward_fn_from_model
-    tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer")
-    model = _from_pretrained(AutoModelForSequenceClassification, source, "sentiment classifier")
+    hub = {}
+    if revision is not None:
+        if Path(source).is_dir():
+            raise ValueError(f"revision={revision!r} applies to hub ids, not to the local directory {source}")
+        hub["revision"] = revision
+    tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer", **hub)
+    model = _from_pretrained(AutoModelForSequenceClassification, source, "sentiment classifier", **hub)
     model.to(device).eval()
     positive = _positive_index(model.config, positive_label)
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)

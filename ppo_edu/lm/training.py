@@ -1,12 +1,25 @@
 """Training loops for lesson 5: supervised fine-tuning (SFT) of the LM and the reward model.
 
-Both return a history (a list of dicts) that ``ppo_edu.lm.plots`` draws, and both are
-what ``tools/train_tiny_lm.py`` and ``tools/train_reward_model.py`` run at full length.
+Both return a history (a list of dicts) that ``ppo_edu.lm.plots`` draws.
 
 - :func:`sft_train`: next-token cross-entropy on packed blocks of text (GPT-2 style);
 - :func:`train_reward_model`: the Bradley-Terry loss on every preference pair inside each
   minibatch of rated snippets (a batch of 64 snippets yields ~1,400 pairs at margin 1 for
   the cost of 64 forward passes, instead of 2 per pair).
+
+How the shipped models relate to these loops (they were not all trained by them):
+
+- ``tools/train_tiny_lm.py`` (the tiny GPT-2) has its *own* loop, with the same loss and
+  the same packing (:func:`packed_blocks`, a fresh shuffle every epoch) as
+  :func:`sft_train` but its own schedule: 12 epochs from random weights, AdamW
+  (betas 0.9, 0.95, weight decay 0.1) at peak lr 4e-3, 100 warmup steps, cosine decay to
+  10% over all epochs, dropout 0.05, and the epoch with the best validation perplexity
+  kept. It uses :func:`text_nll` and :func:`generate` from here.
+- ``tools/train_reward_model.py`` (the reward model) calls :func:`train_reward_model`
+  once per epoch with ``epochs=1`` (5 epochs, lr 3e-4, dropout 0.1): each call builds a
+  new AdamW (its moment estimates start from zero every epoch) and a new schedule, so the
+  learning rate restarts its cosine decay every epoch; the 30 warmup steps are in the
+  first epoch only; the epoch with the best validation accuracy is kept.
 """
 
 from __future__ import annotations
@@ -18,7 +31,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu.lm.bradley_terry import bradley_terry_loss, make_preference_pairs, pairwise_accuracy
+from ppo_edu.lm.bradley_terry import (
+    _check_margin,
+    bradley_terry_loss,
+    make_preference_pairs,
+    pairwise_accuracy,
+)
 from ppo_edu.lm.data import validate_ratings
 from ppo_edu.lm.reward import _check_texts, reward_model_scores
 
@@ -80,6 +98,25 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> floa
     return math.exp(total / count)
 
 
+def _check_positive(name: str, value, *, integer: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number > 0 (an integer if asked)."""
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value <= 0:
+        kind = "an integer >= 1" if integer else "a finite number > 0"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_eval(eval_texts, eval_every) -> None:
+    """Held-out evaluation needs both the texts and a cadence; one without the other is a mistake."""
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or eval_every < 0:
+        raise ValueError(f"eval_every must be an integer >= 0 (0 = no evaluation), got {eval_every!r}")
+    if eval_texts is not None and eval_every == 0:
+        raise ValueError("eval_texts were given but eval_every=0, so they would never be evaluated; "
+                         "pass eval_every=N (evaluate every N steps and at the end)")
+    if eval_texts is None and eval_every:
+        raise ValueError(f"eval_every={eval_every} but no eval_texts to evaluate on")
+
+
 def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int = 16, block: int | None = None,
               lr: float = 3e-4, weight_decay: float = 0.1, grad_clip: float = 1.0, warmup_steps: int = 0,
               seed: int = 0, eval_texts: list[str] | None = None, eval_every: int = 0,
@@ -88,13 +125,18 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
 
     ``steps`` optimiser steps of ``batch_size`` blocks of ``block`` tokens (default: the
     model's context), AdamW with linear warmup then cosine decay to 10%. With
-    ``eval_texts`` and ``eval_every``, the held-out perplexity is logged every
-    ``eval_every`` steps and at the end. Returns the history: one dict per step with
-    ``step, loss, lr`` (and ``eval_ppl`` where measured).
+    ``eval_texts`` and ``eval_every`` (>= 1), the held-out perplexity is logged every
+    ``eval_every`` steps and at the end (one without the other is a ValueError). Returns
+    the history: one dict per step with ``step, loss, lr`` (and ``eval_ppl`` where measured).
     """
     texts = _check_texts(texts)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    _check_positive("batch_size", batch_size, integer=True)
+    _check_positive("lr", lr)
+    _check_eval(eval_texts, eval_every)
+    if eval_texts is not None:
+        eval_texts = _check_texts(eval_texts)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
@@ -185,22 +227,39 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
 
     Each step scores a minibatch of ``batch_size`` snippets (EOS appended, score read at
     the EOS) and applies ``loss_fn(r_chosen, r_rejected)`` to every pair in the batch whose
-    ratings differ by at least ``margin``. ``epochs`` may be fractional (a short run).
-    AdamW, linear warmup then cosine decay to 10%. With ``eval_texts``/``eval_ratings``
-    and ``eval_every``, held-out pairwise accuracy (same margin) is logged every
-    ``eval_every`` steps and at the end. Returns the history: one dict per step with
-    ``step, loss, pairs, batch_accuracy, lr`` (and ``eval_accuracy`` where measured).
+    ratings differ by at least ``margin`` (> 0). ``epochs`` (> 0) may be fractional (a
+    short run: ``round(epochs * (len(texts) // batch_size))`` steps, at least one). Each
+    call makes a fresh AdamW and runs linear warmup over ``warmup_steps`` then cosine decay
+    to 10% of ``lr`` over its own steps. With ``eval_texts``/``eval_ratings`` and
+    ``eval_every`` (>= 1), held-out pairwise accuracy (same margin) is logged every
+    ``eval_every`` steps and at the end; eval texts without ``eval_every``, or the reverse,
+    is a ValueError. Returns the history: one dict per step with ``step, loss, pairs,
+    batch_accuracy, lr`` (and ``eval_accuracy`` where measured).
     """
     texts = _check_texts(texts)
     ratings = validate_ratings(ratings)
     if len(texts) != len(ratings):
         raise ValueError(f"{len(texts)} texts but {len(ratings)} ratings")
+    margin = _check_margin(margin)
+    _check_positive("epochs", epochs)
+    _check_positive("batch_size", batch_size, integer=True)
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (pairs are formed inside a batch), got {batch_size}")
+    _check_positive("lr", lr)
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    _check_eval(eval_texts, eval_every)
     if eval_texts is not None:
+        eval_texts = _check_texts(eval_texts)
+        if eval_ratings is None:
+            raise ValueError("eval_texts were given without eval_ratings")
         eval_ratings = validate_ratings(eval_ratings, "eval_ratings")
+        if len(eval_texts) != len(eval_ratings):
+            raise ValueError(f"{len(eval_texts)} eval_texts but {len(eval_ratings)} eval_ratings")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = max(1, len(texts) // batch_size)
-    steps = max(1, round(epochs * steps_per_epoch))
+    steps = max(1, round(epochs * steps_per_epoch))  # any epochs > 0 trains at least one step
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
