@@ -3,11 +3,13 @@
     pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
     python benchmarks/rlhf.py                    # 120 s of training each, 1 torch thread
     python benchmarks/rlhf.py --budget 300 --only ours
+    python benchmarks/rlhf.py --steps 220 --only ours  # ~5 min, the same numbers on any load
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
-requires), training prompts cut from the *test* split's snippet openings, responses of
+requires), prompts cut from the *test* split's snippet openings (shuffled with the seed;
+the first ``--eval-prompts`` are held out for evaluation), responses of
 at most ``--max-new-tokens`` tokens ending at EOS, temperature 1, ``--batch-size``
 responses per PPO step in minibatches of ``--mini-batch-size``, ``--ppo-epochs`` passes
 over each batch (4), the same learning rate and initial KL coefficient, and the same
@@ -46,8 +48,8 @@ trainers comparable at different KL:
   would only see the way out.
 
 TRL's end point moves from run to run (at the default settings its final KL ranged over
-3.6-7.4 nats in eleven 120-s runs, three of them on seed 0), so one run says little about
-the end-point target. With several
+5.3-7.8 nats in five 120-s runs, seeds 0-4), so one run says little about the end-point
+target. With several
 seeds the script ends with a summary: for each figure, the mean over seeds and its
 standard error for both trainers and for the difference ours - TRL paired by seed; the
 seeds where the end-point target holds; and the target read on the means (our mean
@@ -68,22 +70,21 @@ import numpy as np
 import torch
 
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
-from ppo_edu.rlhf.evaluation import evaluate_policy, opening_prompts
+from ppo_edu.rlhf.evaluation import evaluate_policy
+from ppo_edu.rlhf.setups import load_prompts
 
 
 def load_setup(args):
     from ppo_edu.lm import (
         load_lm,
         load_reward_model,
-        load_snippets,
         reward_fn_from_model,
         vader_compound,
     )
 
     lm, tokenizer = load_lm(args.lm, "cpu")
     rm, rm_tokenizer = load_reward_model(args.rm, "cpu")
-    texts, _ = load_snippets("test")
-    prompts = opening_prompts(texts, seed=args.seed)
+    prompts = load_prompts("snippets", "test", seed=args.seed)  # shuffled: the split is sorted by rating
     eval_prompts, train_prompts = prompts[:args.eval_prompts], prompts[args.eval_prompts:]
     reward_fn = reward_fn_from_model(rm, rm_tokenizer, "cpu")
 
@@ -108,10 +109,12 @@ class Checkpoints:
         self.due = [budget * (i + 1) / n for i in range(n)]
         self.rows: list[dict] = []
 
-    def __call__(self, train_s: float, steps: int) -> float:
-        if not self.due or train_s < self.due[0]:
+    def __call__(self, train_s: float, steps: int, progress: float | None = None) -> float:
+        """``progress``: what the budget counts (training seconds unless given, e.g. steps)."""
+        progress = train_s if progress is None else progress
+        if not self.due or progress < self.due[0]:
             return 0.0
-        while self.due and train_s >= self.due[0]:
+        while self.due and progress >= self.due[0]:
             self.due.pop(0)
         start = time.perf_counter()
         self.rows.append({"train_s": train_s, "steps": steps, **self.measure_fn(self.policy)})
@@ -127,14 +130,16 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple
                         init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl,
                         target_kl=args.target_kl, kl_horizon=args.kl_horizon, seed=args.seed)
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
-    checkpoints = Checkpoints(policy.lm, measure_fn, args.budget, args.checkpoints)
+    # --steps: a fixed number of steps, so the same seed gives the same numbers however
+    # busy the machine is; otherwise as many steps as fit in --budget seconds
+    checkpoints = Checkpoints(policy.lm, measure_fn, args.steps or args.budget, args.checkpoints)
     seconds, steps = 0.0, 0
-    while seconds < args.budget:
+    while (steps < args.steps) if args.steps else (seconds < args.budget):
         start = time.perf_counter()
         trainer.step()
         seconds += time.perf_counter() - start
         steps += 1
-        checkpoints(seconds, steps)
+        checkpoints(seconds, steps, steps if args.steps else None)
     samples = steps * args.batch_size
     return checkpoints.rows, {"steps": steps, "samples": samples, "train_s": seconds,
                               "samples_per_s": samples / seconds,
@@ -236,7 +241,8 @@ def compare_seed(args, seed: int) -> dict:
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
-          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), budget {args.budget:.0f} s, "
+          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
+          f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
     print(f"reference policy: score {base['score']:.3f} (std {base['score_std']:.3f}), "
@@ -359,6 +365,10 @@ def print_summary(summary: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="ours only (with --only ours): train exactly this many PPO steps instead of "
+                             "--budget seconds, so a seed's numbers do not depend on how busy the machine "
+                             "is (a quiet 2-core machine fits about 220 steps in 300 s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mini-batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=20)
@@ -388,6 +398,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
         parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
+    if args.steps is not None and (args.steps < 1 or args.only != "ours"):
+        parser.error("--steps must be >= 1 and needs --only ours (TRL is always run on --budget seconds)")
     if args.fixed_kl and (args.target_kl != RLHFConfig.target_kl
                           or args.kl_horizon != RLHFConfig.kl_horizon):
         parser.error("--target-kl and --kl-horizon set the adaptive controller, which "

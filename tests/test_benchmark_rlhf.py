@@ -54,7 +54,7 @@ def _ours_args(**overrides) -> argparse.Namespace:
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
         "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "seed": 0,
-        "budget": 0.5, "checkpoints": 2, **overrides})
+        "budget": 0.5, "steps": None, "checkpoints": 2, **overrides})
 
 
 def test_our_run_keeps_measurement_time_off_its_training_clock(bench, tiny):
@@ -75,6 +75,27 @@ def test_our_run_keeps_measurement_time_off_its_training_clock(bench, tiny):
     assert speed["samples"] == 4 * speed["steps"]
     # adaptive controller: the KL (about 0) is below the 5-nat target, so beta shrank
     assert speed["final_kl_coef"] < args.kl_coef
+
+
+def test_a_step_budget_trains_exactly_that_many_steps_and_repeats_itself(bench, tiny):
+    lm, tokenizer, reward_fn = tiny
+    args = _ours_args(steps=4, budget=1e-9)  # the seconds budget is ignored
+
+    def weights(policy):
+        return {"kl": float(sum(p.double().sum() for p in policy.parameters()))}
+
+    runs = [bench.run_ours(lm, tokenizer, reward_fn, ["the film", "a story"], args, weights)
+            for _ in range(2)]
+    for curve, speed in runs:
+        assert speed["steps"] == 4 and [row["steps"] for row in curve] == [2, 4]
+    assert runs[0][0] == [{**row, "train_s": r0["train_s"]} for row, r0 in zip(runs[1][0], runs[0][0])]
+    assert runs[0][0][0]["kl"] != runs[0][0][1]["kl"]  # the policy moved between checkpoints
+
+
+def test_a_step_budget_is_for_ours_only(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--steps", "10"])
+    assert exc.value.code == 2 and "--only ours" in capsys.readouterr().err
 
 
 def test_fixed_kl_keeps_our_coefficient_where_it_started(bench, tiny):

@@ -3,6 +3,7 @@ what is wrong, accept correct solutions."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ppo_edu.exercises.lesson6 import (
@@ -107,18 +108,25 @@ def test_k3_answered_with_k1_is_caught():
     assert "you returned k1" in hint
 
 
-def test_gae_bootstrapping_from_padding_is_caught():
-    def leaky(rewards, values, mask, gamma, lam):
+def _gae_without_a_reset(mask_values: bool):
+    """GAE that never resets the running advantage after a response's last token. Unmasked
+    values: it bootstraps from the padding's junk values. Masked values: the padding's
+    rewards still flow back into the real tokens (advantages leaking across episodes)."""
+    def gae(rewards, values, mask, gamma, lam):
+        values = values * mask if mask_values else values
         B, R = values.shape
-        adv = torch.zeros_like(values)
-        last = torch.zeros(B)
+        adv, last = torch.zeros_like(values), torch.zeros(B)
         for t in reversed(range(R)):
             nxt = values[:, t + 1] if t + 1 < R else torch.zeros(B)
             last = rewards[:, t] + gamma * nxt - values[:, t] + gamma * lam * last
             adv[:, t] = last
         return adv * mask, (adv + values) * mask
+    return gae
 
-    assert "no next state" in check_token_gae.verify(leaky)
+
+@pytest.mark.parametrize("mask_values", [False, True])
+def test_gae_reading_the_padding_is_caught(mask_values):
+    assert "no next state" in check_token_gae.verify(_gae_without_a_reset(mask_values))
 
 
 def test_gae_with_advantages_on_padding_is_caught():

@@ -63,8 +63,36 @@ def test_colab_path_runs_a_ppo_step_from_local_directories(colab_like_dirs):
 def test_offline_prompts_are_openings_of_held_out_snippets():
     from ppo_edu.lm import load_snippets
 
+    from ppo_edu.rlhf.setups import shuffled_reviews
+
     prompts = load_prompts("snippets", "test")
-    texts, _ = load_snippets("test")
+    texts, _ = shuffled_reviews("snippets", "test")
     assert len(prompts) > 1000
     assert all(t.startswith(p) for p, t in zip(prompts[:50], texts[:50]))
+    held_out = set(load_snippets("test")[0])
+    assert all(t in held_out for t in texts) and not held_out & set(load_snippets("train")[0])
     assert all(2 <= len(p.split()) <= 4 for p in prompts)
+
+
+def test_prompts_are_shuffled_so_the_held_out_head_is_not_one_sided():
+    """The test split is stored positive half first: an unshuffled head of 256 prompts came
+    from positive snippets only (98%), so lesson 6 evaluated on one-sided prompts."""
+    from ppo_edu.lm import load_reviews
+    from ppo_edu.rlhf.setups import shuffled_reviews
+
+    _, stored = load_reviews("snippets", "test")
+    assert (stored[:256] > 0).mean() > 0.9  # the stored order is one-sided: why we shuffle
+    texts, ratings = shuffled_reviews("snippets", "test", seed=0)
+    assert sorted(texts) == sorted(load_reviews("snippets", "test")[0])  # a permutation
+    head = ratings[:256]
+    assert 0.35 < (head > 0).mean() < 0.65
+    assert abs(head.mean() - stored.mean()) < 0.4
+    assert shuffled_reviews("snippets", "test", limit=10, seed=0)[0] == texts[:10]
+    assert shuffled_reviews("snippets", "test", seed=1)[0] != texts
+    assert load_prompts("snippets", "test", seed=0) == load_prompts("snippets", "test", seed=0)
+
+
+@pytest.mark.parametrize("limit", [0, -5, 2.5])
+def test_a_bad_prompt_limit_is_refused(limit):
+    with pytest.raises(ValueError, match="limit"):
+        load_prompts("snippets", "test", limit=limit)

@@ -7,6 +7,7 @@ import torch
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
 from ppo_edu.rlhf.kl import kl_penalty, sequence_kl
 from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
+from ppo_edu.rlhf.trainer import check_scores
 
 PROMPTS = ["the movie", "a film", "i loved", "not bad", "the worst"]
 
@@ -161,6 +162,36 @@ def test_config_rejects_inconsistent_sizes():
         RLHFConfig(batch_size=4, mini_batch_size=8)
     with pytest.raises(ValueError, match="kl_estimator"):
         RLHFConfig(kl_estimator="k2")
+
+
+@pytest.mark.parametrize("settings, name", [
+    (dict(gamma=0.0), "gamma"), (dict(gamma=1.5), "gamma"), (dict(lam=2.0), "lam"),
+    (dict(lam=-0.1), "lam"), (dict(value_clip=-1.0), "value_clip"),
+    (dict(max_grad_norm=0.0), "max_grad_norm"), (dict(vf_coef=-1.0), "vf_coef"),
+    (dict(batch_size=8.5), "batch_size"), (dict(ppo_epochs=True), "ppo_epochs"),
+    (dict(target_kl=float("nan")), "target_kl"), (dict(kl_horizon=0), "kl_horizon"),
+    (dict(missing_eos_penalty=-1.0), "missing_eos_penalty"), (dict(learning_rate=0.0), "learning_rate"),
+])
+def test_config_names_the_bad_value(settings, name):
+    with pytest.raises(ValueError, match=name):
+        RLHFConfig(**settings)
+
+
+def test_an_adaptive_controller_starting_at_zero_is_refused():
+    """It multiplies beta, so from 0 it would silently stay a fixed beta = 0."""
+    with pytest.raises(ValueError, match="adaptive_kl=False"):
+        RLHFConfig(init_kl_coef=0.0)
+    assert RLHFConfig(init_kl_coef=0.0, adaptive_kl=False).init_kl_coef == 0.0
+
+
+@pytest.mark.parametrize("scores, match", [
+    (["1.5", "2", "0", "1"], "numbers"),
+    (torch.tensor([True, False, True, True]), "bool"),
+    ([True, False, True, True], "numbers"),
+])
+def test_reward_scores_that_are_not_numbers_are_refused(scores, match):
+    with pytest.raises(TypeError, match=match):
+        check_scores(scores, 4, ["a", "b", "c", "d"])
 
 
 def test_train_stops_at_the_time_budget(tok):

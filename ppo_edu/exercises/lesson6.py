@@ -123,9 +123,9 @@ def check_token_gae(fn):
     """``fn(rewards, values, mask, gamma, lam)`` -> (advantages, returns), each (B, R)."""
     for gamma, lam in ((1.0, 0.95), (1.0, 1.0), (1.0, 0.0), (0.9, 0.8)):
         for rewards, values, mask in _gae_cases():
-            # padding holds junk on purpose: a correct solution never reads it
-            junk_values = values + (1 - mask) * 7.0
-            out = fn(rewards.clone(), junk_values, mask.clone(), gamma, lam)
+            # padding holds junk on purpose (rewards and values): a correct solution never reads it
+            junk_rewards, junk_values = rewards + (1 - mask) * 5.0, values + (1 - mask) * 7.0
+            out = fn(junk_rewards, junk_values, mask.clone(), gamma, lam)
             if not (isinstance(out, tuple) and len(out) == 2):
                 return f"return a pair (advantages, returns), got {describe_type(out)}"
             advantages, returns = out
@@ -135,7 +135,8 @@ def check_token_gae(fn):
             real = mask.bool()
             if not close(advantages[real], expected[real]):
                 where = f"(gamma={gamma}, lam={lam})"
-                other_junk = fn(rewards.clone(), values - (1 - mask) * 3.0, mask.clone(), gamma, lam)[0]
+                other_junk = fn(rewards - (1 - mask) * 2.0, values - (1 - mask) * 3.0, mask.clone(),
+                                gamma, lam)[0]
                 if not close(other_junk[real], advantages[real]):
                     return ("your advantages on real tokens change with what the padding holds: after "
                             "a response's last real token there is no next state, so use "

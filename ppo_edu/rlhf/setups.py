@@ -41,10 +41,27 @@ def judge_fn(texts) -> torch.Tensor:
     return torch.as_tensor(np.asarray(vader_compound(texts), dtype=np.float32))
 
 
-def load_prompts(source: str = "snippets", split: str = "test", limit: int | None = None,
-                 seed: int = 0) -> list[str]:
-    """Openings (2-4 words) of the review texts of ``source`` ("snippets" or "imdb")."""
+def shuffled_reviews(source: str = "snippets", split: str = "test", limit: int | None = None,
+                     seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """The review texts of ``source`` and their labels, in an order shuffled with ``seed``.
+
+    Both sources store their splits sorted by sentiment (the snippets' positive half first,
+    IMDB by label), so any head of the stored order, such as the first ``limit`` reviews or
+    the prompts a lesson holds out for evaluation, would be one-sided. Shuffling first
+    makes every head a fair sample of the split.
+    """
     from ppo_edu.lm import load_reviews
 
-    texts, _ = load_reviews(source, split, max_examples=limit)
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    texts, labels = load_reviews(source, split)
+    order = np.random.default_rng(seed).permutation(len(texts))[:limit]
+    return [texts[i] for i in order], np.asarray(labels)[order]
+
+
+def load_prompts(source: str = "snippets", split: str = "test", limit: int | None = None,
+                 seed: int = 0) -> list[str]:
+    """Openings (2-4 words) of the review texts of ``source`` ("snippets" or "imdb"), in a
+    seeded random order (see :func:`shuffled_reviews`): ``prompts[:k]`` is a fair sample."""
+    texts, _ = shuffled_reviews(source, split, limit, seed)
     return opening_prompts(texts, seed=seed)

@@ -80,18 +80,34 @@ class RLHFConfig:
     seed: int = 0
 
     def __post_init__(self):
-        positive = ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "kl_horizon", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be >= {0 if name == 'seed' else 1}, got {value}")
         if self.mini_batch_size > self.batch_size:
             raise ValueError(f"mini_batch_size ({self.mini_batch_size}) > batch_size ({self.batch_size})")
         if self.kl_estimator not in ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {ESTIMATORS}, got {self.kl_estimator!r}")
-        if not (self.learning_rate > 0 and self.temperature > 0 and self.epsilon > 0):
-            raise ValueError("learning_rate, temperature and epsilon must be > 0")
-        if self.init_kl_coef < 0:
-            raise ValueError(f"init_kl_coef must be >= 0, got {self.init_kl_coef}")
+        for name in ("learning_rate", "temperature", "epsilon", "value_clip", "max_grad_norm", "target_kl"):
+            if not getattr(self, name) > 0:  # also refuses NaN
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("vf_coef", "init_kl_coef", "missing_eos_penalty"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0 <= self.lam <= 1:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+        if self.adaptive_kl and self.init_kl_coef == 0:
+            raise ValueError("adaptive_kl=True with init_kl_coef=0: the controller scales beta by a factor, "
+                             "so from 0 it never moves. For no KL penalty set adaptive_kl=False.")
+
+
+def describe(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -116,9 +132,18 @@ class RolloutBatch:
 
 
 def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "reward_fn") -> torch.Tensor:
-    """The reward function's output as a float tensor of shape (B,), or a clear error."""
+    """The reward function's output as a float tensor of shape (B,), or a clear error.
+
+    Numbers only: strings or booleans are refused rather than converted (a classifier's
+    label or a ``score > 0`` test returned by mistake would otherwise train silently)."""
     if not isinstance(scores, torch.Tensor):
-        scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+        array = np.asarray(scores)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"{source} returned {array.dtype} values ({describe(scores)}); "
+                            "it must return numbers, one float score per text")
+        scores = torch.as_tensor(array.astype(np.float32))
+    elif scores.dtype == torch.bool or scores.is_complex():
+        raise TypeError(f"{source} returned a {scores.dtype} tensor; it must return float scores")
     if tuple(scores.shape) != (batch_size,):
         raise ValueError(f"{source} returned shape {tuple(scores.shape)} for {batch_size} texts; "
                          f"it must return one score per text, shape ({batch_size},)")
@@ -160,8 +185,7 @@ class RLHFTrainer:
         self.policy.eval()  # dropout is off anyway; eval() also keeps it off in wrapped modules
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
-                       if config.adaptive_kl and config.init_kl_coef > 0
-                       else FixedKLController(config.init_kl_coef))
+                       if config.adaptive_kl else FixedKLController(config.init_kl_coef))
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         torch.manual_seed(config.seed)
