@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from ppo_edu.rlhf.kl import (
+    KL_PLACEMENTS,
     AdaptiveKLController,
     FixedKLController,
+    expected_kl_gradients,
     full_kl,
     kl_penalty,
     sequence_kl,
@@ -95,3 +97,76 @@ def test_full_kl_is_zero_for_equal_logits_and_positive_otherwise():
     assert full_kl(a[None, None], b[None, None], mask).item() == pytest.approx(
         float((p * (p / q).log()).sum()), rel=1e-5)
     assert not math.isnan(full_kl(a[None, None], b[None, None], mask).item())
+
+
+# -- where the KL goes: the expected gradient of each placement (expected_kl_gradients) ------
+
+def _cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
+
+
+@pytest.mark.parametrize("placement", ["k1 in the reward", "k2 in the loss", "ratio * k3 in the loss",
+                                       "exact KL in the loss"])
+def test_these_placements_follow_the_gradient_of_the_reverse_kl(placement):
+    logits, ref_logits = _two_categoricals(seed=1, V=7)
+    grads = expected_kl_gradients(logits, ref_logits)
+    torch.testing.assert_close(grads[placement], grads["reverse KL"], atol=1e-6, rtol=1e-5)
+
+
+def test_k1_in_the_loss_has_no_expected_gradient_at_all():
+    logits, ref_logits = _two_categoricals(seed=2, V=7)
+    grads = expected_kl_gradients(logits, ref_logits)
+    assert grads["reverse KL"].abs().max() > 0.05  # there is a KL to pull on ...
+    torch.testing.assert_close(grads["k1 in the loss"], torch.zeros(7), atol=1e-7, rtol=0)  # ... and no pull
+
+
+def test_k3_in_the_loss_follows_the_forward_kl_not_the_reverse_one():
+    logits, ref_logits = _two_categoricals(seed=3, V=7)
+    grads = expected_kl_gradients(3 * logits, ref_logits)  # far from the reference
+    torch.testing.assert_close(grads["k3 in the loss"], grads["forward KL"], atol=1e-6, rtol=1e-5)
+    assert _cosine(grads["k3 in the loss"], grads["reverse KL"]) < 0.95
+
+
+def test_forward_and_reverse_gradients_agree_near_the_reference_and_part_far_from_it():
+    ref_logits, direction = _two_categoricals(seed=4, V=50)
+    near = expected_kl_gradients(ref_logits + 0.01 * direction, ref_logits)
+    far = expected_kl_gradients(ref_logits + 3.0 * direction, ref_logits)
+    assert _cosine(near["k3 in the loss"], near["reverse KL"]) > 0.999
+    assert _cosine(far["k3 in the loss"], far["reverse KL"]) < 0.9
+
+
+@pytest.mark.parametrize("placement", ["k1 in the reward", "k3 in the loss"])
+def test_expected_gradients_are_the_mean_of_per_sample_gradients(placement):
+    """The enumeration is what sampling averages to: draw y ~ pi, differentiate each sample's
+    own loss term (for the reward, the score-function term k1(y) log pi(y) with k1 held fixed)."""
+    logits, ref_logits = _two_categoricals(seed=5, V=5)
+    pi = torch.softmax(logits, -1)
+    counts = torch.bincount(torch.multinomial(pi, 40_000, replacement=True,
+                                              generator=torch.Generator().manual_seed(0)), minlength=5)
+    mean = torch.zeros(5, dtype=torch.float64)
+    for y in range(5):
+        theta = logits.double().requires_grad_(True)
+        logp = torch.log_softmax(theta, -1)[y]
+        ref_logp = torch.log_softmax(ref_logits.double(), -1)[y]
+        log_rho = ref_logp - logp
+        loss = (-log_rho).detach() * logp if placement == "k1 in the reward" else torch.expm1(log_rho) - log_rho
+        mean += counts[y] / counts.sum() * torch.autograd.grad(loss, theta)[0]
+    expected = expected_kl_gradients(logits, ref_logits)[placement].double()
+    torch.testing.assert_close(mean, expected, atol=0.02, rtol=0)
+
+
+def test_every_placement_is_returned_with_the_two_true_gradients():
+    grads = expected_kl_gradients(*_two_categoricals(seed=6, V=4))
+    assert set(grads) == set(KL_PLACEMENTS) | {"reverse KL", "forward KL"}
+    assert all(g.shape == (4,) for g in grads.values())
+
+
+@pytest.mark.parametrize("logits, ref_logits, message", [
+    (torch.zeros(2, 4), torch.zeros(2, 4), "shape \\(V,\\)"),
+    (torch.zeros(1), torch.zeros(1), "V >= 2"),
+    (torch.zeros(4), torch.zeros(5), "shape mismatch"),
+    (torch.tensor([0.0, float("nan"), 1.0]), torch.zeros(3), "logits contains NaN"),
+])
+def test_expected_kl_gradients_rejects_bad_input(logits, ref_logits, message):
+    with pytest.raises(ValueError, match=message):
+        expected_kl_gradients(logits, ref_logits)

@@ -5,7 +5,8 @@ One obvious place per step of the algorithm:
 - ``generation``  left-padded prompts, sampling with a KV cache, responses that end at EOS
 - ``logprobs``    per-token log-probabilities aligned with their tokens, position ids
 - ``policy``      pi_theta with a value head, the frozen reference pi_ref
-- ``kl``          per-token KL penalty (k1, k3) and the adaptive KL controller
+- ``kl``          per-token KL penalty (k1, k3), the adaptive KL controller, and the
+                  gradient each placement of the KL gives (``expected_kl_gradients``)
 - ``advantages``  per-token rewards, whitening, GAE over response tokens
 - ``losses``      the clipped value loss (the policy loss is ``ppo_edu.objectives``)
 - ``trainer``     ``RLHFConfig`` and ``RLHFTrainer``: the PPO loop, statistics per step

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from ppo_edu._checks import require_same_shape
+from ppo_edu._checks import require_finite, require_same_shape, require_tensor
 
 ESTIMATORS = ("k1", "k3")
 
@@ -74,6 +74,62 @@ def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
     logp = torch.log_softmax(logits.float() / temperature, -1)
     ref_logp = torch.log_softmax(ref_logits.float() / temperature, -1)
     return (logp.exp() * (logp - ref_logp)).sum(-1) * mask
+
+
+KL_PLACEMENTS = ("k1 in the reward", "k1 in the loss", "k2 in the loss", "k3 in the loss",
+                 "ratio * k3 in the loss", "exact KL in the loss")
+"""Ways to put the KL penalty into a policy-gradient update (see :func:`expected_kl_gradients`)."""
+
+
+def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where the KL goes changes the gradient: the exact expected gradient of each placement.
+
+    One token y ~ pi = softmax(logits), against pi_ref = softmax(ref_logits); logits and
+    ref_logits are ``(V,)``. For each way of adding the KL penalty to the loss that PPO or
+    GRPO minimises (:data:`KL_PLACEMENTS`) this returns E_y[gradient w.r.t. ``logits``],
+    computed exactly by weighting every outcome with pi(y), next to the gradients of the
+    two KLs themselves, ``"reverse KL"`` = grad KL(pi || pi_ref) (what RLHF penalises) and
+    ``"forward KL"`` = grad KL(pi_ref || pi). All ``(V,)``. With log rho = log pi_ref(y) -
+    log pi(y):
+
+    - "k1 in the reward": -beta k1 joins the return, so the gradient is the score function
+      k1(y) grad log pi(y) (this course, Ziegler et al., TRL's PPO) -> the reverse KL;
+    - "k1 in the loss": grad k1(y) = grad log pi(y), whose mean under pi is 0: no pull at all;
+    - "k2 in the loss", k2 = (log rho)^2 / 2: grad = -log rho grad log pi -> the reverse KL;
+    - "k3 in the loss", k3 = rho - 1 - log rho (GRPO, Shao et al. 2024): grad = (1 - rho)
+      grad log pi, whose mean is -sum pi_ref grad log pi -> the *forward* KL (TRL #4967;
+      OpenRLHF, verl and NeMo-RL fixed the same);
+    - "ratio * k3 in the loss": k3 times pi(y) / pi_old(y), the ratio differentiated and
+      equal to 1 on-policy (DeepSeek-V3.2's correction) -> the reverse KL;
+    - "exact KL in the loss": the per-position KL summed over the vocabulary -> the reverse KL.
+
+    Near pi = pi_ref the two KLs agree to second order, so their gradients agree to first
+    order; they part as the policy moves away. Over a response, a per-token term in the loss
+    also ignores that an earlier token changes the states that follow, which the return of
+    "k1 in the reward" accounts for.
+    """
+    require_tensor("logits", logits), require_tensor("ref_logits", ref_logits)
+    require_same_shape(logits=logits, ref_logits=ref_logits)
+    if logits.dim() != 1 or logits.shape[0] < 2:
+        raise ValueError(f"logits must have shape (V,) with V >= 2 outcomes, got {tuple(logits.shape)}")
+    require_finite(logits=logits, ref_logits=ref_logits)
+    theta = logits.detach().double().requires_grad_(True)
+    ref_logp = torch.log_softmax(ref_logits.detach().double(), -1)
+    logp = torch.log_softmax(theta, -1)
+    pi = logp.exp().detach()  # the sampling weights: y is drawn, not differentiated through
+    log_rho = ref_logp - logp
+    surrogates = {  # sum_y pi(y) * (the loss of one sampled y): its gradient is the expectation
+        "k1 in the reward": (pi * (-log_rho).detach() * logp).sum(),
+        "k1 in the loss": (pi * -log_rho).sum(),
+        "k2 in the loss": (pi * log_rho.pow(2) / 2).sum(),
+        "k3 in the loss": (pi * (torch.expm1(log_rho) - log_rho)).sum(),
+        "ratio * k3 in the loss": (pi * (logp - logp.detach()).exp() * (torch.expm1(log_rho) - log_rho)).sum(),
+        "exact KL in the loss": (logp.exp() * -log_rho).sum(),
+        "reverse KL": (logp.exp() * -log_rho).sum(),
+        "forward KL": (ref_logp.exp() * log_rho).sum(),
+    }
+    return {name: torch.autograd.grad(loss, theta, retain_graph=True)[0].to(logits.dtype)
+            for name, loss in surrogates.items()}
 
 
 class FixedKLController:
