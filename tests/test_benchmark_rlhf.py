@@ -82,7 +82,7 @@ def test_a_step_budget_trains_exactly_that_many_steps_and_repeats_itself(bench, 
     args = _ours_args(steps=4, budget=1e-9)  # the seconds budget is ignored
 
     def weights(policy):
-        return {"kl": float(sum(p.double().sum() for p in policy.parameters()))}
+        return {"kl": float(sum(p.detach().double().sum() for p in policy.parameters()))}
 
     runs = [bench.run_ours(lm, tokenizer, reward_fn, ["the film", "a story"], args, weights)
             for _ in range(2)]
