@@ -40,7 +40,8 @@ LESSONS: list[Lesson] = [
     Lesson(5, "05_sft_reward_model.ipynb", "SFT and the reward model",
            "a tiny GPT-2 on human-rated movie reviews, Bradley-Terry reward model vs the VADER lexicon"),
     Lesson(6, "06_rlhf_ppo.ipynb", "RLHF of GPT-2 with PPO",
-           "value head, reference model, per-token KL, adaptive KL, PPO over tokens, over-optimisation"),
+           "value head, reference model, per-token KL (in the reward, not the loss), adaptive KL, PPO over tokens, "
+           "over-optimisation, best-of-n"),
 ]
 
 
