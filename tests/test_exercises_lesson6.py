@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ppo_edu.exercises.lesson6 import (
+    check_kl_loss_term,
     check_kl_penalty,
     check_response_mask,
     check_token_gae,
@@ -51,7 +52,12 @@ def my_value_loss(values, old_values, returns, mask, clip_range):
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
 
+def my_kl_loss_term(logprobs, ref_logprobs):
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
 SOLUTIONS = [(check_response_mask, my_response_mask), (check_kl_penalty, my_kl),
+             (check_kl_loss_term, my_kl_loss_term),
              (check_token_gae, my_gae), (check_value_loss, my_value_loss)]
 
 
@@ -122,6 +128,45 @@ def _gae_without_a_reset(mask_values: bool):
             adv[:, t] = last
         return adv * mask, (adv + values) * mask
     return gae
+
+
+def _k3(logprobs, ref_logprobs):
+    log_rho = ref_logprobs - logprobs
+    return torch.expm1(log_rho) - log_rho
+
+
+@pytest.mark.parametrize("term", [
+    lambda lp, ref: (lp - ref).detach() * lp,  # k1 as a score-function weight, as in the reward
+    lambda lp, ref: (lp - lp.detach()).exp() * _k3(lp, ref),  # ratio * k3 (DeepSeek-V3.2)
+])
+def test_other_terms_with_the_right_gradient_pass(term):
+    assert check_kl_loss_term.verify(term) is None
+
+
+def test_k1_in_the_loss_is_caught_as_having_no_gradient():
+    hint = check_kl_loss_term.verify(lambda lp, ref: lp - ref)
+    assert "averages to zero" in hint and "k1" in hint
+
+
+def test_k3_in_the_loss_is_caught_as_the_forward_kl():
+    hint = check_kl_loss_term.verify(_k3)
+    assert "forward KL" in hint and "GRPO" in hint
+
+
+def test_kl_term_with_the_wrong_sign_is_caught():
+    assert "wrong sign" in check_kl_loss_term.verify(lambda lp, ref: -0.5 * (lp - ref) ** 2)
+
+
+def test_kl_term_without_the_half_is_caught():
+    assert "2.00 times its size" in check_kl_loss_term.verify(lambda lp, ref: (lp - ref) ** 2)
+
+
+def test_detached_kl_term_is_caught():
+    assert "no gradient at all" in check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).detach())
+
+
+def test_kl_term_of_the_wrong_shape_is_caught():
+    assert "shape" in check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).sum(-1))
 
 
 @pytest.mark.parametrize("mask_values", [False, True])

@@ -11,7 +11,7 @@ import torch
 from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch, shape_hint
 from ppo_edu.rlhf.advantages import token_gae
 from ppo_edu.rlhf.generation import response_mask_from_eos
-from ppo_edu.rlhf.kl import kl_penalty
+from ppo_edu.rlhf.kl import expected_kl_gradients, expected_term_gradient, kl_loss_term, kl_penalty
 from ppo_edu.rlhf.losses import clipped_value_loss
 
 EOS = 0
@@ -98,6 +98,59 @@ def check_kl_penalty(fn):
             idx = first_mismatch(got, expected)
             return (f"estimator {estimator!r}: at {idx} expected {float(expected[idx]):.4f}, "
                     f"got {float(got[idx]):.4f}")
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 2b
+
+
+def _kl_term_cases():
+    """(logits, ref_logits) pairs over small vocabularies, from close to far apart."""
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for V, distance in ((5, 1.0), (12, 2.0), (30, 3.0)):
+        ref_logits = torch.randn(V, generator=g)
+        out.append((ref_logits + distance * torch.randn(V, generator=g), ref_logits))
+    return out
+
+
+@checker("a KL term for the loss whose gradient is right", kl_loss_term)
+def check_kl_loss_term(fn):
+    """``fn(logprobs, ref_logprobs)`` -> a per-token loss term of the same shape, whose gradient,
+    averaged over tokens drawn from pi_theta, is grad KL(pi_theta || pi_ref)."""
+    logprobs, ref_logprobs, _ = _kl_cases()[0]
+    if (hint := shape_hint(fn(logprobs.clone(), ref_logprobs.clone()), logprobs, "(B, R)")) is not None:
+        return hint
+    for logits, ref_logits in _kl_term_cases():
+        V = logits.shape[0]
+        try:
+            got = expected_term_gradient(fn, logits, ref_logits)
+        except ValueError as exc:
+            if "autograd" in str(exc):
+                return ("your term has no gradient at all: it does not depend on logprobs through "
+                        "autograd (a .detach(), .item() or a tensor built anew cuts it)")
+            raise
+        truth = expected_kl_gradients(logits, ref_logits)
+        right = truth["reverse KL"]
+        if close(got, right, atol=1e-5):
+            continue
+        if got.abs().max() < 1e-6:
+            return ("your term's gradient averages to zero over sampled tokens: that is k1 = log pi - "
+                    "log pi_ref in the loss, whose gradient is grad log pi, and E[grad log pi] = 0. "
+                    "It estimates the KL's value, not its gradient")
+        if close(got, truth["forward KL"], atol=1e-5):
+            return ("your term's gradient follows the forward KL(pi_ref || pi), not KL(pi || pi_ref): "
+                    "that is k3 in the loss, as GRPO has it. Differentiate k3 = rho - 1 - log rho: "
+                    "the rho term is the culprit. Try a term whose gradient is -log rho grad log pi")
+        if close(got, -right, atol=1e-5):
+            return "right direction, wrong sign: adding your term to the loss would push away from pi_ref"
+        scale = float((got @ right) / (right @ right))
+        if close(got, scale * right, atol=1e-5):
+            return (f"parallel to the right gradient but {scale:.2f} times its size "
+                    "(check the constant factor: (log rho)^2 has a 1/2 in front)")
+        cosine = float(torch.nn.functional.cosine_similarity(got, right, dim=0))
+        return (f"on a {V}-token vocabulary your term's expected gradient has cosine {cosine:.2f} with "
+                "grad KL(pi || pi_ref); the table above lists terms whose gradient is right")
     return None
 
 

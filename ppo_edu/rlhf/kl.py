@@ -113,23 +113,63 @@ def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dic
     if logits.dim() != 1 or logits.shape[0] < 2:
         raise ValueError(f"logits must have shape (V,) with V >= 2 outcomes, got {tuple(logits.shape)}")
     require_finite(logits=logits, ref_logits=ref_logits)
+    grads = {name: expected_term_gradient(term, logits, ref_logits) for name, term in _LOSS_TERMS.items()}
     theta = logits.detach().double().requires_grad_(True)
-    ref_logp = torch.log_softmax(ref_logits.detach().double(), -1)
+    logp, ref_logp = torch.log_softmax(theta, -1), torch.log_softmax(ref_logits.detach().double(), -1)
+    reverse = (logp.exp() * (logp - ref_logp)).sum()
+    forward = (ref_logp.exp() * (ref_logp - logp)).sum()
+    grads["exact KL in the loss"] = grads["reverse KL"] = torch.autograd.grad(
+        reverse, theta, retain_graph=True)[0].to(logits.dtype)
+    grads["forward KL"] = torch.autograd.grad(forward, theta)[0].to(logits.dtype)
+    return {name: grads[name] for name in KL_PLACEMENTS + ("reverse KL", "forward KL")}
+
+
+def kl_loss_term(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """A per-token KL term to *add to the loss* whose expected gradient is the right one:
+    k2 = (log pi_theta(y) - log pi_ref(y))^2 / 2, for y drawn from pi_theta. Any shape, the
+    same for both; returns that shape. (Its value estimates the KL only to second order; log
+    :func:`kl_penalty`'s k1 or k3 for the value.)"""
+    require_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs)
+    return 0.5 * (logprobs - ref_logprobs).pow(2)
+
+
+def expected_term_gradient(term, logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """E_{y ~ pi}[grad w.r.t. ``logits`` of ``term(log pi(y), log pi_ref(y))``], exactly.
+
+    ``term(logprobs, ref_logprobs)`` maps the ``(V,)`` log-probabilities of every outcome to
+    its ``(V,)`` per-outcome loss; the outcomes are weighted by pi(y), which is not
+    differentiated (the token was drawn, not chosen by the gradient). Raises ValueError if
+    the term has the wrong shape or does not depend on the log-probabilities at all.
+    """
+    theta = logits.detach().double().requires_grad_(True)
     logp = torch.log_softmax(theta, -1)
-    pi = logp.exp().detach()  # the sampling weights: y is drawn, not differentiated through
-    log_rho = ref_logp - logp
-    surrogates = {  # sum_y pi(y) * (the loss of one sampled y): its gradient is the expectation
-        "k1 in the reward": (pi * (-log_rho).detach() * logp).sum(),
-        "k1 in the loss": (pi * -log_rho).sum(),
-        "k2 in the loss": (pi * log_rho.pow(2) / 2).sum(),
-        "k3 in the loss": (pi * (torch.expm1(log_rho) - log_rho)).sum(),
-        "ratio * k3 in the loss": (pi * (logp - logp.detach()).exp() * (torch.expm1(log_rho) - log_rho)).sum(),
-        "exact KL in the loss": (logp.exp() * -log_rho).sum(),
-        "reverse KL": (logp.exp() * -log_rho).sum(),
-        "forward KL": (ref_logp.exp() * log_rho).sum(),
-    }
-    return {name: torch.autograd.grad(loss, theta, retain_graph=True)[0].to(logits.dtype)
-            for name, loss in surrogates.items()}
+    ref_logp = torch.log_softmax(ref_logits.detach().double(), -1)
+    values = term(logp, ref_logp)
+    if not isinstance(values, torch.Tensor) or values.shape != logp.shape:
+        got = f"shape {tuple(values.shape)}" if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"the term must return one loss per outcome, shape {tuple(logp.shape)}; got {got}")
+    surrogate = (logp.exp().detach() * values).sum()
+    if not surrogate.requires_grad:
+        raise ValueError("the term does not depend on the log-probabilities through autograd "
+                         "(a .detach(), .item() or a new tensor cuts the gradient)")
+    return torch.autograd.grad(surrogate, theta)[0].to(logits.dtype)
+
+
+def _k1(logp, ref_logp):
+    return logp - ref_logp
+
+
+def _k3(logp, ref_logp):
+    return torch.expm1(ref_logp - logp) - (ref_logp - logp)
+
+
+_LOSS_TERMS = {  # the loss of one drawn token y; see expected_kl_gradients
+    "k1 in the reward": lambda lp, ref: _k1(lp, ref).detach() * lp,  # score function: k1 y's return
+    "k1 in the loss": _k1,
+    "k2 in the loss": kl_loss_term,
+    "k3 in the loss": _k3,
+    "ratio * k3 in the loss": lambda lp, ref: (lp - lp.detach()).exp() * _k3(lp, ref),  # pi / pi_old = 1
+}
 
 
 class FixedKLController:
