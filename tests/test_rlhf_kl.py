@@ -12,6 +12,8 @@ from ppo_edu.rlhf.kl import (
     AdaptiveKLController,
     FixedKLController,
     expected_kl_gradients,
+    expected_term_gradient,
+    kl_loss_term,
     full_kl,
     kl_penalty,
     sequence_kl,
@@ -170,3 +172,18 @@ def test_every_placement_is_returned_with_the_two_true_gradients():
 def test_expected_kl_gradients_rejects_bad_input(logits, ref_logits, message):
     with pytest.raises(ValueError, match=message):
         expected_kl_gradients(logits, ref_logits)
+
+
+def test_kl_loss_term_is_half_the_squared_log_ratio_and_zero_on_agreement():
+    lp, ref = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -0.5]])
+    torch.testing.assert_close(kl_loss_term(lp, ref), torch.tensor([[0.0, 1.125]]))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        kl_loss_term(lp, ref[:, :1])
+
+
+def test_expected_term_gradient_refuses_a_term_of_the_wrong_shape_or_without_gradient():
+    logits, ref_logits = _two_categoricals(seed=7, V=5)
+    with pytest.raises(ValueError, match="one loss per outcome, shape \\(5,\\)"):
+        expected_term_gradient(lambda lp, ref: (lp - ref).sum(), logits, ref_logits)
+    with pytest.raises(ValueError, match="does not depend on the log-probabilities"):
+        expected_term_gradient(lambda lp, ref: (lp - ref).detach(), logits, ref_logits)
