@@ -107,12 +107,22 @@ def _cosine(a, b):
     return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
 
 
-@pytest.mark.parametrize("placement", ["k1 in the reward", "k2 in the loss", "ratio * k3 in the loss",
-                                       "exact KL in the loss"])
+@pytest.mark.parametrize("placement", ["k1 in the reward", "k2 in the loss", "ratio * k3 in the loss"])
 def test_these_placements_follow_the_gradient_of_the_reverse_kl(placement):
     logits, ref_logits = _two_categoricals(seed=1, V=7)
     grads = expected_kl_gradients(logits, ref_logits)
     torch.testing.assert_close(grads[placement], grads["reverse KL"], atol=1e-6, rtol=1e-5)
+
+
+def test_the_two_true_gradients_match_their_closed_forms():
+    """d KL(pi||pi_ref) / d logits_y = pi_y (log pi_y / pi_ref_y - KL);  d KL(pi_ref||pi) / d logits = pi - pi_ref."""
+    logits, ref_logits = _two_categoricals(seed=8, V=7)
+    grads = expected_kl_gradients(logits, ref_logits)
+    logp, ref_logp = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
+    kl = (logp.exp() * (logp - ref_logp)).sum()
+    torch.testing.assert_close(grads["reverse KL"], logp.exp() * (logp - ref_logp - kl), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads["forward KL"], logp.exp() - ref_logp.exp(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads["exact KL in the loss"], grads["reverse KL"])
 
 
 def test_k1_in_the_loss_has_no_expected_gradient_at_all():

@@ -115,9 +115,9 @@ def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dic
     require_finite(logits=logits, ref_logits=ref_logits)
     grads = {name: expected_term_gradient(term, logits, ref_logits) for name, term in _LOSS_TERMS.items()}
     theta = logits.detach().double().requires_grad_(True)
-    logp, ref_logp = torch.log_softmax(theta, -1), torch.log_softmax(ref_logits.detach().double(), -1)
-    reverse = (logp.exp() * (logp - ref_logp)).sum()
-    forward = (ref_logp.exp() * (ref_logp - logp)).sum()
+    ref = ref_logits.detach().double()
+    one = torch.ones((), dtype=torch.float64)
+    reverse, forward = full_kl(theta, ref, one), full_kl(ref, theta, one)
     grads["exact KL in the loss"] = grads["reverse KL"] = torch.autograd.grad(
         reverse, theta, retain_graph=True)[0].to(logits.dtype)
     grads["forward KL"] = torch.autograd.grad(forward, theta)[0].to(logits.dtype)
@@ -155,20 +155,19 @@ def expected_term_gradient(term, logits: torch.Tensor, ref_logits: torch.Tensor)
     return torch.autograd.grad(surrogate, theta)[0].to(logits.dtype)
 
 
-def _k1(logp, ref_logp):
-    return logp - ref_logp
-
-
-def _k3(logp, ref_logp):
-    return torch.expm1(ref_logp - logp) - (ref_logp - logp)
+def _in_the_loss(estimator: str):
+    """The course's own per-token estimate (:func:`kl_penalty`), used as a loss term."""
+    return lambda lp, ref: kl_penalty(lp, ref, torch.ones_like(lp), estimator)
 
 
 _LOSS_TERMS = {  # the loss of one drawn token y; see expected_kl_gradients
-    "k1 in the reward": lambda lp, ref: _k1(lp, ref).detach() * lp,  # score function: k1 y's return
-    "k1 in the loss": _k1,
+    # in the reward, k1 is a number in y's return: it weights grad log pi (the score function)
+    "k1 in the reward": lambda lp, ref: _in_the_loss("k1")(lp, ref).detach() * lp,
+    "k1 in the loss": _in_the_loss("k1"),
     "k2 in the loss": kl_loss_term,
-    "k3 in the loss": _k3,
-    "ratio * k3 in the loss": lambda lp, ref: (lp - lp.detach()).exp() * _k3(lp, ref),  # pi / pi_old = 1
+    "k3 in the loss": _in_the_loss("k3"),
+    # pi / pi_old: equal to 1 on-policy, but differentiated
+    "ratio * k3 in the loss": lambda lp, ref: (lp - lp.detach()).exp() * _in_the_loss("k3")(lp, ref),
 }
 
 
