@@ -8,6 +8,7 @@ One obvious place per step of the algorithm:
 - ``kl``          per-token KL penalty (k1, k3), the adaptive KL controller, and the
                   gradient each placement of the KL gives (``expected_kl_gradients``)
 - ``advantages``  per-token rewards, whitening, GAE over response tokens
+- ``shaping``     dense rewards from the reward model's score of every prefix (optional)
 - ``losses``      the clipped value loss (the policy loss is ``ppo_edu.objectives``)
 - ``trainer``     ``RLHFConfig`` and ``RLHFTrainer``: the PPO loop, statistics per step
 - ``evaluation``  score, judge, KL and fluency of a policy's samples on fixed prompts

@@ -47,6 +47,7 @@ from ppo_edu.rlhf.kl import (
 from ppo_edu.rlhf.logprobs import entropy_from_logits, response_logprobs
 from ppo_edu.rlhf.losses import clipped_value_loss
 from ppo_edu.rlhf.policy import PolicyWithValueHead
+from ppo_edu.rlhf.shaping import PotentialFn, shape_rewards
 
 RewardFn = Callable[[list[str]], torch.Tensor]
 
@@ -160,13 +161,15 @@ class RLHFTrainer:
 
     ``reward_fn(texts) -> (B,)`` scores full texts (prompt + response); ``judge_fn`` (same
     signature, optional) is only measured, never trained on. ``prompts`` are cycled in a
-    shuffled order.
+    shuffled order. ``potential_fn(prompts, generation) -> (B, R)``, optional, turns on
+    potential-based reward shaping (:mod:`ppo_edu.rlhf.shaping`): the reward model's score
+    of every prefix, e.g. ``reward_model_potentials(rm, tokenizer)``.
     """
 
     def __init__(self, policy: PolicyWithValueHead, reference, tokenizer, reward_fn: RewardFn,
                  prompts: Sequence[str], config: RLHFConfig | None = None,
                  judge_fn: RewardFn | None = None, kl_fn=kl_penalty, gae_fn=token_gae,
-                 value_loss_fn=clipped_value_loss):
+                 value_loss_fn=clipped_value_loss, potential_fn: PotentialFn | None = None):
         self.config = config = config or RLHFConfig()
         if not isinstance(policy, PolicyWithValueHead):
             raise TypeError("policy must be a ppo_edu.rlhf.PolicyWithValueHead (an LM with a value head)")
@@ -177,6 +180,7 @@ class RLHFTrainer:
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
         self.reward_fn, self.judge_fn = reward_fn, judge_fn
         self.kl_fn, self.gae_fn, self.value_loss_fn = kl_fn, gae_fn, value_loss_fn
+        self.potential_fn = potential_fn
         self.device = policy.device
         self.context_length = context_length_of(policy.lm)
         self.prompts = list(prompts) if not isinstance(prompts, str) else prompts
@@ -235,6 +239,12 @@ class RLHFTrainer:
 
         kl = self.kl_fn(logprobs, ref_logprobs, mask, cfg.kl_estimator)
         rewards = token_rewards(scores, kl, self.kl_ctl.value, mask)
+        if self.potential_fn is not None:
+            potentials = torch.as_tensor(self.potential_fn(list(prompts), gen)).to(rewards.device)
+            if potentials.shape != rewards.shape:
+                raise ValueError(f"potential_fn returned shape {tuple(potentials.shape)}; it must return one "
+                                 f"potential per response token, shape {tuple(rewards.shape)}")
+            rewards = shape_rewards(rewards, potentials, mask)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
         advantages, returns = self.gae_fn(rewards, values * m, mask, cfg.gamma, cfg.lam)
