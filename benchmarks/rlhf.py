@@ -5,6 +5,7 @@
     python benchmarks/rlhf.py --budget 300 --only ours
     python benchmarks/rlhf.py --steps 220 --only ours  # ~5 min, the same numbers on any load
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
+    python benchmarks/rlhf.py --shaping          # ours with rewards shaped by prefix scores
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
@@ -19,7 +20,9 @@ callback stops it after the first step that ends past the budget).
 Different by design: TRL trains a separate value model (initialised from the reward
 model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
 the policy's trunk and Ziegler et al.'s adaptive KL controller (``--fixed-kl`` gives ours
-TRL's fixed coefficient instead).
+TRL's fixed coefficient instead). ``--shaping`` adds potential-based reward shaping to ours:
+each token is also credited with the change in the reward model's score of the prefix
+(``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no counterpart.
 
 Both policies, and the reference itself, are measured by the same function
 (``ppo_edu.rlhf.evaluation.evaluate_policy``) on held-out evaluation prompts with the same
@@ -72,6 +75,7 @@ import torch
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
 from ppo_edu.rlhf.evaluation import evaluate_policy
 from ppo_edu.rlhf.setups import load_prompts
+from ppo_edu.rlhf.shaping import reward_model_potentials
 
 
 def load_setup(args):
@@ -121,7 +125,8 @@ class Checkpoints:
         return time.perf_counter() - start
 
 
-def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple[list[dict], dict]:
+def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
+             potential_fn=None) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
     reference = frozen_reference(policy)
     config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
@@ -129,7 +134,8 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn) -> tuple
                         learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
                         init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl,
                         target_kl=args.target_kl, kl_horizon=args.kl_horizon, seed=args.seed)
-    trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config)
+    trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config,
+                          potential_fn=potential_fn)
     # --steps: a fixed number of steps, so the same seed gives the same numbers however
     # busy the machine is; otherwise as many steps as fit in --budget seconds
     checkpoints = Checkpoints(policy.lm, measure_fn, args.steps or args.budget, args.checkpoints)
@@ -241,7 +247,7 @@ def compare_seed(args, seed: int) -> dict:
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
-          f"new tokens, lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
+          f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
@@ -259,7 +265,8 @@ def compare_seed(args, seed: int) -> dict:
         if args.only and name != args.only:
             continue
         try:
-            curve, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_gain)
+            potential_fn = reward_model_potentials(rm, tokenizer) if args.shaping else None
+            curve, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_gain, potential_fn)
                             if name == "ours" else
                             run_trl(lm, tokenizer, rm, train_prompts, args, measure_gain))
         except Exception as exc:  # noqa: BLE001 -- say exactly why a trainer could not run
@@ -384,6 +391,9 @@ def main(argv=None) -> int:
                              "the adaptive controller")
     parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
                         help="ours: the controller's horizon, in samples")
+    parser.add_argument("--shaping", action="store_true",
+                        help="ours: potential-based reward shaping with the reward model's score of "
+                             "every prefix (ppo_edu.rlhf.shaping); the best policy is unchanged")
     parser.add_argument("--eval-prompts", type=int, default=256)
     parser.add_argument("--checkpoints", type=int, default=4,
                         help="measure each trainer this many times, evenly over its training budget")

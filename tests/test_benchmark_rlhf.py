@@ -181,3 +181,23 @@ def test_a_repeated_seed_is_a_usage_error(bench, capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--seed", "0", "1", "0"])
     assert exc.value.code == 2 and "repeats a seed" in capsys.readouterr().err
+
+
+def test_shaping_reaches_our_trainer(bench, tiny):
+    """--shaping hands run_ours the reward model's prefix potentials: same seed, other weights."""
+    from ppo_edu.lm import load_reward_model
+    from ppo_edu.rlhf.shaping import reward_model_potentials
+
+    lm, tokenizer, reward_fn = tiny
+    rm, _ = load_reward_model("tiny")
+    args = _ours_args(steps=2, budget=1e-9, checkpoints=1)
+
+    def weights(policy):
+        return {"kl": float(sum(p.detach().double().sum() for p in policy.parameters()))}
+
+    def run(potential_fn):
+        return bench.run_ours(lm, tokenizer, reward_fn, ["the film", "a story"], args, weights,
+                              potential_fn)[0][-1]["kl"]
+
+    plain, shaped = run(None), run(reward_model_potentials(rm, tokenizer))
+    assert shaped != plain

@@ -1,0 +1,101 @@
+"""``benchmarks/rlhf_variants.py``: the banned EOS, the log-sigmoid reward, the weight
+averages, and the script end to end on the shipped tiny models with a few steps."""
+
+import copy
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its setup from benchmarks/rlhf.py
+    try:
+        spec = importlib.util.spec_from_file_location("bench_variants", BENCHMARKS / "rlhf_variants.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.fixture()
+def tiny():
+    from ppo_edu.lm import load_lm
+
+    return load_lm("tiny", "cpu")
+
+
+def test_a_banned_token_is_never_sampled_and_copies_keep_the_ban(bench, tiny):
+    from ppo_edu.rlhf.generation import encode_prompts, generate
+
+    lm, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    q, qm = encode_prompts(tokenizer, ["The film"] * 64, 128, 30)
+    before = generate(lm, q, qm, 30, eos, tokenizer.pad_token_id, 1.0, torch.Generator().manual_seed(0))
+    assert (before.response_lengths < 30).any()  # the SFT model does end responses
+    bench.ban_token(lm, eos)
+    copied = copy.deepcopy(lm)
+    for model in (lm, copied):
+        gen = generate(model, q, qm, 30, eos, tokenizer.pad_token_id, 1.0, torch.Generator().manual_seed(0))
+        assert (gen.response_lengths == 30).all()
+        logits = model(q).logits
+        assert torch.isfinite(logits).all() and (logits[..., eos] == -1e4).all()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        bench.ban_token(lm, 10**6)
+
+
+def test_logsigmoid_reward_is_bounded_above_and_linear_far_below_the_mean(bench):
+    reward = bench.logsigmoid_reward(lambda texts: torch.tensor([-10.0, 1.0, 30.0]), mean=1.0, std=2.0)
+    r = reward(["a", "b", "c"])
+    assert r[1].item() == pytest.approx(2.0 * math.log(0.5))
+    assert -1e-4 < r[2].item() <= 0  # far above the mean: about 0, never positive
+    assert r[0].item() == pytest.approx(-11.0, abs=0.02)  # far below: about the score minus the mean
+    with pytest.raises(ValueError, match="std must be > 0"):
+        bench.logsigmoid_reward(lambda texts: None, mean=0.0, std=0.0)
+
+
+def test_weight_averages_move_by_one_minus_the_decay_per_update(bench):
+    model = torch.nn.Linear(3, 2)
+    averages = bench.WeightAverages(model, [0.5, 0.9])
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    averages.update()
+    for d, average in averages.averages.items():
+        assert torch.allclose(average.weight, start + (1 - d))
+        assert not average.weight.requires_grad
+    with pytest.raises(ValueError, match="decay must be in"):
+        bench.WeightAverages(model, [1.0])
+
+
+def test_the_script_measures_policy_and_averages_on_both_prompt_sets(bench, capsys):
+    assert bench.main(["--steps", "2", "--at", "1", "2", "--ema", "0.5", "--no-eos", "--train-eval",
+                       "--batch-size", "4", "--mini-batch-size", "2", "--max-new-tokens", "6",
+                       "--eval-prompts", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "response length 6.0 tokens" in out  # the reference is banned from EOS too
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s+[12] (policy|EMA)", line)]
+    # step, model ("policy" or "EMA 0.5"), prompts, RM gain, VADER, KL, per sqrt(nat), VADER/std, length, beta
+    seen = {(r[0], " ".join(r[1:-8]), r[-8]) for r in rows}
+    assert seen == {(s, m, p) for s in "12" for m in ("policy", "EMA 0.5") for p in ("held-out", "training")}
+    for row in rows:
+        assert float(row[-5]) >= 0  # KL
+        assert row[-2] == "6.0"  # every response runs to the limit
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "2", "--at", "3"], "every --at step"),
+    (["--ema", "1.5"], "--ema decay"),
+])
+def test_bad_arguments_are_usage_errors(bench, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert message in capsys.readouterr().err
