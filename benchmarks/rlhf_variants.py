@@ -109,6 +109,8 @@ def main(argv=None) -> int:
     parser.add_argument("--shaping", action="store_true")
     parser.add_argument("--extra-prompts", choices=("none", "validation", "all"), default="none")
     parser.add_argument("--train-eval", action="store_true")
+    parser.add_argument("--lam", type=float, default=RLHFConfig.lam, help="GAE lambda over tokens")
+    parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl)
     parser.add_argument("--batch-size", type=int, default=RLHFConfig.batch_size)
     parser.add_argument("--mini-batch-size", type=int, default=RLHFConfig.mini_batch_size)
     parser.add_argument("--max-new-tokens", type=int, default=RLHFConfig.max_new_tokens)
@@ -148,7 +150,8 @@ def main(argv=None) -> int:
                       if args.reward == "logsigmoid" else reward_fn)
     policy = PolicyWithValueHead(copy.deepcopy(lm))
     config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+                        max_new_tokens=args.max_new_tokens, lam=args.lam, target_kl=args.target_kl,
+                        seed=args.seed)
     potential_fn = reward_model_potentials(rm, tokenizer) if args.shaping else None
     trainer = RLHFTrainer(policy, reference, tokenizer, trained_reward, train_prompts, config,
                           potential_fn=potential_fn)

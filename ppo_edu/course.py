@@ -41,6 +41,7 @@ LESSONS: list[Lesson] = [
            "a tiny GPT-2 on human-rated movie reviews, Bradley-Terry reward model vs the VADER lexicon"),
     Lesson(6, "06_rlhf_ppo.ipynb", "RLHF of GPT-2 with PPO",
            "value head, reference model, per-token KL (in the reward, not the loss), adaptive KL, PPO over tokens, "
+           "rewards shaped by prefix scores, "
            "over-optimisation, best-of-n"),
 ]
 
