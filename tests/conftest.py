@@ -3,7 +3,10 @@
 nbval starts notebook kernels from this process, so they inherit these variables.
 """
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,3 +25,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("rlhf_variants.py")``: a script of ``benchmarks/`` as a module. The
+    folder is on ``sys.path`` while it loads, as when it runs (the scripts import
+    ``benchmarks/rlhf.py``'s setup)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(filename: str):
+        sys.path.insert(0, str(folder))
+        try:
+            spec = importlib.util.spec_from_file_location(f"bench_{Path(filename).stem}", folder / filename)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(folder))
+        return module
+
+    return load

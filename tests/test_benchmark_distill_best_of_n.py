@@ -1,27 +1,14 @@
 """``benchmarks/distill_best_of_n.py``: best-of-n picks, the response likelihood it trains on,
 and the script end to end on the shipped tiny models with a handful of prompts."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    import sys
-
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its setup from benchmarks/rlhf.py
-    try:
-        spec = importlib.util.spec_from_file_location("bench_distill", BENCHMARKS / "distill_best_of_n.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+def bench(load_benchmark):
+    return load_benchmark("distill_best_of_n.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,28 +2,16 @@
 averages, and the script end to end on the shipped tiny models with a few steps."""
 
 import copy
-import importlib.util
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its setup from benchmarks/rlhf.py
-    try:
-        spec = importlib.util.spec_from_file_location("bench_variants", BENCHMARKS / "rlhf_variants.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+def bench(load_benchmark):
+    return load_benchmark("rlhf_variants.py")
 
 
 @pytest.fixture()
