@@ -138,3 +138,15 @@ def test_the_trainer_refuses_potentials_of_the_wrong_shape():
     trainer = _trainer(tok, lambda prompts, generation: torch.zeros(3, 2), _vowels)
     with pytest.raises(ValueError, match="potential_fn returned shape"):
         trainer.step()
+
+
+def test_prefix_potentials_run_in_the_reward_models_own_dtype(tiny):
+    import copy
+
+    lm, tokenizer, rm = tiny
+    gen = _sample(lm, tokenizer, ["The film", "Funny"])
+    full = prefix_potentials(rm, gen, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    half = prefix_potentials(copy.deepcopy(rm).to(torch.bfloat16), gen, tokenizer.bos_token_id,
+                             tokenizer.eos_token_id)
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert torch.allclose(half, full, atol=0.15)  # bfloat16 keeps about 3 significant digits

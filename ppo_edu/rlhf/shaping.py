@@ -99,8 +99,8 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
         allowed[b, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
         seen = torch.arange(width) < (len(prompt) + torch.arange(L))[:, None]  # EOS t sees P + t tokens
         allowed[b, n:n + L] |= seen
-    mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
-        ~allowed, torch.finfo(torch.float32).min)[:, None]
+    dtype = next(reward_model.parameters()).dtype  # an additive mask must match the model's dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
     hidden = reward_model.transformer(input_ids=ids.to(device), attention_mask=mask.to(device),
                                       position_ids=positions.to(device)).last_hidden_state
     scores = reward_model.score(hidden).squeeze(-1).float().cpu()
