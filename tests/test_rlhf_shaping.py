@@ -150,3 +150,14 @@ def test_prefix_potentials_run_in_the_reward_models_own_dtype(tiny):
                              tokenizer.eos_token_id)
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert torch.allclose(half, full, atol=0.15)  # bfloat16 keeps about 3 significant digits
+
+
+def test_with_a_discount_the_discounted_shaping_terms_telescope_to_minus_phi_0():
+    gamma = 0.9
+    mask = torch.tensor([[1, 1, 1, 1]])
+    phi = torch.tensor([[0.5, -1.0, 2.0, 3.0]])
+    added = shape_rewards(torch.zeros(1, 4), phi, mask, gamma)
+    discounted = (added * gamma ** torch.arange(4)).sum()
+    assert discounted.item() == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="gamma"):
+        shape_rewards(torch.zeros(1, 4), phi, mask, 0.0)

@@ -6,11 +6,12 @@ and until it does every token of a response shares one noisy advantage. Potentia
 shaping (Ng, Harada & Russell 1999) hands out the score as it accrues: token t earns, on
 top of its reward,
 
-    F_t = Phi(s_{t+1}) - Phi(s_t),    Phi(s) = reward-model score of the text so far,
+    F_t = gamma Phi(s_{t+1}) - Phi(s_t),    Phi(s) = reward-model score of the text so far,
 
-with Phi = 0 after the last token. Along any response the F_t telescope to -Phi(s_0), the
-score of the prompt alone, which no token changes: every return moves by a constant of
-its prompt, so the best policy, and the KL-regularised optimum, stay what they were.
+with Phi = 0 after the last token (gamma is the returns' discount, 1 by default). Along any
+response the discounted F_t telescope to -Phi(s_0), the score of the prompt alone, which
+no token changes: every return moves by a constant of its prompt, so the best policy, and
+the KL-regularised optimum, stay what they were.
 What changes is the credit each token gets before the critic has learned anything: how
 much it moved the score.
 
@@ -36,11 +37,15 @@ from ppo_edu.rlhf.generation import Generation
 PotentialFn = Callable[[Sequence[str], Generation], torch.Tensor]
 
 
-def shape_rewards(rewards: torch.Tensor, potentials: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``rewards + Phi_{t+1} - Phi_t`` on every real token, Phi = 0 after each row's last one.
+def shape_rewards(rewards: torch.Tensor, potentials: torch.Tensor, mask: torch.Tensor,
+                  gamma: float = 1.0) -> torch.Tensor:
+    """``rewards + gamma Phi_{t+1} - Phi_t`` on every real token, Phi = 0 after each row's last one.
 
     rewards, potentials, mask: ``(B, R)``; ``potentials[b, t]`` is Phi of the prompt and the
-    first t response tokens. Padding stays 0 whatever it holds."""
+    first t response tokens. ``gamma`` must be the discount the returns use, or the best
+    policy changes (Ng et al.'s condition). Padding stays 0 whatever it holds."""
+    if not 0 < gamma <= 1:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
     require_same_shape(rewards=rewards, potentials=potentials, mask=mask)
     _require_prefix_mask(mask)
     real = mask.bool()
@@ -50,7 +55,7 @@ def shape_rewards(rewards: torch.Tensor, potentials: torch.Tensor, mask: torch.T
         raise ValueError(f"potentials are not finite at response {row}, token {col}")
     phi = torch.where(real, potentials, torch.zeros_like(potentials)).to(rewards.dtype)
     next_phi = torch.cat([phi[:, 1:], torch.zeros_like(phi[:, :1])], dim=1)
-    return torch.where(real, rewards + next_phi - phi, torch.zeros_like(rewards))
+    return torch.where(real, rewards + gamma * next_phi - phi, torch.zeros_like(rewards))
 
 
 def _prompt_without_bos(generation: Generation, row: int, bos_id: int | None) -> list[int]:

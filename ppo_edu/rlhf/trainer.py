@@ -244,7 +244,7 @@ class RLHFTrainer:
             if potentials.shape != rewards.shape:
                 raise ValueError(f"potential_fn returned shape {tuple(potentials.shape)}; it must return one "
                                  f"potential per response token, shape {tuple(rewards.shape)}")
-            rewards = shape_rewards(rewards, potentials, mask)
+            rewards = shape_rewards(rewards, potentials, mask, cfg.gamma)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
         advantages, returns = self.gae_fn(rewards, values * m, mask, cfg.gamma, cfg.lam)
