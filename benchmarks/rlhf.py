@@ -247,7 +247,8 @@ def compare_seed(args, seed: int) -> dict:
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
-          f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
+          f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}"
+          f"lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
@@ -260,13 +261,14 @@ def compare_seed(args, seed: int) -> dict:
                 "judge_gain": after["judge"] - base["judge"],
                 "score_gain_in_std": (after["score"] - base["score"]) / base["score_std"]}
 
+    potential_fn = reward_model_potentials(rm, tokenizer) if args.shaping else None
     rows, curves = {}, {}
     for name in ("ours", "trl"):
         if args.only and name != args.only:
             continue
         try:
-            potential_fn = reward_model_potentials(rm, tokenizer) if args.shaping else None
-            curve, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_gain, potential_fn)
+            curve, speed = (run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_gain,
+                                     potential_fn)
                             if name == "ours" else
                             run_trl(lm, tokenizer, rm, train_prompts, args, measure_gain))
         except Exception as exc:  # noqa: BLE001 -- say exactly why a trainer could not run

@@ -24,7 +24,8 @@ depend on how busy the machine is.
   set to -1e4 in both, so both are distributions over exactly ``--max-new-tokens``
   tokens and the KL compares like with like). Under the default per-token penalty a
   policy that ends sooner pays for fewer tokens, and the trained responses do get shorter
-  (about 18 tokens to 12-14) while VADER, which sums word valences, may read less.
+  (about 18 tokens to 12-15); this tests whether that is why VADER, which sums word
+  valences, rises less than the reward model (it is not: benchmarks/HISTORY.md).
 - ``--reward logsigmoid``: trains on log sigmoid((score - mean) / std) * std, centred on the
   reference samples' mean (Wang et al. 2024, "Transforming and combining rewards"): a
   response already well above the reference earns little more, so the policy is pushed

@@ -161,3 +161,12 @@ def test_with_a_discount_the_discounted_shaping_terms_telescope_to_minus_phi_0()
     assert discounted.item() == pytest.approx(-0.5)
     with pytest.raises(ValueError, match="gamma"):
         shape_rewards(torch.zeros(1, 4), phi, mask, 0.0)
+
+
+def test_text_prefix_potentials_need_one_prompt_per_response():
+    tok = toy_tokenizer()
+    q, qm = encode_prompts(tok, ["the movie", "a film"], 64, 4)
+    gen = generate(eos_prone_lm(tok), q, qm, 4, tok.eos_token_id, tok.pad_token_id, 1.0,
+                   torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="1 prompts for 2 responses"):
+        text_prefix_potentials(lambda texts: torch.zeros(len(texts)), tok, ["the movie"], gen)
