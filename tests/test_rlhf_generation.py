@@ -42,7 +42,7 @@ def test_logprobs_of_a_response_do_not_depend_on_the_padding_of_its_batch(tok, l
     torch.testing.assert_close(lp_alone, lp_padded, atol=1e-5, rtol=1e-5)
 
 
-def test_logprobs_are_the_same_with_left_or_right_padding(tok, lm):
+def test_logprobs_are_the_same_with_left_padding_or_none(tok, lm):
     """TRL #2778: without position ids from the mask, left padding shifts positions."""
     q = tok("the movie", add_special_tokens=False)["input_ids"]
     r = tok(" was great", add_special_tokens=False)["input_ids"]
@@ -58,6 +58,32 @@ def test_logprobs_are_the_same_with_left_or_right_padding(tok, lm):
     logp = torch.log_softmax(out.logits[:, 3 + len(q) - 1:-1], -1)
     lp_buggy = logp.gather(-1, left[:, 3 + len(q):].unsqueeze(-1)).squeeze(-1)
     assert not torch.allclose(lp_buggy, lp_plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("query_mask, problem", [
+    ([[1, 1, 1, 0]], "row 0 ends on padding"),                       # right padding
+    ([[0, 1, 0, 1]], "row 0 has padding at position 2 after a real token"),  # a hole
+    ([[1, 1, 1, 1], [1, 1, 0, 0]], "row 1 ends on padding"),
+])
+def test_prompts_not_padded_on_the_left_are_rejected(tok, lm, query_mask, problem):
+    """Right padding would predict the first response token from a pad position, and its
+    log-probs differ from the left-padded ones (no error would say so); refuse it."""
+    query_mask = torch.tensor(query_mask)
+    query_ids = torch.full(query_mask.shape, 7)
+    with pytest.raises(ValueError, match=f"{problem}: prompts must be padded on the left"):
+        generate(lm, query_ids, query_mask, 4, tok.eos_token_id, tok.pad_token_id)
+    ids = torch.cat([query_ids, torch.full((len(query_ids), 3), 8)], 1)
+    mask = torch.cat([query_mask, torch.ones(len(query_ids), 3, dtype=torch.long)], 1)
+    with pytest.raises(ValueError, match=f"attention_mask over the query {problem}"):
+        response_logprobs(lm, ids, mask, query_length=4)
+
+
+def test_generate_refuses_mismatched_masks_and_zero_new_tokens(tok, lm):
+    q, qm = encode_prompts(tok, ["the movie"], 64, 4)
+    with pytest.raises(ValueError, match="shape mismatch: query_mask"):
+        generate(lm, q, qm[:, 1:], 4, tok.eos_token_id, tok.pad_token_id)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
+        generate(lm, q, qm, 0, tok.eos_token_id, tok.pad_token_id)
 
 
 def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):

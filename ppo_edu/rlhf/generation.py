@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ppo_edu.rlhf.logprobs import position_ids_from_mask
+from ppo_edu._checks import require_same_shape
+from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded
 
 
 @dataclass
@@ -161,6 +162,10 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not max_new_tokens >= 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+    require_same_shape(query_ids=query_ids, query_mask=query_mask)
+    require_left_padded(query_mask)
     B, P = query_ids.shape
     if P + max_new_tokens > context_length_of(model):
         raise ValueError(f"{P} prompt + {max_new_tokens} new tokens exceed the context "

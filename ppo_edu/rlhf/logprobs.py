@@ -26,6 +26,29 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def require_left_padded(query_mask: torch.Tensor, name: str = "query_mask") -> None:
+    """Raise ValueError unless every row of a prompt's mask is 0s then 1s, ending on a real token.
+
+    With right padding (or a pad between real tokens) the first response token would be
+    predicted from a pad position and scored at the wrong position: the padding mismatch of
+    TRL #2778 / #1482, only silent. ``encode_prompts`` pads on the left."""
+    if query_mask.dim() != 2 or query_mask.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (B, P) with P >= 1, got {tuple(query_mask.shape)}")
+    m = query_mask.long()
+    if ((m != 0) & (m != 1)).any():
+        raise ValueError(f"{name} must hold only 0 (padding) and 1 (real token)")
+    right_padded = m[:, -1] == 0
+    gap = (m[:, 1:] < m[:, :-1]).any(1)  # a pad after a real token
+    bad = right_padded | gap
+    if bad.any():
+        row = int(bad.nonzero()[0])
+        what = ("ends on padding" if right_padded[row]
+                else f"has padding at position {int((m[row, 1:] < m[row, :-1]).nonzero()[0]) + 1} "
+                     "after a real token")
+        raise ValueError(f"{name} row {row} {what}: prompts must be padded on the left (0s, then "
+                         "1s up to the last position), as encode_prompts does")
+
+
 def response_slice(query_length: int, response_length: int) -> slice:
     """The positions whose outputs predict (or value the state before) each response token."""
     if query_length < 1:
@@ -47,6 +70,8 @@ def lm_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     R = input_ids.shape[1] - query_length
     if R < 1:
         raise ValueError(f"no response tokens: sequence length {input_ids.shape[1]}, query {query_length}")
+    response_slice(query_length, R)  # refuses an empty query
+    require_left_padded(attention_mask[:, :query_length], "attention_mask over the query")
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
