@@ -75,3 +75,14 @@ def test_whiten_uses_real_entries_only():
     assert w[0, :3].std().item() == pytest.approx(1.0, abs=1e-4)
     kept = whiten(x, mask, shift_mean=False)
     assert kept[0, :3].mean().item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_whiten_ignores_whatever_padding_holds():
+    x = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    dirty = x.clone()
+    dirty[0, 3], dirty[1, 2] = float("nan"), float("inf")
+    for shift_mean in (True, False):
+        w = whiten(dirty, mask, shift_mean=shift_mean)
+        assert torch.isfinite(w).all()
+        torch.testing.assert_close(w, whiten(x, mask, shift_mean=shift_mean))

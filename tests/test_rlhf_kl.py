@@ -60,6 +60,31 @@ def test_padding_contributes_nothing():
     torch.testing.assert_close(sequence_kl(kl, mask), kl.sum(1))
 
 
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_non_finite_padding_does_not_leak_into_the_kl(estimator):
+    """Padding may hold anything: an inf log-prob after EOS times a 0 mask would be NaN and
+    turn the sample's KL, the batch mean and then beta into NaN (COURSE.md §8, NaN row)."""
+    lp, ref = torch.randn(2, 4), torch.randn(2, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    clean = kl_penalty(lp, ref, mask, estimator)
+    lp[0, 2], ref[0, 3] = -float("inf"), float("nan")
+    dirty = kl_penalty(lp, ref, mask, estimator)
+    assert torch.isfinite(dirty).all()
+    torch.testing.assert_close(dirty, clean)
+    junk = clean.clone()
+    junk[0, 3] = float("nan")
+    torch.testing.assert_close(sequence_kl(junk, mask), sequence_kl(clean, mask))
+
+
+@pytest.mark.parametrize("controller", [AdaptiveKLController(0.1, target=6.0, horizon=100),
+                                        FixedKLController(0.1)])
+@pytest.mark.parametrize("kl", [float("nan"), float("inf")])
+def test_controllers_refuse_a_non_finite_kl(controller, kl):
+    with pytest.raises(ValueError, match=f"the measured KL is {kl}"):
+        controller.update(kl, n_steps=8)
+    assert controller.value == 0.1
+
+
 def test_unknown_estimator_is_rejected():
     with pytest.raises(ValueError, match="unknown KL estimator"):
         kl_penalty(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), "k2")
@@ -114,15 +139,23 @@ def test_these_placements_follow_the_gradient_of_the_reverse_kl(placement):
     torch.testing.assert_close(grads[placement], grads["reverse KL"], atol=1e-6, rtol=1e-5)
 
 
-def test_the_two_true_gradients_match_their_closed_forms():
-    """d KL(pi||pi_ref) / d logits_y = pi_y (log pi_y / pi_ref_y - KL);  d KL(pi_ref||pi) / d logits = pi - pi_ref."""
+def test_the_two_true_gradients_match_autograd_of_the_two_kls():
+    """expected_kl_gradients writes them in closed form, d KL(pi||pi_ref) / d logits_y =
+    pi_y (log pi_y / pi_ref_y - KL) and d KL(pi_ref||pi) / d logits = pi - pi_ref; autograd of
+    each KL, written out here, must agree, and so must the exact KL in the loss (autograd of
+    full_kl, computed separately)."""
     logits, ref_logits = _two_categoricals(seed=8, V=7)
     grads = expected_kl_gradients(logits, ref_logits)
-    logp, ref_logp = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
-    kl = (logp.exp() * (logp - ref_logp)).sum()
-    torch.testing.assert_close(grads["reverse KL"], logp.exp() * (logp - ref_logp - kl), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(grads["forward KL"], logp.exp() - ref_logp.exp(), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(grads["exact KL in the loss"], grads["reverse KL"])
+    theta = logits.clone().double().requires_grad_(True)
+    logp, ref_logp = torch.log_softmax(theta, -1), torch.log_softmax(ref_logits.double(), -1)
+    reverse = (logp.exp() * (logp - ref_logp)).sum()
+    forward = (ref_logp.exp() * (ref_logp - logp)).sum()
+    d_reverse = torch.autograd.grad(reverse, theta, retain_graph=True)[0].float()
+    d_forward = torch.autograd.grad(forward, theta)[0].float()
+    torch.testing.assert_close(grads["reverse KL"], d_reverse, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads["forward KL"], d_forward, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads["exact KL in the loss"], grads["reverse KL"], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(grads["reverse KL"], grads["forward KL"], atol=1e-3)
 
 
 def test_k1_in_the_loss_has_no_expected_gradient_at_all():

@@ -32,16 +32,17 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
            eps: float = 1e-8) -> torch.Tensor:
     """(values - mean) / std over the masked entries (mean kept if ``shift_mean=False``); 0 on padding."""
     require_same_shape(values=values, mask=mask)
-    m = mask.to(values.dtype)
-    n = m.sum()
+    real = mask.bool()  # where, not "* mask": padding may hold anything, even NaN
+    n = real.sum().to(values.dtype)
     if n < 2:
         raise ValueError("whitening needs at least two real entries")
-    mean = (values * m).sum() / n
-    var = (((values - mean) * m) ** 2).sum() / (n - 1)
-    out = (values - mean) * torch.rsqrt(var + eps)
+    mean = torch.where(real, values, 0.0).sum() / n
+    centred = torch.where(real, values - mean, 0.0)
+    var = (centred ** 2).sum() / (n - 1)
+    out = centred * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return out * m
+    return torch.where(real, out, 0.0)
 
 
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,

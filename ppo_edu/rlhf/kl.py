@@ -21,6 +21,7 @@ from the log-probs, dropout on in one pass only), and :func:`kl_penalty` warns a
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -38,19 +39,21 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     per-sample KL estimates.
     """
     require_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask)
-    log_ratio = (ref_logprobs - logprobs) * mask  # log r_t, 0 on padding
+    real = mask.bool()
+    # where, not "* mask": padding may hold anything (an inf log-prob after EOS times 0 is NaN)
+    log_ratio = torch.where(real, ref_logprobs - logprobs, 0.0)  # log r_t, 0 on padding
     if estimator == "k1":
         kl = -log_ratio
     elif estimator == "k3":
         kl = torch.expm1(log_ratio) - log_ratio
     else:
         raise ValueError(f"unknown KL estimator {estimator!r}; use one of {ESTIMATORS}")
-    return kl * mask
+    return torch.where(real, kl, 0.0)
 
 
 def sequence_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-sample KL: the per-token estimates summed over each response, shape (B,)."""
-    return (kl * mask).sum(1)
+    return torch.where(mask.bool(), kl, 0.0).sum(1)
 
 
 def warn_if_negative(mean_kl: float, threshold: float = -0.5) -> None:
@@ -114,13 +117,16 @@ def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dic
         raise ValueError(f"logits must have shape (V,) with V >= 2 outcomes, got {tuple(logits.shape)}")
     require_finite(logits=logits, ref_logits=ref_logits)
     grads = {name: expected_term_gradient(term, logits, ref_logits) for name, term in _LOSS_TERMS.items()}
+    # the exact KL in the loss by autograd; the two KLs' gradients from their closed forms,
+    # with respect to the logits: pi (log pi - log pi_ref - KL) and pi - pi_ref
     theta = logits.detach().double().requires_grad_(True)
     ref = ref_logits.detach().double()
-    one = torch.ones((), dtype=torch.float64)
-    reverse, forward = full_kl(theta, ref, one), full_kl(ref, theta, one)
-    grads["exact KL in the loss"] = grads["reverse KL"] = torch.autograd.grad(
-        reverse, theta, retain_graph=True)[0].to(logits.dtype)
-    grads["forward KL"] = torch.autograd.grad(forward, theta)[0].to(logits.dtype)
+    grads["exact KL in the loss"] = torch.autograd.grad(
+        full_kl(theta, ref, torch.ones((), dtype=torch.float64)), theta)[0].to(logits.dtype)
+    logp, ref_logp = torch.log_softmax(theta.detach(), -1), torch.log_softmax(ref, -1)
+    p = logp.exp()
+    grads["reverse KL"] = (p * (logp - ref_logp - (p * (logp - ref_logp)).sum())).to(logits.dtype)
+    grads["forward KL"] = (p - ref_logp.exp()).to(logits.dtype)
     return {name: grads[name] for name in KL_PLACEMENTS + ("reverse KL", "forward KL")}
 
 
@@ -171,6 +177,12 @@ _LOSS_TERMS = {  # the loss of one drawn token y; see expected_kl_gradients
 }
 
 
+def _require_finite_kl(current_kl: float) -> None:
+    if not math.isfinite(current_kl):
+        raise ValueError(f"the measured KL is {current_kl}: the KL controller will not update beta "
+                         "from it (NaN/inf log-probs upstream)")
+
+
 class FixedKLController:
     """beta stays at ``kl_coef``."""
 
@@ -180,7 +192,7 @@ class FixedKLController:
         self.value = float(kl_coef)
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        pass
+        _require_finite_kl(current_kl)
 
 
 class AdaptiveKLController:
@@ -200,5 +212,6 @@ class AdaptiveKLController:
         self.value, self.target, self.horizon = float(init_kl_coef), float(target), int(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> None:
+        _require_finite_kl(current_kl)
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + proportional_error * n_steps / self.horizon
