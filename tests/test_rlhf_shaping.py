@@ -140,6 +140,19 @@ def test_the_trainer_refuses_potentials_of_the_wrong_shape():
         trainer.step()
 
 
+@pytest.mark.parametrize("returned, match", [
+    (lambda shape: torch.ones(shape, dtype=torch.bool), "bool tensor"),
+    (lambda shape: [["high"] * shape[1]] * shape[0], "numbers"),
+])
+def test_the_trainer_refuses_potentials_that_are_not_numbers(returned, match):
+    """Booleans (a `score > 0` test) would silently become 0/1 shaping terms."""
+    tok = toy_tokenizer()
+    trainer = _trainer(tok, lambda prompts, generation: returned(tuple(generation.response_ids.shape)),
+                       _vowels)
+    with pytest.raises(TypeError, match=f"potential_fn returned .*{match}"):
+        trainer.step()
+
+
 def test_prefix_potentials_run_in_the_reward_models_own_dtype(tiny):
     import copy
 

@@ -60,9 +60,16 @@ def test_reported_kl_is_the_kl_in_the_penalty(tok):
     torch.testing.assert_close(penalised, sequence_kl(batch.kl, batch.mask), atol=1e-5, rtol=1e-4)
     expected = kl_penalty(batch.logprobs, batch.ref_logprobs, batch.mask, "k3")
     torch.testing.assert_close(batch.kl, expected)
+    # and the KL that step() logs and hands the controller is that batch's, not a second estimate
+    batches, seen_by_controller = [], []
+    rollout, update = trainer.rollout, trainer.kl_ctl.update
+    trainer.rollout = lambda prompts: batches.append(rollout(prompts)) or batches[-1]
+    trainer.kl_ctl.update = lambda kl, n: seen_by_controller.append(kl) or update(kl, n)
     stats = trainer.step()
-    last = trainer.history[-1]
-    assert stats is last and last["kl"] > 0
+    logged = sequence_kl(batches[0].kl, batches[0].mask).mean().item()
+    assert stats is trainer.history[-1] and stats["kl"] > 0
+    assert stats["kl"] == pytest.approx(logged, rel=1e-6)
+    assert seen_by_controller == [pytest.approx(logged, rel=1e-6)]
 
 
 def test_ppo_raises_the_reward(tok):
@@ -129,6 +136,51 @@ def test_nan_loss_is_never_stepped_on(tok):
     with pytest.raises(ValueError, match="advantages contains NaN or inf"):
         trainer.ppo_update(batch)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+
+
+def test_a_nan_loss_is_never_stepped_on_even_when_its_inputs_pass_their_checks(tok):
+    """A NaN return reaches the loss (the value loss does not check its targets): the
+    trainer's own guard must stop before the optimiser moves anything."""
+    trainer = make_trainer(tok, lm=toy_lm(tok))
+    batch = trainer.rollout(trainer.next_prompts())
+    batch.returns[:, 0] = float("nan")
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    with pytest.raises(FloatingPointError, match="PPO loss is nan .* refusing to step"):
+        trainer.ppo_update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+
+
+def test_an_infinite_gradient_is_never_stepped_on(tok):
+    trainer = make_trainer(tok, lm=toy_lm(tok))
+    batch = trainer.rollout(trainer.next_prompts())
+    trainer.policy.value_head.weight.register_hook(lambda grad: grad * float("inf"))
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    with pytest.raises(FloatingPointError, match="gradient norm is (inf|nan) .* refusing to step"):
+        trainer.ppo_update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+
+
+def test_whiten_rewards_scales_the_token_rewards_and_keeps_their_mean(tok):
+    plain = make_trainer(tok).rollout(PROMPTS[:4] * 2)
+    whitened = make_trainer(tok, whiten_rewards=True).rollout(PROMPTS[:4] * 2)
+    assert torch.equal(plain.generation.response_ids, whitened.generation.response_ids)
+    real = plain.mask.bool()
+    r = plain.rewards[real]
+    torch.testing.assert_close(whitened.rewards[real], (r - r.mean()) / r.std() + r.mean(),
+                               atol=1e-4, rtol=1e-4)
+    assert (whitened.rewards[~real] == 0).all()
+
+
+def test_missing_eos_penalty_hits_only_the_responses_without_an_eos_even_when_pad_is_eos():
+    tok = toy_tokenizer(pad_token=None)
+    tok.pad_token = tok.eos_token
+    trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts)), missing_eos_penalty=1.5,
+                           batch_size=16, max_new_tokens=4)
+    batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
+    ended = torch.tensor([bool((row[m.bool()] == tok.eos_token_id).any())
+                          for row, m in zip(batch.generation.response_ids, batch.generation.response_mask)])
+    assert ended.any() and (~ended).any(), "the test needs responses with and without an EOS"
+    torch.testing.assert_close(batch.scores, -1.5 * (~ended).float())
 
 
 def test_empty_prompt_list_is_rejected(tok):

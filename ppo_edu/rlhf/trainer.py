@@ -156,6 +156,25 @@ def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "r
     return scores
 
 
+def check_potentials(potentials, shape: tuple[int, int]) -> torch.Tensor:
+    """``potential_fn``'s output as a float tensor of ``shape`` (B, R), or a clear error.
+
+    Numbers only, as for :func:`check_scores`: booleans would otherwise become 0/1 shaping
+    terms. Whether the potentials are finite is checked on real tokens by ``shape_rewards``."""
+    if not isinstance(potentials, torch.Tensor):
+        array = np.asarray(potentials)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"potential_fn returned {array.dtype} values; it must return numbers, "
+                            f"one float potential per response token, shape {shape}")
+        potentials = torch.as_tensor(array.astype(np.float32))
+    elif potentials.dtype == torch.bool or potentials.is_complex():
+        raise TypeError(f"potential_fn returned a {potentials.dtype} tensor; it must return float potentials")
+    if tuple(potentials.shape) != tuple(shape):
+        raise ValueError(f"potential_fn returned shape {tuple(potentials.shape)}; it must return one "
+                         f"potential per response token, shape {tuple(shape)}")
+    return potentials.detach()
+
+
 class RLHFTrainer:
     """PPO on ``policy`` (a :class:`PolicyWithValueHead`) against a frozen ``reference``.
 
@@ -240,10 +259,8 @@ class RLHFTrainer:
         kl = self.kl_fn(logprobs, ref_logprobs, mask, cfg.kl_estimator)
         rewards = token_rewards(scores, kl, self.kl_ctl.value, mask)
         if self.potential_fn is not None:
-            potentials = torch.as_tensor(self.potential_fn(list(prompts), gen)).to(rewards.device)
-            if potentials.shape != rewards.shape:
-                raise ValueError(f"potential_fn returned shape {tuple(potentials.shape)}; it must return one "
-                                 f"potential per response token, shape {tuple(rewards.shape)}")
+            potentials = check_potentials(self.potential_fn(list(prompts), gen),
+                                          tuple(rewards.shape)).to(rewards.device)
             rewards = shape_rewards(rewards, potentials, mask, cfg.gamma)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
