@@ -105,6 +105,38 @@ def test_bootstrap_forgetting_next_values_is_named():
     assert "last step" in check_bootstrap_values.verify(wrong)
 
 
+def _bootstrap_last_step_from_next_values(values, terminated, truncated, final_values, next_values):
+    """Handles episode ends inside the rollout, but bootstraps every last step from
+    next_values, even where the episode was truncated or terminated there."""
+    nxt = torch.where(truncated, final_values, torch.cat([values[1:], values[-1:]]))
+    nxt = torch.where(terminated, torch.zeros_like(nxt), nxt)
+    return torch.cat([nxt[:-1], next_values[None]])
+
+
+def test_bootstrap_ignoring_an_episode_end_on_the_last_step_is_named():
+    hint = check_bootstrap_values.verify(_bootstrap_last_step_from_next_values)
+    assert "the rollout's last, you used next_values[i]" in hint
+
+
+def test_td_and_gae_ignoring_an_episode_end_on_the_last_step_are_rejected():
+    def td(rewards, values, terminated, truncated, final_values, next_values, gamma):
+        nxt = _bootstrap_last_step_from_next_values(values, terminated, truncated, final_values,
+                                                    next_values)
+        return rewards + gamma * nxt - values
+
+    def gae(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = td(rewards, values, terminated, truncated, final_values, next_values, gamma)
+        not_done = (~(terminated | truncated)).float()
+        advantages, last = torch.zeros_like(rewards), torch.zeros_like(next_values)
+        for t in reversed(range(len(rewards))):
+            last = deltas[t] + gamma * lam * not_done[t] * last
+            advantages[t] = last
+        return advantages, advantages + values
+
+    assert check_td_residuals.verify(td) is not None
+    assert check_gae.verify(gae) is not None
+
+
 def test_bootstrap_wrong_shape_is_named():
     assert "shape" in check_bootstrap_values.verify(lambda v, *rest: v[:-1])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ppo_edu.exercises.lesson4 import check_explained_variance, check_value_loss
@@ -92,6 +93,16 @@ def test_constant_targets_must_give_nan():
 
 
 # --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("as_returned", [lambda x: x, lambda x: x.numpy()[()]],
+                         ids=["tensor", "numpy scalar"])
+def test_explained_variance_as_a_tensor_or_numpy_scalar_is_accepted(as_returned):
+    """The natural 1 - Var[t - p] / Var[t] returns a 0-d tensor, nan for constant targets."""
+    def natural(predictions, targets):
+        return as_returned(1 - (targets - predictions).var() / targets.var())
+
+    assert check_explained_variance.verify(natural) is None
 
 
 def test_detaching_values_inside_the_clamp_is_named():

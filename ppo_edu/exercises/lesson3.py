@@ -42,9 +42,23 @@ def _handmade() -> dict[str, torch.Tensor]:
     )
 
 
+def _handmade_last() -> dict[str, torch.Tensor]:
+    """Two envs whose episodes end on the rollout's last step: env 0 truncated there, env 1
+    terminated and truncated at once. ``next_values`` is then V of the NEXT episode's first
+    state (the envs reset themselves), so neither may bootstrap from it."""
+    return dict(
+        rewards=torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]),
+        values=torch.tensor([[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]),
+        terminated=torch.tensor([[False, False], [False, False], [False, True]]),
+        truncated=torch.tensor([[False, False], [False, False], [True, True]]),
+        final_values=torch.tensor([[0.0, 0.0], [0.0, 0.0], [9.0, 11.0]]),
+        next_values=torch.tensor([10.0, 12.0]),
+    )
+
+
 def _cases() -> list[dict[str, torch.Tensor]]:
-    return [_handmade(), _rollout(12, 3, seed=0), _rollout(30, 5, seed=1, p_end=0.3),
-            _rollout(7, 1, seed=2, p_end=0.0)]
+    return [_handmade(), _handmade_last(), _rollout(12, 3, seed=0),
+            _rollout(30, 5, seed=1, p_end=0.3), _rollout(7, 1, seed=2, p_end=0.0)]
 
 
 ORDER = ("rewards", "values", "terminated", "truncated", "final_values", "next_values")
@@ -91,6 +105,11 @@ def check_bootstrap_values(fn):
             if t + 1 < case["values"].shape[0] and abs(value - float(case["values"][t + 1, i])) < 1e-6:
                 return (f"at truncated step {idx} you used values[t + 1], the value of the NEXT "
                         f"episode's first state (autoreset already happened); use final_values[t]")
+            last = t + 1 == case["values"].shape[0]
+            if last and abs(value - float(case["next_values"][i])) < 1e-6:
+                return (f"at truncated step {idx}, the rollout's last, you used next_values[i]: "
+                        f"after the autoreset that is the NEXT episode's first state; use "
+                        f"final_values[t]")
             return f"at truncated step {idx} expected final_values[t] = {float(expected[idx]):.4f}, got {value:.4f}"
         if kind == "terminated":
             return (f"at terminated step {idx} expected 0 (no future after the episode really "
