@@ -26,6 +26,9 @@ def _validate(rewards, values, terminated, truncated, final_values, next_values,
         raise ValueError(f"lam must be in [0, 1], got {lam}")
     if rewards.dim() != 2:
         raise ValueError(f"rewards must have shape (T, N), got {tuple(rewards.shape)}")
+    if not rewards.is_floating_point():  # the outputs take its dtype: ints would round them
+        raise TypeError(f"rewards must be a floating-point tensor, got {rewards.dtype}; "
+                        "e.g. torch.tensor(..., dtype=torch.float32)")
     require_same_shape(rewards=rewards, values=values, terminated=terminated,
                        truncated=truncated, final_values=final_values)
     if tuple(next_values.shape) != (rewards.shape[1],):

@@ -91,12 +91,12 @@ class ActorCritic(nn.Module):
 
         Samples from the same distribution as ``self.distribution(obs).sample()``, but cheaply:
         this runs at every environment step, where building a ``Categorical`` (which
-        validates its arguments) and calling modules through their hooks cost more than the
-        arithmetic. Sampling is by inverse CDF: the first action whose cumulative
-        probability exceeds u ~ U(0, 1).
+        validates its arguments) costs more than the arithmetic. Sampling is by inverse CDF:
+        the first action whose cumulative probability exceeds u ~ U(0, 1). The logits and the
+        value come from :meth:`logits` and :meth:`value`, so a subclass that overrides them
+        samples from the policy whose log-probs PPO's ratio uses.
         """
-        self._check_obs(obs)
-        logits = _forward(self.actor, obs)
+        logits = self.logits(obs)
         logprobs_all = torch.log_softmax(logits, dim=-1)
         if deterministic:
             actions = logits.argmax(-1)
@@ -105,7 +105,7 @@ class ActorCritic(nn.Module):
             u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device)
             actions = (cdf < u).sum(-1)
         logprobs = logprobs_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        return actions, logprobs, _forward(self.critic, obs).squeeze(-1)
+        return actions, logprobs, self.value(obs)
 
     def numpy_policy(self) -> NumpyPolicy:
         """This agent's ``act`` in numpy, for stepping CPU environments (see :class:`NumpyPolicy`)."""

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ppo_edu._checks import require_same_shape
 from ppo_edu.advantages import compute_gae
 from ppo_edu.agents import ActorCritic
 from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate
@@ -135,9 +136,15 @@ class PPOConfig:
             raise bad("learning_rate", "must be > 0")
         if not (self.max_grad_norm > 0):
             raise bad("max_grad_norm", "must be > 0")
-        if self.value_coef < 0 or self.entropy_coef < 0:
-            raise ValueError(f"PPOConfig.value_coef and entropy_coef must be >= 0, got "
-                             f"{self.value_coef!r}, {self.entropy_coef!r}")
+        for name in ("value_coef", "entropy_coef"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise bad(name, "must be a finite number >= 0")
+        if not math.isfinite(self.learning_rate):
+            raise bad("learning_rate", "must be finite")
+        for name in ("anneal_lr", "anneal_clip", "use_clipping", "clip_value_loss",
+                     "normalize_advantages"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise bad(name, "must be True or False")  # "False" (a string) would be true
         if self.torch_threads is not None and self.torch_threads < 1:
             raise bad("torch_threads", "must be >= 1 or None")
 
@@ -228,6 +235,9 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
     the rest of the batch, reshuffled every epoch and cut into minibatches of
     ``config.minibatch_size``.
     """
+    # (T, N) like the rollout: a transposed (N, T) would reshape without complaint and pair
+    # each advantage with another step's transition
+    require_same_shape(rewards=rollout.rewards, advantages=advantages, returns=returns)
     data = rollout.flat()
     data["advantages"] = advantages.reshape(-1)
     data["returns"] = returns.reshape(-1)
@@ -249,7 +259,12 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
             loss, stats = ppo_loss(agent, batch, config, check=False)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
+            if not bool(torch.isfinite(grad_norm)):  # before the step, or every weight turns NaN
+                bad = [k for k, v in stats.items() if not bool(torch.isfinite(torch.as_tensor(v)))]
+                raise FloatingPointError(
+                    f"PPO update produced non-finite {', '.join(bad) or 'gradients'} (loss "
+                    f"{loss.item()}, gradient norm {grad_norm.item()}); refusing to step")
             optimizer.step()
             names = names or list(stats)
             history.append(torch.stack([torch.as_tensor(stats[k], dtype=torch.float32) for k in names]))

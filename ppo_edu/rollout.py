@@ -158,7 +158,8 @@ class RolloutCollector:
         the CPU (faster for these tiny MLPs), ``agent.act`` through tensors elsewhere."""
         cls = type(self.agent)
         if (self.device.type == "cpu" and isinstance(self.agent, ActorCritic)
-                and cls.act is ActorCritic.act and cls.value is ActorCritic.value):
+                and cls.act is ActorCritic.act and cls.value is ActorCritic.value
+                and cls.logits is ActorCritic.logits):
             return self.agent.numpy_policy()
         return _TorchPolicy(self.agent, self.device)
 

@@ -206,6 +206,17 @@ def test_next_values_must_have_one_entry_per_env():
         td_residuals(**data)
 
 
+@pytest.mark.parametrize("fn", [compute_gae, td_residuals, discounted_returns])
+def test_integer_rewards_are_refused_rather_than_rounded(fn):
+    """The outputs take the rewards' dtype: int rewards would round every return to an int."""
+    data = random_rollout(T=5, N=2)
+    data["rewards"] = torch.ones(5, 2, dtype=torch.long)
+    if fn is discounted_returns:
+        del data["values"]
+    with pytest.raises(TypeError, match="rewards must be a floating-point tensor, got torch.int64"):
+        fn(**data)
+
+
 def test_nan_rewards_are_reported():
     data = random_rollout(T=5, N=2)
     data["rewards"][3, 1] = float("nan")

@@ -38,6 +38,9 @@ def tiny_run():
     ("clip_epsilon", 0.0), ("clip_epsilon", -0.2),
     ("minibatch_size", 100),  # does not divide 8 * 32 = 256
     ("num_envs", 0), ("update_epochs", 0), ("learning_rate", 0.0), ("max_grad_norm", 0.0),
+    ("learning_rate", float("inf")), ("value_coef", float("nan")), ("value_coef", -0.5),
+    ("entropy_coef", float("inf")),
+    ("anneal_lr", "no"), ("use_clipping", "False"), ("normalize_advantages", 1),  # not bools
 ])
 def test_invalid_config_raises_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"PPOConfig\.{field}\b"):
@@ -288,3 +291,32 @@ def test_a_non_finite_update_is_an_error_not_a_silent_nan():
         agent.critic[0].weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="value_loss"):
         ppo_update(agent, optimizer, rollout, torch.randn(T, N), torch.ones(T, N), config)
+    # a NaN loss from a finite network (here a NaN coefficient set after validation): the
+    # error comes before the optimiser steps, so the caller's weights are still finite
+    fresh = ActorCritic(4, 2)
+    before = [p.detach().clone() for p in fresh.parameters()]
+    broken = PPOConfig(num_envs=N, num_steps=T, minibatch_size=8, total_timesteps=8, update_epochs=1)
+    object.__setattr__(broken, "value_coef", float("nan"))
+    with pytest.raises(FloatingPointError, match="refusing to step"):
+        ppo_update(fresh, torch.optim.Adam(fresh.parameters()), rollout, torch.randn(T, N),
+                   torch.ones(T, N), broken)
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.parameters()))
+
+
+def test_advantages_of_another_shape_than_the_rollout_are_refused():
+    """A transposed (N, T) advantage tensor would flatten without complaint and pair each
+    advantage with another step's transition."""
+    from ppo_edu.ppo import ppo_update
+    from ppo_edu.rollout import Rollout
+
+    agent, T, N = ActorCritic(4, 2), 4, 2
+    obs = torch.randn(T, N, 4)
+    actions, logprobs, values = agent.act(obs)
+    rollout = Rollout(obs=obs, actions=actions, logprobs=logprobs, values=values,
+                      rewards=torch.ones(T, N), terminated=torch.zeros(T, N, dtype=torch.bool),
+                      truncated=torch.zeros(T, N, dtype=torch.bool),
+                      final_values=torch.zeros(T, N), next_values=torch.zeros(N))
+    config = PPOConfig(num_envs=N, num_steps=T, minibatch_size=8, total_timesteps=8, update_epochs=1)
+    with pytest.raises(ValueError, match=r"advantages has shape \(2, 4\) but rewards has \(4, 2\)"):
+        ppo_update(agent, torch.optim.Adam(agent.parameters()), rollout, torch.randn(N, T),
+                   torch.ones(T, N), config)
