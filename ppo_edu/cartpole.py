@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _nan_to_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import matplotlib
@@ -49,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.eval_episodes < 1:  # here, not after minutes of training
+        print(f"error: --eval-episodes must be >= 1, got {args.eval_episodes}", file=sys.stderr)
+        return 2
     agent, history = train_ppo(config, progress=not args.no_progress)
     result = evaluate(agent, episodes=args.eval_episodes)
     seconds = history[-1]["wall_time"]
@@ -62,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     fig.savefig(png, dpi=100)
     plt.close(fig)
     checkpoint = save_checkpoint(args.output / "agent.safetensors", agent, config)
-    (args.output / "history.json").write_text(json.dumps(
-        {"config": config.__dict__, "evaluation": result._asdict(), "history": history}, indent=1))
+    record = {"config": config.__dict__, "evaluation": result._asdict(), "history": history}
+    # strict JSON: a rollout in which no episode ended has no return (NaN), written as null
+    text = json.dumps(_nan_to_none(record), indent=1, allow_nan=False)
+    (args.output / "history.json").write_text(text)
     print(f"wrote {png}, {checkpoint} and {args.output / 'history.json'}")
     return 0
 

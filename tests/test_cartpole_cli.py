@@ -21,8 +21,29 @@ def test_cli_trains_evaluates_and_writes_png_checkpoint_and_history(tmp_path, ca
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     _agent, config = load_checkpoint(out / "agent.safetensors")
     assert config == PPOConfig(seed=3, total_timesteps=512)
-    record = json.loads((out / "history.json").read_text())
+    record = json.loads((out / "history.json").read_text(), parse_constant=_refuse)  # strict JSON
     assert len(record["history"]) == 2 and len(record["evaluation"]["returns"]) == 2
+
+
+def _refuse(constant):
+    raise ValueError(f"history.json holds {constant}, which strict JSON parsers reject")
+
+
+def test_history_without_an_episode_end_is_written_as_null():
+    from ppo_edu.cartpole import _nan_to_none
+
+    record = {"history": [{"episode_return": float("nan"), "approx_kl": 0.01}],
+              "x": (1.0, float("inf"))}
+    assert _nan_to_none(record) == {"history": [{"episode_return": None, "approx_kl": 0.01}],
+                                    "x": [1.0, None]}
+    json.dumps(_nan_to_none(record), allow_nan=False)
+
+
+def test_cli_rejects_zero_evaluation_episodes_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--eval-episodes", "0", "--output", str(out), "--no-progress"]) == 2
+    assert "--eval-episodes must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()  # nothing trained, nothing written
 
 
 def test_cli_rejects_an_invalid_budget(tmp_path, capsys):
