@@ -132,19 +132,24 @@ class RolloutBatch:
         return self.generation.response_mask
 
 
-def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "reward_fn") -> torch.Tensor:
-    """The reward function's output as a float tensor of shape (B,), or a clear error.
-
-    Numbers only: strings or booleans are refused rather than converted (a classifier's
-    label or a ``score > 0`` test returned by mistake would otherwise train silently)."""
-    if not isinstance(scores, torch.Tensor):
-        array = np.asarray(scores)
+def _numbers(values, source: str, what: str) -> torch.Tensor:
+    """``values`` as a tensor of numbers; strings, booleans and complex numbers are refused
+    rather than converted (a classifier's label or a ``score > 0`` test returned by mistake
+    would otherwise train silently)."""
+    if not isinstance(values, torch.Tensor):
+        array = np.asarray(values)
         if array.dtype.kind not in "iuf":
-            raise TypeError(f"{source} returned {array.dtype} values ({describe(scores)}); "
-                            "it must return numbers, one float score per text")
-        scores = torch.as_tensor(array.astype(np.float32))
-    elif scores.dtype == torch.bool or scores.is_complex():
-        raise TypeError(f"{source} returned a {scores.dtype} tensor; it must return float scores")
+            raise TypeError(f"{source} returned {array.dtype} values ({describe(values)}); "
+                            f"it must return numbers, {what}")
+        return torch.as_tensor(array.astype(np.float32))
+    if values.dtype == torch.bool or values.is_complex():
+        raise TypeError(f"{source} returned a {values.dtype} tensor; it must return numbers, {what}")
+    return values
+
+
+def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "reward_fn") -> torch.Tensor:
+    """The reward function's output as a float tensor of shape (B,), or a clear error."""
+    scores = _numbers(scores, source, "one float score per text")
     if tuple(scores.shape) != (batch_size,):
         raise ValueError(f"{source} returned shape {tuple(scores.shape)} for {batch_size} texts; "
                          f"it must return one score per text, shape ({batch_size},)")
@@ -157,18 +162,10 @@ def check_scores(scores, batch_size: int, texts: Sequence[str], source: str = "r
 
 
 def check_potentials(potentials, shape: tuple[int, int]) -> torch.Tensor:
-    """``potential_fn``'s output as a float tensor of ``shape`` (B, R), or a clear error.
-
-    Numbers only, as for :func:`check_scores`: booleans would otherwise become 0/1 shaping
-    terms. Whether the potentials are finite is checked on real tokens by ``shape_rewards``."""
-    if not isinstance(potentials, torch.Tensor):
-        array = np.asarray(potentials)
-        if array.dtype.kind not in "iuf":
-            raise TypeError(f"potential_fn returned {array.dtype} values; it must return numbers, "
-                            f"one float potential per response token, shape {shape}")
-        potentials = torch.as_tensor(array.astype(np.float32))
-    elif potentials.dtype == torch.bool or potentials.is_complex():
-        raise TypeError(f"potential_fn returned a {potentials.dtype} tensor; it must return float potentials")
+    """``potential_fn``'s output as a tensor of ``shape`` (B, R), or a clear error (numbers
+    only, as for :func:`check_scores`). Whether the potentials are finite is checked on real
+    tokens by ``shape_rewards``."""
+    potentials = _numbers(potentials, "potential_fn", "one float potential per response token")
     if tuple(potentials.shape) != tuple(shape):
         raise ValueError(f"potential_fn returned shape {tuple(potentials.shape)}; it must return one "
                          f"potential per response token, shape {tuple(shape)}")
