@@ -132,15 +132,13 @@ class PPOConfig:
         if self.batch_size % self.minibatch_size != 0:
             raise bad("minibatch_size", f"must divide the batch size num_envs * num_steps = "
                                         f"{self.batch_size}")
-        if not (self.learning_rate > 0):
-            raise bad("learning_rate", "must be > 0")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise bad("learning_rate", "must be a finite number > 0")
         if not (self.max_grad_norm > 0):
             raise bad("max_grad_norm", "must be > 0")
         for name in ("value_coef", "entropy_coef"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise bad(name, "must be a finite number >= 0")
-        if not math.isfinite(self.learning_rate):
-            raise bad("learning_rate", "must be finite")
         for name in ("anneal_lr", "anneal_clip", "use_clipping", "clip_value_loss",
                      "normalize_advantages"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
