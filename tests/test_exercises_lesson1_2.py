@@ -107,3 +107,64 @@ def test_a_crashing_solution_reports_the_exception():
 
     result = check_ratio.run(crashes)
     assert not result.passed and "RuntimeError: oops" in result.message
+
+
+def numpy_ratio(new, old):
+    """The numpy round-trip, with requires_grad set again: values right, no path to `new`."""
+    return torch.tensor((new.detach().numpy() - old.numpy()), requires_grad=True).exp()
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda new, old: torch.exp(new - old).detach().requires_grad_(),
+    numpy_ratio,
+])
+def test_ratio_cut_from_the_graph_is_caught(wrong):
+    """requires_grad is True on both, so only following the gradient back to logprobs tells."""
+    result = check_ratio.run(wrong)
+    assert not result.passed and "no gradient back to logprobs" in result.message, result.message
+    assert "raised" not in result.message  # the checker's own autograd call must not crash
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_cpi, lambda n, o, a: (ratio(n, o) * a).mean().detach().requires_grad_()),
+    (check_clipped_objective,
+     lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean().detach().requires_grad_()),
+])
+def test_objective_cut_from_the_graph_is_caught(check, wrong):
+    result = check.run(wrong)
+    assert not result.passed and "no gradient back to logprobs" in result.message, result.message
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_cpi, lambda n, o, a: (ratio(n, o) * a).mean().item()),
+    (check_clipped_objective, lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean().item()),
+])
+def test_objective_returned_as_a_float_is_told_to_return_a_tensor(check, wrong):
+    result = check.run(wrong)
+    assert not result.passed and "as a tensor" in result.message, result.message
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_cpi, lambda n, o, a: -(ratio(n, o) * a).mean()),
+    (check_clipped_objective, lambda n, o, a, e: -torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean()),
+])
+def test_loss_instead_of_objective_is_caught(check, wrong):
+    result = check.run(wrong)
+    assert not result.passed and "a loss to minimise" in result.message, result.message
+
+
+def test_clip_at_one_plus_epsilon_only_names_both_sides():
+    """An upper-only clip gives the same terms as clip(r)·|A|: the hint must name both."""
+    wrong = lambda n, o, a, e: torch.minimum(ratio(n, o) * a, torch.clamp(ratio(n, o), max=1 + e) * a).mean()
+    result = check_clipped_objective.run(wrong)
+    assert not result.passed and "both sides" in result.message and "|A|" in result.message
+
+
+def test_clip_fraction_inside_the_range_is_caught():
+    result = check_clip_fraction.run(lambda n, o, e: ((ratio(n, o) - 1).abs() <= e).float().mean())
+    assert not result.passed and "inside [1−ε, 1+ε]" in result.message, result.message
+
+
+def test_clip_fraction_as_a_python_float_is_told_to_return_a_tensor():
+    result = check_clip_fraction.run(lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean().item())
+    assert not result.passed and "0-dimensional tensor" in result.message and ".item()" in result.message

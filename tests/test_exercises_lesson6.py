@@ -3,6 +3,8 @@ what is wrong, accept correct solutions."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -214,3 +216,50 @@ def test_value_loss_over_padding_is_caught():
 def test_value_loss_that_is_detached_is_caught():
     hint = check_value_loss.verify(lambda v, old, ret, m, c: my_value_loss(v.detach(), old, ret, m, c))
     assert "no gradient" in hint
+
+
+@pytest.mark.parametrize("cut", [
+    lambda loss: loss.detach().requires_grad_(),  # passes a requires_grad test, has no graph
+    lambda loss: torch.tensor(loss.item(), requires_grad=True),
+])
+def test_value_loss_cut_from_the_graph_is_caught(cut):
+    hint = check_value_loss.verify(lambda v, old, ret, m, c: cut(my_value_loss(v, old, ret, m, c)))
+    assert "no gradient back to `values`" in hint
+
+
+def test_value_loss_with_a_detached_clipped_branch_is_caught():
+    """Inside the clip range both squared errors tie and torch.maximum splits the gradient
+    between them: detaching the clipped branch halves it, with the loss's value unchanged."""
+    def half(values, old, returns, mask, c):
+        clipped = old + (values.detach() - old).clamp(-c, c)
+        return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+    assert "the value is right but the gradient" in check_value_loss.verify(half)
+
+
+def test_value_loss_divided_by_all_tokens_is_caught():
+    def over_all(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        err = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+        return 0.5 * (err * mask).mean()
+
+    assert "their number" in check_value_loss.verify(over_all)
+
+
+def test_k2_for_k3_is_caught():
+    def k2(lp, ref, m, est):
+        return my_kl(lp, ref, m, "k1") if est == "k1" else 0.5 * (lp - ref) ** 2 * m
+
+    assert "you returned k2" in check_kl_penalty.verify(k2)
+
+
+def test_kl_penalty_mismatch_prints_digits_that_differ():
+    """A near miss (here k3 scaled by 1.02) must not print two numbers that look equal."""
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, m, est) * (1.02 if est == "k3" else 1))
+    expected, got = (float(x) for x in re.findall(r"expected ([0-9.e-]+), got ([0-9.e-]+)", hint)[0])
+    assert got == pytest.approx(1.02 * expected, rel=1e-3) and got != expected
+
+
+def test_kl_term_cut_from_the_graph_is_caught():
+    hint = check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).detach().requires_grad_())
+    assert "no gradient at all" in hint

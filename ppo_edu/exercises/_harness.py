@@ -83,6 +83,23 @@ def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:
     return None
 
 
+def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
+    """d ``output.sum()`` / d ``wrt``, or None when ``output`` is not connected to ``wrt``.
+
+    ``.detach().requires_grad_()`` or a tensor rebuilt from numpy with ``requires_grad=True``
+    passes a ``requires_grad`` test but has no path back to ``wrt``; autograd would raise
+    inside the checker, and the learner would read that as their own code failing.
+    """
+    if not isinstance(output, torch.Tensor) or not output.requires_grad:
+        return None
+    (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True)
+    return grad
+
+
+NOT_CONNECTED = ("carries no gradient back to logprobs (a .detach(), .item(), numpy round-trip or "
+                 "new tensor cuts the graph, even with requires_grad=True set afterwards)")
+
+
 def describe_type(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch
+from ppo_edu.exercises._harness import (
+    NOT_CONNECTED,
+    checker,
+    close,
+    describe_type,
+    first_mismatch,
+    gradient,
+)
 from ppo_edu.objectives import cpi_surrogate, probability_ratio
 
 
@@ -30,8 +37,11 @@ def check_ratio(fn):
         index = first_mismatch(got, want)
         if index is not None:
             return f"at index {index} expected {want[index].item():.4f}, got {got[index].item():.4f}"
-        if not got.requires_grad:
-            return "your ratio carries no gradient w.r.t. logprobs (a .detach(), .item() or numpy round-trip?)"
+        grad = gradient(got, new)
+        if grad is None:
+            return "your ratio " + NOT_CONNECTED
+        if not close(grad, want):
+            return "your ratio has the right values but the wrong gradient: d r_t / d logprob_t is r_t"
     # log-probabilities of rare actions: exp() of each underflows to 0 and 0/0 = nan
     new, old = torch.tensor([-800.0, -1000.0]), torch.tensor([-801.0, -1000.5])
     got = fn(new, old)
@@ -52,6 +62,8 @@ def check_cpi(fn):
         adv = torch.randn(n, generator=g)
         got = fn(new, old, adv)
         want = cpi_surrogate(new.detach(), old, adv)
+        if isinstance(got, float):
+            return "return L^CPI as a tensor: a Python float carries no gradient, so nothing could optimise it"
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"L^CPI is one number (a mean over samples); you returned {describe_type(got)}"
         ratio = torch.exp(new.detach() - old)
@@ -63,10 +75,13 @@ def check_cpi(fn):
         if torch.isclose(got.detach().float(), adv.mean(), atol=1e-5):
             return "your objective does not depend on θ: multiply the advantages by r_t(θ)"
         if not torch.isclose(got.detach().float(), want, atol=1e-5):
+            if torch.isclose(got.detach().float(), -want, atol=1e-5):
+                return ("you returned -L^CPI, a loss to minimise; the exercise asks for L^CPI itself, "
+                        "the objective to maximise (the trainer puts the minus sign in the loss)")
             return f"expected {want.item():.5f}, got {got.item():.5f} on a batch of {n}"
-        if not got.requires_grad:
-            return "your L^CPI carries no gradient w.r.t. logprobs, so it cannot be optimised"
-        (grad,) = torch.autograd.grad(got, new)
+        grad = gradient(got, new)
+        if grad is None:
+            return "your L^CPI " + NOT_CONNECTED + ", so it cannot be optimised"
         if not torch.allclose(grad, ratio * adv / n, atol=1e-6):
             return "its gradient is wrong: d L^CPI / d logprob_t should be r_t A_t / n"
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.exercises._harness import NOT_CONNECTED, checker, describe_type, gradient
 from ppo_edu.objectives import clipped_surrogate
 
 EPSILON = 0.2
@@ -38,7 +38,13 @@ _MISTAKES = [
      "worse are never clipped away"),
     (lambda r, a, e: max(r * a, _clip(r, e) * a), "you took the max; L^CLIP takes the min (a pessimistic bound)"),
     (lambda r, a, e: min(r * a, min(max(r * a, 1 - e), 1 + e)), "clip the ratio r, not the product r·A"),
-    (lambda r, a, e: min(r * a, _clip(r, e) * abs(a)), "multiply the clipped ratio by A itself, not |A|"),
+    # clip(r)·|A| and a clip at 1+ε only give the same terms for every r and A: name both
+    (lambda r, a, e: min(r * a, _clip(r, e) * abs(a)),
+     ("for A < 0 your terms are r·A, never clipped: clip the ratio on both sides, "
+      "clip(r, 1−ε, 1+ε), and multiply it by A itself, not |A|")),
+    (lambda r, a, e: -min(r * a, _clip(r, e) * a),
+     ("you returned −L^CLIP, a loss to minimise; the exercise asks for L^CLIP itself, the "
+      "objective to maximise (the trainer puts the minus sign in the loss)")),
 ]
 
 
@@ -58,6 +64,9 @@ def check_clipped_objective(fn):
         for adv in (1.0, -1.0, 2.5, -0.7):
             new, old, a = _one(ratio, adv)
             got = fn(new, old, a, eps)
+            if isinstance(got, float):
+                return ("return L^CLIP as a tensor: a Python float carries no gradient, so nothing "
+                        "could optimise it")
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
                 return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
             want = clipped_objective_reference(new.detach(), old, a, eps).item()
@@ -65,9 +74,9 @@ def check_clipped_objective(fn):
             if abs(got.item() - want) > 1e-5:
                 first_wrong = first_wrong or (ratio, adv, want, got.item())
                 continue
-            if not got.requires_grad:
-                return "your L^CLIP carries no gradient w.r.t. logprobs"
-            (grad,) = torch.autograd.grad(got.reshape(()), new)
+            grad = gradient(got, new)
+            if grad is None:
+                return "your L^CLIP " + NOT_CONNECTED
             pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
             want_grad = 0.0 if pushing_past else ratio * adv
             if abs(grad.item() - want_grad) > 1e-4:
@@ -95,25 +104,36 @@ def check_clipped_objective(fn):
     return None
 
 
+_FRACTION_RATIOS = (0.5, 0.7, 0.85, 1.0, 1.1, 1.25, 2.0)  # 4 of 7 outside [0.8, 1.2]
+
+
 @checker("clip fraction", reference=clip_fraction_reference)
 def check_clip_fraction(fn):
-    old = torch.zeros(6)
-    new = torch.log(torch.tensor([0.5, 0.85, 1.0, 1.1, 1.25, 2.0]))
+    n = len(_FRACTION_RATIOS)
+    old = torch.zeros(n)
+    new = torch.log(torch.tensor(_FRACTION_RATIOS))
     got = fn(new, old, EPSILON)
-    want = clip_fraction_reference(new, old, EPSILON)
+    want = float(clip_fraction_reference(new, old, EPSILON))
+    if isinstance(got, (int, float)):
+        return ("return the clip fraction as a 0-dimensional tensor, as the exercise asks "
+                f"(you returned a Python {type(got).__name__}: leave out the .item())")
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
     got = float(got)
-    if abs(got - 2 / 6) < 1e-6 or abs(got - 1 / 6) < 1e-6:
+    if abs(got - 2 / n) < 1e-6:
         return "count ratios with |r − 1| > ε on both sides: below 1−ε as well as above 1+ε"
-    if abs(got - 3) < 1e-6:
+    if abs(got - want * n) < 1e-6:
         return "you returned a count; the clip fraction is the share of samples, in [0, 1]"
-    if abs(got - float(want)) > 1e-6:
-        return f"ratios 0.5, 0.85, 1.0, 1.1, 1.25, 2.0 with ε = 0.2 should give {float(want):.3f}, got {got:.3f}"
+    if abs(got - (1 - want)) < 1e-6:
+        return ("you returned the share of ratios inside [1−ε, 1+ε]; the clip fraction is the "
+                "share outside it, where the clip acts")
+    if abs(got - want) > 1e-6:
+        listed = ", ".join(f"{r:g}" for r in _FRACTION_RATIOS)
+        return f"ratios {listed} with ε = 0.2 should give {want:.3f}, got {got:.3f}"
     wide = float(fn(new, old, 0.6))
-    if abs(wide - 2 / 6) < 1e-6:
+    if abs(wide - 2 / n) < 1e-6:
         return ("with ε = 0.6 only r = 2.0 is outside [0.4, 1.6], you also counted r = 0.5: "
                 "compare the ratio r = exp(logprobs − old_logprobs) with 1, not the log-ratio")
-    if abs(wide - 1 / 6) > 1e-6:
+    if abs(wide - 1 / n) > 1e-6:
         return "with ε = 0.6 only r = 2.0 is outside [0.4, 1.6]: is ε hard-coded?"
     return None

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch, shape_hint
+from ppo_edu.exercises._harness import (
+    checker,
+    close,
+    describe_type,
+    first_mismatch,
+    gradient,
+    shape_hint,
+)
 from ppo_edu.rlhf.advantages import token_gae
 from ppo_edu.rlhf.generation import response_mask_from_eos
 from ppo_edu.rlhf.kl import expected_kl_gradients, expected_term_gradient, kl_loss_term, kl_penalty
@@ -88,16 +95,19 @@ def check_kl_penalty(fn):
                         "of pi_theta / pi_ref, since y_t was sampled from pi_theta")
             if estimator == "k3":
                 if close(got, kl_penalty(logprobs, ref_logprobs, mask, "k1")):
-                    return "with estimator='k3' you returned k1; k3 = (r - 1) - log r"
+                    return "with estimator='k3' you returned k1; k3 = (rho - 1) - log rho"
+                if close(got, 0.5 * (logprobs - ref_logprobs) ** 2 * mask):
+                    return ("with estimator='k3' you returned k2 = (log rho)^2 / 2; k3 = (rho - 1) - log rho. "
+                            "Close to k3 where the models agree, but biased")
                 flipped = kl_penalty(ref_logprobs, logprobs, mask, "k3")
                 if close(got, flipped):
-                    return ("k3 uses r = pi_ref(y_t) / pi_theta(y_t) (reference over policy): "
-                            "log r = ref_logprobs - logprobs")
+                    return ("k3 uses rho = pi_ref(y_t) / pi_theta(y_t) (reference over policy): "
+                            "log rho = ref_logprobs - logprobs")
                 if (got[real] < -1e-6).any():
-                    return "k3 = (r - 1) - log r is never negative; yours is. Check the formula"
+                    return "k3 = (rho - 1) - log rho is never negative; yours is. Check the formula"
             idx = first_mismatch(got, expected)
-            return (f"estimator {estimator!r}: at {idx} expected {float(expected[idx]):.4f}, "
-                    f"got {float(got[idx]):.4f}")
+            return (f"estimator {estimator!r}: at {idx} expected {float(expected[idx]):.6g}, "
+                    f"got {float(got[idx]):.6g}")
     return None
 
 
@@ -149,8 +159,9 @@ def check_kl_loss_term(fn):
             return (f"parallel to the right gradient but {scale:.2f} times its size "
                     "(check the constant factor: (log rho)^2 has a 1/2 in front)")
         cosine = float(torch.nn.functional.cosine_similarity(got, right, dim=0))
-        return (f"on a {V}-token vocabulary your term's expected gradient has cosine {cosine:.2f} with "
-                "grad KL(pi || pi_ref); the table above lists terms whose gradient is right")
+        return (f"on a {V}-token vocabulary your term's expected gradient has cosine {cosine:.4f} with "
+                "grad KL(pi || pi_ref) (1 would be parallel) and differs from it; the table above "
+                "lists terms whose gradient is right")
     return None
 
 
@@ -198,7 +209,9 @@ def check_token_gae(fn):
                 if lam == 0.0:
                     return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
                 return (f"at {idx} expected {float(expected[idx]):.4f}, got {float(advantages[idx]):.4f} "
-                        f"{where}; A_t = delta_t + gamma * lam * A_(t+1), computed backwards")
+                        f"{where}; A_t = delta_t + gamma * lam * A_(t+1), computed backwards, with "
+                        "V(s_{t+1}) = 0 after a response's last real token, also when it fills all "
+                        "R tokens (the episode ends there: nothing to bootstrap from)")
             if not close(advantages, expected):
                 return "advantages must be 0 on padding (multiply by the mask)"
             if not close(returns, expected_returns):
@@ -240,9 +253,16 @@ def check_value_loss(fn):
             expected = _value_loss_reference(values.detach(), old, returns, mask, clip_range)
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
                 return f"return the loss as a scalar tensor, got {describe_type(got)}"
-            if not got.requires_grad:
-                return "the loss carries no gradient to `values`; do not detach them"
+            grad = gradient(got, values)
+            if grad is None:
+                return ("the loss carries no gradient back to `values` (a .detach(), .item() or new "
+                        "tensor cuts the graph, even with requires_grad=True set afterwards)")
             if close(got.reshape(()), expected, atol=1e-5):
+                expected_grad = gradient(_value_loss_reference(values, old, returns, mask, clip_range), values)
+                if not close(grad, expected_grad, atol=1e-6):
+                    return ("the value is right but the gradient w.r.t. `values` is not (both branches "
+                            "of the max must depend on `values`: V_clip = old_values + clip(values - "
+                            "old_values, -c, c), with nothing detached)")
                 continue
             v = values.detach()
             clipped = old + torch.clamp(v - old, -clip_range, clip_range)
@@ -253,8 +273,10 @@ def check_value_loss(fn):
                 return "no clipping: V_clip = old_values + clip(values - old_values, -c, c) is missing"
             if close(got.reshape(()), masked_mean(torch.maximum(err, err_c), mask)):
                 return "missing the factor 0.5: loss = 0.5 * mean(max(...))"
-            if close(got.reshape(()), 0.5 * torch.maximum(err, err_c).mean()) or got.item() > 10:
-                return "average over real tokens only (a masked mean): padding must not count"
+            if (close(got.reshape(()), 0.5 * torch.maximum(err, err_c).mean()) or got.item() > 10
+                    or close(got.reshape(()), 0.5 * (torch.maximum(err, err_c) * mask).mean())):
+                return ("average over real tokens only (a masked mean: sum over real tokens, divided by "
+                        "their number): padding must count neither in the sum nor in the count")
             return f"clip_range={clip_range}: expected {expected.item():.5f}, got {got.item():.5f}"
     return None
 

@@ -158,7 +158,11 @@ def expected_term_gradient(term, logits: torch.Tensor, ref_logits: torch.Tensor)
     if not surrogate.requires_grad:
         raise ValueError("the term does not depend on the log-probabilities through autograd "
                          "(a .detach(), .item() or a new tensor cuts the gradient)")
-    return torch.autograd.grad(surrogate, theta)[0].to(logits.dtype)
+    (grad,) = torch.autograd.grad(surrogate, theta, allow_unused=True)
+    if grad is None:  # requires_grad set on a tensor cut from the graph (.detach().requires_grad_())
+        raise ValueError("the term does not depend on the log-probabilities through autograd "
+                         "(a .detach(), .item() or a new tensor cuts the gradient)")
+    return grad.to(logits.dtype)
 
 
 def _in_the_loss(estimator: str):
