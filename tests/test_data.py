@@ -190,3 +190,26 @@ def test_provenance_names_the_source_the_texts_actually_match():
     assert "Pang & Lee (2004)" in provenance  # the paper's description, quoted as such
     licence = (ROOT / "ppo_edu" / "data" / "LICENSE-vaderSentiment.txt").read_text()
     assert "MIT" in licence and "C.J. Hutto" in licence
+
+
+def test_editing_loaded_records_does_not_change_the_next_load():
+    """The rows are cached: a caller's edit of its copy (here the raters' list) must not leak."""
+    first = load_snippet_records("validation")
+    raters = list(first[0]["ratings"])
+    first[0]["ratings"].clear()
+    first[0]["text"] = "edited"
+    again = load_snippet_records("validation")[0]
+    assert again["ratings"] == raters and len(raters) >= 15 and again["text"] != "edited"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_load_reviews_refuses_a_max_examples_that_is_not_a_positive_count(bad):
+    # -1 used to keep all rows but the last, silently
+    with pytest.raises(ValueError, match="max_examples must be an integer >= 1"):
+        load_reviews("snippets", "test", max_examples=bad)
+
+
+@pytest.mark.parametrize("bad", [["1.5", "-2"], [True, False]])
+def test_ratings_that_are_not_numbers_are_refused_not_converted(bad):
+    with pytest.raises(TypeError, match="ratings must be numbers"):
+        data.validate_ratings(bad)

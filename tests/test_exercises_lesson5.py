@@ -69,3 +69,32 @@ def test_last_token_checker_reports_the_stub():
 def test_last_token_checker_rejects_typical_mistakes_with_a_hint(wrong, hint):
     message = check_last_token_scores.verify(wrong)
     assert message is not None and hint in message
+
+
+@pytest.mark.parametrize("wrong, side", [
+    (lambda c, r: F.softplus(r.detach() - c).mean(), "r_rejected"),  # rejected scores never pushed down
+    (lambda c, r: F.softplus(r - c.detach()).mean(), "r_chosen"),
+])
+def test_bradley_terry_checker_catches_a_detached_side(wrong, side):
+    message = check_bradley_terry_loss.verify(wrong)
+    assert message is not None and f"gradient w.r.t. {side} is wrong" in message
+
+
+def test_bradley_terry_checker_tells_a_float_to_be_a_tensor():
+    message = check_bradley_terry_loss.verify(lambda c, r: F.softplus(r - c).mean().item())
+    assert message is not None and "as a tensor" in message
+
+
+def test_bradley_terry_checker_catches_a_loss_cut_from_the_graph():
+    message = check_bradley_terry_loss.verify(
+        lambda c, r: torch.tensor(F.softplus(r - c).mean().item(), requires_grad=True))
+    assert message is not None and "no gradient back to the scores" in message
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda s, m: s.gather(1, m.sum(-1).unsqueeze(1)).squeeze(1),
+    lambda s, m: s[torch.arange(len(s)), m.sum(-1)],
+])
+def test_last_token_checker_names_the_off_by_one_that_runs_off_the_end(wrong):
+    message = check_last_token_scores.verify(wrong)
+    assert message is not None and "off by one" in message and "out of bounds" in message

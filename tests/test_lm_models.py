@@ -261,6 +261,15 @@ def test_train_tiny_lm_script_writes_to_scratch_by_default():
     ({"eval_texts": ["A gripping drama."], "eval_every": -1}, "eval_every must be an integer >= 0"),
     ({"steps": 0}, "steps must be an integer >= 1"),
     ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    # clip_grad_norm_ with a negative norm flips every gradient: silent gradient ascent
+    ({"grad_clip": -1.0}, "grad_clip must be a finite number > 0"),
+    ({"grad_clip": 0.0}, "grad_clip must be a finite number > 0"),
+    ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
+    ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+    ({"warmup_steps": 1.5}, "warmup_steps must be an integer >= 0"),
+    ({"block": 100}, r"block must be an integer in \[2, 64\]"),  # the random model's context is 64
+    ({"block": 0}, r"block must be an integer in \[2, 64\]"),  # used to mean "the default"
+    ({"block": -4}, r"block must be an integer in \[2, 64\]"),
 ])
 def test_sft_train_rejects_evaluation_that_would_never_run_and_bad_budgets(tmp_path, tokenizer, kwargs, message):
     from ppo_edu.lm.testing import SAMPLE_TEXTS

@@ -257,6 +257,8 @@ def test_train_reward_model_rejects_ratings_off_the_scale(random_rm):
     ({"batch_size": 1}, "batch_size must be >= 2"),
     ({"lr": 0.0}, "lr must be a finite number > 0"),
     ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+    ({"grad_clip": -1.0}, "grad_clip must be a finite number > 0"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
     ({"eval_texts": ["fun", "dull"], "eval_ratings": [2.0, -2.0]}, "eval_every=0"),
     ({"eval_every": 5}, "no eval_texts"),
     ({"eval_texts": ["fun", "dull"], "eval_every": 1}, "without eval_ratings"),
@@ -380,3 +382,38 @@ def test_train_reward_model_script_writes_to_scratch_by_default():
     root = Path(__file__).resolve().parents[1]
     assert out != TINY_RM_DIR and out.parent == root / "runs"
     assert Path(tool.RMConfig().lm) == TINY_LM_DIR
+
+
+@pytest.mark.parametrize("side", ["r_chosen", "r_rejected"])
+def test_bradley_terry_loss_refuses_non_finite_scores(side):
+    scores = {"r_chosen": torch.tensor([1.0, 2.0]), "r_rejected": torch.tensor([0.0, 0.0])}
+    scores[side] = torch.tensor([0.5, float("nan")])
+    with pytest.raises(ValueError, match=rf"{side}\[1\] = nan is not finite"):
+        bradley_terry_loss(**scores)
+
+
+def test_accuracy_by_gap_refuses_nan_and_misshaped_scores():
+    from ppo_edu.lm.plots import accuracy_by_gap
+
+    ratings = [-2.0, 0.0, 2.0]
+    assert accuracy_by_gap(ratings, [0.0, 1.0, 2.0])[0][2] == 1.0  # every pair ordered right
+    with pytest.raises(ValueError, match="scores\\[0\\] = nan is not finite"):
+        accuracy_by_gap(ratings, [float("nan"), 0.0, 1.0])
+    with pytest.raises(ValueError, match="one entry per rating"):
+        accuracy_by_gap(ratings, np.zeros((3, 2)))  # two-class logits, not one score per text
+    with pytest.raises(ValueError, match="one entry per rating"):
+        accuracy_by_gap(ratings, [0.0, 1.0])
+
+
+def test_reward_accuracy_refuses_texts_and_ratings_of_different_lengths(random_rm):
+    model, tok = random_rm
+    with pytest.raises(ValueError, match="3 texts but 2 ratings"):
+        reward_accuracy(model, tok, ["great fun", "dull", "fine"], [3.0, -3.0])
+
+
+def test_perplexity_of_no_texts_is_a_clear_error(random_rm):
+    from ppo_edu.lm.training import perplexity
+
+    model, tok = random_rm
+    with pytest.raises(ValueError, match="no texts"):
+        perplexity(model, tok, [])

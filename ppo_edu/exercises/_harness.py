@@ -92,7 +92,7 @@ def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
     """
     if not isinstance(output, torch.Tensor) or not output.requires_grad:
         return None
-    (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True)
+    (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True, retain_graph=True)
     return grad
 
 

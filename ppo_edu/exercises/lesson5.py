@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ppo_edu.exercises._harness import checker, describe_type
+from ppo_edu.exercises._harness import checker, describe_type, gradient
 from ppo_edu.lm.bradley_terry import bradley_terry_loss
 from ppo_edu.lm.reward import last_token_scores
 
@@ -25,13 +25,16 @@ def check_bradley_terry_loss(fn):
     g = torch.Generator().manual_seed(5)
     for n in (7, 32):
         chosen = (torch.randn(n, generator=g) * 2).requires_grad_()
-        rejected = torch.randn(n, generator=g) * 2
+        rejected = (torch.randn(n, generator=g) * 2).requires_grad_()
         got = fn(chosen, rejected)
-        want = bradley_terry_loss(chosen.detach(), rejected)
+        want = bradley_terry_loss(chosen.detach(), rejected.detach())
         value = _scalar(got)
+        if isinstance(got, float):
+            return ("return the loss as a tensor: a Python float (.item()) carries no gradient, so "
+                    "nothing could train on it")
         if value is None:
             return f"the loss is one number (a mean over the {n} pairs); you returned {describe_type(got)}"
-        diff = chosen.detach() - rejected
+        diff = chosen.detach() - rejected.detach()
         if _near(value, F.softplus(diff).mean().item()):
             return ("you rewarded the rejected text: the loss is -log sigmoid(r_chosen - r_rejected), "
                     "so it falls when r_chosen rises above r_rejected")
@@ -44,12 +47,16 @@ def check_bradley_terry_loss(fn):
                     "so the loss is the negative *log* of P = sigmoid(r_c - r_r)")
         if not _near(value, want.item()):
             return f"expected {want.item():.5f} on {n} pairs, got {value:.5f}"
-        if not got.requires_grad:
-            return "your loss carries no gradient w.r.t. the scores (a .detach(), .item() or numpy round-trip?)"
-        (grad,) = torch.autograd.grad(got, chosen)
+        grads = {name: gradient(got, scores) for name, scores in (("r_chosen", chosen), ("r_rejected", rejected))}
+        if grads["r_chosen"] is None and grads["r_rejected"] is None:
+            return ("your loss carries no gradient back to the scores (a .detach(), .item(), numpy "
+                    "round-trip or new tensor cuts the graph)")
         expected_grad = -torch.sigmoid(-diff) / n
-        if not torch.allclose(grad, expected_grad, atol=1e-6):
-            return "its gradient is wrong: d loss / d r_chosen should be -(1 - sigmoid(r_c - r_r)) / P"
+        for name, sign in (("r_chosen", 1), ("r_rejected", -1)):
+            if grads[name] is None or not torch.allclose(grads[name], sign * expected_grad, atol=1e-6):
+                return (f"its gradient w.r.t. {name} is wrong{' (none: is it detached?)' if grads[name] is None else ''}: "
+                        f"d loss / d {name} should be {'-' if sign > 0 else '+'}(1 - sigmoid(r_c - r_r)) / P, "
+                        "so training pushes the chosen score up and the rejected one down")
     value = _scalar(fn(torch.zeros(3), torch.zeros(3)))
     if not _near(value, 0.6931, 1e-3):
         return f"for equal scores P = 1/2, so the loss is log 2 ≈ 0.6931; got {value}"
@@ -76,7 +83,15 @@ def check_last_token_scores(fn):
     g = torch.Generator().manual_seed(3)
     for name, mask in _masks():
         scores = torch.randn(mask.shape, generator=g)
-        got = fn(scores, mask)
+        full = int(mask.sum(-1).eq(mask.size(1)).nonzero()[0])  # every case has a row with no padding
+        try:
+            got = fn(scores, mask)
+        except (IndexError, RuntimeError) as exc:
+            if "out of bounds" not in str(exc) and "out of range" not in str(exc):
+                raise
+            return (f"your function raised {type(exc).__name__}: {exc}. On a {name} batch, row {full} has "
+                    f"no padding, so its last real token is at position {mask.size(1) - 1}; an index of "
+                    "len(row) is one past the last real token (off by one)")
         want = last_token_scores(scores, mask)
         if not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return f"expected shape {tuple(want.shape)} (one score per row), got {describe_type(got)}"

@@ -37,6 +37,12 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
                          f"{tuple(r_rejected.shape)} must have the same shape (P,)")
     if r_chosen.ndim != 1 or r_chosen.numel() == 0:
         raise ValueError(f"expected non-empty scores of shape (P,), got {tuple(r_chosen.shape)}")
+    for name, scores in (("r_chosen", r_chosen), ("r_rejected", r_rejected)):
+        bad = ~torch.isfinite(scores.detach())
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"{name}[{i}] = {scores[i].item()} is not finite ({int(bad.sum())} non-finite "
+                             "scores): the loss would be NaN or inf")
     return F.softplus(r_rejected - r_chosen).mean()
 
 

@@ -75,7 +75,10 @@ def load_snippet_records(split: str = "train") -> list[dict]:
     if split not in SPLITS + ("all",):
         raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
     rows = _load_rows()
-    return [dict(r) for r in rows if split == "all" or r["split"] == split]
+    # copies down to the raters' lists: the rows are cached, and a caller that edits its
+    # records must not change what the next call loads
+    return [{k: list(v) if isinstance(v, list) else v for k, v in r.items()}
+            for r in rows if split == "all" or r["split"] == split]
 
 
 def load_snippets(split: str = "train") -> tuple[list[str], np.ndarray]:
@@ -89,8 +92,14 @@ def load_snippets(split: str = "train") -> tuple[list[str], np.ndarray]:
 
 
 def validate_ratings(ratings, name: str = "ratings") -> np.ndarray:
-    """Ratings as a float array; ValueError if any is NaN or outside [-4, 4]."""
-    arr = np.asarray(ratings, dtype=np.float64)
+    """Ratings as a float array; ValueError if any is NaN or outside [-4, 4].
+
+    Only numbers are ratings: strings or booleans are a TypeError, not converted.
+    """
+    raw = ratings.detach().cpu().numpy() if hasattr(ratings, "detach") else np.asarray(ratings)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numbers, got an array of dtype {raw.dtype}")
+    arr = raw.astype(np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     lo, hi = RATING_RANGE
@@ -114,8 +123,11 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
       labels are 0 (negative) / 1 (positive) as floats; splits ``train``, ``test`` and
       ``unsupervised`` (IMDB has no validation split). HTML line breaks become spaces.
 
-    ``max_examples`` keeps the first N (after the split's own order).
+    ``max_examples`` keeps the first N (after the split's own order); N >= 1.
     """
+    if max_examples is not None and (isinstance(max_examples, bool) or not isinstance(max_examples, int)
+                                     or max_examples < 1):
+        raise ValueError(f"max_examples must be an integer >= 1 or None (all), got {max_examples!r}")
     if source == "snippets":
         texts, labels = load_snippets(split)
     elif source == "imdb":

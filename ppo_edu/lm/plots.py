@@ -82,6 +82,12 @@ def accuracy_by_gap(ratings, scores, edges=(1.0, 1.5, 2.0, 3.0, 4.0, 8.0)) -> li
     """Pairwise accuracy of ``scores`` on pairs whose rating gap lies in each ``[lo, hi)`` bin."""
     ratings = validate_ratings(ratings)
     scores = np.asarray(scores, dtype=float)
+    if scores.shape != ratings.shape:
+        raise ValueError(f"scores must have one entry per rating, shape {ratings.shape}; got {scores.shape}")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"scores[{i}] = {scores[i]} is not finite: a NaN would silently count as a wrong answer")
     gap = ratings[:, None] - ratings[None, :]
     diff = scores[:, None] - scores[None, :]
     correct = (diff > 0) + 0.5 * (diff == 0)

@@ -94,6 +94,9 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
 
 def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
     """Per-token perplexity ``exp(mean NLL)`` of ``texts`` (see :func:`text_nll`)."""
+    texts = _check_texts(texts)
+    if not texts:
+        raise ValueError("no texts to measure the perplexity on (an empty list)")
     total, count = text_nll(model, tokenizer, texts, batch_size)
     return math.exp(total / count)
 
@@ -104,6 +107,21 @@ def _check_positive(name: str, value, *, integer: bool = False) -> None:
     if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value <= 0:
         kind = "an integer >= 1" if integer else "a finite number > 0"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_count(name: str, value, minimum: int = 0) -> None:
+    """ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_optimiser(weight_decay, grad_clip) -> None:
+    """A negative clip norm flips every gradient (clip_grad_norm_ scales by max_norm / norm)
+    and 0 zeroes them; a negative weight decay grows the weights. Both train silently wrong."""
+    _check_positive("grad_clip", grad_clip)
+    if (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float, np.number))
+            or not math.isfinite(weight_decay) or weight_decay < 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
 def _check_eval(eval_texts, eval_every) -> None:
@@ -130,17 +148,23 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     the history: one dict per step with ``step, loss, lr`` (and ``eval_ppl`` where measured).
     """
     texts = _check_texts(texts)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    _check_count("steps", steps, 1)
     _check_positive("batch_size", batch_size, integer=True)
     _check_positive("lr", lr)
+    _check_optimiser(weight_decay, grad_clip)
+    _check_count("warmup_steps", warmup_steps)
+    context = model.config.n_positions
+    if block is None:
+        block = context
+    elif isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 2 <= block <= context:
+        raise ValueError(f"block must be an integer in [2, {context}] (the model's context; a block "
+                         f"of one token has no next token to predict), got {block!r}")
     _check_eval(eval_texts, eval_every)
     if eval_texts is not None:
         eval_texts = _check_texts(eval_texts)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
-    block = block or model.config.n_positions
     eos = tokenizer.eos_token_id
     ids = [list(s) for s in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -207,6 +231,9 @@ def reward_accuracy(model, tokenizer, texts: list[str], ratings, margin: float =
     Returns ``{"accuracy", "pairs", "scores" (np.ndarray), "pearson_r"}``.
     """
     ratings = validate_ratings(ratings)
+    texts = _check_texts(texts)
+    if len(texts) != len(ratings):
+        raise ValueError(f"{len(texts)} texts but {len(ratings)} ratings")
     with torch.no_grad():
         was_training = model.training
         model.eval()
@@ -246,8 +273,8 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (pairs are formed inside a batch), got {batch_size}")
     _check_positive("lr", lr)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    _check_optimiser(weight_decay, grad_clip)
+    _check_count("warmup_steps", warmup_steps)
     _check_eval(eval_texts, eval_every)
     if eval_texts is not None:
         eval_texts = _check_texts(eval_texts)
