@@ -118,6 +118,8 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
     """
     if epochs < 1 or minibatch_size < 1:
         raise ValueError(f"epochs and minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1 (evaluate every that many epochs), got {eval_every}")
     agent = copy.deepcopy(agent_old)
     optimiser = torch.optim.Adam(agent.actor.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)

@@ -22,14 +22,18 @@ def pick_device(requested: str | None = None) -> torch.device:
     Asking for a device that is not there is an error, never a silent fallback.
     """
     if requested is not None:
-        requested = str(requested)
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was requested but no CUDA GPU is available")
-        if requested == "mps" and not (
+        device = torch.device(requested)  # "cuda:1", torch.device("mps"), ...: parsed, not string-matched
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"device {str(device)!r} was requested but no CUDA GPU is available")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise RuntimeError(f"device {str(device)!r} was requested but there are only "
+                                   f"{torch.cuda.device_count()} CUDA GPU(s)")
+        if device.type == "mps" and not (
             getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
         ):
-            raise RuntimeError("device 'mps' was requested but Apple MPS is not available")
-        return torch.device(requested)
+            raise RuntimeError(f"device {str(device)!r} was requested but Apple MPS is not available")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

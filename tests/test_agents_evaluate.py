@@ -93,3 +93,23 @@ def test_numpy_policy_matches_act_on_the_same_random_stream():
     assert np.allclose(policy.value(obs.numpy()), agent.value(obs).detach().numpy(), atol=1e-5)
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
         policy.act(np.zeros((2, 5), dtype=np.float32))
+
+
+def test_recorded_episode_keeps_the_last_frame_when_max_steps_stops_it():
+    from ppo_edu.animation import record_episode
+
+    agent = ActorCritic(4, 2)
+    episode = record_episode(agent, seed=0, max_steps=5, frame_every=2)
+    assert episode.length == 5
+    assert len(episode.frames) == 4  # the start, steps 2 and 4, and step 5 where it stopped
+
+
+def test_a_sampled_episode_is_fixed_by_its_seed_and_leaves_the_global_rng_alone():
+    from ppo_edu.animation import record_episode
+
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    state = torch.get_rng_state()
+    lengths = [record_episode(agent, seed=s, deterministic=False).length for s in (0, 0, 1)]
+    assert lengths[0] == lengths[1] and lengths[0] != lengths[2]
+    assert torch.equal(torch.get_rng_state(), state)

@@ -112,6 +112,15 @@ def test_settings_for_prints_what_it_uses(monkeypatch, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_requesting_a_missing_gpu_is_an_error():
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        notebook.pick_device("cuda")
+    for requested in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            notebook.pick_device(requested)
     assert notebook.pick_device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has Apple MPS")
+def test_requesting_missing_mps_with_an_index_is_an_error():
+    # "mps:0" used to pass: only the exact string "mps" was checked
+    for requested in ("mps", "mps:0"):
+        with pytest.raises(RuntimeError, match="MPS is not available"):
+            notebook.pick_device(requested)

@@ -77,3 +77,10 @@ def test_figures_command_writes_l_clip_png(tmp_path, capsys):
     png = tmp_path / "l_clip.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "l_clip.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("eval_every", [0, -3])
+def test_surrogate_epochs_refuses_an_evaluation_cadence_below_one(eval_every):
+    # 0 used to divide by zero mid-run, -3 to evaluate at arbitrary epochs
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        surrogate_epochs(None, None, None, epochs=5, eval_every=eval_every)

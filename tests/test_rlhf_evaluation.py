@@ -54,3 +54,19 @@ def test_plot_history_draws_one_panel_per_statistic():
     history = [{"step": i, "score": float(i), "kl": 0.1 * i} for i in range(1, 11)]
     fig = plot_history({"a": history, "b": history}, keys=("score", "kl", "judge"))
     assert len([ax for ax in fig.axes if ax.lines]) == 2  # "judge" is absent from both runs
+
+
+def test_distinct_n_refuses_n_below_one():
+    assert distinct_n(["a b a b"], n=2) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        distinct_n(["a b c"], n=0)  # used to count empty "0-grams" and return 0.25
+
+
+def test_evaluate_policy_on_no_prompts_is_a_clear_error():
+    with pytest.raises(ValueError, match="prompts is empty"):
+        evaluate_policy(None, None, None, [], reward_fn=lambda texts: torch.zeros(len(texts)))
+
+
+def test_opening_prompts_skips_texts_too_short_to_continue():
+    # documented: a text of min_words words or fewer has nothing left to continue
+    assert opening_prompts(["one two", "a b c d e f", "x y"], seed=0) in (["a b"], ["a b c"], ["a b c d"])

@@ -96,3 +96,14 @@ def test_prompts_are_shuffled_so_the_held_out_head_is_not_one_sided():
 def test_a_bad_prompt_limit_is_refused(limit):
     with pytest.raises(ValueError, match="limit"):
         load_prompts("snippets", "test", limit=limit)
+
+
+def test_shuffled_reviews_takes_numpy_integers_and_refuses_booleans():
+    import numpy as np
+
+    from ppo_edu.rlhf.setups import shuffled_reviews
+
+    texts, labels = shuffled_reviews(limit=np.int64(5))
+    assert len(texts) == len(labels) == 5
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        shuffled_reviews(limit=True)  # used to be accepted as 1

@@ -42,7 +42,12 @@ class PolicyEval:
 def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4,
                     seed: int = 0) -> list[str]:
     """The first 2-4 words (chosen at random per text) of each text: held-out snippet
-    openings offline, IMDB review openings on Colab. HTML line breaks are removed."""
+    openings offline, IMDB review openings on Colab. HTML line breaks are removed.
+
+    An opening always leaves at least one word to continue, so a text of ``min_words``
+    words or fewer gives no prompt and is skipped: the result can be shorter than
+    ``texts`` and does not line up with it.
+    """
     if min_words < 1 or max_words < min_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
     rng = np.random.default_rng(seed)
@@ -60,6 +65,8 @@ def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Share of distinct word n-grams among all n-grams of ``texts`` (1 = no repetition)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
     grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else float("nan")
 
@@ -73,6 +80,8 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     """Sample one response per prompt from ``lm`` (seeded) and measure it."""
     from ppo_edu.rlhf.trainer import check_scores
 
+    if not prompts:
+        raise ValueError("prompts is empty: there is nothing to evaluate the policy on")
     pad_id = require_pad_token(tokenizer)
     device = next(lm.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)

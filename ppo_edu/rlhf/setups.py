@@ -9,6 +9,8 @@ the Colab path is tested offline.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -52,7 +54,7 @@ def shuffled_reviews(source: str = "snippets", split: str = "test", limit: int |
     """
     from ppo_edu.lm import load_reviews
 
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     texts, labels = load_reviews(source, split)
     order = np.random.default_rng(seed).permutation(len(texts))[:limit]
