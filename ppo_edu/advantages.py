@@ -5,10 +5,12 @@ Episode ends come in two kinds (gymnasium's ``terminated`` / ``truncated``):
 - terminated: the MDP ended (the pole fell). No future reward: the bootstrap is 0.
 - truncated: a time limit cut the episode. The state still has a future, so the
   bootstrap is V(final observation). Treating truncation as termination teaches the
-  critic that states near the time limit are worth nothing (PPO-PyTorch #73, CleanRL #198).
+  critic that states near the time limit are worth nothing (CleanRL #198; the fix
+  proposed in PPO-PyTorch #73 does this).
 
 In both cases nothing flows across the boundary: the next row of the rollout belongs
-to a new episode. ``final_values[t]`` holds V(final observation) for steps that ended
+to a new episode (PPO-PyTorch #73: at its time limit the next episode's return flowed
+into the cut one). ``final_values[t]`` holds V(final observation) for steps that ended
 an episode; ``next_values`` holds V(s_T) after the last step.
 """
 

@@ -20,7 +20,12 @@ from ppo_edu._checks import require_finite, require_same_shape, require_tensor
 
 
 class ClippedSurrogate(NamedTuple):
-    """L^CLIP and the fraction of samples whose ratio the clip acted on."""
+    """L^CLIP and the clip fraction: the share of samples whose ratio is outside [1 - eps, 1 + eps].
+
+    That is what PPO implementations log. Only the samples outside on the side their
+    advantage pushes (A > 0 and r > 1 + eps, A < 0 and r < 1 - eps) get no gradient; the
+    others keep their unclipped term (the min picks it).
+    """
 
     objective: torch.Tensor
     clip_fraction: torch.Tensor

@@ -126,6 +126,8 @@ def test_terminated_and_truncated_together_counts_as_terminated():
 
 @pytest.mark.parametrize("flag", ["terminated", "truncated"])
 def test_nothing_leaks_across_an_episode_boundary(flag):
+    """The next episode's rewards and values must not reach the steps of the one that ended,
+    whether it ended in failure or at a time limit (PPO-PyTorch #73 leaked at its limit)."""
     data = random_rollout(T=12, N=2, p_end=0.0)
     data[flag][5, :] = True
     before, _ = compute_gae(**data, gamma=0.99, lam=0.95)
@@ -144,7 +146,7 @@ def test_treating_truncation_as_termination_is_wrong():
     Reward 1 every step forever has value 1 / (1 - gamma) in every state. With the time
     limit handled as truncation, every TD residual is 0: the critic is right and the
     policy gets no spurious signal. Treated as termination, the last steps before the cut
-    look terrible (the "bug" of PPO-PyTorch #73 and CleanRL #198): the advantage at the
+    look terrible (CleanRL #198, and the fix proposed in PPO-PyTorch #73): the advantage at the
     cut is 1 - V = -9 and the critic is told to lower V for states that are as good as any.
     """
     gamma, T = 0.9, 20
