@@ -107,3 +107,13 @@ def test_shuffled_reviews_takes_numpy_integers_and_refuses_booleans():
     assert len(texts) == len(labels) == 5
     with pytest.raises(ValueError, match="limit must be a positive integer"):
         shuffled_reviews(limit=True)  # used to be accepted as 1
+
+
+def test_held_out_prompts_share_only_the_documented_few_strings_with_training():
+    """load_prompts documents that short openings repeat across snippets: 5 of the first 256
+    test-split prompts (seed 0) also occur among the other 795. More would mean a leak."""
+    prompts = load_prompts("snippets", "test", seed=0)
+    held_out, training = prompts[:256], set(prompts[256:])
+    assert len(prompts) == 1051
+    assert sorted(p for p in held_out if p in training) == sorted(
+        ["Manages to", "The film", "In the", "There is", "The kind of"])
