@@ -99,12 +99,14 @@ class Tracker:
         return self.solved_at is not None
 
 
-def run_ours(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEPS) -> Tracker:
+def run_ours(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEPS,
+             threads: int = 1) -> Tracker:
     # The same budget as SB3's learn(total_timesteps=max_steps): both anneal the learning
     # rate and the clip range over it. (PPOConfig's own 60k anneals sooner; over seeds
     # 0-19, evaluated every 2,048 steps, its first solve came at a median of 8k env steps
     # against 12k with 100k, measured 2026-12-03.)
-    config = PPOConfig(seed=max(seed, 0)).replace(total_timesteps=max_steps)
+    # train_ppo sets its own thread count from the config: --threads must reach it
+    config = PPOConfig(seed=max(seed, 0)).replace(total_timesteps=max_steps, torch_threads=threads)
     tracker = Tracker(eval_every, target, CLOCK())
 
     def callback(agent, record) -> bool:
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'evals':>6} {'best eval':>9}")
     for seed in args.seeds:
         for name, run in runners.items():
-            tracker = run(seed, args.eval_every, args.target, max_steps=args.budget)
+            extra = {"threads": args.threads} if name == "ours" else {}
+            tracker = run(seed, args.eval_every, args.target, max_steps=args.budget, **extra)
             results[name].append(tracker)
             steps, seconds, eval_seconds = tracker.solved_at or (None, None, None)
             best = max((m for _, _, m in tracker.curve), default=float("nan"))

@@ -84,7 +84,7 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
     estimate = estimate_ppo_memory(
         n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, vocab_size=config.vocab_size,
         n_positions=config.n_positions, batch_size=batch_size, mini_batch_size=mini_batch_size,
-        query_length=prompt_words, response_length=max_new_tokens)
+        query_length=prompt_words + 1, response_length=max_new_tokens)  # + the BOS (add_bos)
     result = {
         "parameters": n_params,
         "parameters_formula": gpt2_parameter_count(config.n_layer, config.n_embd, config.vocab_size,

@@ -9,11 +9,14 @@
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
-requires), prompts cut from the *test* split's snippet openings (shuffled with the seed;
+requires) read the same way, at an EOS after the prompt and the response (TRL gets it
+wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the bare model and read it at a
+capped response's last word, see ``benchmarks/HISTORY.md``), prompts cut from the *test* split's snippet openings (shuffled with the seed;
 the first ``--eval-prompts`` are held out for evaluation), responses of
 at most ``--max-new-tokens`` tokens ending at EOS, temperature 1, ``--batch-size``
 responses per PPO step in minibatches of ``--mini-batch-size``, ``--ppo-epochs`` passes
-over each batch (4), the same learning rate and initial KL coefficient, and the same
+over each batch (4), the same learning rate and initial KL coefficient, the seed (TRL's
+numpy-shuffled minibatches included), and the same
 wall-clock ``--budget`` for the training loop (TRL has no time limit of its own: a
 callback stops it after the first step that ends past the budget).
 
@@ -152,6 +155,64 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
                               "final_kl_coef": trainer.kl_ctl.value}
 
 
+class RewardAtEos(torch.nn.Module):
+    """The shipped reward model as TRL's ``get_reward`` calls it, scoring what ours scores.
+
+    TRL reads a reward model's score head at the last token of ``[BOS] + prompt +
+    response`` (the response cut after its first EOS). The shipped reward model was
+    trained to be read at an EOS that follows the text (``ppo_edu.lm.reward``), and ours
+    scores exactly that: the prompt and the response up to its first EOS, with an EOS
+    appended when the response has none (it reached ``--max-new-tokens``), no BOS. Given
+    the model bare, TRL would train on a different reward from the one both trainers are
+    measured on: a response cut at the token limit would be scored at its last word.
+
+    ``get_reward`` calls ``getattr(model, model.base_model_prefix)(input_ids=...,
+    attention_mask=..., ...)`` and then ``model.score`` on the last hidden states, and
+    reads them at the last token before the response's first pad. :meth:`backbone` runs
+    the model on the prompt and response (BOS masked out, everything after that token
+    masked out, an EOS added after it when it is not one) and puts the hidden state of
+    the EOS where ``get_reward`` reads.
+    """
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, reward_model, bos_id: int, eos_id: int, pad_id: int):
+        super().__init__()
+        self.reward_model = reward_model
+        self.score = reward_model.score
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+
+    def backbone(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_ignored):
+        from types import SimpleNamespace
+
+        real = attention_mask.bool()
+        B, L = input_ids.shape
+        rows = torch.arange(B, device=input_ids.device)
+        first = real.long().argmax(1)  # prompts are left-padded: the first real token is the BOS
+        if not bool((input_ids[rows, first] == self.bos_id).all()):
+            raise ValueError("every prompt must start with the BOS token (run_trl builds them so)")
+        # get_reward's read position: the token before the first pad after the prompt starts
+        cols = torch.arange(L, device=input_ids.device)
+        pad_after_start = (~real) & (cols[None, :] > first[:, None])
+        read = torch.where(pad_after_start.any(1), pad_after_start.long().argmax(1) - 1,
+                           torch.full_like(first, L - 1))
+        keep = (cols[None, :] > first[:, None]) & (cols[None, :] <= read[:, None])
+        ids = torch.cat([input_ids, torch.full((B, 1), self.pad_id, dtype=input_ids.dtype,
+                                               device=input_ids.device)], 1)
+        mask = torch.cat([keep, torch.zeros(B, 1, dtype=torch.bool, device=keep.device)], 1)
+        needs_eos = input_ids[rows, read] != self.eos_id
+        at = torch.where(needs_eos, read + 1, read)  # where the EOS the score is read at sits
+        ids[rows[needs_eos], at[needs_eos]] = self.eos_id
+        mask[rows, at] = True
+        position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
+        trunk = getattr(self.reward_model, self.reward_model.base_model_prefix)
+        hidden = trunk(input_ids=torch.where(mask, ids, torch.zeros_like(ids)), attention_mask=mask.long(),
+                       position_ids=position_ids).last_hidden_state
+        out = hidden[:, :L].clone()
+        out[rows, read] = hidden[rows, at]
+        return SimpleNamespace(hidden_states=(out,))
+
+
 class BudgetReached(Exception):
     pass
 
@@ -197,9 +258,12 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             kl_coef=args.kl_coef, kl_estimator="k1", num_sample_generations=0,
             missing_eos_penalty=None, whiten_rewards=False,
         )
+        reward_model = RewardAtEos(copy.deepcopy(rm), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
         trainer = PPOTrainer(args=config, processing_class=tok, model=policy, ref_model=reference,
-                             reward_model=copy.deepcopy(rm), value_model=value_model,
+                             reward_model=reward_model, value_model=value_model,
                              train_dataset=dataset, eval_dataset=dataset, callbacks=[StopAtBudget()])
+        # TRL seeds torch but shuffles its minibatches with numpy's global generator
+        np.random.seed(args.seed)
         try:
             trainer.train()
         except BudgetReached:

@@ -201,3 +201,52 @@ def test_shaping_reaches_our_trainer(bench, tiny):
 
     plain, shaped = run(None), run(reward_model_potentials(rm, tokenizer))
     assert shaped != plain
+
+
+def trl_get_reward(model, query_responses, pad_token_id, context_length):
+    """The score TRL 1.12's ``trl.experimental.utils.get_reward`` returns (trl is not a
+    test dependency): the score head on the trunk's last hidden states, read at the last
+    token before the response's first pad."""
+    import torch
+
+    attention_mask = query_responses != pad_token_id
+    position_ids = attention_mask.cumsum(1) - attention_mask.long()
+    output = getattr(model, model.base_model_prefix)(
+        input_ids=torch.masked_fill(query_responses, ~attention_mask, 0), attention_mask=attention_mask,
+        position_ids=position_ids, return_dict=True, output_hidden_states=True, use_cache=False)
+    logits = model.score(output.hidden_states[-1])
+    is_pad = query_responses[:, context_length:] == pad_token_id
+    first_pad = torch.where(is_pad.any(1), is_pad.long().argmax(1), torch.full_like(is_pad[:, 0], is_pad.shape[1],
+                                                                                 dtype=torch.long))
+    return logits[torch.arange(len(logits)), first_pad - 1 + context_length].squeeze(-1)
+
+
+def test_trl_is_given_the_reward_ours_trains_on(bench):
+    """Through RewardAtEos, TRL's reading of the reward model is ours: prompt and response up
+    to the first EOS, an EOS appended to a response cut at the token limit, no BOS. The bare
+    model read TRL's way scores something else (a capped response at its last word)."""
+    import torch
+
+    from ppo_edu.lm import load_reward_model
+
+    rm, tok = load_reward_model("tiny", "cpu")
+    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    prompts = [[bos] + tok(p, add_special_tokens=False)["input_ids"] for p in ("The film", "A slow and", "It")]
+    words = tok(" dull, tedious affair that never ends and goes on and on", add_special_tokens=False)["input_ids"]
+    R = 8
+    responses = [words[:3] + [eos] + [pad] * (R - 4),  # ends at an EOS, padded after it
+                 words[:R],                              # cut at the token limit: no EOS
+                 [eos] + [pad] * (R - 1)]                # an empty response
+    width = max(map(len, prompts))
+    queries = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    query_responses = torch.cat([queries, torch.tensor(responses)], 1)
+    with torch.no_grad():
+        wrapped = trl_get_reward(bench.RewardAtEos(rm, bos, eos, pad), query_responses, pad, width)
+        bare = trl_get_reward(rm, query_responses, pad, width)
+        ours = []
+        for prompt, response in zip(prompts, responses):
+            text = prompt[1:] + [t for t in response if t != pad]
+            text += [] if text[-1] == eos else [eos]
+            ours.append(rm(input_ids=torch.tensor([text])).logits[0, -1].item())
+    assert torch.allclose(wrapped, torch.tensor(ours), atol=1e-5)
+    assert abs(bare[1].item() - ours[1]) > 0.1  # the capped response, read at its last word
