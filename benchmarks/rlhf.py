@@ -53,9 +53,9 @@ trainers comparable at different KL:
   printed: our KL overshoots its target and comes back, so reading our path at TRL's KL
   would only see the way out.
 
-TRL's end point moves from run to run (at the default settings its final KL ranged over
-5.3-7.8 nats in five 120-s runs, seeds 0-4, and over 6.1-8.3 nats when the same seeds ran
-again beside ours with --shaping), so one run says little about the end-point target.
+TRL's end point moves from seed to seed (at the default settings its final KL ranged over
+6.3-8.2 nats in two sets of 120-s runs of seeds 0-4 on 2026-12-03), and a little from run
+to run (the budget is wall-clock), so one run says little about the end-point target.
 With several seeds the script ends with a summary: for each figure, the mean over seeds
 and its standard error for both trainers and for the difference ours - TRL paired by
 seed; the seeds where the end-point target holds; and the target read on the means (our
