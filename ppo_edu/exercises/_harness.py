@@ -96,8 +96,18 @@ def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
     return grad
 
 
-NOT_CONNECTED = ("carries no gradient back to logprobs (a .detach(), .item(), numpy round-trip or "
-                 "new tensor cuts the graph, even with requires_grad=True set afterwards)")
+def no_gradient_hint(what: str, to: str = "logprobs") -> str:
+    """The hint for a result that :func:`gradient` finds cut from its input."""
+    return (f"{what} carries no gradient back to {to} (a .detach(), .item(), numpy round-trip or "
+            "new tensor cuts the graph, even with requires_grad=True set afterwards)")
+
+
+def float_hint(got, what: str) -> str | None:
+    """The hint for a loss or objective returned as a Python float, else None."""
+    if isinstance(got, float):
+        return (f"return {what} as a tensor: a Python float (.item()) carries no gradient, so "
+                "nothing could train on it")
+    return None
 
 
 def describe_type(value) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from ppo_edu.exercises._harness import (
-    NOT_CONNECTED,
     checker,
     close,
     describe_type,
     first_mismatch,
+    float_hint,
     gradient,
+    no_gradient_hint,
 )
 from ppo_edu.objectives import cpi_surrogate, probability_ratio
 
@@ -39,7 +40,7 @@ def check_ratio(fn):
             return f"at index {index} expected {want[index].item():.4f}, got {got[index].item():.4f}"
         grad = gradient(got, new)
         if grad is None:
-            return "your ratio " + NOT_CONNECTED
+            return no_gradient_hint("your ratio")
         if not close(grad, want):
             return "your ratio has the right values but the wrong gradient: d r_t / d logprob_t is r_t"
     # log-probabilities of rare actions: exp() of each underflows to 0 and 0/0 = nan
@@ -62,8 +63,8 @@ def check_cpi(fn):
         adv = torch.randn(n, generator=g)
         got = fn(new, old, adv)
         want = cpi_surrogate(new.detach(), old, adv)
-        if isinstance(got, float):
-            return "return L^CPI as a tensor: a Python float carries no gradient, so nothing could optimise it"
+        if (hint := float_hint(got, "L^CPI")) is not None:
+            return hint
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"L^CPI is one number (a mean over samples); you returned {describe_type(got)}"
         ratio = torch.exp(new.detach() - old)
@@ -81,7 +82,7 @@ def check_cpi(fn):
             return f"expected {want.item():.5f}, got {got.item():.5f} on a batch of {n}"
         grad = gradient(got, new)
         if grad is None:
-            return "your L^CPI " + NOT_CONNECTED + ", so it cannot be optimised"
+            return no_gradient_hint("your L^CPI") + ", so it cannot be optimised"
         if not torch.allclose(grad, ratio * adv / n, atol=1e-6):
             return "its gradient is wrong: d L^CPI / d logprob_t should be r_t A_t / n"
     return None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu.exercises._harness import NOT_CONNECTED, checker, describe_type, gradient
+from ppo_edu.exercises._harness import (
+    checker,
+    describe_type,
+    float_hint,
+    gradient,
+    no_gradient_hint,
+)
 from ppo_edu.objectives import clipped_surrogate
 
 EPSILON = 0.2
@@ -64,9 +70,8 @@ def check_clipped_objective(fn):
         for adv in (1.0, -1.0, 2.5, -0.7):
             new, old, a = _one(ratio, adv)
             got = fn(new, old, a, eps)
-            if isinstance(got, float):
-                return ("return L^CLIP as a tensor: a Python float carries no gradient, so nothing "
-                        "could optimise it")
+            if (hint := float_hint(got, "L^CLIP")) is not None:
+                return hint
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
                 return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
             want = clipped_objective_reference(new.detach(), old, a, eps).item()
@@ -76,7 +81,7 @@ def check_clipped_objective(fn):
                 continue
             grad = gradient(got, new)
             if grad is None:
-                return "your L^CLIP " + NOT_CONNECTED
+                return no_gradient_hint("your L^CLIP")
             pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
             want_grad = 0.0 if pushing_past else ratio * adv
             if abs(grad.item() - want_grad) > 1e-4:

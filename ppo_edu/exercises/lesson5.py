@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ppo_edu.exercises._harness import checker, describe_type, gradient
+from ppo_edu.exercises._harness import (
+    checker,
+    describe_type,
+    float_hint,
+    gradient,
+    no_gradient_hint,
+)
 from ppo_edu.lm.bradley_terry import bradley_terry_loss
 from ppo_edu.lm.reward import last_token_scores
 
@@ -29,9 +35,8 @@ def check_bradley_terry_loss(fn):
         got = fn(chosen, rejected)
         want = bradley_terry_loss(chosen.detach(), rejected.detach())
         value = _scalar(got)
-        if isinstance(got, float):
-            return ("return the loss as a tensor: a Python float (.item()) carries no gradient, so "
-                    "nothing could train on it")
+        if (hint := float_hint(got, "the loss")) is not None:
+            return hint
         if value is None:
             return f"the loss is one number (a mean over the {n} pairs); you returned {describe_type(got)}"
         diff = chosen.detach() - rejected.detach()
@@ -49,8 +54,7 @@ def check_bradley_terry_loss(fn):
             return f"expected {want.item():.5f} on {n} pairs, got {value:.5f}"
         grads = {name: gradient(got, scores) for name, scores in (("r_chosen", chosen), ("r_rejected", rejected))}
         if grads["r_chosen"] is None and grads["r_rejected"] is None:
-            return ("your loss carries no gradient back to the scores (a .detach(), .item(), numpy "
-                    "round-trip or new tensor cuts the graph)")
+            return no_gradient_hint("your loss", "the scores")
         expected_grad = -torch.sigmoid(-diff) / n
         for name, sign in (("r_chosen", 1), ("r_rejected", -1)):
             if grads[name] is None or not torch.allclose(grads[name], sign * expected_grad, atol=1e-6):

@@ -14,6 +14,7 @@ from ppo_edu.exercises._harness import (
     describe_type,
     first_mismatch,
     gradient,
+    no_gradient_hint,
     shape_hint,
 )
 from ppo_edu.rlhf.advantages import token_gae
@@ -255,8 +256,7 @@ def check_value_loss(fn):
                 return f"return the loss as a scalar tensor, got {describe_type(got)}"
             grad = gradient(got, values)
             if grad is None:
-                return ("the loss carries no gradient back to `values` (a .detach(), .item() or new "
-                        "tensor cuts the graph, even with requires_grad=True set afterwards)")
+                return no_gradient_hint("the loss", "`values`")
             if close(got.reshape(()), expected, atol=1e-5):
                 expected_grad = gradient(_value_loss_reference(values, old, returns, mask, clip_range), values)
                 if not close(grad, expected_grad, atol=1e-6):
