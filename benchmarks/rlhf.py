@@ -11,13 +11,13 @@ Same for both: the shipped tiny SFT model as the initial policy and as the froze
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
 requires) read the same way, at an EOS after the prompt and the response (TRL gets it
 wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the bare model and read it at a
-capped response's last word, see ``benchmarks/HISTORY.md``), prompts cut from the *test* split's snippet openings (shuffled with the seed;
-the first ``--eval-prompts`` are held out for evaluation), responses of
-at most ``--max-new-tokens`` tokens ending at EOS, temperature 1, ``--batch-size``
-responses per PPO step in minibatches of ``--mini-batch-size``, ``--ppo-epochs`` passes
-over each batch (4), the same learning rate and initial KL coefficient, the seed (TRL's
-numpy-shuffled minibatches included), and the same
-wall-clock ``--budget`` for the training loop (TRL has no time limit of its own: a
+capped response's last word, see ``benchmarks/HISTORY.md``), prompts cut from the *test*
+split's snippet openings (shuffled with the seed; the first ``--eval-prompts`` are held
+out for evaluation), responses of at most ``--max-new-tokens`` tokens ending at EOS,
+temperature 1, ``--batch-size`` responses per PPO step in minibatches of
+``--mini-batch-size``, ``--ppo-epochs`` passes over each batch (4), the same learning rate
+and initial KL coefficient, the seed (TRL's numpy-shuffled minibatches included), and the
+same wall-clock ``--budget`` for the training loop (TRL has no time limit of its own: a
 callback stops it after the first step that ends past the budget).
 
 Different by design: TRL trains a separate value model (initialised from the reward
@@ -71,6 +71,7 @@ import sys
 import tempfile
 import time
 import traceback
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -183,8 +184,6 @@ class RewardAtEos(torch.nn.Module):
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
 
     def backbone(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_ignored):
-        from types import SimpleNamespace
-
         real = attention_mask.bool()
         B, L = input_ids.shape
         rows = torch.arange(B, device=input_ids.device)

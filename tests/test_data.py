@@ -213,3 +213,8 @@ def test_load_reviews_refuses_a_max_examples_that_is_not_a_positive_count(bad):
 def test_ratings_that_are_not_numbers_are_refused_not_converted(bad):
     with pytest.raises(TypeError, match="ratings must be numbers"):
         data.validate_ratings(bad)
+
+
+def test_load_reviews_takes_a_numpy_integer_max_examples():
+    texts, labels = load_reviews("snippets", "test", max_examples=np.int64(3))
+    assert len(texts) == len(labels) == 3

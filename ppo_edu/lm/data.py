@@ -21,6 +21,7 @@ import functools
 import gzip
 import hashlib
 import json
+import numbers
 import re
 from pathlib import Path
 
@@ -125,8 +126,8 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
 
     ``max_examples`` keeps the first N (after the split's own order); N >= 1.
     """
-    if max_examples is not None and (isinstance(max_examples, bool) or not isinstance(max_examples, int)
-                                     or max_examples < 1):
+    if max_examples is not None and (isinstance(max_examples, bool)
+                                     or not isinstance(max_examples, numbers.Integral) or max_examples < 1):
         raise ValueError(f"max_examples must be an integer >= 1 or None (all), got {max_examples!r}")
     if source == "snippets":
         texts, labels = load_snippets(split)
