@@ -84,6 +84,9 @@ def test_generate_refuses_mismatched_masks_and_zero_new_tokens(tok, lm):
         generate(lm, q, qm[:, 1:], 4, tok.eos_token_id, tok.pad_token_id)
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
         generate(lm, q, qm, 0, tok.eos_token_id, tok.pad_token_id)
+    for temperature in (0.0, float("inf"), float("nan")):  # inf would sample uniformly, silently
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            generate(lm, q, qm, 4, tok.eos_token_id, tok.pad_token_id, temperature=temperature)
 
 
 def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):

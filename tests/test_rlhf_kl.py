@@ -110,6 +110,29 @@ def test_adaptive_controller_raises_beta_above_target_and_lowers_it_below():
     assert ctl.value == pytest.approx(0.11)
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda: FixedKLController(float("nan")), "kl_coef"), (lambda: FixedKLController(float("inf")), "kl_coef"),
+    (lambda: AdaptiveKLController(float("nan"), 6.0, 100), "init_kl_coef"),
+    (lambda: AdaptiveKLController(float("inf"), 6.0, 100), "init_kl_coef"),
+    (lambda: AdaptiveKLController(0.1, float("inf"), 100), "target"),
+    (lambda: AdaptiveKLController(0.1, 6.0, 0.5), "horizon"),
+    (lambda: AdaptiveKLController(0.1, 6.0, True), "horizon"),
+])
+def test_controllers_refuse_bad_settings(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_adaptive_controller_refuses_a_batch_that_could_flip_betas_sign():
+    """beta * (1 - 0.2 * n / horizon): at n = 64, horizon = 10 that is beta * -0.28."""
+    ctl = AdaptiveKLController(0.2, target=6.0, horizon=10)
+    with pytest.raises(ValueError, match="n_steps < 5 \\* horizon"):
+        ctl.update(0.0, n_steps=64)
+    assert ctl.value == 0.2
+    ctl.update(0.0, n_steps=49)  # the largest batch it takes: beta * 0.02, still positive
+    assert ctl.value == pytest.approx(0.2 * 0.02) and ctl.value > 0
+
+
 def test_fixed_controller_never_moves():
     ctl = FixedKLController(0.05)
     ctl.update(100.0, 1000)

@@ -209,6 +209,30 @@ def test_an_unfrozen_reference_is_rejected(tok):
         RLHFTrainer(policy, toy_lm(tok), tok, vowel_share, PROMPTS, RLHFConfig())
 
 
+def test_a_reference_in_training_mode_is_rejected(tok):
+    """Frozen weights are not enough: with dropout on, the reference's log-probs are noisy
+    and the KL is non-zero even when its weights equal the policy's."""
+    import copy
+
+    from transformers import GPT2LMHeadModel
+
+    from ppo_edu.rlhf.toy import toy_config
+
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(toy_config(tok, resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1))
+    reference = copy.deepcopy(lm).requires_grad_(False)  # a new model is in training mode
+    policy = PolicyWithValueHead(lm)  # switches the policy's dropout off
+    with pytest.raises(ValueError, match="training mode"):
+        RLHFTrainer(policy, reference, tok, vowel_share, PROMPTS, RLHFConfig())
+    ids = torch.tensor([[tok.bos_token_id, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        wanted = policy.lm(input_ids=ids).logits
+        noisy = reference(input_ids=ids).logits
+        calm = reference.eval()(input_ids=ids).logits
+    assert not torch.allclose(noisy, wanted) and torch.equal(calm, wanted)
+    RLHFTrainer(policy, reference, tok, vowel_share, PROMPTS, RLHFConfig())  # accepted in eval mode
+
+
 def test_config_rejects_inconsistent_sizes():
     with pytest.raises(ValueError, match="mini_batch_size"):
         RLHFConfig(batch_size=4, mini_batch_size=8)
@@ -223,10 +247,21 @@ def test_config_rejects_inconsistent_sizes():
     (dict(batch_size=8.5), "batch_size"), (dict(ppo_epochs=True), "ppo_epochs"),
     (dict(target_kl=float("nan")), "target_kl"), (dict(kl_horizon=0), "kl_horizon"),
     (dict(missing_eos_penalty=-1.0), "missing_eos_penalty"), (dict(learning_rate=0.0), "learning_rate"),
+    (dict(batch_size=1, mini_batch_size=1), "batch_size must be >= 2"),
+    (dict(temperature=float("inf")), "temperature"), (dict(learning_rate=float("inf")), "learning_rate"),
+    (dict(init_kl_coef=float("inf")), "init_kl_coef"), (dict(target_kl=float("inf")), "target_kl"),
+    (dict(missing_eos_penalty=float("inf")), "missing_eos_penalty"), (dict(vf_coef=float("nan")), "vf_coef"),
+    (dict(batch_size=64, kl_horizon=10), "kl_horizon > batch_size / 5"),
 ])
 def test_config_names_the_bad_value(settings, name):
     with pytest.raises(ValueError, match=name):
         RLHFConfig(**settings)
+
+
+def test_clip_ranges_may_be_infinite_meaning_no_clipping():
+    config = RLHFConfig(epsilon=float("inf"), value_clip=float("inf"), max_grad_norm=float("inf"))
+    assert config.epsilon == config.value_clip == config.max_grad_norm == float("inf")
+    assert RLHFConfig(batch_size=64, kl_horizon=13, adaptive_kl=False).kl_horizon == 13  # unused then
 
 
 def test_an_adaptive_controller_starting_at_zero_is_refused():

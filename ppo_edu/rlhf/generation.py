@@ -18,6 +18,7 @@ under the policy that sampled it, and those filters would change that policy sil
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -160,8 +161,8 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     ``model`` is a causal LM (e.g. ``policy.lm``). Raises ``FloatingPointError`` if the
     logits at some step hold NaN or inf, instead of letting ``multinomial`` sample garbage.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not max_new_tokens >= 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
     require_same_shape(query_ids=query_ids, query_mask=query_mask)

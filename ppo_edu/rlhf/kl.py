@@ -22,6 +22,7 @@ from the log-probs, dropout on in one pass only), and :func:`kl_penalty` warns a
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -191,8 +192,8 @@ class FixedKLController:
     """beta stays at ``kl_coef``."""
 
     def __init__(self, kl_coef: float):
-        if kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+        if not (math.isfinite(kl_coef) and kl_coef >= 0):  # also refuses NaN and inf
+            raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef}")
         self.value = float(kl_coef)
 
     def update(self, current_kl: float, n_steps: int) -> None:
@@ -205,17 +206,24 @@ class AdaptiveKLController:
     e_t = clip(KL_t / target - 1, -0.2, 0.2),   beta_{t+1} = beta_t (1 + K_beta e_t),
     with K_beta = n_steps / horizon (n_steps: samples in the batch just seen). beta grows
     while the measured KL is above ``target`` and shrinks while below; the clip bounds a
-    single change to +-20% of the rate set by ``horizon``.
+    single change to +-20% of the rate set by ``horizon``. A batch of more than 5 x
+    ``horizon`` samples could scale beta by ``1 - 0.2 n_steps / horizon <= 0`` and flip the
+    penalty's sign, so ``update`` refuses it.
     """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
-        if init_kl_coef <= 0 or target <= 0 or horizon <= 0:
-            raise ValueError(
-                f"need init_kl_coef > 0, target > 0, horizon > 0; got {init_kl_coef}, {target}, {horizon}"
-            )
+        for name, value in (("init_kl_coef", init_kl_coef), ("target", target)):
+            if not (math.isfinite(value) and value > 0):  # also refuses NaN and inf
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1 (samples), got {horizon!r}")
         self.value, self.target, self.horizon = float(init_kl_coef), float(target), int(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> None:
         _require_finite_kl(current_kl)
+        if not 0 <= n_steps < 5 * self.horizon:
+            raise ValueError(f"n_steps={n_steps} samples in one update with horizon={self.horizon}: "
+                             "need 0 <= n_steps < 5 * horizon, or a KL below target could scale beta "
+                             "by 1 - 0.2 * n_steps / horizon <= 0 and turn the penalty into a bonus")
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + proportional_error * n_steps / self.horizon

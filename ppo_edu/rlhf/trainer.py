@@ -19,6 +19,7 @@ on silently). The learner's own pieces can be plugged in: ``kl_fn``, ``gae_fn`` 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -87,16 +88,23 @@ class RLHFConfig:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
             if value < (0 if name == "seed" else 1):
                 raise ValueError(f"{name} must be >= {0 if name == 'seed' else 1}, got {value}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}: the advantages are whitened "
+                             "over the batch's response tokens, and one response can be a single token")
         if self.mini_batch_size > self.batch_size:
             raise ValueError(f"mini_batch_size ({self.mini_batch_size}) > batch_size ({self.batch_size})")
         if self.kl_estimator not in ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {ESTIMATORS}, got {self.kl_estimator!r}")
-        for name in ("learning_rate", "temperature", "epsilon", "value_clip", "max_grad_norm", "target_kl"):
+        # the three clip ranges may be inf (no clipping); every other number must be finite
+        for name in ("epsilon", "value_clip", "max_grad_norm"):
             if not getattr(self, name) > 0:  # also refuses NaN
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be > 0 (inf: no clipping), got {getattr(self, name)}")
+        for name in ("learning_rate", "temperature", "target_kl"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         for name in ("vf_coef", "init_kl_coef", "missing_eos_penalty"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0 <= self.lam <= 1:
@@ -104,6 +112,10 @@ class RLHFConfig:
         if self.adaptive_kl and self.init_kl_coef == 0:
             raise ValueError("adaptive_kl=True with init_kl_coef=0: the controller scales beta by a factor, "
                              "so from 0 it never moves. For no KL penalty set adaptive_kl=False.")
+        if self.adaptive_kl and self.batch_size >= 5 * self.kl_horizon:
+            raise ValueError(f"kl_horizon={self.kl_horizon} with batch_size={self.batch_size}: the controller "
+                             "scales beta by 1 + e * batch_size / kl_horizon with e down to -0.2, so it needs "
+                             "kl_horizon > batch_size / 5, or beta could reach 0 or flip sign")
 
 
 def describe(value) -> str:
@@ -191,6 +203,10 @@ class RLHFTrainer:
             raise TypeError("policy must be a ppo_edu.rlhf.PolicyWithValueHead (an LM with a value head)")
         if any(p.requires_grad for p in reference.parameters()):
             raise ValueError("the reference model must be frozen: use ppo_edu.rlhf.frozen_reference")
+        if any(module.training for module in reference.modules()):
+            raise ValueError("the reference model is in training mode: its dropout would make its log-probs "
+                             "noisy and the KL non-zero even at the policy's own weights. Use "
+                             "ppo_edu.rlhf.frozen_reference, or call .eval() on it")
         self.pad_id = require_pad_token(tokenizer)
         self.eos_id = tokenizer.eos_token_id
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
