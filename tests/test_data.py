@@ -167,7 +167,7 @@ def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     texts, labels = load_reviews("imdb", "test", max_examples=2)
-    assert calls == [("imdb", "test")]
+    assert calls == [("stanfordnlp/imdb", "test")]  # a two-part id: current datasets refuses "imdb"
     assert texts == ["Great. Loved it.", "Awful."]
     assert labels.tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="no validation split|not 'validation'"):

@@ -200,6 +200,22 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
         load_lm("not-a-cached-model-id-xyz")
 
 
+def test_a_hub_repo_without_safetensors_names_the_conversion_branch_instead_of_pickles():
+    """transformers' own message for this case says "do not set use_safetensors=True"; the
+    course's points at the safe way out."""
+    from ppo_edu.lm.models import _from_pretrained
+
+    class NoSafetensors:
+        @staticmethod
+        def from_pretrained(source, **kwargs):
+            assert kwargs["use_safetensors"] is True and kwargs["trust_remote_code"] is False
+            raise OSError(f"{source} does not appear to have a file named model.safetensors")
+
+    with pytest.raises(OSError, match=r"never loads pickled weights.*revision='refs/pr/N'") as info:
+        _from_pretrained(NoSafetensors, "someone/pickled-classifier", "sentiment classifier")
+    assert "network access" not in str(info.value)
+
+
 def test_hub_ids_are_passed_through_unchanged():
     assert resolve("gpt2", TINY_LM_DIR) == "gpt2"
     assert resolve("lvwerra/distilbert-imdb", None) == "lvwerra/distilbert-imdb"

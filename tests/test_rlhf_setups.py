@@ -42,6 +42,22 @@ def test_a_sentiment_classifier_gives_its_positive_logit(colab_like_dirs):
     assert scores.shape == (2,) and torch.isfinite(scores).all()
 
 
+def test_a_classifier_gets_only_the_inputs_its_forward_takes(colab_like_dirs, tmp_path):
+    """A tokenizer that also returns token_type_ids (as BERT-style ones and transformers 4.x's
+    fast tokenizers do) must not crash DistilBERT, whose forward() has no such argument."""
+    from transformers import AutoTokenizer
+
+    _, clf_dir, _ = colab_like_dirs
+    tok = AutoTokenizer.from_pretrained(clf_dir)
+    tok.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    tok.init_kwargs["model_input_names"] = tok.model_input_names
+    DistilBertForSequenceClassification.from_pretrained(clf_dir).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    texts = ["the movie was great", "a dull film"]
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(tmp_path)(texts)
+    torch.testing.assert_close(load_reward_fn(str(tmp_path))(texts), load_reward_fn(str(clf_dir))(texts))
+
+
 def test_a_scalar_reward_model_directory_is_read_as_a_reward_model(colab_like_dirs):
     _, _, rm_dir = colab_like_dirs
     scores = load_reward_fn(str(rm_dir))(["the movie was great", "a dull film"])

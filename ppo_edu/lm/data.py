@@ -112,6 +112,8 @@ def validate_ratings(ratings, name: str = "ratings") -> np.ndarray:
 
 
 _IMDB_SPLITS = {"train": "train", "test": "test", "unsupervised": "unsupervised"}
+IMDB_DATASET = "stanfordnlp/imdb"
+"""The hub id of IMDB (``huggingface_hub``'s file system refuses the old one-part id ``"imdb"``)."""
 
 
 def load_reviews(source: str = "snippets", split: str = "train", max_examples: int | None = None):
@@ -120,7 +122,8 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
     - ``"snippets"``: the bundled movie snippets, labels = mean human rating in [-4, 4]
       (the same as :func:`load_snippets`). Works offline.
     - ``"imdb"``: the IMDB reviews of Maas et al. (2011) from the Hugging Face hub through
-      ``datasets.load_dataset("imdb")`` (needs network and ``pip install "ppo-edu[colab]"``);
+      ``datasets.load_dataset("stanfordnlp/imdb")`` (needs network and ``pip install
+      "ppo-edu[colab]"``; the old one-part id ``"imdb"`` is refused by current ``datasets``);
       labels are 0 (negative) / 1 (positive) as floats; splits ``train``, ``test`` and
       ``unsupervised`` (IMDB has no validation split). HTML line breaks become spaces.
 
@@ -142,7 +145,7 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
                 "pip install 'ppo-edu[colab]' (or pip install datasets). "
                 "Offline, use load_reviews('snippets') instead."
             ) from exc
-        ds = datasets.load_dataset("imdb", split=_IMDB_SPLITS[split])
+        ds = datasets.load_dataset(IMDB_DATASET, split=_IMDB_SPLITS[split])
         if max_examples is not None:
             ds = ds.select(range(min(max_examples, len(ds))))
         texts = [re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", t)).strip() for t in ds["text"]]

@@ -105,10 +105,13 @@ def _from_pretrained(loader, source: str, what: str, **kwargs):
     except OSError as exc:
         if local:
             raise OSError(f"could not load the {what} from the local directory {source}: {exc}") from exc
-        raise OSError(
-            f"could not load the {what} {source!r}: {exc}\n"
-            "A hub id needs network access (on Colab it works); offline, use 'tiny' or a local directory."
-        ) from exc
+        hint = "A hub id needs network access (on Colab it works); offline, use 'tiny' or a local directory."
+        if what != "tokenizer" and "safetensors" in str(exc):
+            hint = (f"The hub repo {source!r} seems to have no model.safetensors on the revision asked for, "
+                    "and this course never loads pickled weights. If Hugging Face's converter bot has opened "
+                    "a pull request with a safetensors copy, name it: sentiment_reward_fn(..., "
+                    "revision='refs/pr/N') (N from the repo's Community tab).")
+        raise OSError(f"could not load the {what} {source!r}: {exc}\n{hint}") from exc
 
 
 def load_tokenizer(name_or_dir="tiny", tiny_dir: Path = TINY_LM_DIR):

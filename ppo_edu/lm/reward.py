@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,6 +204,9 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
     model.to(device).eval()
     positive = _positive_index(model.config, positive_label)
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+    # what the tokenizer returns that the classifier takes (some tokenizers add token_type_ids,
+    # which DistilBERT's forward() does not accept)
+    takes = set(inspect.signature(model.forward).parameters)
 
     def reward_fn(texts: list[str]) -> torch.Tensor:
         texts = _check_texts(texts)
@@ -211,7 +215,7 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
             for start in range(0, len(texts), batch_size):
                 enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                 max_length=limit, return_tensors="pt").to(device)
-                out.append(model(**enc).logits[:, positive].float().cpu())
+                out.append(model(**{k: v for k, v in enc.items() if k in takes}).logits[:, positive].float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     return reward_fn
