@@ -3,7 +3,7 @@
     pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
     python benchmarks/rlhf.py                    # 120 s of training each, 1 torch thread
     python benchmarks/rlhf.py --budget 300 --only ours
-    python benchmarks/rlhf.py --steps 220 --only ours  # ~5 min, the same numbers on any load
+    python benchmarks/rlhf.py --steps 215 --only ours  # ~5 min (the README's), same numbers on any load
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
     python benchmarks/rlhf.py --shaping          # ours with rewards shaped by prefix scores
 
@@ -440,7 +440,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="ours only (with --only ours): train exactly this many PPO steps instead of "
                              "--budget seconds, so a seed's numbers do not depend on how busy the machine "
-                             "is (a quiet 2-core machine fits about 220 steps in 300 s)")
+                             "is (the README's five-minute runs are 215 steps: 235-286 s of training "
+                             "with two runs sharing a 2-core machine)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mini-batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=20)
