@@ -72,7 +72,7 @@ class PPOConfig:
     learning_rate: float = 3e-3
     """Adam step size at the start."""
     anneal_lr: bool = True
-    """decay the learning rate linearly to 0 over training."""
+    """decay the learning rate linearly towards 0 (update k of K runs at 1 - k/K of it)."""
     update_epochs: int = 10
     """K, passes over each batch."""
     minibatch_size: int = 256
@@ -80,7 +80,7 @@ class PPOConfig:
     clip_epsilon: float = 0.2
     """epsilon of L^CLIP (and of the value clipping); > 0."""
     anneal_clip: bool = True
-    """decay epsilon linearly to 0 with the learning rate (rl-baselines3-zoo does)."""
+    """decay epsilon linearly towards 0 with the learning rate (rl-baselines3-zoo does)."""
     use_clipping: bool = True
     """False optimises L^CPI instead of L^CLIP (the ablation)."""
     clip_value_loss: bool = True
