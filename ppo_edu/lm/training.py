@@ -4,7 +4,7 @@ Both return a history (a list of dicts) that ``ppo_edu.lm.plots`` draws.
 
 - :func:`sft_train`: next-token cross-entropy on packed blocks of text (GPT-2 style);
 - :func:`train_reward_model`: the Bradley-Terry loss on every preference pair inside each
-  minibatch of rated snippets (a batch of 64 snippets yields ~1,400 pairs at margin 1 for
+  minibatch of rated snippets (a batch of 64 snippets yields ~1,300 pairs at margin 1 for
   the cost of 64 forward passes, instead of 2 per pair).
 
 How the shipped models relate to these loops (they were not all trained by them):
