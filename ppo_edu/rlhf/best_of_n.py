@@ -121,9 +121,9 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
                 decoded = tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
                 texts = [p + r for p, r in zip(chunk, decoded)]
                 cols = slice(start, start + len(chunk))
-                scores[i, cols] = check_scores(reward_fn(texts), len(texts), texts).numpy()
+                scores[i, cols] = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
                 if judge_fn is not None:
-                    judged[i, cols] = check_scores(judge_fn(texts), len(texts), texts, "judge_fn").numpy()
+                    judged[i, cols] = check_scores(judge_fn(texts), len(texts), texts, "judge_fn").cpu().numpy()
                 bar.update(len(chunk))
     finally:
         bar.close()

@@ -103,7 +103,8 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
         nlls.append((-(ref_lp * mask).sum(1) / mask.sum(1)).cpu())
         lengths.append(mask.sum(1).float().cpu())
     lm.train(was_training)
-    scores = check_scores(reward_fn(texts), len(texts), texts).numpy()
+    # .cpu(): a reward_fn on a GPU may hand back CUDA scores
+    scores = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
     judge = (check_scores(judge_fn(texts), len(texts), texts, "judge_fn").mean().item()
              if judge_fn is not None else float("nan"))
     return PolicyEval(

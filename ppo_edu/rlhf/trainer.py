@@ -77,7 +77,9 @@ class RLHFConfig:
     kl_horizon: int = 300
     kl_estimator: str = "k1"  # "k1" (log ratio) or "k3" ((r - 1) - log r)
     whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE
-    missing_eos_penalty: float = 0.0  # subtracted from the score of responses with no EOS
+    # subtracted from the score of responses with no EOS; the logged "score" includes it, as
+    # TRL's objective/scores does, so with a penalty it is no longer the reward model's own
+    missing_eos_penalty: float = 0.0
     max_grad_norm: float = 1.0  # gradient clipping
     seed: int = 0
 
