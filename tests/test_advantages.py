@@ -197,7 +197,7 @@ def test_lambda_outside_unit_interval_is_rejected(lam):
 def test_shape_mismatch_names_the_argument():
     data = random_rollout(T=5, N=2)
     data["values"] = data["values"][:4]
-    with pytest.raises(ValueError, match="values"):
+    with pytest.raises(ValueError, match=r"values has shape \(4, 2\) but rewards has \(5, 2\)"):
         compute_gae(**data)
 
 

@@ -70,8 +70,10 @@ def test_integral_floats_become_ints():
 
 
 def test_boundary_values_are_valid():
-    PPOConfig(gamma=1.0, lam=0.0)
-    PPOConfig(lam=1.0, minibatch_size=8 * 32)
+    c = PPOConfig(gamma=1.0, lam=0.0)
+    assert (c.gamma, c.lam) == (1.0, 0.0)
+    c = PPOConfig(lam=1.0, minibatch_size=8 * 32)
+    assert c.lam == 1.0 and c.minibatch_size == c.num_envs * c.num_steps  # one minibatch: the batch
 
 
 def test_minibatch_size_error_says_what_the_batch_is():
@@ -223,10 +225,17 @@ def test_callback_can_stop_training():
     assert len(history) == 2 and seen == history
 
 
-def test_torch_threads_are_restored():
+def test_torch_threads_are_set_for_training_and_restored():
     before = torch.get_num_threads()
-    train_ppo(PPOConfig(**TINY, torch_threads=1), progress=False)
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)  # conftest runs every test with 1; start from something else
+    try:
+        during = []
+        train_ppo(PPOConfig(**TINY, torch_threads=1), progress=False,
+                  callback=lambda agent, record: during.append(torch.get_num_threads()))
+        assert during and set(during) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_ppo_learns_cartpole_a_little():

@@ -1,7 +1,6 @@
 """The KL penalty: k1/k3 estimators, the reported KL is the penalised KL, the adaptive
 controller (COURSE.md §8: TRL #1161, #351)."""
 
-import math
 import warnings
 
 import pytest
@@ -146,7 +145,7 @@ def test_full_kl_is_zero_for_equal_logits_and_positive_otherwise():
     p, q = torch.softmax(a, -1), torch.softmax(b, -1)
     assert full_kl(a[None, None], b[None, None], mask).item() == pytest.approx(
         float((p * (p / q).log()).sum()), rel=1e-5)
-    assert not math.isnan(full_kl(a[None, None], b[None, None], mask).item())
+    assert full_kl(a[None, None], b[None, None], mask).item() > 0.01
 
 
 # -- where the KL goes: the expected gradient of each placement (expected_kl_gradients) ------

@@ -93,10 +93,14 @@ def test_reference_is_frozen_and_equal_to_the_policy_at_the_start(tok):
 def test_policy_round_trips_through_a_local_directory(tok, tmp_path):
     """The Colab path loads `gpt2` with from_pretrained; a local directory takes the same call."""
     policy = PolicyWithValueHead(toy_lm(tok))
-    with torch.no_grad():
+    with torch.no_grad():  # the head starts at zero: give it weights a lost head would not have
         policy.value_head.bias.fill_(0.25)
+        policy.value_head.weight.copy_(torch.randn(policy.value_head.weight.shape,
+                                                   generator=torch.Generator().manual_seed(0)))
     policy.save_pretrained(tmp_path)
     loaded = PolicyWithValueHead.from_pretrained(tmp_path)
+    for (name, a), (_, b) in zip(policy.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
     ids = torch.tensor([[5, 6, 7, 8]])
     a = policy.logprobs_and_values(ids, torch.ones_like(ids), 2)
     b = loaded.logprobs_and_values(ids, torch.ones_like(ids), 2)

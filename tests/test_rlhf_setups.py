@@ -35,11 +35,35 @@ def test_the_two_setups_name_the_models_of_the_lesson():
     assert COLAB["policy"] == "gpt2" and COLAB["reward"] == "lvwerra/distilbert-imdb"
 
 
+def _classifier_logits(clf_dir, texts):
+    from transformers import AutoTokenizer
+
+    clf = DistilBertForSequenceClassification.from_pretrained(clf_dir).eval()
+    enc = AutoTokenizer.from_pretrained(clf_dir)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return clf(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+
+
 def test_a_sentiment_classifier_gives_its_positive_logit(colab_like_dirs):
     _, clf_dir, _ = colab_like_dirs
-    reward_fn = load_reward_fn(str(clf_dir))
-    scores = reward_fn(["the movie was great", "a dull film"])
-    assert scores.shape == (2,) and torch.isfinite(scores).all()
+    texts = ["the movie was great", "a dull film"]
+    scores = load_reward_fn(str(clf_dir))(texts)
+    logits = _classifier_logits(clf_dir, texts)
+    assert not torch.allclose(logits[:, 0], logits[:, 1])  # so the wrong column would be caught
+    torch.testing.assert_close(scores, logits[:, 1])  # POSITIVE is label 1 in this classifier
+
+
+def test_the_positive_logit_is_found_by_its_label_not_its_index(colab_like_dirs, tmp_path):
+    """A classifier that lists POSITIVE first: the reward is column 0, not the conventional 1."""
+    from transformers import AutoTokenizer
+
+    _, clf_dir, _ = colab_like_dirs
+    clf = DistilBertForSequenceClassification.from_pretrained(clf_dir)
+    clf.config.id2label, clf.config.label2id = {0: "POSITIVE", 1: "NEGATIVE"}, {"POSITIVE": 0, "NEGATIVE": 1}
+    clf.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(clf_dir).save_pretrained(tmp_path)
+    texts = ["the movie was great", "a dull film"]
+    torch.testing.assert_close(load_reward_fn(str(tmp_path))(texts), _classifier_logits(clf_dir, texts)[:, 0])
 
 
 def test_a_classifier_gets_only_the_inputs_its_forward_takes(colab_like_dirs, tmp_path):
@@ -59,9 +83,16 @@ def test_a_classifier_gets_only_the_inputs_its_forward_takes(colab_like_dirs, tm
 
 
 def test_a_scalar_reward_model_directory_is_read_as_a_reward_model(colab_like_dirs):
+    from ppo_edu.lm import load_reward_model
+    from ppo_edu.lm.reward import reward_model_scores
+
     _, _, rm_dir = colab_like_dirs
-    scores = load_reward_fn(str(rm_dir))(["the movie was great", "a dull film"])
-    assert scores.shape == (2,)
+    texts = ["the movie was great", "a dull film"]
+    scores = load_reward_fn(str(rm_dir))(texts)
+    rm, tok = load_reward_model(str(rm_dir))
+    with torch.no_grad():  # the score at the EOS appended to each text, as the reward model is read
+        torch.testing.assert_close(scores, reward_model_scores(rm, tok, texts))
+    assert scores.shape == (2,) and not torch.equal(scores[0], scores[1])
 
 
 def test_colab_path_runs_a_ppo_step_from_local_directories(colab_like_dirs):

@@ -104,6 +104,42 @@ def test_learner_functions_are_plugged_in(tok):
     assert calls == ["kl", "gae"]
 
 
+def test_what_the_learner_functions_return_is_what_the_trainer_uses(tok):
+    """Not only called: their outputs reach the rewards, the batch and the loss."""
+    from ppo_edu.rlhf.advantages import token_gae
+
+    def moved(trainer):  # the policy a little away from the reference, the same way each time
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in trainer.policy.lm.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        return trainer
+
+    prompts = PROMPTS[:4] * 2
+    plain = moved(make_trainer(tok)).rollout(prompts)
+    trainer = moved(make_trainer(tok))
+    trainer.kl_fn = lambda *args: 2 * kl_penalty(*args)
+    trainer.gae_fn = lambda *args: tuple(3 * t for t in token_gae(*args))
+    doubled = trainer.rollout(prompts)
+    assert torch.equal(doubled.generation.response_ids, plain.generation.response_ids)
+    assert plain.kl.abs().sum() > 0.1
+    torch.testing.assert_close(doubled.kl, 2 * plain.kl)
+    # r_t = -beta kl_t (+ the score on the last token): the extra KL is in the rewards
+    torch.testing.assert_close(doubled.rewards - plain.rewards, -trainer.kl_ctl.value * plain.kl)
+    _, returns = token_gae(doubled.rewards, doubled.values, doubled.generation.response_mask, 1.0, 0.95)
+    torch.testing.assert_close(doubled.returns, 3 * returns)
+
+    trainer = make_trainer(tok)
+    head = [p.detach().clone() for p in trainer.policy.value_head.parameters()]
+    trainer.value_loss_fn = lambda values, *rest: 7.0 + 0 * values.sum()  # no gradient for the head
+    stats = trainer.step()
+    assert stats["value_loss"] == pytest.approx(7.0)
+    assert all(torch.equal(a, b) for a, b in zip(head, trainer.policy.value_head.parameters()))
+    default = make_trainer(tok)
+    default.step()
+    assert not all(torch.equal(a, b) for a, b in zip(head, default.policy.value_head.parameters()))
+
+
 def test_reward_of_the_wrong_shape_is_rejected(tok):
     trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts), 1))
     with pytest.raises(ValueError, match=r"reward_fn returned shape \(8, 1\) for 8 texts"):
@@ -258,9 +294,13 @@ def test_config_names_the_bad_value(settings, name):
         RLHFConfig(**settings)
 
 
-def test_clip_ranges_may_be_infinite_meaning_no_clipping():
-    config = RLHFConfig(epsilon=float("inf"), value_clip=float("inf"), max_grad_norm=float("inf"))
-    assert config.epsilon == config.value_clip == config.max_grad_norm == float("inf")
+def test_clip_ranges_may_be_infinite_meaning_no_clipping(tok):
+    inf = float("inf")
+    stats = make_trainer(tok, epsilon=inf, value_clip=inf, max_grad_norm=inf, ppo_epochs=4,
+                         learning_rate=1e-2).step()
+    clipped = make_trainer(tok, ppo_epochs=4, learning_rate=1e-2).step()
+    assert clipped["clip_fraction"] > 0 and clipped["value_clip_fraction"] > 0  # these settings do clip
+    assert stats["clip_fraction"] == 0 and stats["value_clip_fraction"] == 0
     assert RLHFConfig(batch_size=64, kl_horizon=13, adaptive_kl=False).kl_horizon == 13  # unused then
 
 
