@@ -109,8 +109,8 @@ def _from_pretrained(loader, source: str, what: str, **kwargs):
         if what != "tokenizer" and "safetensors" in str(exc):
             hint = (f"The hub repo {source!r} seems to have no model.safetensors on the revision asked for, "
                     "and this course never loads pickled weights. If Hugging Face's converter bot has opened "
-                    "a pull request with a safetensors copy, name it: sentiment_reward_fn(..., "
-                    "revision='refs/pr/N') (N from the repo's Community tab).")
+                    "a pull request with a safetensors copy, load that revision, revision='refs/pr/N' (N from "
+                    "the repo's Community tab; sentiment_reward_fn takes it).")
         raise OSError(f"could not load the {what} {source!r}: {exc}\n{hint}") from exc
 
 

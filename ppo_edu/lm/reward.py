@@ -215,7 +215,8 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
             for start in range(0, len(texts), batch_size):
                 enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                 max_length=limit, return_tensors="pt").to(device)
-                out.append(model(**{k: v for k, v in enc.items() if k in takes}).logits[:, positive].float().cpu())
+                logits = model(**{k: v for k, v in enc.items() if k in takes}).logits
+                out.append(logits[:, positive].float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     return reward_fn
