@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,11 +26,21 @@ def checker(name: str, reference: Callable):
     """Turn ``verify(fn) -> str | None`` (None when correct, else a hint) into a checker.
 
     The checker prints exactly one line and returns the function to use from then on.
-    ``checker.verify`` is the raw verification (tests use it), ``checker.run`` returns
-    the full :class:`Check`.
+    ``checker.verify`` is the verification (tests use it), ``checker.run`` returns the
+    full :class:`Check`. Every call of the learner's function is watched: one that changes
+    a tensor it was given, in place, fails with a hint naming that argument (the callers,
+    the trainer among them, use those tensors again afterwards).
     """
+    names = _parameter_names(reference)
 
-    def decorate(verify: Callable[[Callable], str | None]):
+    def decorate(raw: Callable[[Callable], str | None]):
+        @functools.wraps(raw)
+        def verify(fn: Callable) -> str | None:
+            try:
+                return raw(_watched(fn, names))
+            except InputChanged as exc:
+                return exc.hint
+
         def run(fn: Callable) -> Check:
             if not callable(fn):
                 return Check(name, False, f"{FAIL} {name}: expected a function, got {type(fn).__name__}", reference)
@@ -46,7 +57,7 @@ def checker(name: str, reference: Callable):
             msg = f"{FAIL} {name}: {hint} (the rest of the notebook uses ppo_edu's reference)"
             return Check(name, False, msg, reference)
 
-        @functools.wraps(verify)
+        @functools.wraps(raw)
         def check(fn: Callable) -> Callable:
             result = run(fn)
             print(result.message)
@@ -58,6 +69,86 @@ def checker(name: str, reference: Callable):
         return check
 
     return decorate
+
+
+class InputChanged(Exception):
+    """The learner's function changed one of its input tensors in place."""
+
+    def __init__(self, argument: str):
+        self.hint = (f"your function changed its argument `{argument}` in place (an indexed "
+                     f"assignment such as {argument}[...] = ..., +=, or a method ending in _ such "
+                     f"as .mul_()). The caller uses `{argument}` again afterwards, and would get "
+                     f"your changes: compute on a copy ({argument}.clone()) or build a new tensor")
+        super().__init__(self.hint)
+
+
+def _parameter_names(fn: Callable) -> list[str]:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return []
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
+    if before.shape != after.shape or before.dtype != after.dtype:
+        return False
+    if before.is_floating_point() or before.is_complex():
+        return torch.allclose(before, after.detach(), rtol=0.0, atol=0.0, equal_nan=True)
+    return torch.equal(before, after.detach())
+
+
+def _watched(fn: Callable, names: list[str]) -> Callable:
+    """``fn``, raising :class:`InputChanged` after a call that changed a tensor argument."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        labelled = [(names[i] if i < len(names) else f"#{i + 1}", a) for i, a in enumerate(args)]
+        labelled += list(kwargs.items())
+        before = [(label, arg, arg.detach().clone()) for label, arg in labelled
+                  if isinstance(arg, torch.Tensor)]
+        out = fn(*args, **kwargs)
+        for label, arg, copy in before:
+            if not _unchanged(copy, arg):
+                raise InputChanged(label)
+        return out
+
+    call.unwatched = fn
+    return call
+
+
+def accelerator() -> torch.device | None:
+    """The GPU the lessons move their tensors to (CUDA, else Apple's MPS), or None."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return None
+
+
+def device_hint(fn: Callable, *args) -> str | None:
+    """Call ``fn(*args)`` once more with its tensors on :func:`accelerator` (when there is
+    one), as lessons 5 and 6 call it on a GPU runtime: a hint when it fails there (a tensor
+    made on the CPU inside it, e.g. ``torch.arange(n)``) or answers on another device."""
+    device = accelerator()
+    if device is None:
+        return None
+    fn = getattr(fn, "unwatched", fn)  # in-place changes were checked on the CPU cases
+    moved = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args]
+    try:
+        out = fn(*moved)
+    except RuntimeError as exc:
+        if "device" not in str(exc):
+            raise
+        return (f"your function is right on CPU tensors but fails on {device.type} ones, which is "
+                f"how the lesson calls it on a GPU ({exc}). Make new tensors on the inputs' device: "
+                "torch.arange(n, device=mask.device), torch.zeros_like(x), x.new_zeros(...)")
+    for o in out if isinstance(out, (tuple, list)) else (out,):
+        if isinstance(o, torch.Tensor) and o.device.type != device.type:
+            return (f"given {device.type} tensors your function answered on {o.device}: keep the "
+                    "result on the inputs' device")
+    return None
 
 
 def close(a, b, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
@@ -103,10 +194,25 @@ def no_gradient_hint(what: str, to: str = "logprobs") -> str:
 
 
 def float_hint(got, what: str) -> str | None:
-    """The hint for a loss or objective returned as a Python float, else None."""
+    """The hint for a loss or objective returned as a Python float or a numpy value, else None."""
     if isinstance(got, float):
         return (f"return {what} as a tensor: a Python float (.item()) carries no gradient, so "
                 "nothing could train on it")
+    if type(got).__module__ == "numpy":
+        return (f"return {what} as a torch tensor: a numpy value ({type(got).__name__}; .numpy() "
+                "needs .detach()) carries no gradient, so nothing could train on it")
+    return None
+
+
+def nan_hint(got, what: str) -> str | None:
+    """The hint for a tensor result holding NaN or inf (comparisons with NaN are all False,
+    so a check written as ``abs(got - want) > tol`` would pass it), else None."""
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and not torch.isfinite(got).all():
+        bad = (~torch.isfinite(got.detach())).nonzero()
+        where = f" at index {tuple(int(i) for i in bad[0])}" if got.dim() else ""
+        value = got.detach().reshape(-1)[~torch.isfinite(got.detach().reshape(-1))][0].item()
+        return (f"{what} is {value}{where} where the reference is finite (typical causes: a std "
+                "over one sample, 0/0, log(0), exp() overflowing)")
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ppo_edu.exercises._harness import (
@@ -9,6 +11,7 @@ from ppo_edu.exercises._harness import (
     describe_type,
     float_hint,
     gradient,
+    nan_hint,
     no_gradient_hint,
 )
 from ppo_edu.objectives import clipped_surrogate
@@ -51,7 +54,15 @@ _MISTAKES = [
     (lambda r, a, e: -min(r * a, _clip(r, e) * a),
      ("you returned −L^CLIP, a loss to minimise; the exercise asks for L^CLIP itself, the "
       "objective to maximise (the trainer puts the minus sign in the loss)")),
+    (lambda r, a, e: 0.0,
+     ("your L^CLIP is 0 for every single sample. Normalising the advantages inside L^CLIP "
+      "does that (a lone A minus its mean is 0): L^CLIP takes A as given, normalising is the "
+      "trainer's job, once per minibatch")),
 ]
+
+_INSIDE_NORMALISATION = (
+    "you normalised the advantages inside L^CLIP: it takes A as given (normalising is the "
+    "trainer's job, once per minibatch)")
 
 
 def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | None:
@@ -75,8 +86,13 @@ def check_clipped_objective(fn):
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
                 return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
             want = clipped_objective_reference(new.detach(), old, a, eps).item()
+            if not math.isfinite(got.item()):
+                return (f"for a single sample (r = {ratio}, A = {adv}) your L^CLIP is {got.item()}. "
+                        "If you normalise the advantages inside L^CLIP, that is the cause (the std of "
+                        "one sample is nan): L^CLIP takes A as given, normalising is the trainer's "
+                        "job, once per minibatch")
             results.append((ratio, adv, got.item()))
-            if abs(got.item() - want) > 1e-5:
+            if not abs(got.item() - want) <= 1e-5:
                 first_wrong = first_wrong or (ratio, adv, want, got.item())
                 continue
             grad = gradient(got, new)
@@ -102,8 +118,15 @@ def check_clipped_objective(fn):
     got, want = fn(new, old, adv, 0.1), clipped_objective_reference(new, old, adv, 0.1)
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"L^CLIP is one number (a mean over samples); on a batch of 64 you returned {describe_type(got)}"
+    if (hint := nan_hint(got, "on a batch of 64 your L^CLIP")) is not None:
+        return hint
     if torch.isclose(got.float().reshape(()), want * 64, atol=1e-4):
         return "on a batch of 64 you summed; Ê_t is a mean"
+    for correction in (1, 0):  # the sample std and the population std
+        normalised = (adv - adv.mean()) / (adv.std(correction=correction) + 1e-8)
+        if torch.isclose(got.float().reshape(()), clipped_objective_reference(new, old, normalised, 0.1),
+                         atol=1e-4):
+            return "on a batch of 64 " + _INSIDE_NORMALISATION
     if not torch.isclose(got.float().reshape(()), want, atol=1e-5):
         return f"with ε = 0.1 on a batch of 64 expected {want.item():.5f}, got {got.item():.5f} (is ε hard-coded?)"
     return None
@@ -125,6 +148,8 @@ def check_clip_fraction(fn):
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
     got = float(got)
+    if not math.isfinite(got):
+        return f"the clip fraction is a share in [0, 1]; you returned {got}"
     if abs(got - 2 / n) < 1e-6:
         return "count ratios with |r − 1| > ε on both sides: below 1−ε as well as above 1+ε"
     if abs(got - want * n) < 1e-6:

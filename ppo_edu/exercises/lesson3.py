@@ -141,11 +141,27 @@ def check_td_residuals(fn):
                                    case["final_values"], case["next_values"])
             if close(got, -expected):
                 return "your residuals have the wrong sign: delta_t = r_t + gamma V(s_{t+1}) - V(s_t)"
-            if close(got, case["rewards"] + nxt - case["values"]):
+            rewards, values = case["rewards"], case["values"]
+            if close(got, rewards + nxt - values):
                 return f"gamma is missing: delta_t = r_t + gamma * V(s_{{t+1}}) - V(s_t) (gamma={gamma})"
+            if close(got, rewards + gamma * nxt):
+                return "you forgot to subtract V(s_t) = values[t]: delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)"
+            if close(got, gamma * (rewards + nxt) - values):
+                return "gamma discounts V(s_{t+1}) only, not the reward r_t: delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)"
+            for other in (0.99, 0.95, 0.9, 0.5, 1.0):
+                if other != gamma and close(got, td_residuals(**case, gamma=other)):
+                    return (f"called with gamma={gamma} you returned the residuals for gamma={other}: "
+                            "is gamma hard-coded? Use the gamma argument")
             kind = _kind_of_step(case, *idx)
-            return (f"at {kind} step {idx} (gamma={gamma}) expected {float(expected[idx]):.4f}, "
-                    f"got {float(got[idx]):.4f}; check which V(s_{{t+1}}) that kind of step uses")
+            wrong = ~torch.isclose(got.float(), expected, atol=1e-5, rtol=1e-4)
+            inside = torch.tensor([[_kind_of_step(case, t, i) == "inside" for i in range(wrong.shape[1])]
+                                   for t in range(wrong.shape[0])])
+            where = (f"at {kind} step {idx} (gamma={gamma}) expected {float(expected[idx]):.4f}, "
+                     f"got {float(got[idx]):.4f}")
+            if not (wrong & inside).any():  # only the steps that end something are wrong
+                return f"{where}; check which V(s_{{t+1}}) that kind of step uses"
+            return (f"{where}; delta_t = r_t + gamma * V(s_{{t+1}}) - V(s_t), with V(s_t) = values[t] "
+                    "and V(s_{t+1}) = values[t + 1] inside an episode")
     return None
 
 
@@ -163,16 +179,32 @@ def _leaky_gae(case, gamma, lam):
     return adv
 
 
-def _terminated_only_gae(case, gamma, lam):
-    """GAE whose recursion stops at terminations only (advantages leak across truncations)."""
+def _gae_stopping_at(case, gamma, lam, stop: torch.Tensor, start: torch.Tensor | None = None):
+    """GAE whose recursion stops where ``stop`` is True and starts from ``start`` (0 if None)."""
     deltas = td_residuals(**case, gamma=gamma)
-    not_terminated = 1.0 - case["terminated"].to(deltas.dtype)
+    keep = 1.0 - stop.to(deltas.dtype)
     adv = torch.zeros_like(deltas)
-    running = torch.zeros_like(case["next_values"])
+    running = torch.zeros_like(case["next_values"]) if start is None else start.clone()
     for t in reversed(range(deltas.shape[0])):
-        running = deltas[t] + gamma * lam * not_terminated[t] * running
+        running = deltas[t] + gamma * lam * keep[t] * running
         adv[t] = running
     return adv
+
+
+def _terminated_only_gae(case, gamma, lam):
+    """GAE whose recursion stops at terminations only (advantages leak across truncations)."""
+    return _gae_stopping_at(case, gamma, lam, case["terminated"])
+
+
+def _truncated_only_gae(case, gamma, lam):
+    """GAE whose recursion stops at truncations only (advantages leak across terminations)."""
+    return _gae_stopping_at(case, gamma, lam, case["truncated"])
+
+
+def _gae_started_from_next_values(case, gamma, lam):
+    """GAE whose backward recursion starts from V(s_T) instead of 0 (counts it twice)."""
+    done = case["terminated"] | case["truncated"]
+    return _gae_stopping_at(case, gamma, lam, done, start=case["next_values"])
 
 
 @checker("GAE(gamma, lambda) with done masks", compute_gae)
@@ -182,12 +214,16 @@ def check_gae(fn):
     for gamma, lam in ((0.99, 0.95), (0.9, 0.0), (0.9, 1.0), (0.8, 0.5)):
         for case in _cases():
             out = fn(*_args(case), gamma=gamma, lam=lam)
-            if not (isinstance(out, tuple) and len(out) == 2):
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 return f"return a pair (advantages, returns), got {describe_type(out)}"
             advantages, returns = out
             expected, expected_returns = compute_gae(**case, gamma=gamma, lam=lam)
             if (hint := shape_hint(advantages, expected, "(T, N)")) is not None:
                 return "advantages: " + hint
+            if (hint := shape_hint(returns, expected_returns, "(T, N)")) is not None:
+                return "returns: " + hint
+            if close(advantages, expected_returns) and close(returns, expected):
+                return "you returned (returns, advantages): return the pair in the order (advantages, returns)"
             idx = first_mismatch(advantages, expected)
             if idx is not None:
                 return _gae_hint(case, advantages, expected, gamma, lam, idx)
@@ -213,6 +249,21 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
                 f"(1 - done_t) * A_(t+1) with done_t = terminated_t or truncated_t. The next row "
                 f"belongs to a new episode; the truncated episode's future is already in delta_t "
                 f"through final_values {where}")
+    if close(got, _truncated_only_gae(case, gamma, lam)):
+        cut = case["terminated"].clone()
+        cut[-1] = False
+        first = tuple(int(j) for j in cut.nonzero()[0])
+        return (f"your advantages leak across the termination at index {first}: the recursion "
+                f"stops at truncated steps but must stop at terminated steps too, A_t = delta_t + "
+                f"gamma * lam * (1 - done_t) * A_(t+1) with done_t = terminated_t or truncated_t {where}")
+    if close(got, _gae_started_from_next_values(case, gamma, lam)):
+        return ("your backward recursion starts from next_values: start it from A = 0. The last "
+                "step's delta_t already bootstraps from next_values = V(s_T), so starting from it "
+                f"counts V(s_T) twice {where}")
+    for correction in (1, 0):  # normalised with the sample or the population std
+        if close(got, (expected - expected.mean()) / (expected.std(correction=correction) + 1e-8), atol=1e-4):
+            return ("you normalised the advantages inside GAE: return them as they are (the trainer "
+                    "normalises per minibatch, and the returns need the raw advantages)")
     as_termination = dict(case, terminated=case["terminated"] | case["truncated"],
                           truncated=torch.zeros_like(case["truncated"]))
     if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):

@@ -33,9 +33,53 @@ def _min_instead_of_max(values, old_values, returns, epsilon):
     return 0.5 * torch.minimum((values - returns) ** 2, (clipped - returns) ** 2).mean()
 
 
+def _max_of_means(values, old_values, returns, epsilon):
+    clipped = old_values + torch.clamp(values - old_values, -epsilon, epsilon)
+    return 0.5 * torch.maximum(((values - returns) ** 2).mean(), ((clipped - returns) ** 2).mean())
+
+
 def _clipped_difference_only(values, old_values, returns, epsilon):
     clipped = torch.clamp(values - old_values, -epsilon, epsilon)
     return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def _clip_around_new(values, old_values, returns, epsilon):
+    clipped = values + torch.clamp(old_values - values, -epsilon, epsilon)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def _old_values_unclamped(values, old_values, returns, epsilon):
+    return 0.5 * torch.maximum((values - returns) ** 2, (old_values - returns) ** 2).mean()
+
+
+_VALUE_LOSS_MISTAKES = (
+    (_plain, "this is the plain 0.5 * (V - R)^2: clip V to old_values +- epsilon and take the "
+             "larger of the two squared errors"),
+    (_min_instead_of_max, "take the max of the two squared errors, not the min: like L^CLIP, the "
+                          "bound must be pessimistic"),
+    (_clipped_difference_only, "V_clip is old_values + clamp(values - old_values, -eps, eps): add "
+                               "old_values back after clamping"),
+    (_max_of_means, "take the max of the two squared errors sample by sample, inside the mean: "
+                    "0.5 * mean(max(...)), not the max of the two means"),
+    (_clip_around_new, "clip around the OLD value: V_clip = old_values + clamp(values - old_values, "
+                       "-eps, eps) stays within eps of V_old (yours stays within eps of the new V)"),
+    (_old_values_unclamped, "V_clip = old_values + clamp(values - old_values, -eps, eps), not "
+                            "old_values itself: inside the clip range V_clip must follow V"),
+)
+
+
+def _value_loss_mistake(fn) -> str | None:
+    """The hint of the first typical mistake that reproduces ``fn`` on every case, if any
+    (on one case alone two mistakes can give the same number)."""
+    for wrong, hint in _VALUE_LOSS_MISTAKES:
+        for _, values, old, returns, eps in _value_cases():
+            got = fn(values.clone(), old.clone(), returns.clone(), eps)
+            if not torch.isclose(got.detach().reshape(()).float(), wrong(values, old, returns, eps),
+                                 rtol=1e-4, atol=1e-6):
+                break
+        else:
+            return hint
+    return None
 
 
 @checker("clipped value loss", clipped_value_loss)
@@ -47,19 +91,15 @@ def check_value_loss(fn):
         expected = clipped_value_loss(values, old, returns, eps)
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"return a scalar tensor (the mean loss), got {describe_type(got)}"
-        if not torch.isclose(got.detach().reshape(()), expected, rtol=1e-4, atol=1e-6):
-            for wrong, hint in (
-                (_plain, "this is the plain 0.5 * (V - R)^2: clip V to old_values +- epsilon "
-                         "and take the larger of the two squared errors"),
-                (_min_instead_of_max, "take the max of the two squared errors, not the min: "
-                                      "like L^CLIP, the bound must be pessimistic"),
-                (_clipped_difference_only, "V_clip is old_values + clamp(values - old_values, "
-                                           "-eps, eps): add old_values back after clamping"),
-            ):
-                if torch.isclose(got.detach().reshape(()), wrong(values, old, returns, eps),
-                                 rtol=1e-4, atol=1e-6):
-                    return hint
-            if torch.isclose(got.detach().reshape(()), 2 * expected, rtol=1e-4):
+        value = got.detach().reshape(()).float()  # a float64 loss is fine; compare as float32
+        if not torch.isclose(value, expected, rtol=1e-4, atol=1e-6):
+            if (hint := _value_loss_mistake(fn)) is not None:
+                return hint
+            if torch.isclose(value, expected * values.numel(), rtol=1e-4):
+                return f"you summed over the {values.numel()} samples: the loss is a mean"
+            if eps != 0.2 and torch.isclose(value, clipped_value_loss(values, old, returns, 0.2), rtol=1e-4):
+                return f"called with epsilon={eps} you clipped at 0.2: is epsilon hard-coded?"
+            if torch.isclose(value, 2 * expected, rtol=1e-4):
                 return "off by a factor of 2: the loss is 0.5 * mean(max(...))"
             return f"on the {name} case expected {expected.item():.5f}, got {got.item():.5f}"
         if not got.requires_grad:
@@ -116,14 +156,25 @@ def check_explained_variance(fn):
         ("a noisy critic", targets + torch.randn(200, generator=g), targets, None),
         ("a biased critic", targets + 5.0, targets, 1.0),
         ("an anti-critic", -targets, targets, None),
+        # the lesson calls it on a (T, N) rollout: one number over every entry
+        ("a (T, N) = (40, 5) rollout", (targets + torch.randn(200, generator=g)).reshape(40, 5),
+         targets.reshape(40, 5), None),
     ]
     for name, predictions, y, known in cases:
-        got = fn(predictions.clone(), y.clone())
+        rollout = predictions.dim() == 2
+        try:
+            got = fn(predictions.clone(), y.clone())
+        except (RuntimeError, IndexError) as exc:
+            if not rollout:
+                raise
+            return (f"on {name} your function raised {type(exc).__name__}: {exc}. The lesson calls "
+                    "it on (T, N) tensors: take the variances over every entry (.var() with no dim)")
         expected = explained_variance(predictions, y)
         try:
             got = float(got)
-        except (TypeError, ValueError):
-            return f"return a number, got {describe_type(got)}"
+        except (TypeError, ValueError, RuntimeError):
+            over = " (one number over every entry)" if rollout else ""
+            return f"for {name} return one number{over}, got {describe_type(got)}"
         if not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-4):
             flipped = explained_variance(y, predictions)
             if math.isclose(got, flipped, rel_tol=1e-3, abs_tol=1e-4):
@@ -134,7 +185,11 @@ def check_explained_variance(fn):
                         "(targets - predictions), not its mean square")
             note = f" (should be {known:g})" if known is not None else ""
             return f"for {name} expected {expected:.4f}{note}, got {got:.4f}"
-    constant = fn(torch.ones(5), torch.ones(5))
+    try:
+        constant = fn(torch.ones(5), torch.ones(5))
+    except ZeroDivisionError:
+        return ("when the targets do not vary, Var[targets] = 0 and your function divided by it: "
+                "check for that case and return float('nan')")
     try:  # float('nan'), a tensor(nan) or a numpy nan: all say "undefined"
         undefined = math.isnan(float(constant))
     except (TypeError, ValueError):

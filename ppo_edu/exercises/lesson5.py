@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from ppo_edu.exercises._harness import (
     checker,
     describe_type,
+    device_hint,
     float_hint,
     gradient,
     no_gradient_hint,
@@ -99,6 +100,11 @@ def check_last_token_scores(fn):
         want = last_token_scores(scores, mask)
         if not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return f"expected shape {tuple(want.shape)} (one score per row), got {describe_type(got)}"
+        if not (got.is_floating_point() or got.is_complex()):
+            return (f"you returned {got.dtype} values {got.tolist()}: positions, not scores? Read "
+                    "token_scores at each row's last real position (gather, or index with "
+                    "torch.arange(B) and the positions)")
+        got = got.float()  # a float64 answer is fine
         if torch.allclose(got, want):
             continue
         if torch.allclose(got, scores[:, -1]):
@@ -114,4 +120,5 @@ def check_last_token_scores(fn):
         row = int((~torch.isclose(got, want)).nonzero()[0])
         return (f"on a {name} batch, row {row} (mask {mask[row].tolist()}): expected "
                 f"{want[row].item():.4f}, got {got[row].item():.4f}")
-    return None
+    right = _masks()[0][1]
+    return device_hint(fn, torch.randn(right.shape, generator=g), right)

@@ -12,12 +12,13 @@ from ppo_edu.exercises._harness import (
     checker,
     close,
     describe_type,
+    device_hint,
     first_mismatch,
     gradient,
     no_gradient_hint,
     shape_hint,
 )
-from ppo_edu.rlhf.advantages import token_gae
+from ppo_edu.rlhf.advantages import token_gae, whiten
 from ppo_edu.rlhf.generation import response_mask_from_eos
 from ppo_edu.rlhf.kl import expected_kl_gradients, expected_term_gradient, kl_loss_term, kl_penalty
 from ppo_edu.rlhf.losses import clipped_value_loss
@@ -61,7 +62,7 @@ def check_response_mask(fn):
             return (f"response {row}, token {col} comes after the first EOS and must be masked "
                     "(mask only the tokens *after* the first EOS, including later EOS tokens)")
         return f"response {row}, token {col}: expected {int(expected[row, col])}, got {got[row, col]}"
-    return None
+    return device_hint(fn, _response_cases()[0], EOS)
 
 
 # --------------------------------------------------------------------------- exercise 2
@@ -109,7 +110,7 @@ def check_kl_penalty(fn):
             idx = first_mismatch(got, expected)
             return (f"estimator {estimator!r}: at {idx} expected {float(expected[idx]):.6g}, "
                     f"got {float(got[idx]):.6g}")
-    return None
+    return device_hint(fn, *_kl_cases()[0], "k3")
 
 
 # --------------------------------------------------------------------------- exercise 2b
@@ -191,12 +192,14 @@ def check_token_gae(fn):
             # padding holds junk on purpose (rewards and values): a correct solution never reads it
             junk_rewards, junk_values = rewards + (1 - mask) * 5.0, values + (1 - mask) * 7.0
             out = fn(junk_rewards, junk_values, mask.clone(), gamma, lam)
-            if not (isinstance(out, tuple) and len(out) == 2):
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 return f"return a pair (advantages, returns), got {describe_type(out)}"
             advantages, returns = out
             expected, expected_returns = token_gae(rewards, values, mask, gamma, lam)
             if (hint := shape_hint(advantages, expected, "(B, R)")) is not None:
                 return "advantages: " + hint
+            if (hint := shape_hint(returns, expected_returns, "(B, R)")) is not None:
+                return "returns: " + hint
             real = mask.bool()
             if not close(advantages[real], expected[real]):
                 where = f"(gamma={gamma}, lam={lam})"
@@ -206,6 +209,10 @@ def check_token_gae(fn):
                     return ("your advantages on real tokens change with what the padding holds: after "
                             "a response's last real token there is no next state, so use "
                             "V(s_{t+1}) = 0 there and let nothing flow back from the padding " + where)
+                whitened = whiten(expected, mask)
+                if close(advantages[real], whitened[real], atol=1e-4):
+                    return ("you whitened the advantages inside: return them as they are (the trainer "
+                            "whitens once over the whole batch, after GAE; the returns need the raw ones)")
                 idx = first_mismatch(torch.where(real, advantages, expected), expected)
                 if lam == 0.0:
                     return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
@@ -217,7 +224,7 @@ def check_token_gae(fn):
                 return "advantages must be 0 on padding (multiply by the mask)"
             if not close(returns, expected_returns):
                 return "returns = advantages + values on real tokens, 0 on padding"
-    return None
+    return device_hint(fn, *_gae_cases()[1], 1.0, 0.95)
 
 
 # --------------------------------------------------------------------------- exercise 4
@@ -273,12 +280,29 @@ def check_value_loss(fn):
                 return "no clipping: V_clip = old_values + clip(values - old_values, -c, c) is missing"
             if close(got.reshape(()), masked_mean(torch.maximum(err, err_c), mask)):
                 return "missing the factor 0.5: loss = 0.5 * mean(max(...))"
+            around_new = v + torch.clamp(old - v, -clip_range, clip_range)
+            if close(got.reshape(()), 0.5 * masked_mean(torch.maximum(err, (around_new - returns) ** 2), mask)):
+                return ("clip around the OLD value: V_clip = old_values + clip(values - old_values, -c, c) "
+                        "stays within c of V_old (yours stays within c of the new V)")
+            if close(got.reshape(()), 0.5 * torch.maximum(masked_mean(err, mask), masked_mean(err_c, mask))):
+                return ("take the max of the two squared errors token by token, inside the mean: "
+                        "0.5 * mean(max(...)), not the max of the two means")
+            if close(got.reshape(()), 0.5 * (torch.maximum(err, err_c) * mask).sum()):
+                return "you summed over the real tokens: divide by their number (a masked mean)"
+            if clip_range != 0.2 and close(got.reshape(()), _value_loss_reference(v, old, returns, mask, 0.2)):
+                return f"called with clip_range={clip_range} you clipped at 0.2: is clip_range hard-coded?"
+            per_sequence = (torch.maximum(err, err_c) * mask).sum(-1) / mask.sum(-1)
+            if close(got.reshape(()), 0.5 * per_sequence.mean()):
+                return ("you averaged each response, then the responses: that weighs a token of a short "
+                        "response more than one of a long response. Average over all real tokens of the "
+                        "batch at once (sum over real tokens / their number)")
             if (close(got.reshape(()), 0.5 * torch.maximum(err, err_c).mean()) or got.item() > 10
                     or close(got.reshape(()), 0.5 * (torch.maximum(err, err_c) * mask).mean())):
                 return ("average over real tokens only (a masked mean: sum over real tokens, divided by "
                         "their number): padding must count neither in the sum nor in the count")
             return f"clip_range={clip_range}: expected {expected.item():.5f}, got {got.item():.5f}"
-    return None
+    values, old, returns, mask = _value_cases()[0]
+    return device_hint(fn, values.clone().requires_grad_(True), old, returns, mask, 0.2)
 
 
 __all__ = ["check_kl_penalty", "check_response_mask", "check_token_gae", "check_value_loss"]
