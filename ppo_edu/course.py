@@ -24,8 +24,17 @@ class Lesson:
         return f"notebooks/{self.notebook}"
 
     @property
+    def exercise_path(self) -> str:
+        return f"notebooks/exercises/{self.notebook}"
+
+    @property
     def colab_url(self) -> str:
         return f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/{BRANCH}/{self.path}"
+
+    @property
+    def exercise_colab_url(self) -> str:
+        """The exercise version on Colab, where learners do the exercises on a GPU runtime."""
+        return f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/{BRANCH}/{self.exercise_path}"
 
 
 LESSONS: list[Lesson] = [

@@ -74,6 +74,8 @@ def test_readme_course_map_has_a_colab_badge_per_lesson():
     readme = (ROOT / "README.md").read_text()
     for lesson in LESSONS:
         assert lesson.colab_url in readme and f"({lesson.path})" in readme
+        assert lesson.exercise_colab_url in readme and f"({lesson.exercise_path})" in readme
+        assert lesson.exercise_colab_url.endswith(f"/notebooks/exercises/{lesson.notebook}")
     assert lesson.colab_url.startswith(f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/")
 
 

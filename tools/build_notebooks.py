@@ -133,7 +133,7 @@ def course_map() -> str:
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({lesson.colab_url})"
         rows.append(
             f"| {lesson.number} | [{lesson.title}]({lesson.path}) | {lesson.summary} | "
-            f"[exercises](notebooks/exercises/{lesson.notebook}) | {badge} |"
+            f"[exercises]({lesson.exercise_path}) ([on Colab]({lesson.exercise_colab_url})) | {badge} |"
         )
     return "\n".join(rows)
 
