@@ -30,3 +30,24 @@ def require_tensor(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+def require_device(device) -> torch.device:
+    """``device`` as a torch.device, or RuntimeError when it names a GPU that is not there.
+
+    Without this, asking for ``"cuda"`` on a CPU-only machine fails deep inside torch
+    ("Torch not compiled with CUDA enabled", "Cannot get CUDA generator without ATen_cuda
+    library"), often after a model has been loaded; never a silent fallback to the CPU.
+    """
+    device = torch.device(device)  # "cuda:1", torch.device("mps"), ...: parsed, not string-matched
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {str(device)!r} was requested but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {str(device)!r} was requested but there are only "
+                               f"{torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise RuntimeError(f"device {str(device)!r} was requested but Apple MPS is not available")
+    return device

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -63,13 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_episodes < 1:  # here, not after minutes of training
         print(f"error: --eval-episodes must be >= 1, got {args.eval_episodes}", file=sys.stderr)
         return 2
+    try:  # the output folder too: a bad --output found after training loses the agent
+        args.output.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.output, os.W_OK):
+            raise PermissionError(f"{args.output} is not writable")
+    except OSError as exc:
+        print(f"error: cannot write to --output {args.output}: {exc}", file=sys.stderr)
+        return 2
     agent, history = train_ppo(config, progress=not args.no_progress)
     result = evaluate(agent, episodes=args.eval_episodes)
     seconds = history[-1]["wall_time"]
     print(f"trained {history[-1]['env_steps']:,} env steps in {seconds:.1f} s; deterministic "
           f"evaluation over {args.eval_episodes} episodes: {result.mean:.1f} +- {result.std:.1f}")
 
-    args.output.mkdir(parents=True, exist_ok=True)
     fig = plot_history(history)
     fig.suptitle(f"PPO on CartPole-v1 (seed {args.seed}): evaluation {result.mean:.0f}")
     png = args.output / "learning_curve.png"

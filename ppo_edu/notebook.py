@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ppo_edu._checks import require_device
+
 PROFILE_ENV = "PPO_EDU_PROFILE"
 PROFILES = ("full", "fast")
 
@@ -22,18 +24,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     Asking for a device that is not there is an error, never a silent fallback.
     """
     if requested is not None:
-        device = torch.device(requested)  # "cuda:1", torch.device("mps"), ...: parsed, not string-matched
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"device {str(device)!r} was requested but no CUDA GPU is available")
-            if device.index is not None and device.index >= torch.cuda.device_count():
-                raise RuntimeError(f"device {str(device)!r} was requested but there are only "
-                                   f"{torch.cuda.device_count()} CUDA GPU(s)")
-        if device.type == "mps" and not (
-            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-        ):
-            raise RuntimeError(f"device {str(device)!r} was requested but Apple MPS is not available")
-        return device
+        return require_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_same_shape
+from ppo_edu._checks import require_device, require_same_shape, require_tensor
 from ppo_edu.advantages import compute_gae
 from ppo_edu.agents import ActorCritic
 from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate
@@ -115,6 +115,20 @@ class PPOConfig:
                     math.isfinite(value) and float(value).is_integer()):
                 raise bad(name, "must be a whole number")
             setattr(self, name, int(value))
+        # rates and coefficients: real numbers. "0.99" (a string) fails a comparison with a
+        # TypeError, a tensor or a bool would pass here and fail (or mean nothing) later
+        for name in ("gamma", "lam", "learning_rate", "clip_epsilon", "value_coef", "entropy_coef",
+                     "max_grad_norm"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise bad(name, "must be a real number")
+            if math.isnan(value):
+                raise bad(name, "must be a number, not NaN")
+            setattr(self, name, float(value))
+        if not isinstance(self.env_id, str) or not self.env_id.strip():
+            raise bad("env_id", "must be a gymnasium environment id (a non-empty string)")
+        if self.seed < 0:
+            raise bad("seed", "must be >= 0 (gymnasium seeds only non-negative integers)")
         if not (0.0 < self.gamma <= 1.0):
             raise bad("gamma", "must be in (0, 1]")
         if not (0.0 <= self.lam <= 1.0):
@@ -176,6 +190,9 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     from V_old, moving further in the same direction earns no gradient. ``epsilon=None``
     gives the plain 0.5 E[(V - R)^2]. All inputs have shape (B,).
     """
+    # the same shape, or a critic's (B, 1) output broadcasts against (B,) returns into a
+    # (B, B) table of every value against every return: a loss that trains on nonsense
+    require_same_shape(values=values, old_values=old_values, returns=returns)
     unclipped = (values - returns) ** 2
     if epsilon is None:
         return 0.5 * unclipped.mean()
@@ -185,7 +202,13 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
     """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better
-    than predicting the mean, negative worse. NaN when the targets have no variance."""
+    than predicting the mean, negative worse. NaN when the targets have no variance.
+    Any shape, the same for both: one number over every entry."""
+    for name, value in (("predictions", predictions), ("targets", targets)):
+        require_tensor(name, value)
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+    require_same_shape(predictions=predictions, targets=targets)  # (B, 1) vs (B,) would broadcast
     var_targets = targets.var(unbiased=False)
     if var_targets <= 0:
         return float("nan")
@@ -243,6 +266,10 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
             raise FloatingPointError(f"PPO update got non-finite {name} (NaN or inf); "
                                      "refusing to train on it")
     B = data["actions"].shape[0]
+    if B % config.minibatch_size != 0:  # else the last minibatch is a remainder, or all of B silently
+        raise ValueError(f"config.minibatch_size = {config.minibatch_size} must divide the rollout's "
+                         f"{B} transitions (the config's own batch is num_envs * num_steps = "
+                         f"{config.batch_size})")
     params = list(agent.parameters())
     names, history = None, []
     for _ in range(config.update_epochs):
@@ -332,7 +359,7 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
     after each update; returning True stops training early.
     """
     config = config or PPOConfig()
-    device = torch.device(device)
+    device = require_device(device)
     start = time.perf_counter()
     with torch_threads(config.torch_threads):
         torch.manual_seed(config.seed)
@@ -405,6 +432,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):
     """Read a checkpoint written by :func:`save_checkpoint`; returns ``(agent, config or None)``."""
     from safetensors import safe_open
 
+    device = require_device(device)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     missing = {"obs_dim", "n_actions", "hidden"} - set(metadata)

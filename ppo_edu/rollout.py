@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_device
 from ppo_edu.agents import ActorCritic
 
 
@@ -99,7 +100,7 @@ class RolloutCollector:
             raise ValueError(
                 f"need a Discrete action space, got {type(envs.single_action_space).__name__}"
             )
-        self.envs, self.agent, self.device = envs, agent, torch.device(device)
+        self.envs, self.agent, self.device = envs, agent, require_device(device)
         obs, _ = envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)  # the current observations, (N, obs_dim)
         self._running_return = np.zeros(envs.num_envs)

@@ -415,5 +415,5 @@ def test_perplexity_of_no_texts_is_a_clear_error(random_rm):
     from ppo_edu.lm.training import perplexity
 
     model, tok = random_rm
-    with pytest.raises(ValueError, match="no texts"):
+    with pytest.raises(ValueError, match="texts is an empty list"):
         perplexity(model, tok, [])

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from ppo_edu._checks import require_device
+
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 TINY_LM_DIR = DATA_DIR / "tiny-gpt2"
 """The shipped tiny GPT-2 (``GPT2LMHeadModel``) and its byte-level BPE tokenizer."""
@@ -114,12 +116,25 @@ def _from_pretrained(loader, source: str, what: str, **kwargs):
         raise OSError(f"could not load the {what} {source!r}: {exc}\n{hint}") from exc
 
 
+# Files that carry a tokenizer's vocabulary (fast, GPT-2/BPE, WordPiece, SentencePiece).
+_VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "tokenizer.model",
+                     "sentencepiece.bpe.model")
+
+
 def load_tokenizer(name_or_dir="tiny", tiny_dir: Path = TINY_LM_DIR):
     """The tokenizer of a model (right padding, no pad token added: see :func:`load_lm`)."""
     from transformers import AutoTokenizer
 
     source = resolve(name_or_dir, tiny_dir)
+    if Path(source).is_dir() and not any((Path(source) / name).is_file() for name in _VOCABULARY_FILES):
+        # transformers would build a tokenizer with an empty vocabulary from config.json alone:
+        # every text becomes [], generation returns '' and the perplexity is huge, without an error
+        raise FileNotFoundError(
+            f"{source} has a model but no tokenizer files (none of {', '.join(_VOCABULARY_FILES)}). "
+            "Save the tokenizer next to the model: tokenizer.save_pretrained(directory)")
     tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer")
+    if len(tokenizer.get_vocab()) <= len(tokenizer.all_special_tokens):
+        raise ValueError(f"the tokenizer loaded from {source} has no vocabulary beyond its special tokens")
     tokenizer.padding_side = "right"
     return tokenizer
 
@@ -133,6 +148,7 @@ def load_lm(name_or_dir="tiny", device="cpu", dtype: torch.dtype | None = torch.
     """
     from transformers import AutoModelForCausalLM
 
+    device = require_device(device)  # before loading: a missing GPU is found in a second
     source = resolve(name_or_dir, TINY_LM_DIR)
     tokenizer = load_tokenizer(source)
     model = _from_pretrained(AutoModelForCausalLM, source, "language model", dtype=dtype)
@@ -151,6 +167,7 @@ def load_reward_model(name_or_dir="tiny", device="cpu", dtype: torch.dtype | Non
     """
     from transformers import AutoModelForSequenceClassification
 
+    device = require_device(device)
     source = resolve(name_or_dir, TINY_RM_DIR)
     tokenizer = load_tokenizer(source, TINY_RM_DIR)
     model = _from_pretrained(AutoModelForSequenceClassification, source, "reward model",

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_device
+
 RewardFn = Callable[[list[str]], torch.Tensor]
 
 
@@ -25,12 +27,21 @@ def _check_texts(texts) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
     texts = list(texts)
+    if not texts:
+        raise ValueError("texts is an empty list: there is nothing to score or train on")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a str")
         if not t.strip():
             raise ValueError(f"texts[{i}] is empty: there is nothing to score")
     return texts
+
+
+def _check_batch_size(batch_size) -> int:
+    """A batch size must be an integer >= 1 (0 would loop forever or never, -1 drop every text)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
 
 
 def encode_for_reward(tokenizer, texts: list[str], max_length: int, truncate: bool = False) -> list[list[int]]:
@@ -108,6 +119,7 @@ def reward_model_scores(model, tokenizer, texts: list[str], device=None, batch_s
     when you only need the values).
     """
     texts = _check_texts(texts)
+    batch_size = _check_batch_size(batch_size)
     pad_id = model.config.pad_token_id
     if pad_id is None or pad_id == tokenizer.eos_token_id or pad_id != tokenizer.pad_token_id:
         raise ValueError(
@@ -119,6 +131,7 @@ def reward_model_scores(model, tokenizer, texts: list[str], device=None, batch_s
         raise ValueError(f"a reward model has one output, this one has num_labels={model.config.num_labels}")
     if device is None:
         device = next(model.parameters()).device
+    device = require_device(device)
     encoded = encode_for_reward(tokenizer, texts, _context_length(model), truncate)
     scores = []
     for start in range(0, len(encoded), batch_size):
@@ -137,8 +150,9 @@ def reward_fn_from_model(model, tokenizer, device=None, batch_size: int = 64, tr
     train/eval mode is restored afterwards. Empty texts raise ValueError; texts longer
     than the context raise, or are truncated with ``truncate=True``.
     """
+    batch_size = _check_batch_size(batch_size)
     if device is not None:
-        model.to(device)
+        model.to(require_device(device))
 
     def reward_fn(texts: list[str]) -> torch.Tensor:
         was_training = model.training
@@ -193,6 +207,8 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
 
     from ppo_edu.lm.models import _from_pretrained, resolve
 
+    device = require_device(device)
+    batch_size = _check_batch_size(batch_size)
     source = resolve(name, tiny_dir=None)  # "tiny" is no classifier: use reward_fn_from_model
     hub = {}
     if revision is not None:

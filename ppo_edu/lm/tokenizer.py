@@ -24,8 +24,15 @@ def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GPT2TokenizerFast
 
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
     if not texts:
         raise ValueError("need at least one text to train a tokenizer")
+    specials = [EOS_TOKEN, PAD_TOKEN] if with_pad else [EOS_TOKEN]
+    minimum = 256 + len(specials)  # byte-level BPE starts from all 256 bytes
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
+        raise ValueError(f"vocab_size must be an integer >= {minimum} (256 bytes + {len(specials)} "
+                         f"special tokens), got {vocab_size!r}")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

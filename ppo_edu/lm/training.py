@@ -34,11 +34,12 @@ from tqdm.auto import tqdm
 from ppo_edu.lm.bradley_terry import (
     _check_margin,
     bradley_terry_loss,
+    count_preference_pairs,
     make_preference_pairs,
     pairwise_accuracy,
 )
 from ppo_edu.lm.data import validate_ratings
-from ppo_edu.lm.reward import _check_texts, reward_model_scores
+from ppo_edu.lm.reward import _check_batch_size, _check_texts, reward_model_scores
 
 
 # ----------------------------------------------------------------------------- the LM
@@ -63,6 +64,7 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
     the model is also scored on knowing where a review ends.
     """
     texts = _check_texts(texts)
+    batch_size = _check_batch_size(batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -95,8 +97,6 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
 def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
     """Per-token perplexity ``exp(mean NLL)`` of ``texts`` (see :func:`text_nll`)."""
     texts = _check_texts(texts)
-    if not texts:
-        raise ValueError("no texts to measure the perplexity on (an empty list)")
     total, count = text_nll(model, tokenizer, texts, batch_size)
     return math.exp(total / count)
 
@@ -207,6 +207,14 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     Each prompt is preceded by ``<|endoftext|>``, the separator the tiny model was trained
     after, and decoding stops at ``<|endoftext|>``.
     """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+    prompts = list(prompts)
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompts[{i}] is a {type(prompt).__name__}, not a str")
+    if not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filtering), got {top_p!r}")
     torch.manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -276,6 +284,8 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
     _check_optimiser(weight_decay, grad_clip)
     _check_count("warmup_steps", warmup_steps)
     _check_eval(eval_texts, eval_every)
+    if eval_texts is None and eval_ratings is not None:
+        raise ValueError("eval_ratings were given without eval_texts")
     if eval_texts is not None:
         eval_texts = _check_texts(eval_texts)
         if eval_ratings is None:
@@ -283,6 +293,10 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
         eval_ratings = validate_ratings(eval_ratings, "eval_ratings")
         if len(eval_texts) != len(eval_ratings):
             raise ValueError(f"{len(eval_texts)} eval_texts but {len(eval_ratings)} eval_ratings")
+    if count_preference_pairs(ratings, margin) == 0:
+        # else no batch has a pair, nothing is ever trained and a normal-looking history comes back
+        raise ValueError(f"no two ratings differ by at least margin={margin:g}: there are no preference "
+                         "pairs to train on")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = max(1, len(texts) // batch_size)

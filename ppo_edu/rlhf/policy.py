@@ -21,7 +21,7 @@ from torch import nn
 
 from ppo_edu.rlhf.logprobs import lm_forward, logprobs_from_logits
 
-VALUE_HEAD_FILE = "value_head.pt"
+VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
@@ -49,19 +49,28 @@ class PolicyWithValueHead(nn.Module):
     def from_pretrained(cls, name_or_dir: str | Path, device: torch.device | str = "cpu",
                         **kwargs) -> PolicyWithValueHead:
         """Load the LM with ``AutoModelForCausalLM.from_pretrained`` (a hub name or a local
-        directory: the same call); a ``value_head.pt`` saved next to it is loaded too."""
+        directory: the same call, safetensors only, no remote code); a
+        ``value_head.safetensors`` saved next to it is loaded too."""
+        from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
 
-        lm = AutoModelForCausalLM.from_pretrained(name_or_dir, **kwargs)
+        from ppo_edu._checks import require_device
+        from ppo_edu.lm.models import _from_pretrained
+
+        device = require_device(device)
+        lm = _from_pretrained(AutoModelForCausalLM, str(name_or_dir), "language model", **kwargs)
         policy = cls(lm)
         head = Path(name_or_dir) / VALUE_HEAD_FILE
         if head.is_file():
-            policy.value_head.load_state_dict(torch.load(head, map_location="cpu"))
+            policy.value_head.load_state_dict(load_file(str(head)))
         return policy.to(device)
 
     def save_pretrained(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
         self.lm.save_pretrained(directory)
-        torch.save(self.value_head.state_dict(), Path(directory) / VALUE_HEAD_FILE)
+        state = {k: v.detach().contiguous() for k, v in self.value_head.state_dict().items()}
+        save_file(state, str(Path(directory) / VALUE_HEAD_FILE))
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,192 @@
+"""Bad input gets a clear error naming the problem, across the package (each case here used
+to fail deep inside torch, transformers or gymnasium, or to run on silently)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ppo_edu.agents import ActorCritic
+from ppo_edu.lm import load_lm, load_reward_model
+from ppo_edu.lm.reward import reward_fn_from_model
+from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
+from ppo_edu.lm.tokenizer import train_tokenizer
+from ppo_edu.lm.training import generate, perplexity, text_nll, train_reward_model
+from ppo_edu.ppo import PPOConfig, clipped_value_loss, explained_variance, make_optimizer, ppo_update
+from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is there")
+
+
+# --------------------------------------------------------------------------- a GPU that is not there
+
+
+@no_cuda
+def test_asking_for_a_missing_gpu_names_it_everywhere(tmp_path):
+    from ppo_edu.ppo import load_checkpoint, save_checkpoint, train_ppo
+
+    tiny = PPOConfig(num_envs=2, num_steps=16, total_timesteps=32, minibatch_size=16)
+    with pytest.raises(RuntimeError, match="'cuda' was requested but no CUDA GPU is available"):
+        train_ppo(tiny, device="cuda", progress=False)
+    envs = make_cartpole_envs(1, seed=0)
+    try:
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            RolloutCollector(envs, ActorCritic.for_env(envs), seed=0, device="cuda")
+    finally:
+        envs.close()
+    path = save_checkpoint(tmp_path / "agent.safetensors", ActorCritic(4, 2), tiny)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        load_checkpoint(path, device="cuda:0")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        load_lm("tiny", device="cuda")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        load_reward_model("tiny", device="cuda")
+    model, tok = load_reward_model("tiny")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        reward_fn_from_model(model, tok, device="cuda")
+
+
+# --------------------------------------------------------------------------- shapes that broadcast
+
+
+def test_a_critic_output_of_shape_b_1_is_refused_not_broadcast():
+    column, flat = torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 3.0])
+    # broadcast, a perfect critic read -1 and its loss was 0.67
+    with pytest.raises(ValueError, match=r"shape mismatch: targets has shape \(3,\)"):
+        explained_variance(column, flat)
+    with pytest.raises(ValueError, match=r"shape mismatch: returns has shape \(3,\)"):
+        clipped_value_loss(column, column, flat)
+    assert explained_variance(flat, flat) == 1.0 and clipped_value_loss(flat, flat, flat).item() == 0.0
+
+
+def test_explained_variance_wants_float_tensors():
+    with pytest.raises(TypeError, match="predictions must be a torch.Tensor, got ndarray"):
+        explained_variance(np.ones(3), torch.ones(3))
+    with pytest.raises(TypeError, match="targets must be a floating-point tensor, got torch.int64"):
+        explained_variance(torch.ones(3), torch.tensor([1, 2, 3]))
+
+
+def test_ppo_update_refuses_a_minibatch_size_that_does_not_divide_the_rollout():
+    config = PPOConfig(num_envs=2, num_steps=8, total_timesteps=16, minibatch_size=16)
+    envs = make_cartpole_envs(2, seed=0)
+    try:
+        agent = ActorCritic.for_env(envs)
+        rollout = RolloutCollector(envs, agent, seed=0).collect(8)  # 16 transitions
+    finally:
+        envs.close()
+    zeros = torch.zeros_like(rollout.rewards)
+    for size in (5, 32):  # a remainder minibatch of 1; one larger than the batch (used to be cut to 16)
+        wrong = PPOConfig(num_envs=1, num_steps=size, total_timesteps=size, minibatch_size=size)
+        with pytest.raises(ValueError, match=f"minibatch_size = {size} must divide the rollout's 16 transitions"):
+            ppo_update(agent, make_optimizer(agent, wrong), rollout, zeros, zeros, wrong)
+    stats = ppo_update(agent, make_optimizer(agent, config), rollout, zeros, zeros, config)
+    assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-7)  # runs; zero advantages leave pi alone
+
+
+# --------------------------------------------------------------------------- PPOConfig and the CLI
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(gamma="0.99"), "gamma must be a real number, got '0.99'"),
+    (dict(clip_epsilon=torch.tensor(0.2)), "clip_epsilon must be a real number"),
+    (dict(learning_rate=True), "learning_rate must be a real number, got True"),
+    (dict(lam=float("nan")), "lam must be a number, not NaN"),
+    (dict(seed=-1), "seed must be >= 0"),
+    (dict(env_id=None), "env_id must be a gymnasium environment id"),
+])
+def test_ppo_config_names_a_value_of_the_wrong_kind(change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PPOConfig(**change)
+
+
+def test_ppo_config_takes_numpy_numbers_as_floats():
+    config = PPOConfig(clip_epsilon=np.float32(0.25), gamma=1)
+    assert type(config.clip_epsilon) is float and config.gamma == 1.0 and type(config.gamma) is float
+
+
+def test_the_cli_checks_its_output_folder_before_training(tmp_path, capsys):
+    from ppo_edu.cartpole import main
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder")
+    assert main(["--steps", "256", "--no-progress", "--output", str(a_file)]) == 2
+    out = capsys.readouterr()
+    assert f"error: cannot write to --output {a_file}" in out.err
+    assert "trained" not in out.out  # refused before, not after, the training
+    assert main(["--steps", "256", "--seed", "-1", "--no-progress", "--output", str(tmp_path)]) == 2
+    assert "seed must be >= 0" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- language models
+
+
+def test_a_model_directory_without_tokenizer_files_is_refused(tmp_path):
+    model, _ = load_lm("tiny")
+    model.save_pretrained(tmp_path / "no-tokenizer")  # the tokenizer was not saved
+    # transformers built an empty tokenizer from config.json: every text became [], without an error
+    with pytest.raises(FileNotFoundError, match=r"no tokenizer files .* tokenizer.save_pretrained"):
+        load_lm(tmp_path / "no-tokenizer")
+
+
+def test_a_single_string_is_not_read_as_a_list_of_characters():
+    model, tok = load_lm("tiny")
+    with pytest.raises(TypeError, match="got a single str"):
+        generate(model, tok, "This movie", max_new_tokens=2)
+    with pytest.raises(TypeError, match="got a single str"):
+        train_tokenizer("a good movie")
+
+
+def test_generation_and_tokenizer_settings_out_of_range():
+    model, tok = load_lm("tiny")
+    for top_p in (0, 1.5):
+        with pytest.raises(ValueError, match="top_p must be in"):
+            generate(model, tok, ["A"], max_new_tokens=2, top_p=top_p)
+    with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 258"):
+        train_tokenizer(["a good movie", "a bad movie"], vocab_size=10)
+
+
+def test_lm_scoring_refuses_empty_lists_and_bad_batch_sizes(tmp_path):
+    tok = small_tokenizer()
+    rm, rtok = load_reward_model(save_random_gpt2(tmp_path / "rm", tok, kind="rm"))
+    lm, ltok = load_lm(save_random_gpt2(tmp_path / "lm", tok))
+    with pytest.raises(ValueError, match="texts is an empty list"):
+        reward_fn_from_model(rm, rtok)([])  # was an IndexError inside transformers
+    with pytest.raises(ValueError, match="texts is an empty list"):
+        text_nll(lm, ltok, [])
+    for size in (0, -1):  # -1 returned no scores at all; 0 raised range()'s message
+        with pytest.raises(ValueError, match=f"batch_size must be an integer >= 1, got {size}"):
+            reward_fn_from_model(rm, rtok, batch_size=size)
+        with pytest.raises(ValueError, match=f"batch_size must be an integer >= 1, got {size}"):
+            perplexity(lm, ltok, ["a good movie"], batch_size=size)
+
+
+def test_a_reward_model_with_no_preference_pair_to_train_on_is_refused(tmp_path):
+    tok = small_tokenizer()
+    rm, rtok = load_reward_model(save_random_gpt2(tmp_path / "rm", tok, kind="rm"))
+    texts = ["a good movie", "a bad movie", "fine", "dull"]
+    with pytest.raises(ValueError, match="no two ratings differ by at least margin=1"):
+        train_reward_model(rm, rtok, texts, np.zeros(4), batch_size=2, progress=False)
+    with pytest.raises(ValueError, match="eval_ratings were given without eval_texts"):
+        train_reward_model(rm, rtok, texts, [2.0, -2.0, 1.0, -1.0], batch_size=2, progress=False,
+                           eval_ratings=[1.0, -1.0])
+
+
+# --------------------------------------------------------------------------- the RLHF policy
+
+
+def test_the_policy_saves_its_value_head_as_safetensors_and_loads_no_pickle(tmp_path):
+    from safetensors.torch import load_file
+
+    from ppo_edu.rlhf.policy import VALUE_HEAD_FILE, PolicyWithValueHead
+
+    lm, _ = load_lm("tiny")
+    PolicyWithValueHead(lm).save_pretrained(tmp_path / "policy")
+    assert VALUE_HEAD_FILE.endswith(".safetensors")
+    assert set(load_file(str(tmp_path / "policy" / VALUE_HEAD_FILE))) == {"weight", "bias"}
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (tmp_path / "policy" / "config.json").rename(pickled / "config.json")
+    torch.save(lm.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors .*pytorch_model.bin"):
+        PolicyWithValueHead.from_pretrained(pickled)
