@@ -23,6 +23,8 @@ DASHBOARD = (
 
 def smoothed(values: Sequence[float], window: int = 10) -> np.ndarray:
     """Trailing moving average that skips NaNs (updates where no episode ended)."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be an integer >= 1 (1 = no smoothing), got {window!r}")
     values = np.asarray(values, dtype=float)
     out = np.full_like(values, np.nan)
     for i in range(len(values)):
@@ -38,6 +40,16 @@ def column(history: list[dict], key: str) -> np.ndarray:
     return np.array([record.get(key, np.nan) for record in history], dtype=float)
 
 
+def _require_keys(history: list[dict], *keys: str) -> None:
+    """A key that no record has is a typo (or the wrong history), not a metric to draw empty."""
+    if not history:
+        raise ValueError("the history is empty: nothing to plot")
+    recorded = set().union(*(record.keys() for record in history))
+    for key in keys:
+        if key not in recorded:
+            raise KeyError(f"no record of the history has {key!r}; it has {sorted(recorded)}")
+
+
 def plot_history(history: list[dict], keys=DASHBOARD, x: str = "env_steps", smooth: int = 5,
                  axes=None, label: str | None = None, ncols: int = 3):
     """One panel per metric against ``x``; returns the figure. ``keys`` holds metric names
@@ -45,6 +57,7 @@ def plot_history(history: list[dict], keys=DASHBOARD, x: str = "env_steps", smoo
     import matplotlib.pyplot as plt
 
     keys = [(k, k) if isinstance(k, str) else k for k in keys]
+    _require_keys(history, x, *(key for key, _ in keys))
     if axes is None:
         nrows = -(-len(keys) // ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows),
@@ -73,6 +86,8 @@ def plot_runs(runs: dict[str, list[list[dict]]], key: str = "episode_return",
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     for name, histories in runs.items():
+        for h in histories:
+            _require_keys(h, x, key)
         length = min(len(h) for h in histories)
         xs = column(histories[0][:length], x)
         ys = np.stack([smoothed(column(h[:length], key), smooth) for h in histories])
