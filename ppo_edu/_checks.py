@@ -51,3 +51,18 @@ def require_device(device) -> torch.device:
     ):
         raise RuntimeError(f"device {str(device)!r} was requested but Apple MPS is not available")
     return device
+
+
+def require_binary(name: str, flags: torch.Tensor) -> None:
+    """Raise ValueError unless ``flags`` is boolean or holds only 0 and 1.
+
+    Masks and done flags are read with ``.bool()``: a weight of 0.25, a 2 or a NaN would
+    silently count as 1 (a fully real entry, an episode end)."""
+    require_tensor(name, flags)
+    if flags.dtype == torch.bool:
+        return
+    bad = (flags != 0) & (flags != 1)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} must be boolean or hold only 0 and 1, got {flags[index].item()} at "
+                         f"index {index}")

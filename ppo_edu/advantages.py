@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu._checks import require_finite, require_same_shape
+from ppo_edu._checks import require_binary, require_finite, require_same_shape
 
 
 def _validate(rewards, values, terminated, truncated, final_values, next_values, gamma, lam=None):
@@ -37,7 +37,23 @@ def _validate(rewards, values, terminated, truncated, final_values, next_values,
         raise ValueError(
             f"next_values must have shape (N,) = ({rewards.shape[1]},), got {tuple(next_values.shape)}"
         )
-    require_finite(rewards=rewards, values=values, final_values=final_values, next_values=next_values)
+    _validate_fields(values, terminated, truncated, final_values, next_values)
+    require_finite(rewards=rewards)
+
+
+def _validate_fields(values, terminated, truncated, final_values, next_values) -> None:
+    """Everything but the rewards: shapes (T, N) and (N,), 0/1 done flags, finite values."""
+    if values.dim() != 2:
+        raise ValueError(f"values must have shape (T, N), got {tuple(values.shape)}")
+    require_same_shape(values=values, terminated=terminated, truncated=truncated,
+                       final_values=final_values)
+    if tuple(next_values.shape) != (values.shape[1],):
+        raise ValueError(
+            f"next_values must have shape (N,) = ({values.shape[1]},), got {tuple(next_values.shape)}"
+        )
+    require_binary("terminated", terminated)
+    require_binary("truncated", truncated)
+    require_finite(values=values, final_values=final_values, next_values=next_values)
 
 
 def bootstrap_values(values, terminated, truncated, final_values, next_values) -> torch.Tensor:
@@ -45,6 +61,7 @@ def bootstrap_values(values, terminated, truncated, final_values, next_values) -
 
     values[t + 1] within an episode, V(final obs) after a truncation, 0 after a termination.
     """
+    _validate_fields(values, terminated, truncated, final_values, next_values)
     nxt = torch.cat([values[1:], next_values.unsqueeze(0)], dim=0)
     nxt = torch.where(truncated.bool(), final_values, nxt)
     return torch.where(terminated.bool(), torch.zeros_like(nxt), nxt)

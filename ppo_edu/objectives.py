@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ppo_edu._checks import require_finite, require_same_shape, require_tensor
+from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
 
 
 class ClippedSurrogate(NamedTuple):
@@ -36,6 +36,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     if mask is None:
         return values.mean()
     require_same_shape(values=values, mask=mask)
+    require_binary("mask", mask)  # not weights: a 0.25 would count as a whole entry
     mask = mask.bool()
     count = mask.sum()
     if count == 0:

@@ -190,3 +190,33 @@ def test_the_policy_saves_its_value_head_as_safetensors_and_loads_no_pickle(tmp_
     torch.save(lm.state_dict(), pickled / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="no model.safetensors .*pytorch_model.bin"):
         PolicyWithValueHead.from_pretrained(pickled)
+
+
+# --------------------------------------------------------------------------- masks and done flags
+
+
+def test_masks_and_done_flags_must_be_zero_or_one():
+    from ppo_edu.advantages import bootstrap_values, compute_gae
+    from ppo_edu.objectives import clipped_surrogate, masked_mean
+
+    values = torch.tensor([1.0, 3.0])
+    for weights in (torch.tensor([0.25, 0.75]), torch.tensor([2, 0]), torch.tensor([float("nan"), 0.0])):
+        with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
+            masked_mean(values, weights)  # each used to count as 1: the mean was 2.0
+    with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1, got 0.1"):
+        clipped_surrogate(torch.zeros(2), torch.zeros(2), torch.tensor([10.0, -10.0]), mask=torch.tensor([1.0, 0.1]))
+    assert masked_mean(values, torch.tensor([1, 0])).item() == 1.0
+    assert masked_mean(values, torch.tensor([False, True])).item() == 3.0
+
+    z = torch.zeros(2, 1)
+    half = torch.full((2, 1), 0.5)
+    with pytest.raises(ValueError, match="terminated must be boolean or hold only 0 and 1, got 0.5"):
+        compute_gae(torch.ones(2, 1), z, half, z.bool(), z, torch.zeros(1))  # was: every step terminated
+    with pytest.raises(ValueError, match="truncated must be boolean"):
+        bootstrap_values(z, z.bool(), half, z, torch.zeros(1))
+    with pytest.raises(ValueError, match=r"final_values has shape \(1, 1\)"):
+        bootstrap_values(z, z.bool(), z.bool(), torch.zeros(1, 1), torch.zeros(1))  # broadcast silently
+    with pytest.raises(ValueError, match="values contains NaN"):
+        bootstrap_values(torch.full((2, 1), float("nan")), z.bool(), z.bool(), z, torch.zeros(1))
+    assert torch.equal(bootstrap_values(torch.tensor([[1.0], [2.0]]), torch.tensor([[0], [1]]), z, z,
+                                        torch.tensor([5.0])), torch.tensor([[2.0], [0.0]]))
