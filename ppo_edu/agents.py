@@ -176,3 +176,23 @@ class NumpyPolicy:
             actions = (cdf < u).sum(-1)
         logprobs = np.take_along_axis(logprobs_all, actions[:, None], -1)[:, 0]
         return actions, logprobs, self.value(obs)
+
+
+def require_agent_fits(agent, envs) -> None:
+    """ValueError unless an :class:`ActorCritic`'s sizes match the (vector) env's spaces.
+
+    A mismatch otherwise fails deep inside numpy or gymnasium ("could not broadcast input
+    array from shape (2,4) into shape (2,3)", "AssertionError: np.int64(2) invalid").
+    """
+    if not isinstance(agent, ActorCritic):
+        return  # other policies: their own business
+    obs_space = getattr(envs, "single_observation_space", envs.observation_space)
+    act_space = getattr(envs, "single_action_space", envs.action_space)
+    obs_dim = obs_space.shape[0] if len(getattr(obs_space, "shape", ()) or ()) == 1 else None
+    n_actions = getattr(act_space, "n", None)
+    if obs_dim is not None and agent.obs_dim != obs_dim:
+        raise ValueError(f"the agent takes {agent.obs_dim} observation features but the env gives "
+                         f"{obs_dim}: build it with ActorCritic.for_env(envs)")
+    if n_actions is not None and agent.n_actions != int(n_actions):
+        raise ValueError(f"the agent chooses among {agent.n_actions} actions but the env has "
+                         f"{int(n_actions)}: build it with ActorCritic.for_env(envs)")

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu.agents import ActorCritic
+from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
 class EvalResult(NamedTuple):
@@ -32,6 +32,11 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    try:
+        require_agent_fits(agent, envs)
+    except ValueError:
+        envs.close()
+        raise
     device = next(agent.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     try:

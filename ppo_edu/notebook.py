@@ -34,14 +34,22 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 def choose_profile(default: str = "full") -> str:
     """The run profile: ``$PPO_EDU_PROFILE`` if set, else ``default``."""
-    profile = os.environ.get(PROFILE_ENV, default).strip().lower()
+    from_env = os.environ.get(PROFILE_ENV)
+    if from_env is None:
+        if default not in PROFILES:
+            raise ValueError(f"default={default!r} is not a profile; use one of {PROFILES}")
+        return default
+    profile = from_env.strip().lower()
     if profile not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile; use one of {PROFILES}")
+        raise ValueError(f"{PROFILE_ENV}={from_env!r} is not a profile; use one of {PROFILES}")
     return profile
 
 
 def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> dict[str, Any]:
     """Pick one profile's settings and print them, so every run says what it uses."""
+    unknown = sorted(set(profiles) - set(PROFILES))
+    if unknown:  # a typo ("fats") would surface only when CI asks for that profile
+        raise ValueError(f"the settings cell has profile(s) {unknown}; the profiles are {PROFILES}")
     profile = choose_profile(default)
     if profile not in profiles:
         raise ValueError(f"profile {profile!r} missing from the settings cell: {sorted(profiles)}")

@@ -433,8 +433,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):
     from safetensors import safe_open
 
     device = require_device(device)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors' own error names neither the file nor the problem
+        raise ValueError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
     missing = {"obs_dim", "n_actions", "hidden"} - set(metadata)
     if missing:
         raise ValueError(f"{path} is not a ppo_edu checkpoint (metadata lacks {sorted(missing)})")

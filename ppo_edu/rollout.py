@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ppo_edu._checks import require_device
-from ppo_edu.agents import ActorCritic
+from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
 def make_cartpole_envs(num_envs: int = 8, seed: int | None = None, env_id: str = "CartPole-v1"):
@@ -100,6 +100,7 @@ class RolloutCollector:
             raise ValueError(
                 f"need a Discrete action space, got {type(envs.single_action_space).__name__}"
             )
+        require_agent_fits(agent, envs)
         self.envs, self.agent, self.device = envs, agent, require_device(device)
         obs, _ = envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)  # the current observations, (N, obs_dim)

@@ -220,3 +220,49 @@ def test_masks_and_done_flags_must_be_zero_or_one():
         bootstrap_values(torch.full((2, 1), float("nan")), z.bool(), z.bool(), z, torch.zeros(1))
     assert torch.equal(bootstrap_values(torch.tensor([[1.0], [2.0]]), torch.tensor([[0], [1]]), z, z,
                                         torch.tensor([5.0])), torch.tensor([[2.0], [0.0]]))
+
+
+# --------------------------------------------------------------------------- agents, files, profiles
+
+
+def test_an_agent_sized_for_another_env_is_named():
+    from ppo_edu.evaluate import evaluate
+    from ppo_edu.ppo import train_ppo
+
+    tiny = PPOConfig(num_envs=2, num_steps=16, total_timesteps=32, minibatch_size=16)
+    with pytest.raises(ValueError, match="takes 3 observation features but the env gives 4"):
+        train_ppo(tiny, agent=ActorCritic(3, 2), progress=False)  # was a numpy broadcast error
+    with pytest.raises(ValueError, match="chooses among 3 actions but the env has 2"):
+        evaluate(ActorCritic(4, 3), episodes=2)  # was "AssertionError: np.int64(2) invalid"
+
+
+def test_damaged_weight_files_are_named(tmp_path):
+    import shutil
+
+    from ppo_edu.lm.models import TINY_LM_DIR
+    from ppo_edu.ppo import load_checkpoint
+
+    garbage = tmp_path / "agent.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=f"{garbage} is not a readable safetensors checkpoint"):
+        load_checkpoint(garbage)
+    with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
+        load_checkpoint(tmp_path)  # a directory: was "OSError: No such device"
+    copy = tmp_path / "lm"
+    shutil.copytree(TINY_LM_DIR, copy)
+    (copy / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(OSError, match=f"from {copy}: its model.safetensors is damaged"):
+        load_lm(copy)
+
+
+def test_profile_typos_are_blamed_on_where_they_are(monkeypatch):
+    from ppo_edu.notebook import PROFILE_ENV, choose_profile, settings_for
+
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    with pytest.raises(ValueError, match="default='fats' is not a profile"):
+        choose_profile("fats")  # blamed the environment variable, which was not set
+    with pytest.raises(ValueError, match=r"the settings cell has profile\(s\) \['fats'\]"):
+        settings_for({"full": {"seed": 0}, "fats": {"seed": 0}})  # ran fine until CI asked for fast
+    monkeypatch.setenv(PROFILE_ENV, "Fats")
+    with pytest.raises(ValueError, match="PPO_EDU_PROFILE='Fats' is not a profile"):
+        choose_profile()

@@ -102,8 +102,13 @@ def _from_pretrained(loader, source: str, what: str, **kwargs):
                 "once yourself with from_pretrained(dir, use_safetensors=False) and save_pretrained(dir) "
                 "writes model.safetensors beside it."
             )
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(source, trust_remote_code=False, **kwargs)
+    except SafetensorError as exc:  # a truncated or corrupt file: name it
+        raise OSError(f"could not load the {what} from {source}: its model.safetensors is damaged "
+                      f"({exc}); save or download it again") from exc
     except OSError as exc:
         if local:
             raise OSError(f"could not load the {what} from the local directory {source}: {exc}") from exc
