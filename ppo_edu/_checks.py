@@ -66,3 +66,13 @@ def require_binary(name: str, flags: torch.Tensor) -> None:
         index = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} must be boolean or hold only 0 and 1, got {flags[index].item()} at "
                          f"index {index}")
+
+
+def require_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int, or ValueError unless it is a whole number >= ``minimum``
+    ("8" or 2.5 fail later with messages that do not name the argument; True is not a count)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

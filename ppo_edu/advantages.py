@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu._checks import require_binary, require_finite, require_same_shape
+from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
 
 
 def _validate(rewards, values, terminated, truncated, final_values, next_values, gamma, lam=None):
+    for name, value in (("rewards", rewards), ("values", values), ("terminated", terminated),
+                        ("truncated", truncated), ("final_values", final_values),
+                        ("next_values", next_values)):
+        require_tensor(name, value)  # numpy (what gymnasium returns) has no .dim(): say so
     if not (0.0 < gamma <= 1.0):
         raise ValueError(f"gamma must be in (0, 1], got {gamma}")
     if lam is not None and not (0.0 <= lam <= 1.0):

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_count
 from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
@@ -28,8 +29,10 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
     fixes the sampled actions. Each env counts its first episode only (envs that finish
     early auto-reset and are masked out).
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    episodes = require_count("episodes", episodes)
+    seed = require_count("seed", seed, minimum=0)
+    if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
+        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     try:

@@ -45,6 +45,8 @@ class Batch:
 
 
 def normalise(advantages: torch.Tensor) -> torch.Tensor:
+    if advantages.numel() < 2:  # the std of one sample is NaN: centre only
+        return advantages - advantages.mean()
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 

@@ -45,7 +45,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return torch.where(mask, values, torch.zeros_like(values)).sum() / count
 
 
-def _validate(logprobs, old_logprobs, advantages=None, mask=None) -> None:
+def _validate(logprobs, old_logprobs, advantages=None, mask=None, averaged: bool = True) -> None:
     named = {"logprobs": logprobs, "old_logprobs": old_logprobs}
     if advantages is not None:
         named["advantages"] = advantages
@@ -54,6 +54,8 @@ def _validate(logprobs, old_logprobs, advantages=None, mask=None) -> None:
     for name, value in named.items():
         require_tensor(name, value)
     require_same_shape(**named)
+    if averaged and logprobs.numel() == 0:  # the mean of nothing is NaN
+        raise ValueError("logprobs is empty: there are no samples to average over")
     finite = {k: v for k, v in named.items() if k != "mask"}
     if mask is not None:
         # padding may hold anything; only the real entries must be finite
@@ -67,7 +69,7 @@ def probability_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor) -> tor
     ``exp(logprobs - old_logprobs)`` rather than a quotient of probabilities: tiny
     probabilities underflow, their logs do not. ``old_logprobs`` carries no gradient.
     """
-    _validate(logprobs, old_logprobs)
+    _validate(logprobs, old_logprobs, averaged=False)
     return torch.exp(logprobs - old_logprobs.detach())
 
 

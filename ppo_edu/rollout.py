@@ -20,14 +20,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_device
+from ppo_edu._checks import require_count, require_device
 from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
 def make_cartpole_envs(num_envs: int = 8, seed: int | None = None, env_id: str = "CartPole-v1"):
     """A synchronous vector env with SAME_STEP autoreset (reset with ``seed`` if given)."""
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    num_envs = require_count("num_envs", num_envs)
+    if seed is not None:
+        seed = require_count("seed", seed, minimum=0)  # gymnasium seeds non-negative integers
     envs = gym.make_vec(
         env_id,
         num_envs=num_envs,
@@ -109,8 +110,7 @@ class RolloutCollector:
 
     @torch.no_grad()
     def collect(self, num_steps: int) -> Rollout:
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        num_steps = require_count("num_steps", num_steps)
         T, N = num_steps, self.envs.num_envs
         policy = self._policy()
         # Per-step results go into numpy arrays and become tensors once at the end:

@@ -67,7 +67,7 @@ def test_evaluation_is_reproducible_for_a_seed():
 
 
 def test_evaluation_needs_at_least_one_episode():
-    with pytest.raises(ValueError, match="episodes must be >= 1"):
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
         evaluate(ActorCritic(4, 2), episodes=0)
 
 

@@ -266,3 +266,42 @@ def test_profile_typos_are_blamed_on_where_they_are(monkeypatch):
     monkeypatch.setenv(PROFILE_ENV, "Fats")
     with pytest.raises(ValueError, match="PPO_EDU_PROFILE='Fats' is not a profile"):
         choose_profile()
+
+
+def test_counts_seeds_and_flags_of_the_cartpole_helpers_are_checked():
+    from ppo_edu.evaluate import evaluate
+
+    for bad in ("8", 2.5, True, 0):
+        with pytest.raises(ValueError, match=f"num_envs must be an integer >= 1, got {bad!r}"):
+            make_cartpole_envs(bad)
+    for bad in ("0", 1.5, -1):  # "0" was a confusing "length must match num_envs" error
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            make_cartpole_envs(2, seed=bad)
+    envs = make_cartpole_envs(2, seed=0)
+    try:
+        with pytest.raises(ValueError, match="num_steps must be an integer >= 1, got 2.5"):
+            RolloutCollector(envs, ActorCritic.for_env(envs), seed=0).collect(2.5)
+    finally:
+        envs.close()
+    with pytest.raises(ValueError, match="deterministic must be True or False, got 'False'"):
+        evaluate(ActorCritic(4, 2), episodes=2, deterministic="False")  # played deterministically
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1, got '5'"):
+        evaluate(ActorCritic(4, 2), episodes="5")
+
+
+def test_objectives_and_gae_name_empty_and_numpy_inputs():
+    from ppo_edu.advantages import compute_gae
+    from ppo_edu.experiments import normalise
+    from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate, probability_ratio
+
+    empty = torch.zeros(0)
+    for call in (lambda: cpi_surrogate(empty, empty, empty), lambda: approx_kl(empty, empty),
+                 lambda: clipped_surrogate(empty, empty, empty)):
+        with pytest.raises(ValueError, match="logprobs is empty"):  # was NaN
+            call()
+    assert probability_ratio(empty, empty).shape == (0,)  # no mean: an empty ratio is fine
+    rewards = np.ones((3, 2), np.float32)
+    z = torch.zeros(3, 2)
+    with pytest.raises(TypeError, match="rewards must be a torch.Tensor, got ndarray"):
+        compute_gae(rewards, z, z.bool(), z.bool(), z, torch.zeros(2))
+    assert normalise(torch.tensor([3.0])).item() == 0.0  # one sample: centred, not NaN
