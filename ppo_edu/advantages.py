@@ -35,12 +35,7 @@ def _validate(rewards, values, terminated, truncated, final_values, next_values,
     if not rewards.is_floating_point():  # the outputs take its dtype: ints would round them
         raise TypeError(f"rewards must be a floating-point tensor, got {rewards.dtype}; "
                         "e.g. torch.tensor(..., dtype=torch.float32)")
-    require_same_shape(rewards=rewards, values=values, terminated=terminated,
-                       truncated=truncated, final_values=final_values)
-    if tuple(next_values.shape) != (rewards.shape[1],):
-        raise ValueError(
-            f"next_values must have shape (N,) = ({rewards.shape[1]},), got {tuple(next_values.shape)}"
-        )
+    require_same_shape(rewards=rewards, values=values)
     _validate_fields(values, terminated, truncated, final_values, next_values)
     require_finite(rewards=rewards)
 

@@ -25,6 +25,7 @@ from ppo_edu.advantages import gae_from_rollout
 from ppo_edu.agents import ActorCritic
 from ppo_edu.evaluate import evaluate
 from ppo_edu.objectives import approx_kl, categorical_kl, clipped_surrogate, cpi_surrogate
+from ppo_edu.ppo import normalize_advantages
 from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,12 +45,6 @@ class Batch:
         return self.actions.shape[0]
 
 
-def normalise(advantages: torch.Tensor) -> torch.Tensor:
-    if advantages.numel() < 2:  # the std of one sample is NaN: centre only
-        return advantages - advantages.mean()
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-
 def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8,
                      num_steps: int = 128, lr: float = 3e-3, gamma: float = 0.99,
                      lam: float = 0.95, seed: int = 0, progress: bool = True) -> list[dict]:
@@ -67,7 +62,7 @@ def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8
         advantages, returns = gae_from_rollout(rollout, gamma, lam)
         flat = rollout.flat()
         logprobs, _, values = agent.evaluate_actions(flat["obs"], flat["actions"])
-        policy_loss = -cpi_surrogate(logprobs, flat["logprobs"], normalise(advantages.reshape(-1)))
+        policy_loss = -cpi_surrogate(logprobs, flat["logprobs"], normalize_advantages(advantages.reshape(-1)))
         value_loss = 0.5 * ((values - returns.reshape(-1)) ** 2).mean()
         optimiser.zero_grad()
         (policy_loss + 0.5 * value_loss).backward()
@@ -89,7 +84,7 @@ def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, g
     advantages, _ = gae_from_rollout(rollout, gamma, lam)
     flat = rollout.flat()
     return Batch(obs=flat["obs"], actions=flat["actions"], old_logprobs=flat["logprobs"],
-                 advantages=normalise(advantages.reshape(-1)), old_logits=agent.logits(flat["obs"]))
+                 advantages=normalize_advantages(advantages.reshape(-1)), old_logits=agent.logits(flat["obs"]))
 
 
 def cpi_objective(logprobs, old_logprobs, advantages) -> torch.Tensor:

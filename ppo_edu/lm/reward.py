@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_device
+from ppo_edu._checks import require_count, require_device
 
 RewardFn = Callable[[list[str]], torch.Tensor]
 
@@ -35,13 +35,6 @@ def _check_texts(texts) -> list[str]:
         if not t.strip():
             raise ValueError(f"texts[{i}] is empty: there is nothing to score")
     return texts
-
-
-def _check_batch_size(batch_size) -> int:
-    """A batch size must be an integer >= 1 (0 would loop forever or never, -1 drop every text)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return int(batch_size)
 
 
 def encode_for_reward(tokenizer, texts: list[str], max_length: int, truncate: bool = False) -> list[list[int]]:
@@ -119,7 +112,7 @@ def reward_model_scores(model, tokenizer, texts: list[str], device=None, batch_s
     when you only need the values).
     """
     texts = _check_texts(texts)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = require_count("batch_size", batch_size)
     pad_id = model.config.pad_token_id
     if pad_id is None or pad_id == tokenizer.eos_token_id or pad_id != tokenizer.pad_token_id:
         raise ValueError(
@@ -150,7 +143,7 @@ def reward_fn_from_model(model, tokenizer, device=None, batch_size: int = 64, tr
     train/eval mode is restored afterwards. Empty texts raise ValueError; texts longer
     than the context raise, or are truncated with ``truncate=True``.
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = require_count("batch_size", batch_size)
     if device is not None:
         model.to(require_device(device))
 
@@ -208,7 +201,7 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
     from ppo_edu.lm.models import _from_pretrained, resolve
 
     device = require_device(device)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = require_count("batch_size", batch_size)
     source = resolve(name, tiny_dir=None)  # "tiny" is no classifier: use reward_fn_from_model
     hub = {}
     if revision is not None:

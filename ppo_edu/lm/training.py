@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ppo_edu._checks import require_count
 from ppo_edu.lm.bradley_terry import (
     _check_margin,
     bradley_terry_loss,
@@ -39,7 +40,7 @@ from ppo_edu.lm.bradley_terry import (
     pairwise_accuracy,
 )
 from ppo_edu.lm.data import validate_ratings
-from ppo_edu.lm.reward import _check_batch_size, _check_texts, reward_model_scores
+from ppo_edu.lm.reward import _check_texts, reward_model_scores
 
 
 # ----------------------------------------------------------------------------- the LM
@@ -64,7 +65,7 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
     the model is also scored on knowing where a review ends.
     """
     texts = _check_texts(texts)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = require_count("batch_size", batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
