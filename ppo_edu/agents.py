@@ -116,8 +116,11 @@ class ActorCritic(nn.Module):
 
         The same numbers as ``self.distribution(obs)``'s ``log_prob`` and ``entropy``,
         computed from one log-softmax (no ``Categorical`` to build and validate in the
-        inner loop of every PPO update).
+        inner loop of every PPO update). ``actions`` must hold integers (any integer dtype):
+        float actions are refused rather than truncated, so 0.7 does not silently read as 0.
         """
+        if actions.is_floating_point() or actions.dtype == torch.bool:
+            raise TypeError(f"actions must be an integer tensor (action indices), got dtype {actions.dtype}")
         logprobs_all = torch.log_softmax(self.logits(obs), dim=-1)
         logprobs = logprobs_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         entropy = -(logprobs_all.exp() * logprobs_all).sum(-1)

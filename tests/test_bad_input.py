@@ -309,3 +309,32 @@ def test_objectives_and_gae_name_empty_and_numpy_inputs():
     z = torch.zeros(3, 2)
     with pytest.raises(TypeError, match="rewards must be a torch.Tensor, got ndarray"):
         compute_gae(rewards, z, z.bool(), z.bool(), z, torch.zeros(2))
+
+
+def test_generation_past_the_context_is_refused_before_sampling():
+    model, tok = load_lm("tiny")  # 128 positions
+    with pytest.raises(ValueError, match=r"with max_new_tokens=400 that is 40\d > the model's context of 128"):
+        generate(model, tok, ["The movie was"], max_new_tokens=400)  # was an IndexError if no EOS came
+    with pytest.raises(ValueError, match=r"prompts\[1\] is \d+ tokens"):
+        generate(model, tok, ["A", "word " * 300], max_new_tokens=5)
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 0"):
+        generate(model, tok, ["A"], max_new_tokens=0)
+    assert len(generate(model, tok, ["A"], max_new_tokens=126)) == 1  # 1 + 1 + 126 = 128 fits
+
+
+def test_float_actions_and_scores_are_refused_not_truncated(tmp_path):
+    from ppo_edu.lm.bradley_terry import bradley_terry_loss
+    from ppo_edu.lm.training import sft_train
+
+    agent, obs = ActorCritic(4, 2), torch.randn(3, 4)
+    with pytest.raises(TypeError, match="actions must be an integer tensor"):
+        agent.evaluate_actions(obs, torch.tensor([0.7, 1.0, 1.0]))  # 0.7 was read as action 0
+    logprobs, _, _ = agent.evaluate_actions(obs, torch.tensor([0, 1, 1], dtype=torch.int32))
+    assert logprobs.shape == (3,)
+    with pytest.raises(TypeError, match="r_chosen must hold floating-point scores"):
+        bradley_terry_loss(torch.tensor([1, 2]), torch.tensor([0, 1]))
+    tok = small_tokenizer()
+    lm, ltok = load_lm(save_random_gpt2(tmp_path / "lm", tok))
+    with pytest.raises(ValueError, match=r"pack into 1 blocks of 16 tokens, fewer than batch_size=4"):
+        sft_train(lm, ltok, ["a good movie and a bad one"], steps=1, batch_size=4, block=16,
+                  progress=False)  # trained on one block, silently

@@ -38,6 +38,9 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     if r_chosen.ndim != 1 or r_chosen.numel() == 0:
         raise ValueError(f"expected non-empty scores of shape (P,), got {tuple(r_chosen.shape)}")
     for name, scores in (("r_chosen", r_chosen), ("r_rejected", r_rejected)):
+        if not scores.is_floating_point():
+            raise TypeError(f"{name} must hold floating-point scores (a reward model's outputs), "
+                            f"got dtype {scores.dtype}")
         bad = ~torch.isfinite(scores.detach())
         if bad.any():
             i = int(bad.nonzero()[0])

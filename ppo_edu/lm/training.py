@@ -40,7 +40,7 @@ from ppo_edu.lm.bradley_terry import (
     pairwise_accuracy,
 )
 from ppo_edu.lm.data import validate_ratings
-from ppo_edu.lm.reward import _check_texts, reward_model_scores
+from ppo_edu.lm.reward import _check_texts, _context_length, reward_model_scores
 
 
 # ----------------------------------------------------------------------------- the LM
@@ -173,6 +173,11 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     blocks, cursor = packed_blocks(ids, eos, block, rng), 0
+    if len(blocks) < batch_size:
+        raise ValueError(
+            f"the {len(texts)} texts pack into {len(blocks)} blocks of {block} tokens, fewer than "
+            f"batch_size={batch_size}: pass more texts, a smaller batch_size or a smaller block"
+        )
     history = []
     model.train()
     for step in tqdm(range(steps), desc="SFT", disable=not progress):
@@ -206,7 +211,9 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     """Sample one continuation per prompt (``""`` = a review from scratch); returns prompt + continuation.
 
     Each prompt is preceded by ``<|endoftext|>``, the separator the tiny model was trained
-    after, and decoding stops at ``<|endoftext|>``.
+    after, and decoding stops at ``<|endoftext|>``. A prompt that leaves no room for
+    ``max_new_tokens`` in the model's context (the tiny model: 128 tokens) is a ValueError,
+    raised before anything is sampled.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
@@ -216,13 +223,24 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
             raise TypeError(f"prompts[{i}] is a {type(prompt).__name__}, not a str")
     if not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filtering), got {top_p!r}")
+    max_new_tokens = require_count("max_new_tokens", max_new_tokens)
+    context = _context_length(model)
+    encoded = []
+    for i, prompt in enumerate(prompts):
+        ids = [tokenizer.eos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) + max_new_tokens > context:
+            raise ValueError(
+                f"prompts[{i}] is {len(ids)} tokens with its leading <|endoftext|>; with "
+                f"max_new_tokens={max_new_tokens} that is {len(ids) + max_new_tokens} > the model's "
+                f"context of {context} tokens. Shorten the prompt or generate fewer tokens."
+            )
+        encoded.append(ids)
     torch.manual_seed(seed)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for prompt in prompts:
-        ids = [tokenizer.eos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for ids in encoded:
         x = torch.tensor([ids], device=device)
         y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, temperature=temperature,
                            top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
