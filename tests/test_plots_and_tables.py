@@ -195,7 +195,7 @@ def test_plot_sft_history_draws_the_loss_its_trailing_mean_and_held_out_perplexi
     np.testing.assert_array_equal(raw.get_ydata(), losses)
     np.testing.assert_array_equal(mean.get_xdata(), [4, 5, 6, 7, 8])  # first full window ends at step 4
     np.testing.assert_allclose(mean.get_ydata(), [3.5, 2.5, 1.75, 1.25, 1.0])
-    assert legend_labels(ax) == ["train loss (per step)", "train loss (4-step mean)"]
+    assert legend_labels(ax) == ["train loss (per step)", "train loss (4-step mean)", "held-out perplexity"]
     assert ax.get_xlabel() == "SFT step"
     twin = [other for other in ax.figure.axes if other is not ax]
     assert len(twin) == 1 and twin[0].get_ylabel() == "held-out perplexity"
@@ -208,6 +208,7 @@ def test_plot_sft_history_without_evaluations_has_no_perplexity_axis():
     ax = plot_sft_history(history, window=5)  # fewer steps than the window: the mean is the raw loss
     assert ax.figure.axes == [ax]
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [2.0, 1.9, 1.8])
+    assert legend_labels(ax) == ["train loss (per step)", "train loss (5-step mean)"]
 
 
 def test_plot_rm_history_draws_loss_and_accuracy_of_the_steps_that_had_pairs():
@@ -262,6 +263,16 @@ def test_plot_scores_vs_ratings_scatters_each_scorer_with_its_pearson_r():
 def test_plot_scores_vs_ratings_refuses_ratings_off_the_human_scale():
     with pytest.raises(ValueError, match=r"ratings\[1\] = 5.0 is outside the human rating scale"):
         plot_scores_vs_ratings([0.0, 5.0], {"a": [0.0, 1.0]})
+
+
+def test_plot_scores_vs_ratings_names_scores_it_cannot_correlate():
+    ratings = [-1.0, 0.0, 2.0]
+    fig = plot_scores_vs_ratings(ratings, {"constant": [0.5, 0.5, 0.5]})
+    assert fig.axes[0].get_title() == "constant: constant scores, r undefined"  # was "Pearson r = nan"
+    with pytest.raises(ValueError, match="VADER: scores hold NaN or inf"):
+        plot_scores_vs_ratings(ratings, {"VADER": [0.1, float("nan"), 0.3]})
+    with pytest.raises(ValueError, match=r"rm: scores must have one entry per rating, shape \(3,\); got \(2,\)"):
+        plot_scores_vs_ratings(ratings, {"rm": [0.1, 0.2]})
 
 
 def test_plot_accuracy_by_gap_plots_each_scorers_accuracy_at_the_bin_centres():

@@ -28,12 +28,13 @@ def plot_sft_history(history: list[dict], ax=None, window: int = 5):
     ax.plot(steps[len(steps) - len(smooth):], smooth, color="C0", label=f"train loss ({window}-step mean)")
     ax.set_xlabel("SFT step")
     ax.set_ylabel("cross-entropy (nats / token)")
+    handles = ax.get_lines()
     evals = [(h["step"], h["eval_ppl"]) for h in history if "eval_ppl" in h]
     if evals:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*evals), "o-", color="C3", label="held-out perplexity")
+        handles += ax2.plot(*zip(*evals), "o-", color="C3", label="held-out perplexity")
         ax2.set_ylabel("held-out perplexity", color="C3")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(handles=handles, loc="upper right", fontsize=8)  # one legend for both axes
     return ax
 
 
@@ -68,11 +69,18 @@ def plot_scores_vs_ratings(ratings, scorers: dict[str, np.ndarray], title: str =
     fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.6), squeeze=False)
     for ax, (name, scores) in zip(axes[0], scorers.items()):
         scores = np.asarray(scores, dtype=float)
-        r = np.corrcoef(scores, ratings)[0, 1]
+        if scores.shape != ratings.shape:
+            raise ValueError(f"{name}: scores must have one entry per rating, shape {ratings.shape}; "
+                             f"got {scores.shape}")
+        if not np.isfinite(scores).all():
+            raise ValueError(f"{name}: scores hold NaN or inf, so Pearson r is undefined")
         ax.scatter(ratings, scores, s=6, alpha=0.4)
         ax.set_xlabel("mean human rating (-4 .. +4)")
         ax.set_ylabel(f"{name} score")
-        ax.set_title(f"{name}: Pearson r = {r:.2f}", fontsize=10)
+        if scores.std() == 0:  # a constant scorer: r would print as nan
+            ax.set_title(f"{name}: constant scores, r undefined", fontsize=10)
+        else:
+            ax.set_title(f"{name}: Pearson r = {np.corrcoef(scores, ratings)[0, 1]:.2f}", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
