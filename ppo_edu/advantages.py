@@ -132,9 +132,10 @@ def continuations(agent, obs, first_actions, horizon: int = 400, seed: int = 0) 
     ``obs`` (B, 4) and ``first_actions`` (B,) are batched start points (repeat a row to get
     several continuations of the same (s, a)). Each continuation runs until the pole falls
     or for ``horizon`` steps; steps after a fall are padded as terminated with reward 0 and
-    value 0, so they contribute nothing. Returns the (horizon, B) tensors that
-    :func:`compute_gae` takes (no truncations: the horizon cut is bootstrapped through
-    ``next_values`` = V(s_H), which is 0 where the episode already ended).
+    value 0, so they contribute nothing. Returns the (H, B) tensors that :func:`compute_gae`
+    takes, H <= ``horizon``: play stops once every continuation has ended (no truncations:
+    a horizon cut is bootstrapped through ``next_values`` = V(s_H), which is 0 where the
+    episode already ended).
     """
     import gymnasium as gym
     import numpy as np

@@ -106,12 +106,13 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
     """Maximise ``objective`` on one batch for many epochs, starting from a copy of ``agent_old``.
 
     ``objective(logprobs, old_logprobs, advantages)`` returns the scalar to maximise.
-    Only the actor is updated (the critic plays no role in the surrogate). After every
-    ``eval_every`` epochs the history records exact KL(pi_old || pi) averaged over the
-    batch's states, the k3 sample estimate, the clip fraction at ``epsilon``, the
-    surrogate's value and the evaluated return: the mean over ``eval_episodes`` fresh
-    episodes of the stochastic policy itself (``deterministic_eval=False``), the return
-    that L^CPI is a local approximation of.
+    Only the actor is updated (the critic plays no role in the surrogate). The history has
+    a row for the start and for every epoch, each with the exact KL(pi_old || pi) averaged
+    over the batch's states, the k3 sample estimate, the clip fraction at ``epsilon`` and
+    the surrogate's value. Every ``eval_every`` epochs (and at the start and the end) the
+    row also has the evaluated return: the mean over ``eval_episodes`` fresh episodes of
+    the stochastic policy itself (``deterministic_eval=False``), the return that L^CPI is
+    a local approximation of.
     """
     if epochs < 1 or minibatch_size < 1:
         raise ValueError(f"epochs and minibatch_size must be >= 1, got {epochs}, {minibatch_size}")

@@ -12,6 +12,7 @@ that shape (1 = real sample, 0 = padding) turns the mean into a masked mean.
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -116,7 +117,7 @@ def clipped_surrogate(
     that, for a training loop's inner step that checks its loss once per update instead:
     the checks cost more than the arithmetic for a 256-sample minibatch.
     """
-    if not isinstance(epsilon, (int, float)) or not (epsilon > 0):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not (epsilon > 0):
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
     if check:
         _validate(logprobs, old_logprobs, advantages, mask)

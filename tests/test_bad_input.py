@@ -338,3 +338,17 @@ def test_float_actions_and_scores_are_refused_not_truncated(tmp_path):
     with pytest.raises(ValueError, match=r"pack into 1 blocks of 16 tokens, fewer than batch_size=4"):
         sft_train(lm, ltok, ["a good movie and a bad one"], steps=1, batch_size=4, block=16,
                   progress=False)  # trained on one block, silently
+
+
+def test_numpy_epsilons_are_numbers_and_string_margins_are_not():
+    from ppo_edu.lm.bradley_terry import make_preference_pairs
+    from ppo_edu.objectives import clipped_surrogate
+
+    z = torch.zeros(3)  # np.float32(0.2) was refused as "not a number > 0"
+    assert clipped_surrogate(z, z, torch.ones(3), epsilon=np.float32(0.2)).objective.item() == 1.0
+    with pytest.raises(ValueError, match="epsilon must be a number > 0, got True"):
+        clipped_surrogate(z, z, z, epsilon=True)
+    for margin in ("1.0", True):  # were read as 1.0
+        with pytest.raises(TypeError, match="margin must be a number, got"):
+            make_preference_pairs([0.0, 2.0], margin=margin)
+    assert make_preference_pairs([0.0, 2.0], margin=np.float64(1.0)).tolist() == [[1, 0]]

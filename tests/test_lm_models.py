@@ -172,6 +172,28 @@ def test_missing_shipped_model_names_the_build_script(tmp_path):
         resolve("tiny", tmp_path)
 
 
+@pytest.mark.parametrize("shipped", [TINY_LM_DIR, TINY_RM_DIR])
+def test_the_rebuild_command_writes_where_the_shipped_model_is_missing(monkeypatch, tmp_path, shipped):
+    """Both scripts write to runs/ by default: the suggested command must name the shipped folder."""
+    import shlex
+
+    from ppo_edu.lm import models
+
+    monkeypatch.setitem(models._REBUILD, tmp_path, models._REBUILD[shipped])
+    with pytest.raises(FileNotFoundError, match="Rebuild it with") as caught:
+        resolve("tiny", tmp_path)
+    command = shlex.split(re.search(r"`([^`]+)`", str(caught.value)).group(1))
+    repo = Path(__file__).resolve().parents[1]
+    script = repo / command[1]
+    assert command[0] == "python" and script.is_file()
+    options = dict(zip(command[2::2], command[3::2]))
+    assert (repo / options["--out"]).resolve() == shipped.resolve()
+    if shipped == TINY_RM_DIR:  # the reward model starts from the shipped LM
+        assert (repo / options["--lm"]).resolve() == TINY_LM_DIR.resolve()
+    for flag in options:  # flags the script's parser knows (built from its config fields)
+        assert f"{flag[2:].replace('-', '_')}: " in script.read_text()
+
+
 @pytest.mark.parametrize("loader", [load_lm, load_reward_model])
 def test_directory_with_only_pickled_weights_is_refused_with_a_local_message(tmp_path, tokenizer, loader):
     # Safetensors only: a pytorch_model.bin is a pickle, which can run code when loaded.

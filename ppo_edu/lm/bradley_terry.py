@@ -53,6 +53,8 @@ _CHUNK = 1024  # rows of the (N, N) comparison at a time: 1024 x 10,605 booleans
 
 
 def _check_margin(margin) -> float:
+    if isinstance(margin, (str, bytes, bool)):  # float("1.0") and float(True) would pass
+        raise TypeError(f"margin must be a number, got {type(margin).__name__} {margin!r}")
     try:
         value = float(margin)
     except (TypeError, ValueError):
@@ -93,7 +95,8 @@ def make_preference_pairs(
     index order, or with ``max_pairs`` exactly ``max_pairs`` of them, a uniform random
     subset without repeats (seeded by ``seed``).
 
-    Raises ValueError when the input cannot give what was asked for: ratings off the human
+    Raises TypeError for a ``margin`` that is not a number (a string, a bool), and
+    ValueError when the input cannot give what was asked for: ratings off the human
     scale [-4, 4] (or NaN), fewer than two ratings, a ``margin`` that is not a finite number
     > 0 (with margin <= 0 a text would be "preferred" to itself or to its equal), no pair
     whose ratings differ by at least ``margin``, or ``max_pairs`` larger than the number of

@@ -34,7 +34,10 @@ TINY_LM_DIR = DATA_DIR / "tiny-gpt2"
 TINY_RM_DIR = DATA_DIR / "tiny-gpt2-rm"
 """The shipped reward model (``GPT2ForSequenceClassification``, one output)."""
 PAD_TOKEN = "<|pad|>"
-_REBUILD = {TINY_LM_DIR: "python tools/train_tiny_lm.py", TINY_RM_DIR: "python tools/train_reward_model.py"}
+_REBUILD = {  # the scripts write to runs/ unless told where the shipped directory is
+    TINY_LM_DIR: "python tools/train_tiny_lm.py --out ppo_edu/data/tiny-gpt2",
+    TINY_RM_DIR: "python tools/train_reward_model.py --lm ppo_edu/data/tiny-gpt2 --out ppo_edu/data/tiny-gpt2-rm",
+}
 
 
 def resolve(name_or_dir, tiny_dir: Path | None) -> str:

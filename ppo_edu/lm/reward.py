@@ -5,7 +5,8 @@
 - :func:`sentiment_reward_fn` scores with a hub sentiment classifier (Colab:
   ``lvwerra/distilbert-imdb``, as in the seed): the logit of the positive class.
 - :func:`vader_compound` is the VADER lexicon's compound score in [-1, 1]: no training,
-  no model, a judge the policy never trained on (lesson 6's over-optimisation check).
+  no model, a judge the policy never trained on (lesson 6's over-optimisation check). It
+  returns a float64 numpy array, not a tensor (``rlhf.setups.judge_fn`` wraps it in one).
 """
 
 from __future__ import annotations

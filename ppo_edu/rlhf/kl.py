@@ -5,8 +5,8 @@ is a sum over response tokens, and with y sampled from pi_theta each token gets 
 per-token estimate (J. Schulman, "Approximating KL divergence", 2020), with
 log r_t = log pi_ref(y_t|...) - log pi_theta(y_t|...):
 
-- k1 = -log r_t = log pi_theta - log pi_ref. Unbiased; a single token (or a short sample)
-  can be negative, the mean over many samples cannot.
+- k1 = -log r_t = log pi_theta - log pi_ref. Unbiased; a single token can be negative, and
+  so can a batch mean when the true KL is small; only its expectation cannot.
 - k3 = (r_t - 1) - log r_t. Unbiased too, and never negative, at the price of more
   variance where pi_theta and pi_ref differ a lot.
 
@@ -15,8 +15,9 @@ The penalty subtracts beta * kl_t from each token's reward, and the KL this cour
 batch), not a second estimate computed elsewhere: TRL #1161 reported one and penalised
 another. A clearly negative mean of k1 is not "the policy got closer than identical":
 it means the tokens were not sampled from pi_theta (top-k/top-p, a temperature missing
-from the log-probs, dropout on in one pass only), and :func:`kl_penalty` warns about it
-(TRL #351).
+from the log-probs, dropout on in one pass only). :func:`warn_if_negative` warns about a
+batch mean below -0.5 nats; ``RLHFTrainer.step`` calls it on every k1 batch (TRL #351).
+:func:`kl_penalty` itself does not warn.
 """
 
 from __future__ import annotations

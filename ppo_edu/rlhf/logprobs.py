@@ -22,7 +22,10 @@ from ppo_edu._checks import require_same_shape
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions 0, 1, 2, ... counted over real tokens only; padding gets 0. Shape (B, L)."""
+    """Positions 0, 1, 2, ... counted over real tokens only. Shape (B, L).
+
+    Left padding gets 0; padding after the last real token (a response after its EOS)
+    repeats that token's position. Both are masked, so their positions never matter."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 

@@ -2,7 +2,7 @@
 
 :func:`toy_tokenizer` is a byte-level BPE trained in a second on a few sentences, with
 ``<|endoftext|>`` as BOS/EOS and a *distinct* ``<|pad|>``; :func:`toy_lm` is a
-``GPT2LMHeadModel`` of a few thousand parameters. They exercise exactly the code paths
+``GPT2LMHeadModel`` of about 37,000 parameters. They exercise exactly the code paths
 the real models use (``save_pretrained`` -> ``from_pretrained`` included), in milliseconds.
 """
 
