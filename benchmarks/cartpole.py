@@ -21,8 +21,9 @@ evaluations and fall back. Compare runs only at the same ``--eval-every``.
 Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
 (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, lambda 0.8, ent 0, linear
 lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults. Both get the same
-budget (``--budget``), over which both anneal their learning rate and clip range
-linearly (SB3's schedules follow ``learn(total_timesteps)``, ours ``total_timesteps``).
+budget (``--budget``, rounded down to whole rollouts of 256 env steps, the rollout size of
+both), over which both anneal their learning rate and clip range linearly (SB3's
+schedules follow ``learn(total_timesteps)``, ours ``total_timesteps``).
 Both use one torch thread (``--threads``), which is faster than more threads for these
 tiny networks, for both.
 """
@@ -42,6 +43,8 @@ import torch
 from ppo_edu.ppo import PPOConfig, train_ppo
 
 MAX_STEPS = 100_000
+ROLLOUT = 256  # env steps per rollout, both: 8 envs x 32 steps
+CARTPOLE_MAX_RETURN = 500.0  # CartPole-v1 truncates episodes at 500 steps
 CLOCK = time.perf_counter  # --clock cpu switches to this process's CPU time
 
 
@@ -106,7 +109,8 @@ def run_ours(seed: int, eval_every: int, target: float, max_steps: int = MAX_STE
     # 0-19, evaluated every 2,048 steps, its first solve came at a median of 8k env steps
     # against 12k with 100k, measured 2026-12-03.)
     # train_ppo sets its own thread count from the config: --threads must reach it
-    config = PPOConfig(seed=max(seed, 0)).replace(total_timesteps=max_steps, torch_threads=threads)
+    config = PPOConfig(seed=seed).replace(total_timesteps=max_steps, torch_threads=threads)
+    assert config.batch_size == ROLLOUT
     tracker = Tracker(eval_every, target, CLOCK())
 
     def callback(agent, record) -> bool:
@@ -145,10 +149,10 @@ def run_sb3(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEP
         def _on_training_end(self) -> None:
             tracker.maybe_eval(self.num_timesteps, self._act)
 
-    envs = make_vec_env("CartPole-v1", n_envs=8, seed=max(seed, 0))
+    envs = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
     model = PPO("MlpPolicy", envs, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98,
                 gae_lambda=0.8, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
-                seed=max(seed, 0), device="cpu", verbose=0)
+                seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=max_steps, callback=EvalCallback())
     envs.close()
     return tracker
@@ -173,9 +177,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall-clock (default) or this process's CPU time, steadier on a "
                              "machine shared with other work")
     args = parser.parse_args(argv)
-    if args.budget < 256 or args.eval_every < 1:
-        parser.error(f"--budget must be at least one rollout (256 env steps) and --eval-every "
+    if args.budget < ROLLOUT or args.eval_every < 1:
+        parser.error(f"--budget must be at least one rollout ({ROLLOUT} env steps) and --eval-every "
                      f"at least 1; got {args.budget} and {args.eval_every}")
+    # whole rollouts: ours trains budget // 256 of them, SB3 runs until it reaches the budget
+    # (a last partial rollout, annealed past zero), so both get the same multiple of 256
+    args.budget -= args.budget % ROLLOUT
+    if args.eval_every > args.budget:
+        parser.error(f"--eval-every {args.eval_every} is more than the budget of {args.budget} env "
+                     "steps: nothing would be evaluated")
+    if not 0 < args.target <= CARTPOLE_MAX_RETURN:
+        parser.error(f"--target must be in (0, {CARTPOLE_MAX_RETURN:g}] (CartPole-v1's episodes end at "
+                     f"500 steps), got {args.target}")
+    if any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be distinct and >= 0 (a repeat would count one run twice in the "
+                     f"medians), got {args.seeds}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
@@ -186,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     # Untimed warm-up: the first run in a process pays for lazy imports and first-call
     # initialisation, which would otherwise count against whichever library runs first.
     for run in runners.values():
-        run(-1, 256, float("inf"), max_steps=512)
+        run(0, ROLLOUT, float("inf"), max_steps=2 * ROLLOUT)
     results: dict[str, list[Tracker]] = {name: [] for name in runners}
     print(f"CartPole-v1, eval every {args.eval_every} env steps (20 deterministic episodes), "
           f"target mean >= {args.target:g}, budget {args.budget:,} env steps, "

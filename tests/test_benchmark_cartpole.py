@@ -1,0 +1,58 @@
+"""The command line of ``benchmarks/cartpole.py``: what both libraries are asked to do, and
+what is refused before anything trains."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cartpole.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_cartpole", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def calls(bench, monkeypatch):
+    """Replaces both runners by a recorder that trains nothing."""
+    made = []
+
+    def recorder(name):
+        def run(seed, eval_every, target, max_steps, **extra):
+            made.append((name, seed, eval_every, target, max_steps))
+            return bench.Tracker(eval_every, target, 0.0)
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", recorder("ours"))
+    monkeypatch.setattr(bench, "run_sb3", recorder("sb3"))
+    return made
+
+
+def test_the_budget_is_whole_rollouts_for_both_and_seeds_are_passed_as_given(bench, calls, capsys):
+    assert bench.main(["--seeds", "3", "0", "--budget", "767", "--eval-every", "256"]) == 0
+    timed = [c for c in calls if c[3] != float("inf")]  # after the two untimed warm-ups
+    # 767 was 2 rollouts for ours and 3 for SB3 (it runs until it reaches the budget)
+    assert timed == [("ours", 3, 256, 475.0, 512), ("sb3", 3, 256, 475.0, 512),
+                     ("ours", 0, 256, 475.0, 512), ("sb3", 0, 256, 475.0, 512)]
+    assert "budget 512 env steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seeds", "0", "-1"], "--seeds must be distinct and >= 0"),  # -1 ran as seed 0
+    (["--seeds", "1", "1"], "--seeds must be distinct and >= 0"),  # counted twice in the medians
+    (["--target", "600"], "--target must be in (0, 500]"),  # could never be reached
+    (["--target", "nan"], "--target must be in (0, 500]"),
+    (["--budget", "512", "--eval-every", "1024"], "nothing would be evaluated"),  # best eval nan
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--budget", "100"], "at least one rollout"),
+])
+def test_bad_arguments_are_refused_before_anything_trains(bench, calls, capsys, flags, message):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--only", "ours", *flags])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert calls == []
