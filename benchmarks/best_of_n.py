@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import torch
-from rlhf import load_setup  # benchmarks/rlhf.py, beside this script
+from rlhf import check_setup_args, load_setup  # benchmarks/rlhf.py, beside this script
 
 from ppo_edu.rlhf.best_of_n import best_of_n_curve, best_of_n_kl, sample_and_score
 
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be >= 1")
+    check_setup_args(parser, args)
     torch.set_num_threads(args.threads)
     lm, tokenizer, _, reward_fn, judge_fn, _, eval_prompts = load_setup(args)
     print(f"policy {args.lm}, reward model {args.rm}, {len(eval_prompts)} evaluation prompts (seed "
@@ -54,7 +55,9 @@ def main(argv=None) -> int:
     print(f"{scores.size} samples in {seconds:.0f} s. Reference samples: score {scores.mean():.3f} "
           f"(std {std:.3f}), VADER {judge.mean():.3f} (std {judge.std():.3f}); correlation "
           f"score-VADER {rho:.3f}")
-    rows = best_of_n_curve(scores, judge)
+    # powers of two, and --samples itself when it is not one (the largest n the help promises)
+    ns = sorted({2 ** k for k in range(args.samples.bit_length()) if 2 ** k <= args.samples} | {args.samples})
+    rows = best_of_n_curve(scores, judge, ns)
     base = rows[0]
     print(f"\n{'n':>6}{'KL bound':>10}{'RM gain (std)':>15}{'VADER gain':>12}{'gain/sqrt(KL)':>15}"
           f"{'VADER per std':>15}")

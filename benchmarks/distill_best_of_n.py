@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import torch
-from rlhf import load_setup, measure  # benchmarks/rlhf.py, beside this script
+from rlhf import check_setup_args, load_setup, measure  # benchmarks/rlhf.py, beside this script
 
 from ppo_edu.rlhf import frozen_reference
 from ppo_edu.rlhf.best_of_n import best_of_n_kl
@@ -123,6 +123,7 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.lr > 0:
         parser.error("--lr must be > 0")
+    check_setup_args(parser, args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     lm, tokenizer, _, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)

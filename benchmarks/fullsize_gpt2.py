@@ -55,6 +55,11 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
     from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
     from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table, gpt2_parameter_count
 
+    # first: bad settings are refused before two 124M models are built
+    cfg = RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
+                     max_new_tokens=max_new_tokens, learning_rate=1e-5)
+    if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
+        raise ValueError(f"prompt_words must be an integer >= 1, got {prompt_words!r}")
     base_rss = current_rss_gib()
     tokenizer = word_tokenizer()
     overrides = dict(config_overrides or {})
@@ -74,8 +79,6 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
     def reward_fn(texts):  # any function of the text will do: the shapes are what we test
         return torch.tensor([len(t) / 100.0 for t in texts])
 
-    cfg = RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
-                     max_new_tokens=max_new_tokens, learning_rate=1e-5)
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, prompts, cfg)
     t0 = time.perf_counter()
     stats = trainer.step()
@@ -115,6 +118,17 @@ def main(argv=None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:  # 0 was ignored (torch's default ran)
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.prompt_words < 1:
+        parser.error(f"--prompt-words must be >= 1, got {args.prompt_words}")
+    from ppo_edu.rlhf import RLHFConfig
+
+    try:
+        RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
+                   ppo_epochs=args.ppo_epochs, max_new_tokens=args.max_new_tokens)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args.batch_size, args.mini_batch_size, args.ppo_epochs, args.prompt_words, args.max_new_tokens)

@@ -23,7 +23,10 @@ callback stops it after the first step that ends past the budget).
 Different by design: TRL trains a separate value model (initialised from the reward
 model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
 the policy's trunk and Ziegler et al.'s adaptive KL controller (``--fixed-kl`` gives ours
-TRL's fixed coefficient instead). ``--shaping`` adds potential-based reward shaping to ours:
+TRL's fixed coefficient instead). Each keeps its own optimiser defaults: TRL the Hugging
+Face Trainer's AdamW (weight decay 0, so Adam, with eps 1e-8), ours Adam with eps 1e-5, as
+most PPO implementations use; whether that difference matters here has not been measured.
+``--shaping`` adds potential-based reward shaping to ours:
 each token is also credited with the change in the reward model's score of the prefix
 (``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no counterpart.
 
@@ -67,6 +70,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import math
 import sys
 import tempfile
 import time
@@ -80,6 +84,33 @@ from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_re
 from ppo_edu.rlhf.evaluation import evaluate_policy
 from ppo_edu.rlhf.setups import load_prompts
 from ppo_edu.rlhf.shaping import reward_model_potentials
+
+
+def check_setup_args(parser: argparse.ArgumentParser, args, config: dict | None = None) -> None:
+    """Refuse, before any model is loaded, the arguments of the LM benchmarks that would fail
+    late (after the models load and the reference is measured) or run on silently: torch
+    threads, seeds, generation length, the evaluation/training prompt counts (the test split
+    is sliced, so -1040 would silently hold out 11), and ``config``, the keyword arguments
+    of the ``RLHFConfig`` the script will build."""
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    seeds = args.seed if isinstance(args.seed, list) else [args.seed]
+    if any(seed < 0 for seed in seeds):
+        parser.error(f"--seed must be >= 0 (it seeds numpy too), got {args.seed}")
+    if args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    available = len(load_prompts("snippets", "test", seed=0))
+    if not 1 <= args.eval_prompts < available:
+        parser.error(f"--eval-prompts must be in 1..{available - 1}: the test split has {available} "
+                     f"prompts, and those not held out for evaluation are the training prompts; "
+                     f"got {args.eval_prompts}")
+    if getattr(args, "train_prompts", None) is not None and args.train_prompts < 1:
+        parser.error(f"--train-prompts must be >= 1, got {args.train_prompts}")
+    if config is not None:
+        try:
+            RLHFConfig(**config)
+        except (TypeError, ValueError) as exc:
+            parser.error(f"these settings are not a valid RLHFConfig: {exc}")
 
 
 def load_setup(args):
@@ -129,15 +160,19 @@ class Checkpoints:
         return time.perf_counter() - start
 
 
+def our_config(args) -> dict:
+    """The keyword arguments of our ``RLHFConfig`` (checked in ``main`` before anything loads)."""
+    return dict(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
+                ppo_epochs=args.ppo_epochs, learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
+                init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl, target_kl=args.target_kl,
+                kl_horizon=args.kl_horizon, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
+
+
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
              potential_fn=None) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
     reference = frozen_reference(policy)
-    config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
-                        ppo_epochs=args.ppo_epochs,
-                        learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
-                        init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl,
-                        target_kl=args.target_kl, kl_horizon=args.kl_horizon, seed=args.seed)
+    config = RLHFConfig(**our_config(args))
     trainer = RLHFTrainer(policy, reference, tokenizer, reward_fn, train_prompts, config,
                           potential_fn=potential_fn)
     # --steps: a fixed number of steps, so the same seed gives the same numbers however
@@ -220,6 +255,7 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
     """TRL's PPOTrainer with the same models, prompts and settings (see the module docstring)."""
     from datasets import Dataset
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     tok = copy.deepcopy(tokenizer)
@@ -261,6 +297,7 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
         trainer = PPOTrainer(args=config, processing_class=tok, model=policy, ref_model=reference,
                              reward_model=reward_model, value_model=value_model,
                              train_dataset=dataset, eval_dataset=dataset, callbacks=[StopAtBudget()])
+        trainer.remove_callback(PrinterCallback)  # printed a metrics dict every step (disable_tqdm)
         # TRL seeds torch but shuffles its minibatches with numpy's global generator
         np.random.seed(args.seed)
         try:
@@ -298,7 +335,8 @@ def gain_on_the_way_out(rows: list[dict], kl: float) -> float | None:
 
 def compare_seed(args, seed: int) -> dict:
     """Train and measure each trainer on one seed; print its curves and end points. Returns
-    ``{name: final row}`` for the trainers that ran (``ours``, ``trl``)."""
+    ``{name: final row}`` for the trainers that ran (``ours``, ``trl``); a trainer that
+    could not run is printed with the reason and left out (``main`` then exits with 1)."""
     args = argparse.Namespace(**{**vars(args), "seed": seed})
     torch.manual_seed(seed)
     lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)
@@ -366,9 +404,11 @@ def compare_seed(args, seed: int) -> dict:
                   f"({r['score_gain_in_std']:+.3f} std at {r['kl']:.2f} nats)")
         # same-KL comparison on TRL's rising path (module docstring)
         at = gain_on_the_way_out(curves["trl"], ours["kl"])
+        trl_peak = max(r["kl"] for r in curves["trl"])
         print(f"at our final KL ({ours['kl']:.2f} nats): ours {ours['score_gain_in_std']:+.3f} std, TRL "
               + (f"{at:+.3f} std (interpolated between its checkpoints)" if at is not None else
-                 f"n/a (its checkpoints did not rise steadily to {ours['kl']:.2f} nats)"))
+                 f"n/a (not reached: its KL peaked at {trl_peak:.2f} nats)" if trl_peak < ours["kl"] else
+                 f"n/a (its KL fell between checkpoints before reaching {ours['kl']:.2f} nats)"))
         print(f"end points: ours {'has' if end_point_met(ours, trl) else 'does not have'} at least "
               f"TRL's reward gain at no more KL; samples/s ratio "
               f"{ours['samples_per_s'] / trl['samples_per_s']:.2f}")
@@ -472,8 +512,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
     parser.add_argument("--only", choices=("ours", "trl"), default=None)
     args = parser.parse_args(argv)
-    if args.checkpoints < 1 or args.ppo_epochs < 1 or args.budget <= 0:
-        parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget > 0")
+    if args.checkpoints < 1 or args.ppo_epochs < 1 or not (args.budget > 0 and math.isfinite(args.budget)):
+        parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget a finite number > 0")
     if args.steps is not None and (args.steps < 1 or args.only != "ours"):
         parser.error("--steps must be >= 1 and needs --only ours (TRL is always run on --budget seconds)")
     if args.fixed_kl and (args.target_kl != RLHFConfig.target_kl
@@ -482,6 +522,17 @@ def main(argv=None) -> int:
                      "--fixed-kl turns off; give one or the other")
     if len(set(args.seed)) != len(args.seed):
         parser.error(f"--seed repeats a seed: {args.seed}")
+    check_setup_args(parser, args, our_config(args))
+    if args.only != "ours":
+        if args.batch_size % args.mini_batch_size:  # TRL takes a number of minibatches, not a size
+            parser.error(f"--batch-size {args.batch_size} is not a multiple of --mini-batch-size "
+                         f"{args.mini_batch_size}: TRL would get minibatches of another size than ours")
+        try:
+            import datasets  # noqa: F401 -- what run_trl imports, checked before any training
+            import trl.experimental.ppo  # noqa: F401
+        except ImportError as exc:
+            parser.error(f"TRL's PPOTrainer cannot run here: {type(exc).__name__}: {exc}. Install the "
+                         "benchmark extra (pip install -e \".[bench]\", trl==1.12.0) or pass --only ours")
     torch.set_num_threads(args.threads)
 
     per_seed = {seed: compare_seed(args, seed) for seed in args.seed}
@@ -490,6 +541,12 @@ def main(argv=None) -> int:
             print_summary(summarize_seeds(per_seed))
         except ValueError as exc:
             print(f"\nno summary: {exc}")
+    wanted = {args.only} if args.only else {"ours", "trl"}
+    failed = [(seed, name) for seed, rows in per_seed.items() for name in sorted(wanted - set(rows))]
+    if failed:
+        print("\nfailed: " + ", ".join(f"{name} on seed {seed}" for seed, name in failed)
+              + " (the reasons are printed above)")
+        return 1
     return 0
 
 

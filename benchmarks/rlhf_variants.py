@@ -48,7 +48,7 @@ import time
 
 import numpy as np
 import torch
-from rlhf import load_setup, measure  # benchmarks/rlhf.py, beside this script
+from rlhf import check_setup_args, load_setup, measure  # benchmarks/rlhf.py, beside this script
 
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
 from ppo_edu.rlhf.setups import load_prompts
@@ -127,6 +127,9 @@ def main(argv=None) -> int:
         parser.error("every --ema decay must be in (0, 1)")
     if args.shaping and args.reward != "score":
         parser.error("--shaping uses the reward model's raw prefix scores; it goes with --reward score only")
+    config = dict(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
+                  max_new_tokens=args.max_new_tokens, lam=args.lam, target_kl=args.target_kl, seed=args.seed)
+    check_setup_args(parser, args, config)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -150,9 +153,7 @@ def main(argv=None) -> int:
     trained_reward = (logsigmoid_reward(reward_fn, base["score"], base["score_std"])
                       if args.reward == "logsigmoid" else reward_fn)
     policy = PolicyWithValueHead(copy.deepcopy(lm))
-    config = RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
-                        max_new_tokens=args.max_new_tokens, lam=args.lam, target_kl=args.target_kl,
-                        seed=args.seed)
+    config = RLHFConfig(**config)
     potential_fn = reward_model_potentials(rm, tokenizer) if args.shaping else None
     trainer = RLHFTrainer(policy, reference, tokenizer, trained_reward, train_prompts, config,
                           potential_fn=potential_fn)

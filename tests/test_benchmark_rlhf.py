@@ -250,3 +250,34 @@ def test_trl_is_given_the_reward_ours_trains_on(bench):
             ours.append(rm(input_ids=torch.tensor([text])).logits[0, -1].item())
     assert torch.allclose(wrapped, torch.tensor(ours), atol=1e-5)
     assert abs(bare[1].item() - ours[1]) > 0.1  # the capped response, read at its last word
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "not a valid RLHFConfig: batch_size must be >= 1"),
+    (["--lr", "-1"], "not a valid RLHFConfig: learning_rate must be a finite number > 0"),
+    (["--budget", "nan"], "--budget a finite number > 0"),  # trained 0 steps, then ZeroDivisionError
+    (["--eval-prompts", "-1040"], "--eval-prompts must be in 1..1050"),  # held out 11, silently
+    (["--eval-prompts", "5000"], "--eval-prompts must be in 1..1050"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--only", "trl", "--batch-size", "32", "--mini-batch-size", "12"], "not a multiple of --mini-batch-size"),
+])
+def test_bad_arguments_are_refused_before_any_model_loads(bench, monkeypatch, capsys, flags, message):
+    def loaded(args):
+        raise AssertionError("the models were loaded before the arguments were checked")
+
+    monkeypatch.setattr(bench, "load_setup", loaded)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--only", "ours", *flags] if "--only" not in flags else flags)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_trainer_that_cannot_run_is_reported_and_fails_the_run(bench, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no room for the value model")
+
+    monkeypatch.setattr(bench, "run_ours", broken)
+    code = bench.main(["--only", "ours", "--eval-prompts", "4", "--budget", "1"])
+    out = capsys.readouterr().out
+    assert "ours: could not run: RuntimeError: no room for the value model" in out
+    assert code == 1 and "failed: ours on seed 0" in out  # was exit status 0

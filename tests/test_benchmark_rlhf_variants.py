@@ -82,6 +82,9 @@ def test_the_script_measures_policy_and_averages_on_both_prompt_sets(bench, caps
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "2", "--at", "3"], "every --at step"),
     (["--ema", "1.5"], "--ema decay"),
+    (["--lam", "2"], "not a valid RLHFConfig: lam must be in [0, 1]"),  # failed after loading
+    (["--batch-size", "0"], "not a valid RLHFConfig: batch_size must be >= 1"),
+    (["--eval-prompts", "0"], "--eval-prompts must be in 1..1050"),
 ])
 def test_bad_arguments_are_usage_errors(bench, capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -27,3 +27,25 @@ def test_word_tokenizer_has_gpt2_ids_and_a_separate_pad():
     tok = module.word_tokenizer()
     assert tok.eos_token_id == 50256 and tok.pad_token_id == 50257 and len(tok) == 50258
     assert tok.decode(tok("w1 w2")["input_ids"]) == "w1 w2"
+
+
+def test_bad_settings_are_refused_before_the_124m_models_are_built(monkeypatch, capsys):
+    import pytest
+    import transformers
+
+    spec = importlib.util.spec_from_file_location("fullsize_gpt2", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def built(*args, **kwargs):
+        raise AssertionError("a model was built before the settings were checked")
+
+    monkeypatch.setattr(transformers, "GPT2LMHeadModel", built)
+    for flags, message in ((["--threads", "0"], "--threads must be >= 1"),  # 0 was ignored
+                           (["--batch-size", "0"], "batch_size must be >= 1"),  # failed after 10 s
+                           (["--prompt-words", "0"], "--prompt-words must be >= 1")):
+        with pytest.raises(SystemExit) as exc:
+            module.main(flags)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        module.run(batch_size=4, mini_batch_size=8, verbose=False)
