@@ -261,6 +261,7 @@ def test_trl_is_given_the_reward_ours_trains_on(bench):
     (["--threads", "0"], "--threads must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--only", "trl", "--batch-size", "32", "--mini-batch-size", "12"], "not a multiple of --mini-batch-size"),
+    (["--only", "trl", "--trl-adam-eps", "0"], "--trl-adam-eps must be > 0"),
 ])
 def test_bad_arguments_are_refused_before_any_model_loads(bench, monkeypatch, capsys, flags, message):
     def loaded(args):
