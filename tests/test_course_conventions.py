@@ -70,6 +70,28 @@ def test_unbalanced_solution_markers_are_an_error():
         build_notebooks.stub_lines(["# BEGIN SOLUTION", "x = 1"], "nb cell 3")
 
 
+@pytest.mark.parametrize("marker", ["#BEGIN SOLUTION", "# begin solution", "# BEGIN_SOLUTION", "  #  END SOLUTION"])
+def test_a_mistyped_solution_marker_is_an_error_not_a_leak(marker):
+    # "#BEGIN SOLUTION" ... "#END SOLUTION" was copied into the exercise, solution and all
+    with pytest.raises(ValueError, match="looks like a solution marker"):
+        build_notebooks.stub_lines(["def f(x):", f"    {marker}", "    return x + 1"], "nb cell 3")
+
+
+def test_a_first_cell_without_its_install_line_is_an_error():
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# Lesson"]},
+                    {"cell_type": "code", "source": ["!pip install ppo-edu\n", "import torch"]}]}
+    with pytest.raises(ValueError, match="09_x.ipynb: its first code cell has no Colab install line"):
+        build_notebooks.set_install_line(nb, "09_x.ipynb")
+
+
+def test_a_readme_without_course_map_markers_is_an_error(monkeypatch, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# ppo-edu\n\nno map here\n")
+    monkeypatch.setattr(build_notebooks, "README", readme)
+    with pytest.raises(ValueError, match="lost its course-map markers"):
+        build_notebooks.planned_files()
+
+
 def test_readme_course_map_has_a_colab_badge_per_lesson():
     readme = (ROOT / "README.md").read_text()
     for lesson in LESSONS:

@@ -123,6 +123,21 @@ def test_build_script_keeps_duplicate_texts_in_one_split():
     assert len({r["split"] for r in rows if r["text"] == "a"}) == 1
 
 
+def test_build_script_refuses_an_sdist_that_is_not_the_pinned_one(tmp_path, monkeypatch):
+    build = load_build_script()
+    written = []
+    monkeypatch.setattr(build, "write_bundle", lambda *args: written.append(args))
+    fake = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    fake.write_bytes(b"an edited copy")  # was read, split and written as a new bundle and manifest
+    with pytest.raises(SystemExit, match="is not the vaderSentiment-3.3.2.tar.gz the bundle is built from"):
+        build.main(["--sdist", str(fake)])
+    with pytest.raises(SystemExit, match="no such file"):
+        build.main(["--sdist", str(tmp_path / "missing.tar.gz")])
+    assert written == []
+    manifest = json.loads((ROOT / "ppo_edu" / "data" / "movie_snippets.manifest.json").read_text())
+    assert build.SDIST_SHA256 == manifest["source_sdist_sha256"]  # the sdist the shipped bundle came from
+
+
 def test_bundle_is_gzip_json_lines_matching_its_manifest():
     meta = json.loads(data.MANIFEST.read_text())
     lines = gzip.decompress(data.BUNDLE.read_bytes()).decode().splitlines()

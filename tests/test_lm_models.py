@@ -269,6 +269,7 @@ def test_train_tiny_lm_script_is_reproducible(tmp_path):
     _, tok = load_lm(a)
     log = json.loads((a / "training_log.json").read_text())
     assert len(tok) == 2048 and log["test_ppl"] > 1 and len(log["samples"]) == 8
+    assert {"torch", "transformers", "tokenizers", "numpy"} <= set(log)  # what the same model needs
 
 
 @pytest.mark.parametrize("args, message", [
@@ -276,6 +277,8 @@ def test_train_tiny_lm_script_is_reproducible(tmp_path):
     (["--lr", "0"], "--lr must be a finite number > 0"),
     (["--n-embd", "30", "--n-head", "4"], "must be divisible by --n-head"),
     (["--dropout", "1.0"], "--dropout must be in [0, 1)"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
+    (["--seed", "-1"], "--seed must be >= 0"),
 ])
 def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
     tool = load_tool("train_tiny_lm")
@@ -283,6 +286,31 @@ def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args
         tool.main(args + ["--out", str(tmp_path / "lm")])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "lm").exists()
+
+
+def test_train_tiny_lm_script_checks_its_output_folder_before_training(tmp_path, capsys):
+    tool = load_tool("train_tiny_lm")
+    afile, busy = tmp_path / "afile", tmp_path / "busy"
+    afile.write_text("x")
+    busy.mkdir()
+    (busy / "README.md").write_text("somebody's notes")  # --out . would have overwritten the README
+    for out, message in ((afile, "is a file"), (busy, "is not a model directory")):
+        with pytest.raises(SystemExit) as exit_info:  # was a FileExistsError after the whole run
+            tool.main(["--out", str(out)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert (busy / "README.md").read_text() == "somebody's notes"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "5000"], "an epoch would have no step"),  # trained 0 steps and shipped it
+    (["--lr", "1000", "--warmup-steps", "0", "--max-steps-per-epoch", "4"], "training diverged"),
+])
+def test_train_tiny_lm_script_stops_on_an_empty_or_diverged_run(tmp_path, args, message):
+    tool = load_tool("train_tiny_lm")
+    small = ["--epochs", "1", "--n-embd", "32", "--n-layer", "1", "--n-head", "2", "--vocab-size", "1024"]
+    with pytest.raises(SystemExit, match=message):
+        tool.main(small + args + ["--out", str(tmp_path / "lm")])
     assert not (tmp_path / "lm").exists()
 
 

@@ -342,6 +342,12 @@ def test_train_reward_model_script_runs_end_to_end(tmp_path):
                       "--threads", "1"]) == 0
     log = json.loads((out / "training_log.json").read_text())
     assert 0 <= log["test_accuracy"] <= 1 and log["vader_test_accuracy"] == pytest.approx(0.695, abs=0.01)
+    import hashlib
+
+    import transformers
+
+    assert log["lm_sha256"] == hashlib.sha256((lm_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert log["transformers"] == transformers.__version__ and {"torch", "tokenizers", "numpy"} <= set(log)
     model, tok = load_reward_model(out)
     assert model.config.num_labels == 1 and tok.pad_token_id != tok.eos_token_id
 
@@ -364,6 +370,10 @@ def load_rm_tool():
     (["--eval-margin", "nan"], "--eval-margin must be a finite number > 0"),
     (["--batch-size", "1"], "--batch-size must be >= 2"),
     (["--train-snippets", "1"], "--train-snippets must be 0"),
+    (["--eval-margin", "9"], "--eval-margin 9.0: no pair of ratings differs"),  # failed after epoch 1
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
+    (["--lm", "gpt2"], "must be a local model directory"),  # failed copying its tokenizer at the end
 ])
 def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
     tool = load_rm_tool()
@@ -372,6 +382,21 @@ def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys,
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "rm").exists()
+
+
+def test_train_reward_model_script_never_writes_over_the_model_it_starts_from(tmp_path, capsys):
+    import shutil
+
+    from ppo_edu.lm import TINY_LM_DIR
+
+    tool = load_rm_tool()
+    lm = shutil.copytree(TINY_LM_DIR, tmp_path / "lm")
+    before = (lm / "model.safetensors").read_bytes()
+    for args in (["--lm", str(lm), "--out", str(lm)], ["--out", str(TINY_LM_DIR)]):
+        with pytest.raises(SystemExit) as exit_info:  # the LM became a GPT2ForSequenceClassification
+            tool.main(args)
+        assert exit_info.value.code == 2 and "writing there would overwrite it" in capsys.readouterr().err
+    assert (lm / "model.safetensors").read_bytes() == before
 
 
 def test_train_reward_model_script_writes_to_scratch_by_default():

@@ -12,7 +12,10 @@ movie-review snippets of Hutto & Gilbert (ICWSM 2014):
 This script writes ``ppo_edu/data/movie_snippets.jsonl.gz`` (one JSON object per snippet:
 ``id, split, text, rating, sd, ratings``) and ``movie_snippets.manifest.json`` (row counts
 and the bundle's SHA-256, which the loader checks). The output is byte-for-byte
-reproducible: fixed split seed, gzip with mtime 0.
+reproducible: fixed split seed, gzip with mtime 0. The sdist must be the one the shipped
+bundle was built from (its SHA-256 is pinned below, and in the manifest): pip downloads
+it with ``--require-hashes``, and a ``--sdist`` file with another hash is refused before
+anything is read from it or written.
 
     python tools/build_data.py                      # downloads the sdist with pip
     python tools/build_data.py --sdist path/to/vaderSentiment-3.3.2.tar.gz
@@ -50,7 +53,8 @@ MANIFEST = DATA_DIR / "movie_snippets.manifest.json"
 LICENSE_OUT = DATA_DIR / "LICENSE-vaderSentiment.txt"
 
 SDIST_NAME = "vaderSentiment-3.3.2.tar.gz"
-SDIST_SHA256 = None  # filled in the manifest from the file actually used
+# vaderSentiment-3.3.2.tar.gz on PyPI, from which the shipped bundle was built
+SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 INNER_TAR = "additional_resources/hutto_ICWSM_2014.tar.gz"
 GROUND_TRUTH = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 RATINGS = "hutto_ICWSM_2014/movieReviewSnippets_anonDataRatings.txt"
@@ -59,14 +63,27 @@ SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def download_sdist(dest: Path) -> Path:
+    # --require-hashes: pip checks the file before it prepares (runs) anything from it
+    requirements = dest / "requirements.txt"
+    requirements.write_text(f"vaderSentiment==3.3.2 --hash=sha256:{SDIST_SHA256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "vaderSentiment==3.3.2", "-d", str(dest)]
+           "--require-hashes", "-r", str(requirements), "-d", str(dest)]
     print("+", " ".join(cmd))
     subprocess.run(cmd, check=True)
     found = sorted(dest.glob("vaderSentiment-3.3.2.tar.gz"))
     if not found:
         raise SystemExit(f"pip download did not produce {SDIST_NAME} in {dest}")
     return found[0]
+
+
+def check_sdist(sdist: Path) -> None:
+    """SystemExit unless ``sdist`` is the pinned vaderSentiment 3.3.2 sdist, byte for byte."""
+    if not sdist.is_file():
+        raise SystemExit(f"--sdist {sdist}: no such file")
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        raise SystemExit(f"{sdist} is not the {SDIST_NAME} the bundle is built from: its SHA-256 is "
+                         f"{digest}, expected {SDIST_SHA256}")
 
 
 def normalise(text: str) -> str:
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or download_sdist(Path(tmp))
+        check_sdist(sdist)
         with tarfile.open(sdist, "r:gz") as outer:
             inner_bytes = read_member(outer, INNER_TAR)
             license_text = read_member(outer, "vaderSentiment-3.3.2/LICENSE.txt").decode("utf-8")

@@ -7,8 +7,12 @@ Solution notebooks (``notebooks/NN_*.ipynb``) are the source of truth. This scri
 2. writes the Colab install line of each notebook's first code cell from ``ppo_edu.course``;
 3. generates ``notebooks/exercises/NN_*.ipynb``: in code cells, the lines between
    ``# BEGIN SOLUTION`` and ``# END SOLUTION`` become ``raise NotImplementedError(...)``
-   at the same indentation, and a banner cell says the file is generated;
-4. writes the README course map between its ``course-map`` markers.
+   at the same indentation, and a banner cell says the file is generated; a line that
+   looks like a marker but is not exactly one (``#BEGIN SOLUTION``, ``# end solution``)
+   is an error, since it would leave the solution in the exercise; exercise notebooks
+   with no solution notebook are deleted;
+4. writes the README course map between its ``course-map`` markers (a README without
+   them is an error).
 
 ``python tools/build_notebooks.py --check`` changes nothing and exits 1 (listing the
 files) when anything is out of date; the test suite runs it.
@@ -32,6 +36,7 @@ NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = NOTEBOOKS / "exercises"
 README = ROOT / "README.md"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)[\s_-]*SOLUTION", re.IGNORECASE)
 INSTALL_RE = re.compile(r'^(\s*)!?pip install -q "ppo-edu(\[colab\])? @ git\+https://github\.com/[^"]*"\s*$')
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 GENERATED_TAG = "generated-banner"
@@ -68,16 +73,21 @@ def strip(nb: dict) -> dict:
     return nb
 
 
-def set_install_line(nb: dict) -> dict:
+def set_install_line(nb: dict, name: str = "notebook") -> dict:
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
         lines = source_lines(cell)
+        found = False
         for i, line in enumerate(lines):
             m = INSTALL_RE.match(line)
             if m:
                 lines[i] = f"{m.group(1)}!{install_command()}"
                 set_source(cell, lines)
+                found = True
+        if not found:  # an edited line would silently stop being kept in step with ppo_edu.course
+            raise ValueError(f"{name}: its first code cell has no Colab install line of the form "
+                             '!pip install -q "ppo-edu[colab] @ git+https://github.com/..."')
         break  # only the first code cell installs
     return nb
 
@@ -87,6 +97,9 @@ def stub_lines(lines: list[str], where: str) -> list[str]:
     inside = False
     for line in lines:
         stripped = line.strip()
+        if stripped not in (BEGIN, END) and MARKER_LIKE.search(line):
+            raise ValueError(f"{where}: {stripped!r} looks like a solution marker but is not "
+                             f"{BEGIN!r} or {END!r}; the solution would stay in the exercise")
         if stripped == BEGIN:
             if inside:
                 raise ValueError(f"{where}: nested {BEGIN}")
@@ -142,15 +155,16 @@ def planned_files() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for path in solution_notebooks():
         nb = json.loads(path.read_text())
-        nb = set_install_line(strip(nb))
+        nb = set_install_line(strip(nb), path.name)
         files[path] = dump(nb)
         files[EXERCISES / path.name] = dump(exercise_version(nb, path.name))
-    if README.exists():
-        text = README.read_text()
-        if MAP_START in text and MAP_END in text:
-            head, rest = text.split(MAP_START, 1)
-            _, tail = rest.split(MAP_END, 1)
-            files[README] = f"{head}{MAP_START}\n{course_map()}\n{MAP_END}{tail}"
+    text = README.read_text()
+    if MAP_START not in text or MAP_END not in text:
+        raise ValueError(f"README.md has lost its course-map markers ({MAP_START} ... {MAP_END}); "
+                         "put them back where the course map goes")
+    head, rest = text.split(MAP_START, 1)
+    _, tail = rest.split(MAP_END, 1)
+    files[README] = f"{head}{MAP_START}\n{course_map()}\n{MAP_END}{tail}"
     return files
 
 
@@ -173,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check:
             path.unlink()
     for path in stale:
-        print(("out of date: " if args.check else "wrote: ") + str(path.relative_to(ROOT)))
+        done = "deleted: " if path in orphans else "wrote: "
+        print(("out of date: " if args.check else done) + str(path.relative_to(ROOT)))
     if args.check and stale:
         print("run `python tools/build_notebooks.py` (or `make exercises`) and commit the result")
         return 1

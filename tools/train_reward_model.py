@@ -30,12 +30,16 @@ Dropout 0.1. After each epoch the validation pairs (gap >= ``--eval-margin``) ar
 the epoch with the best validation accuracy is kept (for the shipped model, epoch 5).
 The reported numbers are on the *test* split: pairwise accuracy over all test pairs with
 a gap >= 1, next to VADER's on the same pairs.
-Seeded: the same command on the same torch build gives the same model.
+Seeded: the same command gives the same model with the same torch build and the same
+transformers, tokenizers and numpy versions (the log records them, and the SHA-256 of the
+starting LM's weights; the shipped model's log, from an earlier version of this script,
+records torch only).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -49,6 +53,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from _tool_checks import library_versions, out_dir_problem
 
 from ppo_edu.lm import bradley_terry as bt
 from ppo_edu.lm.data import load_snippets
@@ -92,13 +99,26 @@ def check_config(cfg: RMConfig) -> str | None:
             return f"{option} must be a finite number > 0, got {value}"
     if cfg.warmup_steps < 0:
         return f"--warmup-steps must be >= 0, got {cfg.warmup_steps}"
-    if cfg.weight_decay < 0:
-        return f"--weight-decay must be >= 0, got {cfg.weight_decay}"
+    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
+        return f"--weight-decay must be a finite number >= 0, got {cfg.weight_decay}"
+    if cfg.seed < 0:
+        return f"--seed must be >= 0 (it seeds numpy), got {cfg.seed}"
+    lm = Path(cfg.lm)
+    missing = [name for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+               if not (lm / name).is_file()]
+    if missing:  # the tokenizer files are copied into --out at the end, so --lm must be a local folder
+        return f"--lm {cfg.lm} must be a local model directory; it has no {', '.join(missing)}"
+    for split in ("validation", "test"):  # evaluated after every epoch and at the end
+        try:
+            bt.make_preference_pairs(load_snippets(split)[1], cfg.eval_margin)
+        except ValueError as exc:
+            return f"--eval-margin {cfg.eval_margin}: {exc} (in the {split} split)"
     if not 0 <= cfg.dropout < 1:
         return f"--dropout must be in [0, 1), got {cfg.dropout}"
     if cfg.train_snippets < 0 or cfg.train_snippets == 1:
         return f"--train-snippets must be 0 (all) or >= 2, got {cfg.train_snippets}"
-    return None
+    return out_dir_problem(cfg.out, {"--lm, the language model this run starts from": cfg.lm,
+                                     "the shipped language model": TINY_LM_DIR})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     val_texts, val_r = load_snippets("validation")
     test_texts, test_r = load_snippets("test")
     tokenizer = load_tokenizer(cfg.lm)
+    lm_sha256 = hashlib.sha256((Path(cfg.lm) / "model.safetensors").read_bytes()).hexdigest()
     model = GPT2ForSequenceClassification.from_pretrained(
         cfg.lm, num_labels=1, use_safetensors=True, dtype=torch.float32,
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
@@ -172,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_score_std": float(train_scores.std()),
         "seconds": time.time() - t0,
         "cpu_seconds": time.process_time(),
-        "torch": torch.__version__,
+        **library_versions(),
+        "lm_sha256": lm_sha256,
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
     (out / "README.md").write_text(

@@ -18,7 +18,9 @@ need updating.
 
 Both are trained on the *train* split of the bundled snippets only (``ppo_edu.lm.data``);
 the validation split picks the best epoch, the test split gives the reported perplexity.
-Everything is seeded: the same command on the same torch build gives the same model.
+Everything is seeded: the same command gives the same model with the same torch build and
+the same transformers, tokenizers and numpy versions (the log records them; the shipped
+model's log, from an earlier version of this script, records torch only).
 The loop is this script's own (``ppo_edu.lm.training.sft_train`` is the lesson's short
 version of it, with the same loss and packing): 12 epochs from random weights, AdamW
 (betas 0.9, 0.95; weight decay 0.1 on matrices only) at peak lr 4e-3 with 100 linear
@@ -57,6 +59,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from _tool_checks import library_versions, out_dir_problem
 
 from ppo_edu.lm.data import load_snippets
 from ppo_edu.lm.tokenizer import train_tokenizer
@@ -73,7 +78,7 @@ class LMConfig:
     vocab_size: int = 4096
     """BPE vocabulary including the two special tokens."""
     n_positions: int = 128
-    """context length; every snippet fits (the longest is 82 tokens)."""
+    """context length; every snippet fits (the longest, with its two <|endoftext|>, needs 86)."""
     n_embd: int = 128
     n_layer: int = 4
     n_head: int = 4
@@ -112,9 +117,11 @@ def check_config(cfg: LMConfig) -> str | None:
         return f"--dropout must be in [0, 1), got {cfg.dropout}"
     if not (math.isfinite(cfg.grad_clip) and cfg.grad_clip > 0):
         return f"--grad-clip must be a finite number > 0, got {cfg.grad_clip}"
-    if cfg.weight_decay < 0:
-        return f"--weight-decay must be >= 0, got {cfg.weight_decay}"
-    return None
+    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
+        return f"--weight-decay must be a finite number >= 0, got {cfg.weight_decay}"
+    if cfg.seed < 0:
+        return f"--seed must be >= 0 (it seeds numpy), got {cfg.seed}"
+    return out_dir_problem(cfg.out)
 
 
 def lr_at(step: int, total: int, cfg: LMConfig) -> float:
@@ -170,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = (n_train_tokens // cfg.n_positions) // cfg.batch_size
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise SystemExit(f"--batch-size {cfg.batch_size} blocks of --n-positions {cfg.n_positions} tokens is more "
+                         f"than the {n_train_tokens} training tokens hold: an epoch would have no step")
     total_steps = steps_per_epoch * cfg.epochs
     print(f"model: {n_params / 1e6:.2f}M parameters, {total_steps} steps "
           f"({cfg.epochs} epochs x {steps_per_epoch})", flush=True)
@@ -192,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             losses.append(loss.item())
             step += 1
         nll, count = text_nll(model, tokenizer, val_texts)
+        if not math.isfinite(nll):
+            raise SystemExit(f"the validation loss is {nll / count} after epoch {epoch + 1}: training diverged "
+                             f"(last training loss {losses[-1]}); try a lower --lr")
         val_ppl = math.exp(nll / count)
         row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                "val_loss": nll / count, "val_ppl": val_ppl, "elapsed_s": time.time() - t0}
@@ -225,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompted_samples": prompted,
         "seconds": time.time() - t0,
         "cpu_seconds": time.process_time(),
-        "torch": torch.__version__,
+        **library_versions(),
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=1, ensure_ascii=False) + "\n")
     (out / "README.md").write_text(
