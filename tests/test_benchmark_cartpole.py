@@ -1,20 +1,12 @@
 """The command line of ``benchmarks/cartpole.py``: what both libraries are asked to do, and
 what is refused before anything trains."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cartpole.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_cartpole", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("cartpole.py")
 
 
 @pytest.fixture
