@@ -1,16 +1,15 @@
 """The full-size check (``benchmarks/fullsize_gpt2.py``) runs; here with a shrunken trunk
 so CI stays fast. The full 124M run is the benchmark itself."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fullsize_gpt2.py"
+import pytest
 
 
-def test_fullsize_script_runs_one_ppo_step_with_gpt2_vocabulary():
-    spec = importlib.util.spec_from_file_location("fullsize_gpt2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+@pytest.fixture(scope="module")
+def module(load_benchmark):
+    return load_benchmark("fullsize_gpt2.py")
+
+
+def test_fullsize_script_runs_one_ppo_step_with_gpt2_vocabulary(module):
     result = module.run(batch_size=4, mini_batch_size=2, ppo_epochs=1, prompt_words=4, max_new_tokens=4,
                         config_overrides=dict(n_layer=1, n_embd=32, n_head=2, n_positions=64),
                         verbose=False)
@@ -20,22 +19,14 @@ def test_fullsize_script_runs_one_ppo_step_with_gpt2_vocabulary():
     assert 0 < result["estimate_gib"] < 0.1  # the shrunken trunk: the vocabulary's rows dominate
 
 
-def test_word_tokenizer_has_gpt2_ids_and_a_separate_pad():
-    spec = importlib.util.spec_from_file_location("fullsize_gpt2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_word_tokenizer_has_gpt2_ids_and_a_separate_pad(module):
     tok = module.word_tokenizer()
     assert tok.eos_token_id == 50256 and tok.pad_token_id == 50257 and len(tok) == 50258
     assert tok.decode(tok("w1 w2")["input_ids"]) == "w1 w2"
 
 
-def test_bad_settings_are_refused_before_the_124m_models_are_built(monkeypatch, capsys):
-    import pytest
+def test_bad_settings_are_refused_before_the_124m_models_are_built(module, monkeypatch, capsys):
     import transformers
-
-    spec = importlib.util.spec_from_file_location("fullsize_gpt2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
 
     def built(*args, **kwargs):
         raise AssertionError("a model was built before the settings were checked")
