@@ -329,3 +329,22 @@ def test_advantages_of_another_shape_than_the_rollout_are_refused():
     with pytest.raises(ValueError, match=r"advantages has shape \(2, 4\) but rewards has \(4, 2\)"):
         ppo_update(agent, torch.optim.Adam(agent.parameters()), rollout, torch.randn(N, T),
                    torch.ones(T, N), config)
+
+
+def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
+    """Time-limit ends must reach GAE as truncated, not terminated, or it bootstraps them with 0."""
+    import gymnasium as gym
+
+    if "ShortCartPole-v0" not in gym.registry:
+        gym.register("ShortCartPole-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+                     max_episode_steps=10)
+    seen = []
+
+    def spy(rewards, values, terminated, truncated, *args, **kwargs):
+        seen.append((terminated.clone(), truncated.clone()))
+        return compute_gae(rewards, values, terminated, truncated, *args, **kwargs)
+
+    config = PPOConfig(env_id="ShortCartPole-v0", total_timesteps=256, num_envs=4, num_steps=32,
+                       minibatch_size=64, update_epochs=1)
+    train_ppo(config, advantage_fn=spy, progress=False)
+    assert seen and any((truncated & ~terminated).any() for terminated, truncated in seen)

@@ -100,7 +100,9 @@ def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):
     logits, _ = lm_forward(lm, g.input_ids, g.attention_mask, g.query_length)
     greedy = logits.argmax(-1)
     real = g.response_mask.bool()
-    assert torch.equal(greedy[real], g.response_ids[real])
+    assert torch.equal(greedy[real], g.response_ids[real]), (
+        "cached generation picked other tokens than a full forward pass: its position ids or "
+        "attention mask differ from the ones PPO trains with (left padding, TRL #2778)")
 
 
 def test_response_mask_ends_at_the_first_eos_and_keeps_it():
@@ -216,3 +218,23 @@ def test_cache_argument_and_cache_of_follow_either_name():
     assert cache_of(Out(cache="kv")) == "kv" and cache_of(Out(past_key_values="kv")) == "kv"
     with pytest.raises(ValueError, match="use_cache=True"):
         cache_of(Out(logits=None))
+
+
+def test_tokens_are_sampled_from_the_tempered_policy_itself():
+    """The log-probs PPO uses are those of softmax(logits / T): a top-k or top-p filter, or a
+    temperature the log-probs do not know about, samples from another distribution and the
+    k1 KL goes negative (TRL #351). Under the right distribution the mean of log p(sampled)
+    is minus its entropy; a top-k filter moves it by ~0.4 nats, ~250 standard errors here."""
+    tok = toy_tokenizer()
+    lm = toy_lm(tok, seed=3)
+    n, temperature = 4000, 0.8
+    q, qm = encode_prompts(tok, ["the movie"] * n, 64, 1)
+    g = generate(lm, q, qm, 1, tok.eos_token_id, tok.pad_token_id, temperature=temperature,
+                 generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = lm(input_ids=q[:1], attention_mask=qm[:1]).logits[0, -1].float()
+    logp = torch.log_softmax(logits / temperature, -1)
+    entropy = -(logp.exp() * logp).sum()
+    sampled = logp[g.response_ids[:, 0]]
+    standard_error = sampled.std() / n ** 0.5
+    assert abs(sampled.mean() + entropy) < 4 * standard_error, (sampled.mean().item(), -entropy.item())

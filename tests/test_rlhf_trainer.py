@@ -40,9 +40,12 @@ def test_a_step_reports_every_statistic(tok):
         assert key in stats and np.isfinite(stats[key]), key
 
 
-def test_the_first_step_has_exactly_zero_kl_and_ratio_one(tok):
-    """Policy == reference and no dropout: KL is 0 and the first minibatch's ratio is 1."""
-    trainer = make_trainer(tok, ppo_epochs=1, mini_batch_size=8)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_the_first_step_has_exactly_zero_kl_and_ratio_one(tok, temperature):
+    """Policy == reference and no dropout: KL is 0 and the first minibatch's ratio is 1. At
+    T = 0.7 this also needs the log-probs to use the temperature the tokens were sampled
+    with (without it the first KL is -0.08: TRL #351's negative KL)."""
+    trainer = make_trainer(tok, ppo_epochs=1, mini_batch_size=8, temperature=temperature)
     trainer.policy.train()  # dropout must stay off even in train mode
     stats = trainer.step()
     assert stats["kl"] == 0.0
@@ -217,6 +220,50 @@ def test_missing_eos_penalty_hits_only_the_responses_without_an_eos_even_when_pa
                           for row, m in zip(batch.generation.response_ids, batch.generation.response_mask)])
     assert ended.any() and (~ended).any(), "the test needs responses with and without an EOS"
     torch.testing.assert_close(batch.scores, -1.5 * (~ended).float())
+
+
+def test_missing_eos_penalty_hits_only_the_responses_without_an_eos(tok):
+    """With pad != eos, the last column of a response that ended early is a pad: reading
+    "has an EOS" off the last column would penalise every response that did end."""
+    trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts)), missing_eos_penalty=1.5,
+                           batch_size=16, max_new_tokens=4)
+    batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
+    ended = torch.tensor([bool((row[m.bool()] == tok.eos_token_id).any())
+                          for row, m in zip(batch.generation.response_ids, batch.generation.response_mask)])
+    assert ended.any() and (~ended).any(), "the test needs responses with and without an EOS"
+    assert (batch.generation.response_ids[ended, -1] == tok.pad_token_id).any()
+    torch.testing.assert_close(batch.scores, -1.5 * (~ended).float())
+
+
+def test_a_clearly_negative_kl_warns_that_the_tokens_were_not_sampled_from_the_policy(tok):
+    trainer = make_trainer(tok)
+    trainer.kl_fn = lambda logprobs, ref, mask, estimator: kl_penalty(logprobs, ref, mask, estimator) - mask
+    with pytest.warns(RuntimeWarning, match="not sampled from the policy"):
+        trainer.step()
+
+
+def test_advantages_are_whitened_over_the_real_tokens_only(tok):
+    batch = make_trainer(tok, batch_size=16).rollout(PROMPTS * 3 + PROMPTS[:1])
+    real = batch.mask.bool()
+    assert (~real).any(), "the test needs padded responses"
+    assert batch.advantages[real].mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert batch.advantages[real].std().item() == pytest.approx(1.0, abs=1e-3)
+    assert (batch.advantages[~real] == 0).all()
+
+
+def test_what_padding_holds_does_not_change_the_update(tok):
+    """The clipped surrogate is averaged over real tokens only: log-probs of -50 in the
+    padding would otherwise count as ratios of e^50, all clipped."""
+    import copy
+
+    trainer = make_trainer(tok, batch_size=16, mini_batch_size=8, ppo_epochs=1)
+    batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
+    assert (~batch.mask.bool()).any(), "the test needs padded responses"
+    garbage = copy.deepcopy(batch)
+    garbage.logprobs[~batch.mask.bool()] = -50.0
+    stats = [copy.deepcopy(trainer).ppo_update(b) for b in (batch, garbage)]
+    assert stats[0]["clip_fraction"] == stats[1]["clip_fraction"]
+    assert stats[0]["policy_loss"] == pytest.approx(stats[1]["policy_loss"], abs=1e-6)
 
 
 def test_empty_prompt_list_is_rejected(tok):

@@ -118,6 +118,9 @@ def test_final_values_are_the_value_of_the_true_final_observation(collected):
 
 def test_truncation_happens_at_the_time_limit(collected):
     _, rollout = collected
+    # a truncation stays a truncation: flagging it terminated as well (CleanRL's
+    # done = terminated | truncated) would make the loop below check nothing
+    assert (rollout.truncated & ~rollout.terminated).any()
     lengths = torch.zeros(rollout.num_envs, dtype=torch.long)
     for t in range(rollout.num_steps):
         lengths += 1
