@@ -210,21 +210,14 @@ def test_whiten_rewards_scales_the_token_rewards_and_keeps_their_mean(tok):
     assert (whitened.rewards[~real] == 0).all()
 
 
-def test_missing_eos_penalty_hits_only_the_responses_without_an_eos_even_when_pad_is_eos():
-    tok = toy_tokenizer(pad_token=None)
-    tok.pad_token = tok.eos_token
-    trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts)), missing_eos_penalty=1.5,
-                           batch_size=16, max_new_tokens=4)
-    batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
-    ended = torch.tensor([bool((row[m.bool()] == tok.eos_token_id).any())
-                          for row, m in zip(batch.generation.response_ids, batch.generation.response_mask)])
-    assert ended.any() and (~ended).any(), "the test needs responses with and without an EOS"
-    torch.testing.assert_close(batch.scores, -1.5 * (~ended).float())
-
-
-def test_missing_eos_penalty_hits_only_the_responses_without_an_eos(tok):
-    """With pad != eos, the last column of a response that ended early is a pad: reading
-    "has an EOS" off the last column would penalise every response that did end."""
+@pytest.mark.parametrize("pad_is_eos", [True, False])
+def test_missing_eos_penalty_hits_only_the_responses_without_an_eos(pad_is_eos):
+    """Whether pad == eos (GPT-2's usual setup) or not: with pad != eos the last column of a
+    response that ended early is a pad, so reading "has an EOS" off the last column would
+    penalise every response that did end."""
+    tok = toy_tokenizer(pad_token=None if pad_is_eos else "<|pad|>")
+    if pad_is_eos:
+        tok.pad_token = tok.eos_token
     trainer = make_trainer(tok, reward_fn=lambda texts: torch.zeros(len(texts)), missing_eos_penalty=1.5,
                            batch_size=16, max_new_tokens=4)
     batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
