@@ -104,7 +104,8 @@ def test_colab_path_runs_a_ppo_step_from_local_directories(colab_like_dirs):
                           RLHFConfig(batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6),
                           judge_fn=judge_fn)
     stats = trainer.step()
-    assert stats["kl"] == 0.0 and -1 <= stats["judge"] <= 1
+    # policy == reference: zero up to rounding (MKL's SSE4/AVX kernels give 2e-7)
+    assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and -1 <= stats["judge"] <= 1
 
 
 def test_offline_prompts_are_openings_of_held_out_snippets():

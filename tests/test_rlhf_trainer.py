@@ -361,7 +361,16 @@ def test_reward_scores_that_are_not_numbers_are_refused(scores, match):
         check_scores(scores, 4, ["a", "b", "c", "d"])
 
 
-def test_train_stops_at_the_time_budget(tok):
+def test_train_stops_at_the_time_budget(tok, monkeypatch):
+    """A clock that advances one second per reading, so the outcome cannot depend on how
+    busy the machine is: the budget check at t=1 lets a step start, the one at t=4 does not."""
+    import itertools
+    import types
+
+    import ppo_edu.rlhf.trainer as trainer_module
+
+    ticks = itertools.count()
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     trainer = make_trainer(tok)
-    history = trainer.train(time_budget_s=0.01, progress=False)
+    history = trainer.train(time_budget_s=1.5, progress=False)
     assert len(history) == 1
