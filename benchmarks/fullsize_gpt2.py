@@ -48,18 +48,26 @@ def current_rss_gib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 1024 ** 3
 
 
+def step_config(batch_size: int, mini_batch_size: int, ppo_epochs: int, prompt_words: int,
+                max_new_tokens: int):
+    """The run's ``RLHFConfig``; ValueError for settings that cannot work, before any model
+    is built (``main`` turns it into a usage error)."""
+    from ppo_edu.rlhf import RLHFConfig
+
+    if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
+        raise ValueError(f"prompt_words must be an integer >= 1, got {prompt_words!r}")
+    return RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
+                      max_new_tokens=max_new_tokens, learning_rate=1e-5)
+
+
 def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prompt_words: int = 8,
         max_new_tokens: int = 16, config_overrides: dict | None = None, verbose: bool = True) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+    from ppo_edu.rlhf import PolicyWithValueHead, RLHFTrainer, frozen_reference
     from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table, gpt2_parameter_count
 
-    # first: bad settings are refused before two 124M models are built
-    cfg = RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
-                     max_new_tokens=max_new_tokens, learning_rate=1e-5)
-    if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
-        raise ValueError(f"prompt_words must be an integer >= 1, got {prompt_words!r}")
+    cfg = step_config(batch_size, mini_batch_size, ppo_epochs, prompt_words, max_new_tokens)  # first
     base_rss = current_rss_gib()
     tokenizer = word_tokenizer()
     overrides = dict(config_overrides or {})
@@ -120,13 +128,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:  # 0 was ignored (torch's default ran)
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    if args.prompt_words < 1:
-        parser.error(f"--prompt-words must be >= 1, got {args.prompt_words}")
-    from ppo_edu.rlhf import RLHFConfig
-
     try:
-        RLHFConfig(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
-                   ppo_epochs=args.ppo_epochs, max_new_tokens=args.max_new_tokens)
+        step_config(args.batch_size, args.mini_batch_size, args.ppo_epochs, args.prompt_words,
+                    args.max_new_tokens)
     except ValueError as exc:
         parser.error(str(exc))
     if args.threads:

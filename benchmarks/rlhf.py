@@ -28,9 +28,8 @@ Face Trainer's AdamW (weight decay 0, so Adam, with eps 1e-8), ours Adam with ep
 most PPO implementations use. ``--trl-adam-eps 1e-5`` gives TRL ours; it made no consistent
 difference (2026-12-03, ``--only trl --seed S``, 120 s, two runs at a time on 2 cores: gain per
 sqrt(nat) at the end 0.600, 0.543, 0.696 with 1e-5 against 0.577, 0.503, 0.721 with 1e-8 on
-seeds 0-2).
-``--shaping`` adds potential-based reward shaping to ours:
-each token is also credited with the change in the reward model's score of the prefix
+seeds 0-2). ``--shaping`` adds potential-based reward shaping to ours: each token is also
+credited with the change in the reward model's score of the prefix
 (``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no counterpart.
 
 Both policies, and the reference itself, are measured by the same function
