@@ -3,9 +3,12 @@
     python -m ppo_edu.cartpole                       # PPOConfig's defaults, seed 0
     python -m ppo_edu.cartpole --seed 3 --steps 100000 --output runs/seed3
 
-Trains with a progress bar, evaluates the trained agent (deterministic, 20 episodes),
-and writes to ``--output``: ``learning_curve.png`` (the PPO dashboard), ``agent.safetensors``
-(reload with ``ppo_edu.ppo.load_checkpoint``) and ``history.json`` (one record per update).
+Trains with a progress bar, evaluates the agent every ``--eval-every`` env steps and at the
+end (deterministic, 20 episodes), and writes to ``--output``: ``learning_curve.png`` (the PPO
+dashboard, with the evaluations), ``agent.safetensors`` (the final agent; reload with
+``ppo_edu.ppo.load_checkpoint``), ``best_agent.safetensors`` (the agent of the best evaluation
+during training, which is not always the final one: see ``ppo_edu.evaluate.EvalTracker``) and
+``history.json`` (one record per update, and the evaluations).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder for the PNG, the checkpoint and the history (default %(default)s)")
     parser.add_argument("--eval-episodes", type=int, default=20,
                         help="deterministic evaluation episodes after training (default %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=2048,
+                        help="evaluate during training every this many env steps and keep the best "
+                             "agent; 0 turns it off (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser.parse_args(argv)
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")  # files only; works without a display
     import matplotlib.pyplot as plt
 
-    from ppo_edu.evaluate import evaluate
+    from ppo_edu.evaluate import EvalTracker, evaluate
     from ppo_edu.plots import plot_history
 
     try:
@@ -64,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_episodes < 1:  # here, not after minutes of training
         print(f"error: --eval-episodes must be >= 1, got {args.eval_episodes}", file=sys.stderr)
         return 2
+    if args.eval_every < 0:
+        print(f"error: --eval-every must be >= 0 (0: no evaluation during training), got "
+              f"{args.eval_every}", file=sys.stderr)
+        return 2
     try:  # the output folder too: a bad --output found after training loses the agent
         args.output.mkdir(parents=True, exist_ok=True)
         if not os.access(args.output, os.W_OK):
@@ -71,23 +81,40 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write to --output {args.output}: {exc}", file=sys.stderr)
         return 2
-    agent, history = train_ppo(config, progress=not args.no_progress)
+    tracker = EvalTracker(every=args.eval_every, episodes=args.eval_episodes) if args.eval_every else None
+    agent, history = train_ppo(config, progress=not args.no_progress, callback=tracker)
     result = evaluate(agent, episodes=args.eval_episodes)
     seconds = history[-1]["wall_time"]
     print(f"trained {history[-1]['env_steps']:,} env steps in {seconds:.1f} s; deterministic "
           f"evaluation over {args.eval_episodes} episodes: {result.mean:.1f} +- {result.std:.1f}")
+    evaluations = tracker.evals if tracker else []
+    best_checkpoint = []
+    if evaluations:
+        best_checkpoint.append(save_checkpoint(args.output / "best_agent.safetensors", tracker.best_agent,
+                                       config))
+        print(f"best evaluation during training: {tracker.best_mean:.1f} after "
+              f"{tracker.best_steps:,} env steps ({len(evaluations)} evaluations, every "
+              f"{args.eval_every:,} env steps)")
 
     fig = plot_history(history)
-    fig.suptitle(f"PPO on CartPole-v1 (seed {args.seed}): evaluation {result.mean:.0f}")
+    if evaluations:
+        ax = fig.axes[0]
+        ax.plot(*zip(*evaluations), "k.", ms=5, label="evaluation (most likely action)")
+        ax.legend(fontsize=8)
+    best = f", best during training {tracker.best_mean:.0f}" if evaluations else ""
+    fig.suptitle(f"PPO on CartPole-v1 (seed {args.seed}): final evaluation {result.mean:.0f}{best}")
     png = args.output / "learning_curve.png"
     fig.savefig(png, dpi=100)
     plt.close(fig)
     checkpoint = save_checkpoint(args.output / "agent.safetensors", agent, config)
-    record = {"config": config.__dict__, "evaluation": result._asdict(), "history": history}
+    record = {"config": config.__dict__, "evaluation": result._asdict(),
+              "evaluations": [{"env_steps": steps, "mean": mean} for steps, mean in evaluations],
+              "history": history}
     # strict JSON: a rollout in which no episode ended has no return (NaN), written as null
     text = json.dumps(_nan_to_none(record), indent=1, allow_nan=False)
     (args.output / "history.json").write_text(text)
-    print(f"wrote {png}, {checkpoint} and {args.output / 'history.json'}")
+    written = ", ".join(str(path) for path in [png, checkpoint, *best_checkpoint])
+    print(f"wrote {written} and {args.output / 'history.json'}")
     return 0
 
 

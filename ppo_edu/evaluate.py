@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import math
+import numbers
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -59,3 +62,47 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
     finally:
         envs.close()
     return EvalResult(float(returns.mean()), float(returns.std()), returns.tolist())
+
+
+class EvalTracker:
+    """A ``train_ppo`` callback that evaluates the agent during training and keeps the best.
+
+    The last policy of a PPO run is not always its best: a run can solve CartPole and lose
+    it again before its budget ends (lesson 4 shows one). After the first update at or past
+    each multiple of ``every`` env steps, the tracker runs :func:`evaluate` (``episodes``
+    episodes, the most likely action, start states fixed by ``seed``) and appends
+    ``(env_steps, mean)`` to ``evals``. ``best_agent`` is a copy of the agent at its best
+    evaluation (``best_mean``, after ``best_steps`` env steps); of equal evaluations the
+    latest wins, the longer-trained agent (on CartPole many evaluations hit the ceiling of
+    500, and the later ones come with a better-fitted critic). Evaluating changes nothing
+    in the training: same seed, same history, with or without a tracker.
+    """
+
+    def __init__(self, every: int = 2048, episodes: int = 20, seed: int = 10_000,
+                 env_id: str = "CartPole-v1") -> None:
+        self.every = require_count("every", every)
+        self.episodes = require_count("episodes", episodes)
+        self.seed = require_count("seed", seed, minimum=0)
+        self.env_id = env_id
+        self.evals: list[tuple[int, float]] = []
+        self.best_agent: ActorCritic | None = None
+        self.best_mean = -math.inf
+        self.best_steps: int | None = None
+        self._multiples_done = 0
+
+    def __call__(self, agent: ActorCritic, record: dict) -> bool:
+        steps = record["env_steps"]
+        if steps // self.every <= self._multiples_done:
+            return False
+        self._multiples_done = steps // self.every
+        mean = evaluate(agent, self.episodes, seed=self.seed, env_id=self.env_id).mean
+        self.evals.append((steps, mean))
+        if mean >= self.best_mean:
+            self.best_agent, self.best_mean, self.best_steps = copy.deepcopy(agent), mean, steps
+        return False  # never stops the training
+
+    def first_at(self, target: float) -> int | None:
+        """Env steps of the first evaluation with a mean >= ``target`` (None if none had)."""
+        if isinstance(target, bool) or not isinstance(target, numbers.Real) or math.isnan(target):
+            raise ValueError(f"target must be a number, got {target!r}")
+        return next((steps for steps, mean in self.evals if mean >= target), None)

@@ -113,3 +113,77 @@ def test_a_sampled_episode_is_fixed_by_its_seed_and_leaves_the_global_rng_alone(
     lengths = [record_episode(agent, seed=s, deterministic=False).length for s in (0, 0, 1)]
     assert lengths[0] == lengths[1] and lengths[0] != lengths[2]
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# --------------------------------------------------------------------------- EvalTracker
+
+
+def _scripted_tracker(monkeypatch, means, every=1000):
+    """A tracker whose evaluations return ``means`` in order (no episodes played)."""
+    import ppo_edu.evaluate as module
+    from ppo_edu.evaluate import EvalResult, EvalTracker
+
+    scripted = iter(means)
+    monkeypatch.setattr(module, "evaluate",
+                        lambda agent, episodes, seed, env_id: EvalResult(next(scripted), 0.0, []))
+    return EvalTracker(every=every)
+
+
+def test_tracker_evaluates_after_the_first_update_past_each_multiple(monkeypatch):
+    tracker = _scripted_tracker(monkeypatch, [10.0, 20.0, 30.0])
+    agent = ActorCritic(4, 2)
+    stops = [tracker(agent, {"env_steps": steps}) for steps in range(256, 3073, 256)]
+    # 1000 -> at 1024, 2000 -> at 2048, 3000 -> at 3072; never twice for one multiple
+    assert tracker.evals == [(1024, 10.0), (2048, 20.0), (3072, 30.0)]
+    assert not any(stops)
+
+
+def test_tracker_keeps_a_copy_of_the_latest_of_the_best(monkeypatch):
+    tracker = _scripted_tracker(monkeypatch, [100.0, 500.0, 300.0, 500.0, 200.0])
+    agent = ActorCritic(4, 2)
+    weights = {}
+    for k in range(1, 6):
+        with torch.no_grad():
+            agent.actor[-1].bias.fill_(float(k))  # a different agent at each evaluation
+        weights[k * 1000] = agent.actor[-1].bias.clone()
+        tracker(agent, {"env_steps": k * 1000})
+    assert (tracker.best_mean, tracker.best_steps) == (500.0, 4000)
+    assert tracker.best_agent is not agent
+    assert torch.equal(tracker.best_agent.actor[-1].bias, weights[4000])  # not the last (5000)
+    assert tracker.first_at(475) == 2000 and tracker.first_at(501) is None
+
+
+def test_tracker_changes_nothing_in_training_and_its_best_agent_evaluates_as_recorded():
+    from ppo_edu.evaluate import EvalTracker
+    from ppo_edu.ppo import PPOConfig, train_ppo
+
+    config = PPOConfig(seed=3, total_timesteps=2048)
+    _, plain = train_ppo(config, progress=False)
+    tracker = EvalTracker(every=512, episodes=5)
+    _, tracked = train_ppo(config, progress=False, callback=tracker)
+    for a, b in zip(plain, tracked, strict=True):
+        assert {k: v for k, v in a.items() if k != "wall_time"} == {
+            k: v for k, v in b.items() if k != "wall_time"}
+    assert [steps for steps, _ in tracker.evals] == [512, 1024, 1536, 2048]
+    assert tracker.best_mean == max(mean for _, mean in tracker.evals)
+    assert evaluate(tracker.best_agent, episodes=5).mean == tracker.best_mean
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"every": 0}, "every must be an integer >= 1"),
+    ({"every": 2048.0}, "every must be an integer >= 1"),
+    ({"episodes": 0}, "episodes must be an integer >= 1"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
+])
+def test_tracker_settings_are_checked(kwargs, message):
+    from ppo_edu.evaluate import EvalTracker
+
+    with pytest.raises(ValueError, match=message):
+        EvalTracker(**kwargs)
+
+
+def test_tracker_first_at_needs_a_number():
+    from ppo_edu.evaluate import EvalTracker
+
+    with pytest.raises(ValueError, match="target must be a number"):
+        EvalTracker().first_at(float("nan"))

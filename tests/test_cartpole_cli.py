@@ -23,6 +23,29 @@ def test_cli_trains_evaluates_and_writes_png_checkpoint_and_history(tmp_path, ca
     assert config == PPOConfig(seed=3, total_timesteps=512)
     record = json.loads((out / "history.json").read_text(), parse_constant=_refuse)  # strict JSON
     assert len(record["history"]) == 2 and len(record["evaluation"]["returns"]) == 2
+    assert not (out / "best_agent.safetensors").exists()  # --eval-every 2048 > 512: none during training
+    assert record["evaluations"] == []
+
+
+def test_cli_keeps_the_best_agent_of_the_evaluations_during_training(tmp_path, capsys):
+    from ppo_edu.evaluate import evaluate
+
+    out = tmp_path / "run"
+    assert main(["--seed", "3", "--steps", "1024", "--output", str(out), "--eval-episodes", "3",
+                 "--eval-every", "256", "--no-progress"]) == 0
+    assert "best evaluation during training" in capsys.readouterr().out
+    record = json.loads((out / "history.json").read_text())
+    means = [e["mean"] for e in record["evaluations"]]
+    assert [e["env_steps"] for e in record["evaluations"]] == [256, 512, 768, 1024]
+    best, _ = load_checkpoint(out / "best_agent.safetensors")
+    assert evaluate(best, episodes=3).mean == max(means)
+
+
+def test_cli_rejects_a_negative_evaluation_interval_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--eval-every", "-1", "--output", str(out), "--no-progress"]) == 2
+    assert "--eval-every must be >= 0" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _refuse(constant):
