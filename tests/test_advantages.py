@@ -265,6 +265,28 @@ def test_fit_critic_explained_variance_improves_on_a_fixed_policy():
     assert first < 0.2 and last > first + 0.3, (first, last, scores)
 
 
+def test_fit_critic_catches_up_with_a_critic_that_lags_far_behind():
+    # Lesson 3's case: the first policy of a run whose training return reaches 100, with the
+    # critic PPO trained beside it (far too low). Plain regression with Adam pushed the last
+    # hidden layer into saturation instead: V constant, explained variance about 0 after 10
+    # iterations on each of seeds 0-5 (0.4-0.9 with the mean shift).
+    import copy
+
+    from ppo_edu.ppo import PPOConfig, train_ppo
+
+    snapshot = {}
+
+    def stop_at_return_100(agent, record):
+        if record["episode_return"] >= 100:
+            snapshot["agent"] = copy.deepcopy(agent)
+            return True
+        return False
+
+    train_ppo(PPOConfig(seed=2), progress=False, callback=stop_at_return_100)
+    scores = fit_critic(snapshot["agent"], iterations=10, seed=1)
+    assert sum(scores[-3:]) / 3 > 0.4, scores
+
+
 def test_lambda_sweep_returns_one_record_per_lambda(sweep):
     assert [r["lam"] for r in sweep] == SWEEP_LAMBDAS
     for r in sweep:
