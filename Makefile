@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ppo-edu-installed
 # Jupyter refuses to run as root unless told; containers and Colab-like boxes often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test test-full figures exercises bench clean
+.PHONY: setup lab test test-full test-kernels figures exercises bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ test: setup
 # before teaching a cohort, or after changing a lesson's full settings.
 test-full: setup
 	PPO_EDU_PROFILE=full $(PY) -m pytest -q notebooks/0*.ipynb
+
+# The lessons' asserts must hold on other CPUs, whose vector kernels round differently (RL turns a
+# last-bit difference into a different run): the notebooks in the fast profile, once per kernel
+# choice forced below (numpy's OpenBLAS on AVX2 / AVX kernels, torch's MKL on AVX2, torch's own
+# kernels without SIMD). About 10 minutes per choice on 2 cores. Forcing works downwards only:
+# a CPU cannot be made to run instructions it lacks.
+KERNELS ?= OPENBLAS_CORETYPE=Haswell OPENBLAS_CORETYPE=Sandybridge MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=default
+test-kernels: setup
+	@for kernel in $(KERNELS); do \
+		echo "== $$kernel"; \
+		env $$kernel PPO_EDU_PROFILE=fast $(PY) -m pytest -q notebooks/ || exit 1; \
+	done
 
 figures: setup
 	$(PY) -m ppo_edu.figures
