@@ -250,12 +250,15 @@ def fit_critic(agent, iterations: int = 20, num_envs: int = 8, num_steps: int = 
 
     Why the shift: a critic that lags behind its policy is mostly too low everywhere (on
     lesson 3's snapshots of seeds 0 and 3, V averaged 8 and 9 where the fitted critic
-    settles at about 28 and 43). Adam moves each weight by about ``lr`` per step, so the
-    output bias alone would need thousands of steps; the fastest way down the loss is
-    instead to push the last hidden tanh layer into saturation, after which V is nearly
-    the same for every state and its gradient vanishes. Without the shift, on 4 of lesson
-    3's seeds 1-8 the explained variance was still below 0.15 after 150 iterations (0 to
-    six decimals on two).
+    settles at about 28 and 43). Adam moves each weight by about ``lr`` per step while its
+    gradient keeps its sign, so the output bias alone would need tens of thousands of steps
+    to close such a gap. Adam's equal-sized steps raise V faster through the many weights
+    feeding the last hidden layer, and raising V that way drives each of its tanh units to
+    the end that matches its output weight's sign. Once they saturate, no gradient flows
+    through them: the output layer still learns, but it can only move V by the same amount
+    in every state. Without the shift, on 4 of lesson 3's seeds 1-8 the explained variance
+    was still below 0.15 after 150 iterations (0 to six decimals on two). The shift is the
+    best constant correction for this rollout's targets (which depend on V themselves).
     """
     from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 

@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("runs/cartpole"),
                         help="folder for the PNG, the checkpoint and the history (default %(default)s)")
     parser.add_argument("--eval-episodes", type=int, default=20,
-                        help="deterministic evaluation episodes after training (default %(default)s)")
+                        help="episodes of each deterministic evaluation, during and after training "
+                             "(default %(default)s)")
     parser.add_argument("--eval-every", type=int, default=2048,
                         help="evaluate during training every this many env steps and keep the best "
                              "agent; 0 turns it off (default %(default)s)")
@@ -90,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     evaluations = tracker.evals if tracker else []
     best_checkpoint = []
     if evaluations:
-        best_checkpoint.append(save_checkpoint(args.output / "best_agent.safetensors", tracker.best_agent,
-                                       config))
+        best_checkpoint.append(save_checkpoint(args.output / "best_agent.safetensors",
+                                               tracker.best_agent, config))
         print(f"best evaluation during training: {tracker.best_mean:.1f} after "
               f"{tracker.best_steps:,} env steps ({len(evaluations)} evaluations, every "
               f"{args.eval_every:,} env steps)")
+    else:  # a best agent left from an earlier run would sit beside this run's files
+        (args.output / "best_agent.safetensors").unlink(missing_ok=True)
+        print("no evaluation during training (--eval-every is 0 or beyond --steps): no best agent")
 
     fig = plot_history(history)
     if evaluations:

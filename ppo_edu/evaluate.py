@@ -74,8 +74,10 @@ class EvalTracker:
     ``(env_steps, mean)`` to ``evals``. ``best_agent`` is a copy of the agent at its best
     evaluation (``best_mean``, after ``best_steps`` env steps); of equal evaluations the
     latest wins, the longer-trained agent (on CartPole many evaluations hit the ceiling of
-    500, and the later ones come with a better-fitted critic). Evaluating changes nothing
-    in the training: same seed, same history, with or without a tracker.
+    500, and the later ones come with a better-fitted critic; Stable-Baselines3's
+    ``EvalCallback`` keeps the first). Evaluating changes nothing in the training: same
+    seed, same history with or without a tracker, but for ``wall_time``, which includes
+    the evaluations. Use a new tracker for each run.
     """
 
     def __init__(self, every: int = 2048, episodes: int = 20, seed: int = 10_000,

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import torch
+
 from ppo_edu.cartpole import main
 from ppo_edu.ppo import PPOConfig, load_checkpoint
 
@@ -27,18 +29,38 @@ def test_cli_trains_evaluates_and_writes_png_checkpoint_and_history(tmp_path, ca
     assert record["evaluations"] == []
 
 
-def test_cli_keeps_the_best_agent_of_the_evaluations_during_training(tmp_path, capsys):
-    from ppo_edu.evaluate import evaluate
+def test_cli_keeps_the_best_agent_of_the_evaluations_during_training(tmp_path, capsys,
+                                                                     monkeypatch):
+    import ppo_edu.evaluate as module
+    from ppo_edu.evaluate import EvalResult
 
+    # evaluations during training score 5, 9, 3, 2 (the best is the second), then the final one
+    scripted = iter([5.0, 9.0, 3.0, 2.0, 2.0])
+    monkeypatch.setattr(module, "evaluate",
+                        lambda agent, episodes, **kw: EvalResult(next(scripted), 0.0, [0.0] * episodes))
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "best_agent.safetensors").write_bytes(b"an earlier run's")
     assert main(["--seed", "3", "--steps", "1024", "--output", str(out), "--eval-episodes", "3",
                  "--eval-every", "256", "--no-progress"]) == 0
-    assert "best evaluation during training" in capsys.readouterr().out
+    assert "best evaluation during training: 9.0 after 512 env steps" in capsys.readouterr().out
     record = json.loads((out / "history.json").read_text())
-    means = [e["mean"] for e in record["evaluations"]]
-    assert [e["env_steps"] for e in record["evaluations"]] == [256, 512, 768, 1024]
+    assert record["evaluations"] == [{"env_steps": 256, "mean": 5.0}, {"env_steps": 512, "mean": 9.0},
+                                     {"env_steps": 768, "mean": 3.0}, {"env_steps": 1024, "mean": 2.0}]
     best, _ = load_checkpoint(out / "best_agent.safetensors")
-    assert evaluate(best, episodes=3).mean == max(means)
+    final, _ = load_checkpoint(out / "agent.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(best.state_dict().values(),
+                                                     final.state_dict().values()))
+
+
+def test_cli_without_evaluations_removes_an_earlier_best_agent(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best_agent.safetensors").write_bytes(b"an earlier run's")
+    assert main(["--steps", "512", "--output", str(out), "--eval-episodes", "2", "--eval-every", "0",
+                 "--no-progress"]) == 0
+    assert "no best agent" in capsys.readouterr().out
+    assert not (out / "best_agent.safetensors").exists()
 
 
 def test_cli_rejects_a_negative_evaluation_interval_before_training(tmp_path, capsys):
