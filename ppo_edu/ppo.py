@@ -53,6 +53,10 @@ class PPOConfig:
     on how often one looks: evaluated after every update (256 steps), the median is 5k.
     Slower annealing does not help: with ``total_timesteps=100_000`` the median over seeds
     0-19 is 12k (``benchmarks/cartpole.py --only ours --seeds $(seq 0 19) --budget B``).
+    These figures are this machine's (AVX-512): on another CPU the same seed takes another
+    path, and the last agent can be far from the best (seed 0 ends at 330 with numpy's
+    OpenBLAS forced onto AVX2 kernels, after evaluating at 500 at 22.5k steps). Keep the
+    best agent with :class:`ppo_edu.evaluate.EvalTracker`.
     """
 
     env_id: str = "CartPole-v1"
