@@ -68,7 +68,7 @@ class EvalTracker:
     """A ``train_ppo`` callback that evaluates the agent during training and keeps the best.
 
     The last policy of a PPO run is not always its best: a run can solve CartPole and lose
-    it again before its budget ends (lesson 4 shows one). After the first update at or past
+    it again before its budget ends (lesson 4 describes one). After the first update at or past
     each multiple of ``every`` env steps, the tracker runs :func:`evaluate` (``episodes``
     episodes, the most likely action, start states fixed by ``seed``) and appends
     ``(env_steps, mean)`` to ``evals``. ``best_agent`` is a copy of the agent at its best
