@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     from ppo_edu.evaluate import EvalTracker, evaluate
-    from ppo_edu.plots import plot_history
+    from ppo_edu.plots import plot_evaluations, plot_history
 
     try:
         config = PPOConfig(seed=args.seed, total_timesteps=args.steps)
@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fig = plot_history(history)
     if evaluations:
-        ax = fig.axes[0]
-        ax.plot(*zip(*evaluations), "k.", ms=5, label="evaluation (most likely action)")
-        ax.legend(fontsize=8)
+        plot_evaluations(fig.axes[0], evaluations)
     best = f", best during training {tracker.best_mean:.0f}" if evaluations else ""
     fig.suptitle(f"PPO on CartPole-v1 (seed {args.seed}): final evaluation {result.mean:.0f}{best}")
     png = args.output / "learning_curve.png"

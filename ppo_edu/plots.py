@@ -78,6 +78,18 @@ def plot_history(history: list[dict], keys=DASHBOARD, x: str = "env_steps", smoo
     return fig
 
 
+def plot_evaluations(ax, evals: Sequence[tuple[int, float]],
+                     label: str = "evaluation (most likely action)"):
+    """Draw ``(env_steps, mean)`` evaluations (``EvalTracker.evals``) as dots onto ``ax``,
+    e.g. the return panel of :func:`plot_history`; returns ``ax``."""
+    if not evals:
+        raise ValueError("no evaluations to draw (did the tracker evaluate during training?)")
+    steps, means = zip(*evals)
+    ax.plot(steps, means, "k.", ms=5, label=label)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def plot_runs(runs: dict[str, list[list[dict]]], key: str = "episode_return",
               x: str = "env_steps", smooth: int = 5, ax=None, title: str | None = None):
     """Median (line) and min-max over seeds (band) of ``key`` for each named group of runs."""

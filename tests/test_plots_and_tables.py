@@ -29,7 +29,7 @@ from ppo_edu.lm.plots import (
     plot_scores_vs_ratings,
     plot_sft_history,
 )
-from ppo_edu.plots import DASHBOARD, column, plot_history, plot_runs, smoothed
+from ppo_edu.plots import DASHBOARD, column, plot_evaluations, plot_history, plot_runs, smoothed
 from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table
 
 NAN = float("nan")
@@ -143,6 +143,17 @@ def test_plot_history_draws_a_second_run_onto_the_given_axes_with_a_legend():
 
 
 # ---------------------------------------------------------------- ppo_edu.plots: plot_runs
+
+
+def test_plot_evaluations_draws_dots_at_their_env_steps_with_a_legend():
+    fig, ax = plt.subplots()
+    plot_evaluations(ax, [(2048, 173.0), (4096, 500.0)])
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [2048, 4096] and list(line.get_ydata()) == [173.0, 500.0]
+    assert line.get_linestyle() == "None" and ax.get_legend() is not None
+    with pytest.raises(ValueError, match="no evaluations to draw"):
+        plot_evaluations(ax, [])
+    plt.close(fig)
 
 
 def test_plot_runs_draws_the_median_over_seeds_and_a_min_max_band():
