@@ -269,7 +269,7 @@ def test_fit_critic_catches_up_with_a_critic_that_lags_far_behind():
     # Lesson 3's case: the first policy of a run whose training return reaches 100, with the
     # critic PPO trained beside it (far too low). Plain regression with Adam pushed the last
     # hidden layer into saturation instead: V constant, explained variance about 0 after 10
-    # iterations on each of seeds 0-5 (0.4-0.9 with the mean shift).
+    # iterations on each of seeds 0-5 (0.5-0.95 with the mean shift).
     import copy
 
     from ppo_edu.ppo import PPOConfig, train_ppo
