@@ -10,17 +10,20 @@
    and the policy's real return (fresh episodes).
 4. :func:`objective_along_line` evaluates L^CPI, L^CLIP and KL along
    theta_old + alpha (theta_new - theta_old), PPO paper Figure 2.
+5. :func:`surrogate_seed_sweep` repeats steps 1-3 on several seeds, so a lesson can tell
+   what an objective does from what one seed's run happened to do.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ppo_edu._checks import require_count
 from ppo_edu.advantages import gae_from_rollout
 from ppo_edu.agents import ActorCritic
 from ppo_edu.evaluate import evaluate
@@ -171,3 +174,46 @@ def objective_along_line(agent_old: ActorCritic, agent_new: ActorCritic, batch: 
         out["clip"].append(clipped_surrogate(logprobs, batch.old_logprobs, batch.advantages, epsilon).objective.item())
         out["kl"].append(categorical_kl(batch.old_logits, logits).mean().item())
     return out
+
+
+def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int], *, pg_iterations: int = 25,
+                         batch_envs: int = 8, batch_steps: int = 256, epochs: int = 16, lr: float = 3e-3,
+                         minibatch_size: int = 256, epsilon: float = 0.2, eval_episodes: int = 16,
+                         progress: bool = True) -> list[dict]:
+    """Lessons 1 and 2's experiment once per seed: is what one run showed a property of the
+    objective, or of that run?
+
+    Each seed repeats the lessons' recipe exactly: ``torch.manual_seed(seed)``, a fresh
+    :class:`ActorCritic`, :func:`train_vanilla_pg` (``seed``), :func:`collect_batch`
+    (``seed + 100``), then :func:`surrogate_epochs` (``seed``) with each objective on that
+    one batch. So the row for seed s is the lesson's run with ``SETTINGS["seed"] = s``,
+    number for number. The return is evaluated at the start and after the last epoch only.
+
+    Returns one row per (seed, objective): ``seed``, ``objective`` (its key), ``kl`` (exact
+    KL(pi_old || pi) on the batch after the last epoch), ``surrogate_before`` and
+    ``surrogate_after``, ``return_before`` and ``return_after``.
+    """
+    if not objectives:
+        raise ValueError("objectives is empty: give at least one {name: objective}")
+    seeds = [require_count("each seed", seed, minimum=0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds} (a repeated seed repeats its run exactly)")
+    epochs = require_count("epochs", epochs)
+    rows = []
+    for seed in tqdm(seeds, desc="seeds", disable=not progress):
+        torch.manual_seed(seed)
+        agent_old = ActorCritic(obs_dim=4, n_actions=2)
+        train_vanilla_pg(agent_old, iterations=pg_iterations, seed=seed, progress=False)
+        batch = collect_batch(agent_old, num_envs=batch_envs, num_steps=batch_steps, seed=seed + 100)
+        for name, objective in objectives.items():
+            _, history = surrogate_epochs(agent_old, batch, objective=objective, epochs=epochs, lr=lr,
+                                          minibatch_size=minibatch_size, epsilon=epsilon,
+                                          eval_episodes=eval_episodes, eval_every=epochs, seed=seed,
+                                          progress=False)
+            first, last = history[0], history[-1]
+            rows.append({"seed": seed, "objective": name, "kl": last["kl"],
+                         "surrogate_before": first["surrogate"], "surrogate_after": last["surrogate"],
+                         "return_before": first["eval_return"], "return_after": last["eval_return"]})
+    return rows

@@ -102,6 +102,30 @@ def plot_objective_along_line(line: dict[str, list[float]], epsilon: float = 0.2
     return fig
 
 
+def plot_seed_sweep(rows: list[dict]):
+    """Return before and after the epochs, one line per seed, one panel per objective
+    (the rows of :func:`ppo_edu.experiments.surrogate_seed_sweep`); the black line is the mean."""
+    names = list(dict.fromkeys(row["objective"] for row in rows))
+    if not names:
+        raise ValueError("no rows to plot: the sweep returned nothing")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [row for row in rows if row["objective"] == name]
+        for row in mine:
+            ax.plot([0, 1], [row["return_before"], row["return_after"]], marker="o", color="C0", alpha=0.5)
+            ax.annotate(f"seed {row['seed']}", (1, row["return_after"]), xytext=(4, 0),
+                        textcoords="offset points", fontsize=7, va="center")
+        mean = [np.mean([row[k] for row in mine]) for k in ("return_before", "return_after")]
+        ax.plot([0, 1], mean, color="black", lw=2.5, label=f"mean of {len(mine)} seeds")
+        ax.set_xticks([0, 1], ["before", "after the epochs"])
+        ax.set_xlim(-0.2, 1.35)
+        ax.set_title(name)
+        ax.legend(fontsize=8, loc="lower left")
+    axes[0][0].set_ylabel("evaluated return")
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Regenerate the course figures in assets/.")
     parser.add_argument("--out", default=str(ASSETS), help="output folder (default: assets/)")
