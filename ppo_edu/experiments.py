@@ -190,17 +190,22 @@ def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int],
     number for number. The return is evaluated at the start and after the last epoch only.
 
     Returns one row per (seed, objective): ``seed``, ``objective`` (its key), ``kl`` (exact
-    KL(pi_old || pi) on the batch after the last epoch), ``surrogate_before`` and
-    ``surrogate_after``, ``return_before`` and ``return_after``.
+    KL(pi_old || pi) on the batch after the last epoch), ``clip_fraction`` (after the last
+    epoch, at ``epsilon``: a diagnostic only; a clipped objective carries its own epsilon),
+    ``surrogate_before`` and ``surrogate_after``, ``return_before`` and ``return_after``.
     """
     if not objectives:
         raise ValueError("objectives is empty: give at least one {name: objective}")
+    if isinstance(seeds, (int, float)):  # sweep_seeds=10 is a count; the seeds are range(10)
+        raise ValueError(f"seeds must be a sequence of seeds such as range({seeds!r}), got the number {seeds!r}")
     seeds = [require_count("each seed", seed, minimum=0) for seed in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {seeds} (a repeated seed repeats its run exactly)")
-    epochs = require_count("epochs", epochs)
+    for name, value in (("pg_iterations", pg_iterations), ("batch_envs", batch_envs), ("batch_steps", batch_steps),
+                        ("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_episodes", eval_episodes)):
+        require_count(name, value)  # before any seed's pretraining, and under the sweep's own names
     rows = []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         torch.manual_seed(seed)
@@ -213,7 +218,7 @@ def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int],
                                           eval_episodes=eval_episodes, eval_every=epochs, seed=seed,
                                           progress=False)
             first, last = history[0], history[-1]
-            rows.append({"seed": seed, "objective": name, "kl": last["kl"],
+            rows.append({"seed": seed, "objective": name, "kl": last["kl"], "clip_fraction": last["clip_fraction"],
                          "surrogate_before": first["surrogate"], "surrogate_after": last["surrogate"],
                          "return_before": first["eval_return"], "return_after": last["eval_return"]})
     return rows

@@ -1,5 +1,6 @@
 """Lesson 1-2 experiments and the course figures."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -100,12 +101,14 @@ def test_a_sweep_row_is_the_lesson_run_with_that_seed():
     batch = collect_batch(agent, num_envs=2, num_steps=32, seed=103)
     _, history = surrogate_epochs(agent, batch, cpi_objective, epochs=3, lr=1e-2, minibatch_size=32,
                                   eval_episodes=2, eval_every=1, seed=3, progress=False)
+    _, clip_history = surrogate_epochs(agent, batch, clip_objective(0.2), epochs=3, lr=1e-2, minibatch_size=32,
+                                       eval_episodes=2, eval_every=3, seed=3, progress=False)
     rows = surrogate_seed_sweep({"cpi": cpi_objective, "clip": clip_objective(0.2)}, seeds=[3, 4], **SMALL)
     assert [(row["seed"], row["objective"]) for row in rows] == [(3, "cpi"), (3, "clip"), (4, "cpi"), (4, "clip")]
-    cpi3 = rows[0]
-    assert (cpi3["kl"], cpi3["surrogate_before"], cpi3["surrogate_after"]) == (
-        history[-1]["kl"], history[0]["surrogate"], history[-1]["surrogate"])
-    assert (cpi3["return_before"], cpi3["return_after"]) == (history[0]["eval_return"], history[-1]["eval_return"])
+    for row, run in ((rows[0], history), (rows[1], clip_history)):
+        assert (row["kl"], row["clip_fraction"], row["surrogate_before"], row["surrogate_after"]) == (
+            run[-1]["kl"], run[-1]["clip_fraction"], run[0]["surrogate"], run[-1]["surrogate"])
+        assert (row["return_before"], row["return_after"]) == (run[0]["eval_return"], run[-1]["eval_return"])
     assert rows[0]["return_before"] == rows[1]["return_before"]  # both objectives start from the same agent
     assert rows[1]["kl"] < rows[0]["kl"]
 
@@ -116,10 +119,21 @@ def test_a_sweep_row_is_the_lesson_run_with_that_seed():
     ({"cpi": cpi_objective}, [1, 1], "seeds repeat"),
     ({"cpi": cpi_objective}, [-1], "each seed must be an integer >= 0"),
     ({"cpi": cpi_objective}, [0.5], "each seed must be an integer >= 0"),
+    ({"cpi": cpi_objective}, 10, r"seeds must be a sequence of seeds such as range\(10\)"),
 ])
 def test_surrogate_seed_sweep_rejects_bad_input(objectives, seeds, match):
     with pytest.raises(ValueError, match=match):
         surrogate_seed_sweep(objectives, seeds, **SMALL)
+
+
+@pytest.mark.parametrize("name", ["pg_iterations", "batch_envs", "batch_steps", "epochs", "minibatch_size",
+                                  "eval_episodes"])
+def test_surrogate_seed_sweep_names_a_bad_size_before_training(name, monkeypatch):
+    import ppo_edu.experiments as experiments
+
+    monkeypatch.setattr(experiments, "train_vanilla_pg", lambda *a, **k: pytest.fail("trained before checking"))
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1, got 0"):
+        surrogate_seed_sweep({"cpi": cpi_objective}, [0], **{**SMALL, name: 0})
 
 
 def test_plot_seed_sweep_draws_one_panel_per_objective_and_a_line_per_seed():
@@ -130,5 +144,6 @@ def test_plot_seed_sweep_draws_one_panel_per_objective_and_a_line_per_seed():
     assert [ax.get_title() for ax in axes] == ["a", "b"]
     mean_line = axes[1].get_lines()[-1]
     assert len(axes[0].get_lines()) == 3 + 1 and list(mean_line.get_ydata()) == [101.0, 91.0]
+    plt.close(fig)
     with pytest.raises(ValueError, match="no rows"):
         plot_seed_sweep([])
