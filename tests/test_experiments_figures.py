@@ -129,7 +129,7 @@ def test_surrogate_seed_sweep_rejects_bad_input(objectives, seeds, match):
 @pytest.mark.parametrize("name", ["pg_iterations", "batch_envs", "batch_steps", "epochs", "minibatch_size",
                                   "eval_episodes"])
 def test_surrogate_seed_sweep_names_a_bad_size_before_training(name, monkeypatch):
-    import ppo_edu.experiments as experiments
+    from ppo_edu import experiments
 
     monkeypatch.setattr(experiments, "train_vanilla_pg", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(ValueError, match=f"{name} must be an integer >= 1, got 0"):
