@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -196,8 +197,8 @@ def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int],
     """
     if not objectives:
         raise ValueError("objectives is empty: give at least one {name: objective}")
-    if isinstance(seeds, (int, float)):  # sweep_seeds=10 is a count; the seeds are range(10)
-        raise ValueError(f"seeds must be a sequence of seeds such as range({seeds!r}), got the number {seeds!r}")
+    if isinstance(seeds, numbers.Number):  # sweep_seeds=10 is a count; the seeds are range(10)
+        raise ValueError(f"seeds must be a sequence of seeds such as range({seeds}), got the number {seeds}")
     seeds = [require_count("each seed", seed, minimum=0) for seed in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")

@@ -120,6 +120,7 @@ def test_a_sweep_row_is_the_lesson_run_with_that_seed():
     ({"cpi": cpi_objective}, [-1], "each seed must be an integer >= 0"),
     ({"cpi": cpi_objective}, [0.5], "each seed must be an integer >= 0"),
     ({"cpi": cpi_objective}, 10, r"seeds must be a sequence of seeds such as range\(10\)"),
+    ({"cpi": cpi_objective}, np.int64(4), r"seeds must be a sequence of seeds such as range\(4\)"),
 ])
 def test_surrogate_seed_sweep_rejects_bad_input(objectives, seeds, match):
     with pytest.raises(ValueError, match=match):
