@@ -81,7 +81,7 @@ def test_mean_square_instead_of_variance_is_named():
     def wrong(p, t):
         return (1 - ((t - p) ** 2).mean() / t.var(unbiased=False)).item()
 
-    assert "constant offset" in check_explained_variance.verify(wrong)
+    assert "constant offset does not matter" in check_explained_variance.verify(wrong)
 
 
 def test_constant_targets_must_give_nan():
@@ -98,11 +98,56 @@ def test_constant_targets_must_give_nan():
 @pytest.mark.parametrize("as_returned", [lambda x: x, lambda x: x.numpy()[()]],
                          ids=["tensor", "numpy scalar"])
 def test_explained_variance_as_a_tensor_or_numpy_scalar_is_accepted(as_returned):
-    """The natural 1 - Var[t - p] / Var[t] returns a 0-d tensor, nan for constant targets."""
+    """1 - Var[t - p] / Var[t] as a 0-d tensor or numpy scalar, nan for constant targets."""
     def natural(predictions, targets):
+        if targets.var() == 0:
+            return as_returned(torch.tensor(float("nan")))
         return as_returned(1 - (targets - predictions).var() / targets.var())
 
     assert check_explained_variance.verify(natural) is None
+
+
+def test_constant_targets_with_varying_predictions_must_give_nan():
+    """Without the check, Var[t - p] / 0 is inf: 1 - inf = -inf, not "undefined"."""
+    def unguarded(p, t):
+        return 1 - (t - p).var() / t.var()
+
+    hint = check_explained_variance.verify(unguarded)
+    assert "return float('nan'), got tensor(-inf)" in hint
+
+
+def test_averaging_per_environment_explained_variances_is_named():
+    def per_env(p, t):
+        if p.dim() == 1:
+            return my_explained_variance(p, t)
+        return float((1 - (t - p).var(0) / t.var(0)).mean())
+
+    assert "one explained variance per environment" in check_explained_variance.verify(per_env)
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_r_squared_is_named_in_either_variance_convention(unbiased):
+    def r2(p, t):
+        return float(1 - ((t - p) ** 2).mean() / t.var(unbiased=unbiased))
+
+    assert "(that is R^2)" in check_explained_variance.verify(r2)
+
+
+@pytest.mark.parametrize("error_unbiased", [False, True])
+def test_mixing_n_and_n_minus_1_is_named(error_unbiased):
+    def mixed(p, t):
+        return float(1 - (t - p).var(unbiased=error_unbiased) / t.var(unbiased=not error_unbiased))
+
+    assert "divides by n - 1 and the other by n" in check_explained_variance.verify(mixed)
+
+
+def test_squared_correlation_and_the_unexplained_share_are_named():
+    def corr2(p, t):
+        return float(torch.corrcoef(torch.stack([p.flatten(), t.flatten()]))[0, 1] ** 2)
+
+    assert "squared correlation" in check_explained_variance.verify(corr2)
+    unexplained = check_explained_variance.verify(lambda p, t: 1 - my_explained_variance(p, t))
+    assert "unexplained share" in unexplained
 
 
 def test_detaching_values_inside_the_clamp_is_named():

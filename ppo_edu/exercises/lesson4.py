@@ -145,20 +145,79 @@ def _gradient_hint(name, grad, values, old, returns, eps) -> str | None:
             f"d loss / d values[{i}] = {float(grad[i]):.5f}, expected {float(expected[i]):.5f}")
 
 
+def _r_squared(predictions, targets, unbiased):
+    """1 - mean square error / Var[targets]: R^2, which a constant offset lowers."""
+    return float(1 - ((targets - predictions) ** 2).mean() / targets.var(unbiased=unbiased))
+
+
+def _mixed_conventions(predictions, targets, unbiased_error):
+    """One variance with Bessel's n - 1, the other without."""
+    error = (targets - predictions).var(unbiased=unbiased_error)
+    return float(1 - error / targets.var(unbiased=not unbiased_error))
+
+
+def _per_column_mean(predictions, targets):
+    """The mean over environments of each environment's own explained variance."""
+    error = (targets - predictions).var(dim=0, unbiased=False)
+    return float((1 - error / targets.var(dim=0, unbiased=False)).mean())
+
+
+def _explained_variance_hint(fn, name, got, predictions, targets) -> str | None:
+    """Name the mistake: match the learner's answers against typical wrong formulas.
+
+    The formulas can agree on the failing case (predicting the mean, the error has mean 0:
+    R^2 and a mix of n and n - 1 give the same number), so they are told apart on a
+    critic that is shrunk, offset and noisy at once."""
+    def near(value, answer):
+        return math.isclose(answer, value, rel_tol=1e-3, abs_tol=1e-4)
+
+    if predictions.dim() == 2 and near(_per_column_mean(predictions, targets), got):
+        return (f"on {name} you averaged one explained variance per environment (a variance "
+                "over dim=0): the lesson wants one number over every entry (.var() with no "
+                "dim). Environments whose returns have different scales count differently")
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(30, generator=g) * 2
+    p = 0.5 * y + 1.0 + torch.randn(30, generator=g)  # shrunk, offset and noisy
+    try:
+        answer = float(fn(p.clone(), y.clone()))
+    except Exception:  # the hint is a bonus: the plain message below still helps
+        return None
+    if near(1 - explained_variance(p, y), answer):
+        return ("you returned the unexplained share Var[targets - predictions] / Var[targets]: "
+                "explained variance is 1 minus it")
+    if near(explained_variance(y, p), answer):
+        return ("you swapped predictions and targets: divide by Var[targets], the "
+                "returns the critic is trying to predict")
+    if any(near(_r_squared(p, y, unbiased), answer) for unbiased in (False, True)):
+        return ("you divided the mean square of the error by Var[targets] (that is R^2): "
+                "use Var[targets - predictions], so that a constant offset does not matter")
+    if any(near(_mixed_conventions(p, y, unbiased), answer) for unbiased in (False, True)):
+        return ("one of your two variances divides by n - 1 and the other by n: use the "
+                "same .var() for both (the ratio is then the same either way)")
+    if near(float(torch.corrcoef(torch.stack([p, y]))[0, 1] ** 2), answer):
+        return ("you returned the squared correlation: it forgives a critic that is off by a "
+                "factor (V = R / 2 scores 1). Use 1 - Var[targets - predictions] / Var[targets]")
+    return None
+
+
 @checker("explained variance", explained_variance)
 def check_explained_variance(fn):
     """``fn(predictions, targets)`` -> float."""
     g = torch.Generator().manual_seed(1)
     targets = torch.randn(200, generator=g) * 3 + 1
+    # the lesson calls it on a (T, N) rollout: one number over every entry. Environments of
+    # different scales, so that averaging per-environment numbers gives a different answer
+    scales = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0])
+    rollout_targets = targets.reshape(40, 5) * scales + torch.tensor([0.0, 5.0, -3.0, 10.0, 1.0])
+    rollout_noise = torch.randn(40, 5, generator=torch.Generator().manual_seed(2)) * 1.5
+    rollout_predictions = rollout_targets + rollout_noise
     cases = [
         ("perfect critic", targets.clone(), targets, 1.0),
         ("predicting the mean", torch.full_like(targets, targets.mean().item()), targets, 0.0),
         ("a noisy critic", targets + torch.randn(200, generator=g), targets, None),
         ("a biased critic", targets + 5.0, targets, 1.0),
         ("an anti-critic", -targets, targets, None),
-        # the lesson calls it on a (T, N) rollout: one number over every entry
-        ("a (T, N) = (40, 5) rollout", (targets + torch.randn(200, generator=g)).reshape(40, 5),
-         targets.reshape(40, 5), None),
+        ("a (T, N) = (40, 5) rollout", rollout_predictions, rollout_targets, None),
     ]
     for name, predictions, y, known in cases:
         rollout = predictions.dim() == 2
@@ -176,27 +235,25 @@ def check_explained_variance(fn):
             over = " (one number over every entry)" if rollout else ""
             return f"for {name} return one number{over}, got {describe_type(got)}"
         if not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-4):
-            flipped = explained_variance(y, predictions)
-            if math.isclose(got, flipped, rel_tol=1e-3, abs_tol=1e-4):
-                return ("you swapped predictions and targets: divide by Var[targets], the "
-                        "returns the critic is trying to predict")
-            if name == "a biased critic":
-                return ("a constant offset must not matter: use the variance of the error "
-                        "(targets - predictions), not its mean square")
+            if (hint := _explained_variance_hint(fn, name, got, predictions, y)) is not None:
+                return hint
             note = f" (should be {known:g})" if known is not None else ""
             return f"for {name} expected {expected:.4f}{note}, got {got:.4f}"
-    try:
-        constant = fn(torch.ones(5), torch.ones(5))
-    except ZeroDivisionError:
-        return ("when the targets do not vary, Var[targets] = 0 and your function divided by it: "
-                "check for that case and return float('nan')")
-    try:  # float('nan'), a tensor(nan) or a numpy nan: all say "undefined"
-        undefined = math.isnan(float(constant))
-    except (TypeError, ValueError):
-        undefined = False
-    if not undefined:
-        return ("when the targets do not vary, explained variance is undefined: return "
-                f"float('nan'), got {constant!r}")
+    # targets that do not vary: undefined, whatever the predictions (which may vary)
+    for predictions in (torch.ones(5), torch.tensor([0.0, 2.0, 1.0, -1.0, 3.0])):
+        try:
+            constant = fn(predictions, torch.ones(5))
+        except ZeroDivisionError:
+            return ("when the targets do not vary, Var[targets] = 0 and your function divided "
+                    "by it: check for that case and return float('nan')")
+        try:  # float('nan'), a tensor(nan) or a numpy nan: all say "undefined"
+            undefined = math.isnan(float(constant))
+        except (TypeError, ValueError):
+            undefined = False
+        if not undefined:
+            return ("when the targets do not vary, explained variance is undefined, whatever "
+                    f"the predictions: return float('nan'), got {constant!r} for predictions "
+                    f"{predictions.tolist()} and targets of all ones")
     return None
 
 
