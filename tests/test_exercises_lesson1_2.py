@@ -55,6 +55,8 @@ def test_ratio_checker_names_the_mistake(wrong, hint):
         (lambda new, old, adv: adv.mean(), "does not depend on θ"),
         (lambda new, old, adv: torch.exp(new - old) * adv, "one number"),
         (lambda new, old, adv: ((torch.exp(new - old) - 1) * adv).mean() * 2, "expected"),
+        (lambda new, old, adv: (torch.exp(new - old) * (adv - adv.mean()) / (adv.std() + 1e-8)).mean(),
+         "normalised the advantages inside L^CPI"),
     ],
 )
 def test_cpi_checker_names_the_mistake(wrong, hint):
@@ -73,6 +75,8 @@ def ratio(new, old):
         (lambda n, o, a, e: (clamp(ratio(n, o), e) * a).mean(), "clip(r)·A alone"),
         (lambda n, o, a, e: torch.maximum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "you took the max"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o) * a, e)).mean(), "not the product"),
+        (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, ratio(n, o) * a.clamp(-e, e)).mean(),
+         "you clipped the advantages"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).sum() * 1.0
          if n.numel() > 1 else torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "summed"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), 0.2) * a).mean(), "hard-coded"),
@@ -94,6 +98,8 @@ def test_clipped_objective_checker_names_the_mistake(wrong, hint):
         (lambda n, o, e: ((ratio(n, o) - 1).abs() > 0.2).float().mean(), "hard-coded"),
         (lambda n, o, e: ((n - o).abs() > e).float().mean(), "not the log-ratio"),
         (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean() * 0.9, "should give"),
+        (lambda n, o, e: ((ratio(o, n) - 1).abs() > e).float().mean(), "upside down"),
+        (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean().numpy(), "you returned a numpy ndarray"),
     ],
 )
 def test_clip_fraction_checker_names_the_mistake(wrong, hint):

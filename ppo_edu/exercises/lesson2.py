@@ -47,6 +47,9 @@ _MISTAKES = [
      "worse are never clipped away"),
     (lambda r, a, e: max(r * a, _clip(r, e) * a), "you took the max; L^CLIP takes the min (a pessimistic bound)"),
     (lambda r, a, e: min(r * a, min(max(r * a, 1 - e), 1 + e)), "clip the ratio r, not the product r·A"),
+    (lambda r, a, e: min(r * a, r * min(max(a, -e), e)),
+     ("you clipped the advantages to [−ε, ε]; clip the ratio r to [1−ε, 1+ε]: the clip limits "
+      "how far the policy moves from π_θold, whatever the size of A")),
     # clip(r)·|A| and a clip at 1+ε only give the same terms for every r and A: name both
     (lambda r, a, e: min(r * a, _clip(r, e) * abs(a)),
      ("for A < 0 your terms are r·A, never clipped: clip the ratio on both sides, "
@@ -132,7 +135,8 @@ def check_clipped_objective(fn):
     return None
 
 
-_FRACTION_RATIOS = (0.5, 0.7, 0.85, 1.0, 1.1, 1.25, 2.0)  # 4 of 7 outside [0.8, 1.2]
+# 4 of 7 outside [0.8, 1.2]; upside down (pi_old / pi) 5 of 7, since 1 / 0.82 > 1.2
+_FRACTION_RATIOS = (0.5, 0.7, 0.82, 1.0, 1.1, 1.3, 2.0)
 
 
 @checker("clip fraction", reference=clip_fraction_reference)
@@ -145,6 +149,9 @@ def check_clip_fraction(fn):
     if isinstance(got, (int, float)):
         return ("return the clip fraction as a 0-dimensional tensor, as the exercise asks "
                 f"(you returned a Python {type(got).__name__}: leave out the .item())")
+    if type(got).__module__ == "numpy":
+        return ("return the clip fraction as a 0-dimensional torch tensor, as the exercise asks "
+                f"(you returned a numpy {type(got).__name__}: stay in torch, no .numpy())")
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
     got = float(got)
@@ -154,6 +161,9 @@ def check_clip_fraction(fn):
         return "count ratios with |r − 1| > ε on both sides: below 1−ε as well as above 1+ε"
     if abs(got - want * n) < 1e-6:
         return "you returned a count; the clip fraction is the share of samples, in [0, 1]"
+    if abs(got - float(clip_fraction_reference(old, new, EPSILON))) < 1e-6:
+        return ("your ratio is upside down: r_t(θ) = π_θ / π_θold = exp(logprobs − old_logprobs), "
+                "you used exp(old_logprobs − logprobs)")
     if abs(got - (1 - want)) < 1e-6:
         return ("you returned the share of ratios inside [1−ε, 1+ε]; the clip fraction is the "
                 "share outside it, where the clip acts")
