@@ -98,3 +98,12 @@ def test_bradley_terry_checker_catches_a_loss_cut_from_the_graph():
 def test_last_token_checker_names_the_off_by_one_that_runs_off_the_end(wrong):
     message = check_last_token_scores.verify(wrong)
     assert message is not None and "off by one" in message and "out of bounds" in message
+
+
+def test_last_token_checker_names_first_pad_minus_one_on_a_row_without_padding():
+    """gather() refuses index -1; the hint must not call it 'len(row)' (a different mistake)."""
+    def wrong(s, m):
+        return s.gather(1, ((m == 0).long().argmax(-1) - 1).unsqueeze(1)).squeeze(1)
+
+    message = check_last_token_scores.verify(wrong)
+    assert "the first padding position - 1" in message and "len(row)" not in message

@@ -263,3 +263,27 @@ def test_kl_penalty_mismatch_prints_digits_that_differ():
 def test_kl_term_cut_from_the_graph_is_caught():
     hint = check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).detach().requires_grad_())
     assert "no gradient at all" in hint
+
+
+def test_a_response_without_eos_is_named():
+    """argmax over a row with no EOS is 0: the mask would cut the response after token 0."""
+    def argmax_first(ids, eos):
+        first = (ids == eos).long().argmax(1)
+        return (torch.arange(ids.shape[1])[None] <= first[:, None]).long()
+
+    hint = check_response_mask.verify(argmax_first)
+    assert "has no EOS" in hint and "all ones" in hint
+
+
+@pytest.mark.parametrize("force", [torch.abs, lambda k: k.clamp(min=0)], ids=["abs", "clamp"])
+def test_k1_forced_non_negative_is_named(force):
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: force(my_kl(lp, ref, m, est)))
+    assert "Keep its sign" in hint
+
+
+def test_whitening_inside_gae_is_named_also_over_the_padding():
+    def whiten_everything(r, v, m, g, lam):
+        a, ret = my_gae(r * m, v * m, m, g, lam)
+        return (a - a.mean()) / (a.std() + 1e-8) * m, ret
+
+    assert "whitened the advantages inside" in check_token_gae.verify(whiten_everything)

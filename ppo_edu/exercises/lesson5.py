@@ -94,6 +94,11 @@ def check_last_token_scores(fn):
         except (IndexError, RuntimeError) as exc:
             if "out of bounds" not in str(exc) and "out of range" not in str(exc):
                 raise
+            if "index -1 " in str(exc):
+                return (f"your function raised {type(exc).__name__}: {exc}. On a {name} batch, row "
+                        f"{full} has no padding: if you took 'the first padding position - 1', "
+                        "(mask == 0).argmax() is 0 for that row and the index is -1. Use the "
+                        "largest index where the mask is 1, which works for every padding")
             return (f"your function raised {type(exc).__name__}: {exc}. On a {name} batch, row {full} has "
                     f"no padding, so its last real token is at position {mask.size(1) - 1}; an index of "
                     "len(row) is one past the last real token (off by one)")

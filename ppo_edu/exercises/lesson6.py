@@ -58,6 +58,10 @@ def check_response_mask(fn):
             return (f"response {row}: you masked out its first EOS (token {col}). The EOS is the "
                     "policy's decision to stop; it is a real action, with a log-prob, a value and "
                     "the score. Masking `ids != eos` does this (and with pad == eos it is TRL #2387)")
+        if not bool((ids[row] == EOS).any()):
+            return (f"response {row} has no EOS: it ran to the length limit, so every one of its "
+                    f"tokens is real and its mask is all ones; yours has a 0 at token {col}. "
+                    "(The argmax of a row with no EOS is 0, as if the EOS were token 0)")
         if got[row, col] == 1 and expected[row, col] == 0:
             return (f"response {row}, token {col} comes after the first EOS and must be masked "
                     "(mask only the tokens *after* the first EOS, including later EOS tokens)")
@@ -92,6 +96,11 @@ def check_kl_penalty(fn):
             real = mask.bool()
             if close(got[real], expected[real]):
                 return "right on real tokens, but padding must contribute 0 (multiply by the mask)"
+            if estimator == "k1" and (close(got, expected.abs()) or close(got, expected.clamp(min=0))):
+                return ("k1 = log pi_theta(y_t) - log pi_ref(y_t) is negative on some tokens, and "
+                        "that is right: only its average over tokens sampled from pi_theta estimates "
+                        "the KL, without bias. Keep its sign (no abs or clamp, which bias it upward); "
+                        "k3 is the estimator that is never negative")
             if estimator == "k1" and close(got, -expected):
                 return ("k1 has the wrong sign: k1 = log pi_theta(y_t) - log pi_ref(y_t), the log "
                         "of pi_theta / pi_ref, since y_t was sampled from pi_theta")
@@ -209,10 +218,14 @@ def check_token_gae(fn):
                     return ("your advantages on real tokens change with what the padding holds: after "
                             "a response's last real token there is no next state, so use "
                             "V(s_{t+1}) = 0 there and let nothing flow back from the padding " + where)
-                whitened = whiten(expected, mask)
-                if close(advantages[real], whitened[real], atol=1e-4):
+                whitened = [whiten(expected, mask)]
+                for correction in (0, 1):  # whitened over every entry, padding included
+                    spread = expected.std(correction=correction)
+                    whitened.append((expected - expected.mean()) / (spread + 1e-8))
+                if any(close(advantages[real], w[real], atol=1e-4) for w in whitened):
                     return ("you whitened the advantages inside: return them as they are (the trainer "
-                            "whitens once over the whole batch, after GAE; the returns need the raw ones)")
+                            "whitens once over the whole batch, after GAE, over real tokens only; the "
+                            "returns need the raw ones)")
                 idx = first_mismatch(torch.where(real, advantages, expected), expected)
                 if lam == 0.0:
                     return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
