@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppo_edu.course import LESSONS, install_command  # noqa: E402
+from ppo_edu.course import BRANCH, GITHUB_REPO, LESSONS, install_command  # noqa: E402
 
 NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = NOTEBOOKS / "exercises"
@@ -148,7 +148,13 @@ def course_map() -> str:
             f"| {lesson.number} | [{lesson.title}]({lesson.path}) | {lesson.summary} | "
             f"[exercises]({lesson.exercise_path}) ([on Colab]({lesson.exercise_colab_url})) | {badge} |"
         )
-    return "\n".join(rows)
+    if GITHUB_REPO == "ORG/REPO":
+        where = ("The Colab links point at `github.com/ORG/REPO`, a placeholder, until the "
+                 "repository's\naddress is set in `ppo_edu/course.py` (see [Colab](#colab) below).")
+    else:
+        where = (f"The Colab links point at `github.com/{GITHUB_REPO}`, branch `{BRANCH}` "
+                 "(set in `ppo_edu/course.py`).")
+    return "\n".join(rows) + "\n\n" + where
 
 
 def planned_files() -> dict[Path, str]:
