@@ -52,9 +52,12 @@ class Batch:
 def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8,
                      num_steps: int = 128, lr: float = 3e-3, gamma: float = 0.99,
                      lam: float = 0.95, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Vanilla policy gradient (one L^CPI step per batch) + a value-loss step for the critic.
+    """Vanilla policy gradient: one Adam step per batch on -L^CPI + 0.5 x the critic's loss.
 
-    Returns a history: one dict per iteration with the mean return of episodes finished.
+    Trains ``agent`` in place for ``iterations`` batches of ``num_envs`` x ``num_steps``
+    CartPole transitions, at learning rate ``lr``, with GAE(``gamma``, ``lam``) advantages
+    normalised over the batch; ``seed`` seeds torch, the environments and the sampling. Returns a history:
+    one dict per iteration with the mean return of episodes finished.
     """
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs, seed=seed)
@@ -80,7 +83,12 @@ def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8
 @torch.no_grad()
 def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, gamma: float = 0.99,
                   lam: float = 0.95, seed: int = 1) -> Batch:
-    """Roll out ``agent`` (pi_theta_old) once and freeze the batch."""
+    """Roll out ``agent`` (pi_theta_old) once and freeze the batch.
+
+    ``num_envs`` x ``num_steps`` CartPole transitions (``seed`` seeds torch, the environments
+    and the sampling), with GAE(``gamma``, ``lam``) advantages normalised over the batch and
+    pi_theta_old's log-probs and logits kept for the ratio and the KL.
+    """
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs, seed=seed)
     rollout = RolloutCollector(envs, agent, seed=seed).collect(num_steps)
@@ -160,7 +168,12 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
 @torch.no_grad()
 def objective_along_line(agent_old: ActorCritic, agent_new: ActorCritic, batch: Batch,
                          alphas, epsilon: float = 0.2) -> dict[str, list[float]]:
-    """L^CPI, L^CLIP and mean KL(pi_old || pi) at theta_old + alpha (theta_new - theta_old)."""
+    """L^CPI, L^CLIP and mean KL(pi_old || pi) at theta_old + alpha (theta_new - theta_old).
+
+    ``agent_old`` is theta_old (it sampled ``batch``), ``agent_new`` theta_new; only the actors'
+    weights are interpolated, once per value in ``alphas`` (0 is theta_old, 1 theta_new, > 1
+    beyond it). L^CLIP clips at ``epsilon``. Returns lists keyed "alpha", "cpi", "clip", "kl".
+    """
     old = dict(agent_old.actor.named_parameters())
     new = dict(agent_new.actor.named_parameters())
     probe = copy.deepcopy(agent_old)

@@ -94,9 +94,14 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
                      max_new_tokens: int = 20, temperature: float = 1.0, seed: int = 0,
                      batch_size: int = 256, add_bos: bool = True,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """``num_samples`` responses per prompt from ``lm`` (seeded), scored by the reward model
-    and the judge on prompt + response, as for training. Returns ``(N, P)`` arrays;
-    ``progress`` shows a bar over the samples drawn."""
+    """``num_samples`` responses per prompt from ``lm``, scored by the reward model
+    and the judge on prompt + response, as for training. Returns ``(N, P)`` arrays
+    (the judge's None without ``judge_fn``).
+
+    ``max_new_tokens``, ``temperature`` and ``add_bos`` (a BOS before each prompt, see
+    ``encode_prompts``) as in training; ``seed`` seeds the sampling; ``batch_size`` prompts
+    are generated at a time; ``progress`` shows a bar over the samples drawn.
+    """
     from ppo_edu.rlhf.trainer import check_scores
 
     if not prompts:

@@ -41,8 +41,9 @@ class PolicyEval:
 
 def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4,
                     seed: int = 0) -> list[str]:
-    """The first 2-4 words (chosen at random per text) of each text: held-out snippet
-    openings offline, IMDB review openings on Colab. HTML line breaks are removed.
+    """The first ``min_words`` to ``max_words`` words (2-4 by default; the count drawn per
+    text from a generator seeded with ``seed``) of each text: held-out snippet openings
+    offline, IMDB review openings on Colab. HTML line breaks are removed.
 
     An opening always leaves at least one word to continue, so a text of ``min_words``
     words or fewer gives no prompt and is skipped: the result can be shorter than
@@ -77,7 +78,16 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
                     judge_fn: Callable[[list[str]], object] | None = None,
                     max_new_tokens: int = 20, temperature: float = 1.0, seed: int = 0,
                     batch_size: int = 64, add_bos: bool = True) -> PolicyEval:
-    """Sample one response per prompt from ``lm`` (seeded) and measure it."""
+    """Sample one response per prompt from ``lm`` and measure it: a :class:`PolicyEval`.
+
+    ``reward_fn`` (and ``judge_fn``, the held-out judge, optional) take the prompt + response
+    texts and return one score per text. ``reference`` is pi_ref: the KL is the exact
+    KL(pi || pi_ref) over the vocabulary, summed along each response, and the fluency is
+    the reference's negative log-likelihood per token. ``max_new_tokens``, ``temperature``
+    and ``add_bos`` (a BOS before each prompt, see ``encode_prompts``) as in training;
+    ``seed`` seeds the sampling, so two policies can be compared on the same draws;
+    ``batch_size`` prompts are generated at a time.
+    """
     from ppo_edu.rlhf.trainer import check_scores
 
     if not prompts:

@@ -37,8 +37,11 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
                estimator: str = "k1") -> torch.Tensor:
     """Per-token KL estimate between pi_theta and pi_ref on sampled tokens, 0 on padding.
 
-    logprobs, ref_logprobs, mask: ``(B, R)``. Returns ``(B, R)``; its row sums are the
-    per-sample KL estimates.
+    logprobs, ref_logprobs, mask: ``(B, R)``, the log-probabilities under pi_theta and
+    pi_ref of the tokens pi_theta sampled. ``estimator``, with log rho = ref_logprobs -
+    logprobs: ``"k1"``, -log rho (unbiased; negative on tokens pi_ref likes more), or
+    ``"k3"``, (rho - 1) - log rho (unbiased and never negative). Returns ``(B, R)``; its
+    row sums are the per-sample KL estimates. Padding may hold anything, -inf included.
     """
     require_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask)
     real = mask.bool()
@@ -207,9 +210,9 @@ class AdaptiveKLController:
     e_t = clip(KL_t / target - 1, -0.2, 0.2),   beta_{t+1} = beta_t (1 + K_beta e_t),
     with K_beta = n_steps / horizon (n_steps: samples in the batch just seen). beta grows
     while the measured KL is above ``target`` and shrinks while below; the clip bounds a
-    single change to +-20% of the rate set by ``horizon``. A batch of more than 5 x
-    ``horizon`` samples could scale beta by ``1 - 0.2 n_steps / horizon <= 0`` and flip the
-    penalty's sign, so ``update`` refuses it.
+    single change to +-20% of the rate set by ``horizon``. A batch of 5 x ``horizon`` samples
+    or more could scale beta by ``1 - 0.2 n_steps / horizon <= 0`` and flip the penalty's
+    sign, so ``update`` refuses it.
     """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):

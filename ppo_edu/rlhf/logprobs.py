@@ -109,6 +109,11 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
 
 def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       query_length: int, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(response token t | query, response[:t]) for a plain causal LM, shape (B, R)."""
+    """log pi(response token t | query, response[:t]) for a plain causal LM, shape (B, R).
+
+    ``input_ids``, ``attention_mask``: ``(B, P + R)``, the left-padded queries followed by
+    the responses; ``query_length`` is P, where the responses start. ``temperature`` must be
+    the one the responses were sampled at (the log-probs of the distribution sampled from).
+    """
     logits, _ = lm_forward(model, input_ids, attention_mask, query_length)
     return logprobs_from_logits(logits, input_ids[:, query_length:], temperature)
