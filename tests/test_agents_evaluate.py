@@ -55,6 +55,53 @@ def test_evaluation_of_a_bad_policy_gives_short_episodes():
     assert 5 <= result.mean <= 15  # pushing left only: the pole falls within ~10 steps
 
 
+def _play_alone(env_id: str, seed: int, policy: ActorCritic) -> float:
+    """One episode on one plain env, the most likely action each step: its return."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        action = int(policy.logits(torch.as_tensor(obs, dtype=torch.float32)).argmax())
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total, done = total + float(reward), terminated or truncated
+    env.close()
+    return total
+
+
+def test_each_env_counts_its_first_episode_only_as_a_single_env_would():
+    """Env i starts from seed + i and counts until its own first episode ends: the same
+    returns as playing each start state alone (an env that finished early auto-resets, and
+    its next episode's rewards must not be added)."""
+    result = evaluate(AlwaysLeft(4, 2), episodes=10, seed=7)
+    alone = [_play_alone("CartPole-v1", 7 + i, AlwaysLeft(4, 2)) for i in range(10)]
+    assert result.returns == alone
+    assert len(set(alone)) > 1  # the envs end at different steps, so some auto-reset early
+
+
+class Balancer(ActorCritic):
+    """Push the cart the way the pole leans: keeps it up for about 40-60 steps, until the
+    cart drifts off the track."""
+
+    def logits(self, obs):
+        push_right = obs[..., 2] > 0
+        return torch.stack([(~push_right).float(), push_right.float()], -1) * 10.0
+
+
+def test_a_time_limit_ends_the_episode_that_evaluation_counts():
+    """Truncation ends an episode too: under a 50-step limit the episodes that reach it score
+    exactly 50, not 50 plus the steps of the episode after the auto-reset."""
+    import gymnasium as gym
+
+    if "CartPole50-v0" not in gym.registry:
+        gym.register("CartPole50-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+                     max_episode_steps=50)
+    returns = evaluate(Balancer(4, 2), episodes=8, env_id="CartPole50-v0").returns
+    assert returns == [_play_alone("CartPole50-v0", 10_000 + i, Balancer(4, 2)) for i in range(8)]
+    assert 50.0 in returns and min(returns) < 50  # some truncated by the limit, some terminated
+
+
 def test_evaluation_is_reproducible_for_a_seed():
     torch.manual_seed(0)
     agent = ActorCritic(4, 2)

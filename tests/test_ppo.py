@@ -340,11 +340,16 @@ def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
                      max_episode_steps=10)
     seen = []
 
-    def spy(rewards, values, terminated, truncated, *args, **kwargs):
-        seen.append((terminated.clone(), truncated.clone()))
-        return compute_gae(rewards, values, terminated, truncated, *args, **kwargs)
+    def spy(rewards, values, terminated, truncated, final_values, next_values, **kwargs):
+        seen.append((terminated.clone(), truncated.clone(), final_values.clone(), next_values.clone()))
+        return compute_gae(rewards, values, terminated, truncated, final_values, next_values, **kwargs)
 
     config = PPOConfig(env_id="ShortCartPole-v0", total_timesteps=256, num_envs=4, num_steps=32,
                        minibatch_size=64, update_epochs=1)
     train_ppo(config, advantage_fn=spy, progress=False)
-    assert seen and any((truncated & ~terminated).any() for terminated, truncated in seen)
+    assert seen and any((truncated & ~terminated).any() for terminated, truncated, _, _ in seen)
+    # ...and with the values to bootstrap from: V(final observation) at every time-limit end and
+    # V(s_T) after the rollout's last step, not zeros (a critic's output is never exactly 0)
+    for terminated, truncated, final_values, next_values in seen:
+        assert (final_values[truncated & ~terminated] != 0).all()
+        assert (next_values != 0).all()
