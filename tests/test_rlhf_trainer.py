@@ -68,11 +68,20 @@ def test_reported_kl_is_the_kl_in_the_penalty(tok):
     rollout, update = trainer.rollout, trainer.kl_ctl.update
     trainer.rollout = lambda prompts: batches.append(rollout(prompts)) or batches[-1]
     trainer.kl_ctl.update = lambda kl, n: seen_by_controller.append(kl) or update(kl, n)
+    beta = trainer.kl_ctl.value
     stats = trainer.step()
-    logged = sequence_kl(batches[0].kl, batches[0].mask).mean().item()
+    per_sample = sequence_kl(batches[0].kl, batches[0].mask)
+    logged = per_sample.mean().item()
     assert stats is trainer.history[-1] and stats["kl"] > 0
     assert stats["kl"] == pytest.approx(logged, rel=1e-6)
     assert seen_by_controller == [pytest.approx(logged, rel=1e-6)]
+    # the logged beta and reward are the ones this batch was penalised with, not the beta the
+    # controller set afterwards for the next batch
+    assert trainer.kl_ctl.value != beta
+    assert stats["kl_coef"] == beta
+    penalised_reward = (batches[0].scores - beta * per_sample).mean().item()
+    assert stats["reward"] == pytest.approx(penalised_reward, rel=1e-6)
+    assert stats["reward"] == pytest.approx(batches[0].rewards.sum(1).mean().item(), rel=1e-5)
 
 
 def test_ppo_raises_the_reward(tok):
