@@ -11,7 +11,7 @@ from ppo_edu.rlhf import frozen_reference
 from ppo_edu.rlhf.evaluation import distinct_n, evaluate_policy, opening_prompts
 from ppo_edu.rlhf.memory import estimate_ppo_memory, gpt2_parameter_count
 from ppo_edu.rlhf.plots import plot_history
-from ppo_edu.rlhf.toy import toy_lm, toy_tokenizer
+from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
 
 
 def test_opening_prompts_keep_two_to_four_words_and_leave_something_to_continue():
@@ -38,6 +38,40 @@ def test_an_untrained_policy_has_zero_kl_to_itself():
     again = evaluate_policy(lm, frozen_reference(lm), tok, ["the movie", "a film", "not bad"],
                             lambda texts: torch.zeros(len(texts)), max_new_tokens=5)
     assert again.texts == result.texts  # same seed, same samples: before/after are comparable
+
+
+def test_evaluate_policy_measures_its_own_samples():
+    """KL, fluency, score and judge recomputed by hand on the same draws: the exact KL summed
+    over the response tokens only, the reference's NLL per real token, the reward and the
+    judge of prompt + response."""
+    from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate
+    from ppo_edu.rlhf.logprobs import lm_forward
+
+    tok = toy_tokenizer()
+    policy, reference = eos_prone_lm(tok), frozen_reference(toy_lm(tok, seed=1))
+    prompts = ["the movie", "a film was", "not bad", "i", "the worst of it"]
+    lengths = lambda texts: torch.tensor([float(len(t)) for t in texts])  # noqa: E731
+    e_count = lambda texts: [t.count("e") for t in texts]  # noqa: E731
+    result = evaluate_policy(policy, reference, tok, prompts, lengths, e_count, max_new_tokens=6, seed=3)
+
+    q, qm = encode_prompts(tok, prompts, context_length_of(policy), 6, "cpu", add_bos=True)
+    gen = generate(policy, q, qm, 6, tok.eos_token_id, tok.pad_token_id, 1.0, torch.Generator().manual_seed(3))
+    assert tok.batch_decode(gen.response_ids, skip_special_tokens=True) == result.responses
+    mask = gen.response_mask.float()
+    assert 0 < mask.sum() < mask.numel()  # some responses ended early: padding to leave out
+    with torch.no_grad():
+        logp = lm_forward(policy, gen.input_ids, gen.attention_mask, gen.query_length)[0].log_softmax(-1)
+        ref_logp = lm_forward(reference, gen.input_ids, gen.attention_mask, gen.query_length)[0].log_softmax(-1)
+    kl = ((logp.exp() * (logp - ref_logp)).sum(-1) * mask).sum(1)
+    nll = -(ref_logp.gather(-1, gen.response_ids.unsqueeze(-1)).squeeze(-1) * mask).sum(1) / mask.sum(1)
+    assert result.kl > 0.01
+    assert result.kl == pytest.approx(kl.mean().item(), rel=1e-4)
+    assert result.ref_nll == pytest.approx(nll.mean().item(), rel=1e-4)
+    texts = [p + r for p, r in zip(prompts, result.responses)]
+    assert result.texts == texts
+    assert result.score == pytest.approx(lengths(texts).mean().item())
+    assert result.judge == pytest.approx(sum(e_count(texts)) / len(texts))
+    assert result.response_length == pytest.approx(mask.sum(1).mean().item())
 
 
 def test_gpt2_small_has_124m_parameters():
