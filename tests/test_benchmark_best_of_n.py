@@ -29,10 +29,11 @@ def test_prints_a_best_of_n_table_whose_reward_grows_with_n(bench, capsys):
     assert "offline targets" in out and "up to 6" in out
 
 
-def test_refuses_no_samples(bench):
+def test_refuses_no_samples(bench, capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--samples", "0"])
     assert exc.value.code == 2
+    assert "error: --samples must be >= 1" in capsys.readouterr().err  # not any usage error
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -67,8 +67,11 @@ def test_prints_a_table_in_which_distillation_lowers_the_loss_and_moves_the_poli
     assert "reference std above a single sample" in out
 
 
-@pytest.mark.parametrize("flag, value", [("--n", "0"), ("--epochs", "0"), ("--lr", "0")])
-def test_refuses_settings_that_would_do_nothing(bench, flag, value):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--n", "0", "--n must be >= 1"), ("--epochs", "0", "--epochs must be >= 1"), ("--lr", "0", "--lr must be > 0"),
+])
+def test_refuses_settings_that_would_do_nothing(bench, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exc:
         bench.main([flag, value])
     assert exc.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err  # not any usage error, e.g. a renamed flag
