@@ -216,6 +216,13 @@ def test_text_longer_than_the_context_errors_or_is_truncated_when_asked(random_r
         reward_fn_from_model(model, tok)([long_text])
     rewards = reward_fn_from_model(model, tok, truncate=True)([long_text])
     assert rewards.shape == (1,) and torch.isfinite(rewards).all()
+    # truncated as documented: the first 63 tokens, then the EOS the score is read at
+    ids = tok(long_text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        kept = model(input_ids=torch.tensor([ids[:63] + [tok.eos_token_id]])).logits[0, 0]
+        cut = model(input_ids=torch.tensor([ids[:64]])).logits[0, 0]  # no EOS: a different score
+    assert rewards[0] == pytest.approx(kept.item(), abs=1e-5)
+    assert abs(kept.item() - cut.item()) > 1e-3
 
 
 def test_reward_model_with_pad_equal_to_eos_is_refused(random_rm):
