@@ -103,9 +103,23 @@ def test_colab_path_runs_a_ppo_step_from_local_directories(colab_like_dirs):
                           ["the movie", "a film", "i loved"],
                           RLHFConfig(batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6),
                           judge_fn=judge_fn)
+    batches, rollout = [], trainer.rollout
+    trainer.rollout = lambda prompts: batches.append(rollout(prompts)) or batches[-1]
     stats = trainer.step()
     # policy == reference: zero up to rounding (MKL's SSE4/AVX kernels give 2e-7)
     assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and -1 <= stats["judge"] <= 1
+    # the score is the classifier's POSITIVE logit of the batch's prompt + response texts, and the
+    # judge VADER's compound score of the same texts
+    texts = batches[0].texts
+    assert len(texts) == 4 and all(t.startswith(("the movie", "a film", "i loved")) for t in texts)
+    assert stats["score"] == pytest.approx(_classifier_logits(clf_dir, texts)[:, 1].mean().item(), abs=1e-5)
+    assert stats["judge"] == pytest.approx(judge_fn(texts).mean().item())
+
+
+def test_the_judge_is_vaders_compound_score():
+    scores = judge_fn(["A great, wonderful film.", "A terrible, boring mess.", "A film."])
+    assert scores.dtype == torch.float32 and scores.shape == (3,)
+    assert scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
 
 
 def test_offline_prompts_are_openings_of_held_out_snippets():
