@@ -78,6 +78,26 @@ def test_gpt2_small_has_124m_parameters():
     assert gpt2_parameter_count(12, 768, 50257, 1024) == 124_439_808
 
 
+def test_memory_estimate_rows_for_gpt2_small():
+    """Each row worked out by hand for gpt2 (124,439,808 fp32 parameters), a minibatch of 16
+    sequences of 16 + 32 tokens, 64 responses sampled."""
+    rows = dict(estimate_ppo_memory())
+    weights = 124_439_808 * 4 / 2**30  # 0.4636 GiB
+    assert rows["policy weights (+ value head)"] == pytest.approx(weights)
+    assert rows["gradients"] == pytest.approx(weights)
+    assert rows["Adam moments (2 per weight)"] == pytest.approx(2 * weights)
+    assert rows["reference model weights"] == pytest.approx(weights)
+    assert rows["reward model weights"] == 0.0
+    # Korthikanti et al.: s b h (34 + 5 a s / h) per layer in 16-bit = 48*16*768*(34 + 3.75), x2 fp32, x12 layers
+    assert rows["activations, one minibatch of 16 x 48 tokens"] == pytest.approx(534_380_544 / 2**30)
+    # logits, log-softmax and both gradients: 4 x 16 x 32 x 50257 fp32 values
+    assert rows["logits of the minibatch (16 x 32 x 50257)"] == pytest.approx(411_705_344 / 2**30)
+    # keys and values: 2 x 12 layers x 64 x 48 x 768 fp32
+    assert rows["KV cache while sampling 64 responses"] == pytest.approx(226_492_416 / 2**30)
+    assert rows["total"] == pytest.approx(sum(v for k, v in rows.items() if k != "total"))
+    assert rows["total"] == pytest.approx(3.41, abs=0.005)
+
+
 def test_memory_estimate_grows_with_the_minibatch():
     small = dict(estimate_ppo_memory(mini_batch_size=8))
     large = dict(estimate_ppo_memory(mini_batch_size=64))
