@@ -21,8 +21,12 @@ def test_continuous_action_space_is_rejected_by_name():
 
 def test_act_returns_one_action_logprob_and_value_per_state():
     agent = ActorCritic(4, 2)
-    actions, logprobs, values = agent.act(torch.randn(7, 4))
+    obs = torch.randn(7, 4)
+    actions, logprobs, values = agent.act(obs)
     assert actions.shape == logprobs.shape == values.shape == (7,)
+    # the log-prob of the action it took, under its own policy, and the critic's value
+    torch.testing.assert_close(logprobs, agent.distribution(obs).log_prob(actions))
+    torch.testing.assert_close(values, agent.value(obs))
     assert (logprobs <= 0).all()
 
 

@@ -330,7 +330,7 @@ def test_float_actions_and_scores_are_refused_not_truncated(tmp_path):
     with pytest.raises(TypeError, match="actions must be an integer tensor"):
         agent.evaluate_actions(obs, torch.tensor([0.7, 1.0, 1.0]))  # 0.7 was read as action 0
     logprobs, _, _ = agent.evaluate_actions(obs, torch.tensor([0, 1, 1], dtype=torch.int32))
-    assert logprobs.shape == (3,)
+    torch.testing.assert_close(logprobs, agent.distribution(obs).log_prob(torch.tensor([0, 1, 1])))
     with pytest.raises(TypeError, match="r_chosen must hold floating-point scores"):
         bradley_terry_loss(torch.tensor([1, 2]), torch.tensor([0, 1]))
     tok = small_tokenizer()
