@@ -50,8 +50,8 @@ def test_evaluate_policy_measures_its_own_samples():
     tok = toy_tokenizer()
     policy, reference = eos_prone_lm(tok), frozen_reference(toy_lm(tok, seed=1))
     prompts = ["the movie", "a film was", "not bad", "i", "the worst of it"]
-    lengths = lambda texts: torch.tensor([float(len(t)) for t in texts])  # noqa: E731
-    e_count = lambda texts: [t.count("e") for t in texts]  # noqa: E731
+    lengths = lambda texts: torch.tensor([float(len(t)) for t in texts])
+    e_count = lambda texts: [t.count("e") for t in texts]
     result = evaluate_policy(policy, reference, tok, prompts, lengths, e_count, max_new_tokens=6, seed=3)
 
     q, qm = encode_prompts(tok, prompts, context_length_of(policy), 6, "cpu", add_bos=True)

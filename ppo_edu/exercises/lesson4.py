@@ -180,7 +180,7 @@ def _explained_variance_hint(fn, name, got, predictions, targets) -> str | None:
     p = 0.5 * y + 1.0 + torch.randn(30, generator=g)  # shrunk, offset and noisy
     try:
         answer = float(fn(p.clone(), y.clone()))
-    except Exception:  # the hint is a bonus: the plain message below still helps
+    except Exception:  # noqa: BLE001 - the hint is a bonus: the plain message below still helps
         return None
     if near(1 - explained_variance(p, y), answer):
         return ("you returned the unexplained share Var[targets - predictions] / Var[targets]: "
