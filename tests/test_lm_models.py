@@ -107,7 +107,7 @@ def test_generation_stops_at_eos_and_never_emits_pad(tiny):
 
 # ----------------------------------------------------------------------------- the hub path, offline
 def test_hub_style_checkpoint_without_pad_gets_a_dedicated_pad_token(tmp_path, gpt2_like_tokenizer):
-    # The hub's gpt2 ships no pad token. pad = eos would mask real EOS tokens (TRL #2387).
+    # The hub's gpt2 ships no pad token. pad = eos would mask real EOS tokens (a review of TRL PR #5303).
     path = save_random_gpt2(tmp_path / "gpt2-like", gpt2_like_tokenizer)
     raw = AutoTokenizer.from_pretrained(path)
     assert raw.pad_token is None

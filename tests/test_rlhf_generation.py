@@ -1,5 +1,5 @@
 """Batched generation: left padding, EOS handling, bad input (COURSE.md §8 rows on
-padding and EOS: TRL #2778, #1482, #2387, #3750, PR #5303)."""
+padding and EOS: TRL #469, #2778, #1482, #2387, #3750, PR #5303)."""
 
 import pytest
 import torch
@@ -43,7 +43,7 @@ def test_logprobs_of_a_response_do_not_depend_on_the_padding_of_its_batch(tok, l
 
 
 def test_logprobs_are_the_same_with_left_padding_or_none(tok, lm):
-    """TRL #2778: without position ids from the mask, left padding shifts positions."""
+    """Without position ids from the mask, left padding shifts positions (TRL #469)."""
     q = tok("the movie", add_special_tokens=False)["input_ids"]
     r = tok(" was great", add_special_tokens=False)["input_ids"]
     pad = tok.pad_token_id
@@ -102,7 +102,7 @@ def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):
     real = g.response_mask.bool()
     assert torch.equal(greedy[real], g.response_ids[real]), (
         "cached generation picked other tokens than a full forward pass: its position ids or "
-        "attention mask differ from the ones PPO trains with (left padding, TRL #2778)")
+        "attention mask differ from the ones PPO trains with (left padding, TRL #469)")
 
 
 def test_response_mask_ends_at_the_first_eos_and_keeps_it():
@@ -125,7 +125,7 @@ def test_generated_responses_are_padded_after_eos(tok, lm):
 
 
 def test_pad_equal_to_eos_does_not_mask_the_real_eos():
-    """TRL #2387/#3750: with pad == eos, masking by `ids != pad` drops the real EOS."""
+    """With pad == eos, masking by `ids != pad` drops the real EOS (a review of TRL PR #5303)."""
     tok = toy_tokenizer(pad_token=None)
     tok.pad_token = tok.eos_token
     eos = tok.eos_token_id

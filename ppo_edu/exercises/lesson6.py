@@ -57,7 +57,8 @@ def check_response_mask(fn):
         if ids[row, col] == EOS and got[row, col] == 0 and expected[row, col] == 1:
             return (f"response {row}: you masked out its first EOS (token {col}). The EOS is the "
                     "policy's decision to stop; it is a real action, with a log-prob, a value and "
-                    "the score. Masking `ids != eos` does this (and with pad == eos it is TRL #2387)")
+                    "the score. Masking `ids != eos` does this (with pad == eos, so does masking the "
+                    "padding: raised in a review of TRL PR #5303)")
         if not bool((ids[row] == EOS).any()):
             return (f"response {row} has no EOS: it ran to the length limit, so every one of its "
                     f"tokens is real and its mask is all ones; yours has a 0 at token {col}. "

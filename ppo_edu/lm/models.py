@@ -7,7 +7,7 @@ or a local directory written by ``save_pretrained``. Every path goes through the
 
 Padding: the returned tokenizer always has a pad token *different from* its EOS token.
 The hub's ``gpt2`` has no pad token and the usual workaround, ``pad_token = eos_token``,
-makes "mask the padding" also mask every real ``<|endoftext|>`` (TRL #2387, #3750): the
+makes "mask the padding" also mask every real ``<|endoftext|>`` (a review of TRL PR #5303): the
 policy never learns to stop, and a sequence-classification reward model, which reads the
 score at the last non-pad token, reads it at the wrong place. So for such a tokenizer we
 add a dedicated ``<|pad|>`` token and resize the model's embeddings by one row (the new row

@@ -4,7 +4,7 @@ Byte-level means every string is representable (unknown characters fall back to 
 so there is no unknown token in practice. Special tokens: ``<|endoftext|>`` (id 0) marks
 both the start and the end of a text, as in GPT-2; ``<|pad|>`` (id 1) is padding only.
 Keeping them distinct is what lets an attention mask drop padding without dropping a real
-end-of-text (TRL #2387).
+end-of-text (raised in a review of TRL PR #5303).
 """
 
 from __future__ import annotations
