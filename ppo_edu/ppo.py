@@ -191,8 +191,10 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     """0.5 E[max((V - R)^2, (V_clip - R)^2)], V_clip = V_old + clip(V - V_old, -eps, eps).
 
     The max keeps the update pessimistic, as in L^CLIP: once V has moved more than eps
-    from V_old, moving further in the same direction earns no gradient. ``epsilon=None``
-    gives the plain 0.5 E[(V - R)^2]. All inputs have shape (B,).
+    from V_old towards R, moving further earns no gradient (the clipped error is the larger);
+    a V that moved away from R, or overshot it by more than the clipped error, keeps the
+    gradient of (V - R)^2. eps is in reward units. ``epsilon=None`` gives the plain
+    0.5 E[(V - R)^2]. All inputs have shape (B,).
     """
     # the same shape, or a critic's (B, 1) output broadcasts against (B,) returns into a
     # (B, B) table of every value against every return: a loss that trains on nonsense
