@@ -12,7 +12,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned here only (not in pyproject: Colab brings its own). A CPU wheel already in
+	# torch first, pinned here only (pyproject leaves it unpinned: Colab brings its own). A CPU wheel already in
 	# the venv, or one pip finds locally, is kept; from PyPI on Linux it is the CUDA build (README).
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"

@@ -1,5 +1,8 @@
 """The lesson 1-2 checkers accept the reference, reject the stub and the typical mistakes."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -100,6 +103,11 @@ def test_clipped_objective_checker_names_the_mistake(wrong, hint):
         (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean() * 0.9, "should give"),
         (lambda n, o, e: ((ratio(o, n) - 1).abs() > e).float().mean(), "upside down"),
         (lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean().numpy(), "you returned a numpy ndarray"),
+        # numpy's float64 subclasses Python's float: still named as numpy, with no '.item()' blamed
+        (lambda n, o, e: np.mean(np.abs(np.exp((n - o).numpy().astype(np.float64)) - 1) > e),
+         "you returned a numpy float64"),
+        # |log r| > log(1 + eps) counts as many of the fixed ratios as an upside-down ratio does
+        (lambda n, o, e: ((n - o).abs() > math.log(1 + e)).float().mean(), "should give"),
     ],
 )
 def test_clip_fraction_checker_names_the_mistake(wrong, hint):

@@ -348,8 +348,8 @@ def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
                        minibatch_size=64, update_epochs=1)
     train_ppo(config, advantage_fn=spy, progress=False)
     assert seen and any((truncated & ~terminated).any() for terminated, truncated, _, _ in seen)
-    # ...and with the values to bootstrap from: V(final observation) at every time-limit end and
-    # V(s_T) after the rollout's last step, not zeros (a critic's output is never exactly 0)
+    # ...and with values to bootstrap from (V(final observation) at every time-limit end, V(s_T)
+    # after the rollout's last step): not zeros, which a critic's output never is exactly
     for terminated, truncated, final_values, next_values in seen:
         assert (final_values[truncated & ~terminated] != 0).all()
         assert (next_values != 0).all()

@@ -139,6 +139,15 @@ def check_clipped_objective(fn):
 _FRACTION_RATIOS = (0.5, 0.7, 0.82, 1.0, 1.1, 1.3, 2.0)
 
 
+def _upside_down(fn) -> bool:
+    """Confirm on a single ratio of 1.22: outside [0.8, 1.2], while 1 / 1.22 = 0.82 is inside.
+    (Comparing |log r| with log(1 + eps) counts as many of the fixed ratios, but counts this one.)"""
+    try:
+        return float(fn(torch.log(torch.tensor([1.22])), torch.zeros(1), EPSILON)) == 0.0
+    except Exception:  # noqa: BLE001 - a bonus check: the plain hint still follows
+        return False
+
+
 @checker("clip fraction", reference=clip_fraction_reference)
 def check_clip_fraction(fn):
     n = len(_FRACTION_RATIOS)
@@ -146,12 +155,12 @@ def check_clip_fraction(fn):
     new = torch.log(torch.tensor(_FRACTION_RATIOS))
     got = fn(new, old, EPSILON)
     want = float(clip_fraction_reference(new, old, EPSILON))
+    if type(got).__module__ == "numpy":  # first: numpy's float64 is also a Python float
+        return ("return the clip fraction as a 0-dimensional torch tensor, as the exercise asks "
+                f"(you returned a numpy {type(got).__name__}: stay in torch, no .numpy())")
     if isinstance(got, (int, float)):
         return ("return the clip fraction as a 0-dimensional tensor, as the exercise asks "
                 f"(you returned a Python {type(got).__name__}: leave out the .item())")
-    if type(got).__module__ == "numpy":
-        return ("return the clip fraction as a 0-dimensional torch tensor, as the exercise asks "
-                f"(you returned a numpy {type(got).__name__}: stay in torch, no .numpy())")
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
     got = float(got)
@@ -161,7 +170,7 @@ def check_clip_fraction(fn):
         return "count ratios with |r − 1| > ε on both sides: below 1−ε as well as above 1+ε"
     if abs(got - want * n) < 1e-6:
         return "you returned a count; the clip fraction is the share of samples, in [0, 1]"
-    if abs(got - float(clip_fraction_reference(old, new, EPSILON))) < 1e-6:
+    if abs(got - float(clip_fraction_reference(old, new, EPSILON))) < 1e-6 and _upside_down(fn):
         return ("your ratio is upside down: r_t(θ) = π_θ / π_θold = exp(logprobs − old_logprobs), "
                 "you used exp(old_logprobs − logprobs)")
     if abs(got - (1 - want)) < 1e-6:

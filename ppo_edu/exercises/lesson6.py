@@ -62,7 +62,7 @@ def check_response_mask(fn):
         if not bool((ids[row] == EOS).any()):
             return (f"response {row} has no EOS: it ran to the length limit, so every one of its "
                     f"tokens is real and its mask is all ones; yours has a 0 at token {col}. "
-                    "(The argmax of a row with no EOS is 0, as if the EOS were token 0)")
+                    "(The argmax of a row with no EOS is 0, as if the EOS were at position 0)")
         if got[row, col] == 1 and expected[row, col] == 0:
             return (f"response {row}, token {col} comes after the first EOS and must be masked "
                     "(mask only the tokens *after* the first EOS, including later EOS tokens)")

@@ -178,7 +178,8 @@ def _positive_index(config, positive_label: str | None) -> int:
 def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", batch_size: int = 32,
                         positive_label: str | None = None, max_length: int = 512,
                         revision: str | None = None) -> RewardFn:
-    """Reward = the positive-class logit of a sentiment classifier (the seed's reward).
+    """Reward = the positive-class logit of a sentiment classifier (the seed's classifier,
+    read as a logit as TRL's sentiment examples did; the seed's code read its probability).
 
     ``name`` is a hub id (Colab: ``lvwerra/distilbert-imdb``, a DistilBERT fine-tuned on
     IMDB) or a local directory. The positive class is the label starting with "pos"
