@@ -56,8 +56,8 @@ def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8
 
     Trains ``agent`` in place for ``iterations`` batches of ``num_envs`` x ``num_steps``
     CartPole transitions, at learning rate ``lr``, with GAE(``gamma``, ``lam``) advantages
-    normalised over the batch; ``seed`` seeds torch, the environments and the sampling. Returns a history:
-    one dict per iteration with the mean return of episodes finished.
+    normalised over the batch; ``seed`` seeds torch, the environments and the sampling.
+    Returns a history: one dict per iteration with the mean return of episodes finished.
     """
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs, seed=seed)

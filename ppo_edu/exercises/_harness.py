@@ -204,6 +204,12 @@ def float_hint(got, what: str) -> str | None:
     return None
 
 
+def standardised(x: torch.Tensor) -> list[torch.Tensor]:
+    """``x`` shifted to mean 0 and scaled to std 1, with the sample std and with the population
+    std: what a learner's function returns when it normalises advantages it should leave alone."""
+    return [(x - x.mean()) / (x.std(correction=correction) + 1e-8) for correction in (1, 0)]
+
+
 def nan_hint(got, what: str) -> str | None:
     """The hint for a tensor result holding NaN or inf (comparisons with NaN are all False,
     so a check written as ``abs(got - want) > tol`` would pass it), else None."""

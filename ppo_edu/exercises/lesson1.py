@@ -12,6 +12,7 @@ from ppo_edu.exercises._harness import (
     float_hint,
     gradient,
     no_gradient_hint,
+    standardised,
 )
 from ppo_edu.objectives import cpi_surrogate, probability_ratio
 
@@ -75,12 +76,10 @@ def check_cpi(fn):
                     "L^CPI, and its value says nothing about improvement; use the ratio r_t(θ)")
         if torch.isclose(got.detach().float(), adv.mean(), atol=1e-5):
             return "your objective does not depend on θ: multiply the advantages by r_t(θ)"
-        for correction in (1, 0):  # the sample std and the population std
-            normalised = (adv - adv.mean()) / (adv.std(correction=correction) + 1e-8)
-            if torch.isclose(got.detach().float(), cpi_surrogate(new.detach(), old, normalised),
-                             atol=1e-5):
-                return ("you normalised the advantages inside L^CPI: it takes A as given "
-                        "(normalising them is the trainer's job, once per batch)")
+        if any(torch.isclose(got.detach().float(), cpi_surrogate(new.detach(), old, normalised),
+                             atol=1e-5) for normalised in standardised(adv)):
+            return ("you normalised the advantages inside L^CPI: it takes A as given "
+                    "(normalising them is the trainer's job, once per batch)")
         if not torch.isclose(got.detach().float(), want, atol=1e-5):
             if torch.isclose(got.detach().float(), -want, atol=1e-5):
                 return ("you returned -L^CPI, a loss to minimise; the exercise asks for L^CPI itself, "

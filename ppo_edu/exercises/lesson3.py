@@ -13,7 +13,14 @@ from __future__ import annotations
 import torch
 
 from ppo_edu.advantages import bootstrap_values, compute_gae, td_residuals
-from ppo_edu.exercises._harness import checker, close, describe_type, first_mismatch, shape_hint
+from ppo_edu.exercises._harness import (
+    checker,
+    close,
+    describe_type,
+    first_mismatch,
+    shape_hint,
+    standardised,
+)
 
 
 def _rollout(T: int, N: int, seed: int, p_end: float = 0.2) -> dict[str, torch.Tensor]:
@@ -260,10 +267,9 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
         return ("your backward recursion starts from next_values: start it from A = 0. The last "
                 "step's delta_t already bootstraps from next_values = V(s_T), so starting from it "
                 f"counts V(s_T) twice {where}")
-    for correction in (1, 0):  # normalised with the sample or the population std
-        if close(got, (expected - expected.mean()) / (expected.std(correction=correction) + 1e-8), atol=1e-4):
-            return ("you normalised the advantages inside GAE: return them as they are (the trainer "
-                    "normalises per minibatch, and the returns need the raw advantages)")
+    if any(close(got, normalised, atol=1e-4) for normalised in standardised(expected)):
+        return ("you normalised the advantages inside GAE: return them as they are (the trainer "
+                "normalises per minibatch, and the returns need the raw advantages)")
     as_termination = dict(case, terminated=case["terminated"] | case["truncated"],
                           truncated=torch.zeros_like(case["truncated"]))
     if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):

@@ -17,6 +17,7 @@ from ppo_edu.exercises._harness import (
     gradient,
     no_gradient_hint,
     shape_hint,
+    standardised,
 )
 from ppo_edu.rlhf.advantages import token_gae, whiten
 from ppo_edu.rlhf.generation import response_mask_from_eos
@@ -219,10 +220,8 @@ def check_token_gae(fn):
                     return ("your advantages on real tokens change with what the padding holds: after "
                             "a response's last real token there is no next state, so use "
                             "V(s_{t+1}) = 0 there and let nothing flow back from the padding " + where)
-                whitened = [whiten(expected, mask)]
-                for correction in (0, 1):  # whitened over every entry, padding included
-                    spread = expected.std(correction=correction)
-                    whitened.append((expected - expected.mean()) / (spread + 1e-8))
+                # whitened over the real tokens, or over every entry, padding included
+                whitened = [whiten(expected, mask), *standardised(expected)]
                 if any(close(advantages[real], w[real], atol=1e-4) for w in whitened):
                     return ("you whitened the advantages inside: return them as they are (the trainer "
                             "whitens once over the whole batch, after GAE, over real tokens only; the "
