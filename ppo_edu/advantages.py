@@ -16,6 +16,8 @@ an episode; ``next_values`` holds V(s_T) after the last step.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
@@ -26,6 +28,10 @@ def _validate(rewards, values, terminated, truncated, final_values, next_values,
                         ("truncated", truncated), ("final_values", final_values),
                         ("next_values", next_values)):
         require_tensor(name, value)  # numpy (what gymnasium returns) has no .dim(): say so
+    for name, value in (("gamma", gamma), ("lam", lam)):
+        if (name == "gamma" or value is not None) and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise ValueError(f"{name} must be a number, got {value!r}")  # True would read as 1
     if not (0.0 < gamma <= 1.0):
         raise ValueError(f"gamma must be in (0, 1], got {gamma}")
     if lam is not None and not (0.0 <= lam <= 1.0):

@@ -9,6 +9,7 @@ uniform, so early ratios stay near 1.
 from __future__ import annotations
 
 import math
+import numbers
 
 import gymnasium as gym
 import numpy as np
@@ -47,10 +48,14 @@ class ActorCritic(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64):
         super().__init__()
-        if obs_dim < 1 or n_actions < 2 or hidden < 1:
-            raise ValueError(
-                f"need obs_dim >= 1, n_actions >= 2, hidden >= 1; got {obs_dim}, {n_actions}, {hidden}"
-            )
+        for name, value, minimum in (("obs_dim", obs_dim, 1), ("n_actions", n_actions, 2),
+                                     ("hidden", hidden, 1)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                raise ValueError(
+                    f"need obs_dim >= 1, n_actions >= 2, hidden >= 1 (whole numbers); {name} is "
+                    f"{value!r} (got {obs_dim!r}, {n_actions!r}, {hidden!r})"
+                )
+        obs_dim, n_actions, hidden = int(obs_dim), int(n_actions), int(hidden)
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
         self.actor = _mlp([obs_dim, hidden, hidden, n_actions], out_gain=0.01)
         self.critic = _mlp([obs_dim, hidden, hidden, 1], out_gain=1.0)
@@ -127,6 +132,14 @@ class ActorCritic(nn.Module):
         return logprobs, entropy, self.value(obs)
 
 
+def _linear_tanh_stack(mlp) -> bool:
+    """Whether ``mlp`` is Linear, Tanh, ..., Linear: the only layout NumpyPolicy computes."""
+    layers = list(mlp) if isinstance(mlp, nn.Sequential) else []
+    return (len(layers) % 2 == 1
+            and all(type(m) is nn.Linear for m in layers[0::2])
+            and all(type(m) is nn.Tanh for m in layers[1::2]))
+
+
 class NumpyPolicy:
     """``ActorCritic.act`` computed with numpy on the agent's current CPU weights.
 
@@ -136,12 +149,34 @@ class NumpyPolicy:
     policy follows the agent; use it only while the weights do not change (one rollout).
     Actions are drawn by the same inverse CDF as ``act`` from the same ``torch.rand``
     stream, so a seeded run samples the same actions (up to float rounding of the
-    probabilities).
+    probabilities). It computes the layout :class:`ActorCritic` builds (Linear, Tanh, ...,
+    Linear) and refuses an agent whose actor or critic is anything else.
     """
+
+    @staticmethod
+    def supports(agent) -> bool:
+        """Whether this policy computes exactly what ``agent.act`` does: an ActorCritic on
+        the CPU with the stock layout and ``act``, ``value`` and ``logits`` not overridden
+        (on its class or on the instance)."""
+        if not isinstance(agent, ActorCritic) or next(agent.parameters()).device.type != "cpu":
+            return False
+        methods = ("act", "value", "logits")
+        if any(getattr(type(agent), m) is not getattr(ActorCritic, m) or m in vars(agent)
+               for m in methods):
+            return False
+        return _linear_tanh_stack(agent.actor) and _linear_tanh_stack(agent.critic)
 
     def __init__(self, agent: ActorCritic):
         if next(agent.parameters()).device.type != "cpu":
             raise ValueError("NumpyPolicy needs the agent's weights on the CPU")
+        for name in ("actor", "critic"):
+            mlp = getattr(agent, name)
+            if not _linear_tanh_stack(mlp):
+                layers = ", ".join(type(m).__name__ for m in mlp)
+                raise ValueError(
+                    f"NumpyPolicy computes Linear, Tanh, ..., Linear stacks; this agent's {name} "
+                    f"is [{layers}]. Use agent.act instead (RolloutCollector does so by itself)."
+                )
         self.obs_dim = agent.obs_dim
         self.actor = [(m.weight.detach().numpy(), m.bias.detach().numpy())
                       for m in agent.actor if isinstance(m, nn.Linear)]

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -160,6 +161,10 @@ class PPOConfig:
                      "normalize_advantages"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise bad(name, "must be True or False")  # "False" (a string) would be true
+        if self.normalize_advantages and self.minibatch_size < 2:
+            # (A - mean) / std over one sample is 0: the policy would never move
+            raise bad("minibatch_size", "must be >= 2 with normalize_advantages=True (the "
+                                        "advantages of a 1-sample minibatch normalise to 0)")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise bad("torch_threads", "must be >= 1 or None")
 
@@ -199,6 +204,10 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     # the same shape, or a critic's (B, 1) output broadcasts against (B,) returns into a
     # (B, B) table of every value against every return: a loss that trains on nonsense
     require_same_shape(values=values, old_values=old_values, returns=returns)
+    if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)
+                                or not epsilon > 0):
+        # clamp(x, 0.2, -0.2) is -0.2 everywhere: a negative epsilon gives a wrong loss, no error
+        raise ValueError(f"epsilon must be a number > 0 or None (no clipping), got {epsilon!r}")
     unclipped = (values - returns) ** 2
     if epsilon is None:
         return 0.5 * unclipped.mean()
@@ -364,7 +373,10 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
     NaN if none did), the losses and the diagnostics. ``callback(agent, record)`` runs
     after each update; returning True stops training early.
     """
-    config = config or PPOConfig()
+    config = PPOConfig() if config is None else config
+    if not isinstance(config, PPOConfig):
+        raise TypeError(f"config must be a PPOConfig (e.g. PPOConfig(seed=0)), got "
+                        f"{type(config).__name__}")
     device = require_device(device)
     start = time.perf_counter()
     with torch_threads(config.torch_threads):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ppo_edu._checks import require_count, require_device
-from ppo_edu.agents import ActorCritic, require_agent_fits
+from ppo_edu.agents import ActorCritic, NumpyPolicy, require_agent_fits
 
 
 def make_cartpole_envs(num_envs: int = 8, seed: int | None = None, env_id: str = "CartPole-v1"):
@@ -102,6 +102,8 @@ class RolloutCollector:
                 f"need a Discrete action space, got {type(envs.single_action_space).__name__}"
             )
         require_agent_fits(agent, envs)
+        if seed is not None:
+            seed = require_count("seed", seed, minimum=0)  # gymnasium seeds non-negative ints
         self.envs, self.agent, self.device = envs, agent, require_device(device)
         obs, _ = envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)  # the current observations, (N, obs_dim)
@@ -157,11 +159,10 @@ class RolloutCollector:
 
     def _policy(self):
         """The agent's policy for numpy observations: :class:`~ppo_edu.agents.NumpyPolicy` on
-        the CPU (faster for these tiny MLPs), ``agent.act`` through tensors elsewhere."""
-        cls = type(self.agent)
-        if (self.device.type == "cpu" and isinstance(self.agent, ActorCritic)
-                and cls.act is ActorCritic.act and cls.value is ActorCritic.value
-                and cls.logits is ActorCritic.logits):
+        the CPU for a stock :class:`~ppo_edu.agents.ActorCritic` (faster for these tiny
+        MLPs), ``agent.act`` through tensors for anything else: another device, overridden
+        methods, or actor/critic layers NumpyPolicy does not compute."""
+        if self.device.type == "cpu" and NumpyPolicy.supports(self.agent):
             return self.agent.numpy_policy()
         return _TorchPolicy(self.agent, self.device)
 

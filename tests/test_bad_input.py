@@ -295,6 +295,33 @@ def test_counts_seeds_and_flags_of_the_cartpole_helpers_are_checked():
         evaluate(ActorCritic(4, 2), episodes="5")
 
 
+def test_cartpole_pieces_refuse_values_that_would_read_as_something_else():
+    from ppo_edu.advantages import compute_gae
+    from ppo_edu.ppo import clipped_value_loss, train_ppo
+
+    with pytest.raises(ValueError, match=r"obs_dim is 4\.5"):  # was a raw torch.empty() error
+        ActorCritic(4.5, 2)
+    with pytest.raises(ValueError, match="n_actions is True"):
+        ActorCritic(4, True)
+    assert ActorCritic(np.int64(4), 2).obs_dim == 4
+    envs = make_cartpole_envs(2)
+    try:
+        with pytest.raises(ValueError, match="seed must be an integer >= 0, got 1.5"):
+            RolloutCollector(envs, ActorCritic.for_env(envs), seed=1.5)  # was "no len()"
+    finally:
+        envs.close()
+    with pytest.raises(TypeError, match="config must be a PPOConfig .* got dict"):
+        train_ppo({"seed": 0})  # was "'dict' object has no attribute 'torch_threads'"
+    v = torch.tensor([1.0, 2.0])
+    for bad in (-0.2, 0, True):  # clamp(x, 0.2, -0.2) is -0.2 everywhere: a wrong loss
+        with pytest.raises(ValueError, match=f"epsilon must be a number > 0 or None .*got {bad!r}"):
+            clipped_value_loss(v, v, v, bad)
+    z = torch.zeros(3, 2)
+    for name in ("gamma", "lam"):  # True read as 1
+        with pytest.raises(ValueError, match=f"{name} must be a number, got True"):
+            compute_gae(z, z, z.bool(), z.bool(), z, torch.zeros(2), **{name: True})
+
+
 def test_objectives_and_gae_name_empty_and_numpy_inputs():
     from ppo_edu.advantages import compute_gae
     from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate, probability_ratio

@@ -76,6 +76,13 @@ def test_boundary_values_are_valid():
     assert c.lam == 1.0 and c.minibatch_size == c.num_envs * c.num_steps  # one minibatch: the batch
 
 
+def test_a_one_sample_minibatch_is_refused_when_advantages_are_normalised():
+    """(A - mean) / std over one sample is 0: the actor's weights never moved, with no error."""
+    with pytest.raises(ValueError, match=r"PPOConfig\.minibatch_size must be >= 2 with normalize_advantages"):
+        PPOConfig(minibatch_size=1)
+    assert PPOConfig(minibatch_size=1, normalize_advantages=False).minibatch_size == 1
+
+
 def test_minibatch_size_error_says_what_the_batch_is():
     with pytest.raises(ValueError, match="num_envs \\* num_steps = 512"):
         PPOConfig(num_envs=8, num_steps=64, minibatch_size=100)

@@ -205,3 +205,33 @@ def test_rollouts_sample_from_an_overridden_logits_method():
     assert (rollout.actions == 0).all()
     torch.testing.assert_close(rollout.logprobs,
                                agent.evaluate_actions(rollout.obs, rollout.actions)[0])
+
+
+class _ReluActor(ActorCritic):
+    """An agent whose actor has ReLUs where ActorCritic has tanh; its methods are the stock ones."""
+
+    def __init__(self):
+        super().__init__(4, 2)
+        self.actor[1] = torch.nn.ReLU()
+        self.actor[3] = torch.nn.ReLU()
+        with torch.no_grad():  # logits large enough that tanh and ReLU give different policies
+            self.actor[4].weight.mul_(300.0)
+
+
+def test_rollouts_sample_from_an_agent_whose_layers_were_changed():
+    """The numpy fast path computes Linear-tanh stacks; an actor with other layers (ReLU
+    here), or a ``logits`` patched onto the instance, must be run through ``agent.act``,
+    or the stored log-probs belong to a policy the agent is not (0.14 nats off for this one)."""
+    agent = _ReluActor()
+    with pytest.raises(ValueError, match=r"this agent's actor is \[Linear, ReLU, Linear, ReLU, Linear\]"):
+        agent.numpy_policy()
+    patched = ActorCritic(4, 2)
+    patched.logits = lambda obs: torch.tensor([20.0, -20.0]).expand(*obs.shape[:-1], 2)
+    for policy in (agent, patched):
+        envs = make_cartpole_envs(num_envs=2, seed=0)
+        rollout = RolloutCollector(envs, policy, seed=0).collect(32)
+        envs.close()
+        torch.testing.assert_close(rollout.logprobs,
+                                   policy.evaluate_actions(rollout.obs, rollout.actions)[0])
+        torch.testing.assert_close(rollout.values, policy.value(rollout.obs))
+    assert (rollout.actions == 0).all()
