@@ -179,3 +179,34 @@ def test_held_out_prompts_share_only_the_documented_few_strings_with_training():
     assert len(prompts) == 1051
     assert sorted(p for p in held_out if p in training) == sorted(
         ["Manages to", "The film", "In the", "There is", "The kind of"])
+
+
+def test_a_reward_repo_that_names_its_own_code_is_refused_not_run(tmp_path):
+    """load_reward_fn reads the config with trust_remote_code=False: transformers would
+    otherwise *ask* whether to run the repo's code, and a "y" typed into Jupyter runs it."""
+    import json
+    import sys
+
+    marker = tmp_path / "EXECUTED"
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "evilcfg", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}, "num_labels": 2}))
+    (tmp_path / "configuration_evil.py").write_text(
+        "from transformers import PretrainedConfig\n"
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evilcfg'\n")
+    stdin = sys.stdin
+    sys.stdin = __import__("io").StringIO("y\n" * 5)  # answers "yes" if anything asks
+    try:
+        with pytest.raises(ValueError, match="trust_remote_code"):
+            load_reward_fn(str(tmp_path))
+    finally:
+        sys.stdin = stdin
+    assert not marker.exists()
+
+
+def test_a_revision_goes_to_the_classifier_and_is_refused_where_it_means_nothing(colab_like_dirs):
+    _, clf_dir, _ = colab_like_dirs
+    with pytest.raises(ValueError, match="revision='main' is for a sentiment classifier on the hub"):
+        load_reward_fn("tiny", revision="main")  # a scalar reward model: silently ignored before
+    with pytest.raises(ValueError, match="revision='refs/pr/5' applies to hub ids, not to the local directory"):
+        load_reward_fn(str(clf_dir), revision="refs/pr/5")

@@ -120,7 +120,7 @@ def _from_pretrained(loader, source: str, what: str, **kwargs):
             hint = (f"The hub repo {source!r} seems to have no model.safetensors on the revision asked for, "
                     "and this course never loads pickled weights. If Hugging Face's converter bot has opened "
                     "a pull request with a safetensors copy, load that revision, revision='refs/pr/N' (N from "
-                    "the repo's Community tab; sentiment_reward_fn takes it).")
+                    "the repo's Community tab; sentiment_reward_fn and load_reward_fn take it).")
         raise OSError(f"could not load the {what} {source!r}: {exc}\n{hint}") from exc
 
 

@@ -22,18 +22,28 @@ COLAB = dict(policy="gpt2", reward="lvwerra/distilbert-imdb", prompts="imdb", pr
 """GPT-2 (124M), IMDB review openings, the positive logit of an IMDB sentiment classifier."""
 
 
-def load_reward_fn(name: str, device="cpu"):
-    """``texts -> (B,)`` from a scalar reward model or a sentiment classifier (see above)."""
+def load_reward_fn(name: str, device="cpu", revision: str | None = None):
+    """``texts -> (B,)`` from a scalar reward model or a sentiment classifier (see above).
+
+    ``revision`` (a sentiment classifier on the hub only) pins a branch, tag, commit or pull
+    request, as :func:`ppo_edu.lm.sentiment_reward_fn` takes it. The config is read with
+    ``trust_remote_code=False``: a repo whose config names its own code is refused, never
+    run (transformers would otherwise ask, and a "y" typed into Jupyter would run it).
+    """
     from transformers import AutoConfig
 
     from ppo_edu.lm import load_reward_model, reward_fn_from_model, sentiment_reward_fn
     from ppo_edu.lm.models import TINY_RM_DIR, resolve
 
     source = resolve(name, tiny_dir=TINY_RM_DIR)
-    if AutoConfig.from_pretrained(source).num_labels == 1:
+    hub = {} if revision is None else {"revision": revision}
+    if AutoConfig.from_pretrained(source, trust_remote_code=False, **hub).num_labels == 1:
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} is for a sentiment classifier on the hub; {name!r} "
+                             "is a scalar reward model (load_reward_model loads the default revision)")
         model, tokenizer = load_reward_model(name, device)
         return reward_fn_from_model(model, tokenizer, device)
-    return sentiment_reward_fn(source, device)
+    return sentiment_reward_fn(source, device, revision=revision)
 
 
 def judge_fn(texts) -> torch.Tensor:
