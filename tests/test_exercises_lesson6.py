@@ -155,6 +155,12 @@ def test_k3_in_the_loss_is_caught_as_the_forward_kl():
     assert "forward KL" in hint and "GRPO" in hint
 
 
+def test_k3_in_the_reward_is_caught_as_reverse_minus_forward():
+    """k3 held fixed times log pi: TRL's PPO with kl_estimator="k3"."""
+    hint = check_kl_loss_term.verify(lambda lp, ref: _k3(lp, ref).detach() * lp)
+    assert "k3 in the reward" in hint and "nearly cancel" in hint
+
+
 def test_kl_term_with_the_wrong_sign_is_caught():
     assert "wrong sign" in check_kl_loss_term.verify(lambda lp, ref: -0.5 * (lp - ref) ** 2)
 

@@ -202,10 +202,24 @@ def test_forward_and_reverse_gradients_agree_near_the_reference_and_part_far_fro
     assert _cosine(far["k3 in the loss"], far["reverse KL"]) < 0.9
 
 
-@pytest.mark.parametrize("placement", ["k1 in the reward", "k3 in the loss"])
+def test_k3_in_the_reward_follows_the_reverse_kl_minus_the_forward_kl():
+    """TRL's PPO with kl_estimator="k3" (and RLHFConfig's): k3's value is unbiased, but as a
+    reward E[k3 grad log pi] = grad KL(pi||pi_ref) - grad KL(pi_ref||pi). Near the reference
+    the two cancel: the pull shrinks with the distance, relative to the right one."""
+    ref_logits, direction = _two_categoricals(seed=4, V=50)
+    relative = []
+    for distance in (0.01, 0.1, 3.0):
+        grads = expected_kl_gradients(ref_logits + distance * direction, ref_logits)
+        torch.testing.assert_close(grads["k3 in the reward"], grads["reverse KL"] - grads["forward KL"],
+                                   atol=1e-6, rtol=1e-5)
+        relative.append((grads["k3 in the reward"].norm() / grads["reverse KL"].norm()).item())
+    assert relative[0] < 0.02 and relative[0] < relative[1] / 5 < relative[2] / 5, relative
+
+
+@pytest.mark.parametrize("placement", ["k1 in the reward", "k3 in the reward", "k3 in the loss"])
 def test_expected_gradients_are_the_mean_of_per_sample_gradients(placement):
     """The enumeration is what sampling averages to: draw y ~ pi, differentiate each sample's
-    own loss term (for the reward, the score-function term k1(y) log pi(y) with k1 held fixed)."""
+    own loss term (for the reward, the score-function term k(y) log pi(y) with k held fixed)."""
     logits, ref_logits = _two_categoricals(seed=5, V=5)
     pi = torch.softmax(logits, -1)
     counts = torch.bincount(torch.multinomial(pi, 40_000, replacement=True,
@@ -216,7 +230,12 @@ def test_expected_gradients_are_the_mean_of_per_sample_gradients(placement):
         logp = torch.log_softmax(theta, -1)[y]
         ref_logp = torch.log_softmax(ref_logits.double(), -1)[y]
         log_rho = ref_logp - logp
-        loss = (-log_rho).detach() * logp if placement == "k1 in the reward" else torch.expm1(log_rho) - log_rho
+        if placement == "k1 in the reward":
+            loss = (-log_rho).detach() * logp
+        elif placement == "k3 in the reward":
+            loss = (torch.expm1(log_rho) - log_rho).detach() * logp
+        else:
+            loss = torch.expm1(log_rho) - log_rho
         mean += counts[y] / counts.sum() * torch.autograd.grad(loss, theta)[0]
     expected = expected_kl_gradients(logits, ref_logits)[placement].double()
     torch.testing.assert_close(mean, expected, atol=0.02, rtol=0)

@@ -55,7 +55,8 @@ def test_the_first_step_has_exactly_zero_kl_and_ratio_one(tok, temperature):
 
 def test_reported_kl_is_the_kl_in_the_penalty(tok):
     """TRL #1161: the KL in the logs must be the KL subtracted from the rewards."""
-    trainer = make_trainer(tok, kl_estimator="k3")
+    with pytest.warns(UserWarning, match="kl_estimator='k3' puts k3 in each token's reward"):
+        trainer = make_trainer(tok, kl_estimator="k3")
     trainer.train(steps=2, progress=False)  # move the policy away from the reference
     batch = trainer.rollout(trainer.next_prompts())
     beta = trainer.kl_ctl.value
@@ -383,3 +384,59 @@ def test_train_stops_at_the_time_budget(tok, monkeypatch):
     trainer = make_trainer(tok)
     history = trainer.train(time_budget_s=1.5, progress=False)
     assert len(history) == 1
+
+
+def test_k1_trains_without_the_k3_warning(tok):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_trainer(tok)  # k1, the default: no warning
+
+
+def test_a_tokenizer_or_reference_with_another_vocabulary_is_refused(tok):
+    """A pad token added without resizing the model failed only inside the first step
+    ("index out of range in self"); a reference over other tokens trained silently."""
+    import copy
+
+    policy = PolicyWithValueHead(toy_lm(tok))
+    bigger = copy.deepcopy(tok)
+    bigger.add_special_tokens({"pad_token": "<|newpad|>"})
+    rows = policy.lm.get_input_embeddings().num_embeddings
+    with pytest.raises(ValueError, match=f"has {len(bigger)} tokens but the policy's embedding has {rows} rows"):
+        RLHFTrainer(policy, frozen_reference(policy), bigger, vowel_share, PROMPTS, RLHFConfig())
+    other = toy_lm(tok)
+    other.resize_token_embeddings(rows + 5)
+    with pytest.raises(ValueError, match=f"reference model's embedding has {rows + 5} rows and the policy's {rows}"):
+        RLHFTrainer(policy, frozen_reference(other), tok, vowel_share, PROMPTS, RLHFConfig())
+
+
+def test_a_bad_judge_stops_the_step_before_the_policy_or_beta_move(tok):
+    trainer = make_trainer(tok)
+    trainer.judge_fn = lambda texts: torch.full((len(texts),), float("nan"))
+    weights = [p.detach().clone() for p in trainer.policy.parameters()]
+    beta = trainer.kl_ctl.value
+    with pytest.raises(ValueError, match="judge_fn"):
+        trainer.step()
+    assert trainer.history == [] and trainer.kl_ctl.value == beta
+    assert all(torch.equal(w, p) for w, p in zip(weights, trainer.policy.parameters()))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"steps": -3}, "steps must be an integer >= 1 or None, got -3"),
+    ({"steps": 2.5}, "steps must be an integer >= 1"),
+    ({"time_budget_s": -1}, "time_budget_s must be a finite number of seconds > 0 or None"),
+    ({"time_budget_s": float("nan")}, "time_budget_s must be a finite number of seconds > 0"),
+    ({"steps": 3, "time_budget_s": float("inf")}, "for no limit, give steps alone"),
+])
+def test_train_refuses_budgets_that_mean_nothing(tok, arguments, message):
+    with pytest.raises(ValueError, match=message):  # returned [] before
+        make_trainer(tok).train(progress=False, **arguments)
+
+
+def test_evaluation_names_the_policy_wrapper_instead_of_a_missing_config(tok):
+    from ppo_edu.rlhf.evaluation import evaluate_policy
+
+    trainer = make_trainer(tok)
+    with pytest.raises(TypeError, match="got a PolicyWithValueHead: pass its .lm"):
+        evaluate_policy(trainer.policy, trainer.reference, tok, PROMPTS, vowel_share)

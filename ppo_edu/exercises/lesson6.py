@@ -165,6 +165,11 @@ def check_kl_loss_term(fn):
             return ("your term's gradient follows the forward KL(pi_ref || pi), not KL(pi || pi_ref): "
                     "that is k3 in the loss, as GRPO has it. Differentiate k3 = rho - 1 - log rho: "
                     "the rho term is the culprit. Try a term whose gradient is -log rho grad log pi")
+        if close(got, right - truth["forward KL"], atol=1e-5):
+            return ("your term's gradient is grad KL(pi || pi_ref) - grad KL(pi_ref || pi): that is k3 "
+                    "in the reward (k3 held fixed, times log pi), TRL's PPO with kl_estimator='k3'. "
+                    "The two KL gradients nearly cancel near pi_ref, so it hardly pulls. Weight "
+                    "log pi by k1 = -log rho instead, or differentiate a term such as (log rho)^2 / 2")
         if close(got, -right, atol=1e-5):
             return "right direction, wrong sign: adding your term to the loss would push away from pi_ref"
         scale = float((got @ right) / (right @ right))

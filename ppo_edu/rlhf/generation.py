@@ -127,6 +127,11 @@ def response_mask_from_eos(response_ids: torch.Tensor, eos_token_id: int) -> tor
 
 
 def context_length_of(model) -> int:
+    from ppo_edu.rlhf.policy import PolicyWithValueHead
+
+    if isinstance(model, PolicyWithValueHead):  # was "'PolicyWithValueHead' object has no attribute 'config'"
+        raise TypeError("this takes the language model, and got a PolicyWithValueHead: pass its .lm "
+                        "(e.g. evaluate_policy(trainer.policy.lm, ...))")
     config = model.config
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):
         value = getattr(config, name, None)

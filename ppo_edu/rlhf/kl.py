@@ -8,7 +8,11 @@ log r_t = log pi_ref(y_t|...) - log pi_theta(y_t|...):
 - k1 = -log r_t = log pi_theta - log pi_ref. Unbiased; a single token can be negative, and
   so can a batch mean when the true KL is small; only its expectation cannot.
 - k3 = (r_t - 1) - log r_t. Unbiased too, and never negative, at the price of more
-  variance where pi_theta and pi_ref differ a lot.
+  variance where pi_theta and pi_ref differ a lot. Unbiased for the KL's *value*, not for
+  its gradient: put in the reward, its expected pull on each token is grad KL(pi_theta ||
+  pi_ref) - grad KL(pi_ref || pi_theta), which nearly vanishes near the reference (see
+  :func:`expected_kl_gradients`, row "k3 in the reward"). Penalise with k1; the trainer
+  takes k3 (as TRL's PPO does) and warns.
 
 The penalty subtracts beta * kl_t from each token's reward, and the KL this course
 *reports* is the very tensor the penalty used (summed per sample, averaged over the
@@ -84,8 +88,8 @@ def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
     return (logp.exp() * (logp - ref_logp)).sum(-1) * mask
 
 
-KL_PLACEMENTS = ("k1 in the reward", "k1 in the loss", "k2 in the loss", "k3 in the loss",
-                 "ratio * k3 in the loss", "exact KL in the loss")
+KL_PLACEMENTS = ("k1 in the reward", "k3 in the reward", "k1 in the loss", "k2 in the loss",
+                 "k3 in the loss", "ratio * k3 in the loss", "exact KL in the loss")
 """Ways to put the KL penalty into a policy-gradient update (see :func:`expected_kl_gradients`)."""
 
 
@@ -102,6 +106,11 @@ def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dic
 
     - "k1 in the reward": -beta k1 joins the return, so the gradient is the score function
       k1(y) grad log pi(y) (this course, Ziegler et al., TRL's PPO) -> the reverse KL;
+    - "k3 in the reward": k3(y) grad log pi(y) (TRL's PPO with ``kl_estimator="k3"``, and
+      ``RLHFConfig(kl_estimator="k3")``): k3 = (rho - 1) + k1, and E[(rho - 1) grad log pi]
+      = sum pi_ref grad log pi = -grad KL(pi_ref || pi), so -> the reverse KL *minus* the
+      forward KL. Near pi_ref the two cancel to first order: the pull is second order in the
+      distance, where the reverse KL's is first order;
     - "k1 in the loss": grad k1(y) = grad log pi(y), whose mean under pi is 0: no pull at all;
     - "k2 in the loss", k2 = (log rho)^2 / 2: grad = -log rho grad log pi -> the reverse KL;
     - "k3 in the loss", k3 = rho - 1 - log rho (GRPO, Shao et al. 2024): grad = (1 - rho)
@@ -114,7 +123,9 @@ def expected_kl_gradients(logits: torch.Tensor, ref_logits: torch.Tensor) -> dic
     Near pi = pi_ref the two KLs agree to second order, so their gradients agree to first
     order; they part as the policy moves away. Over a response, a per-token term in the loss
     also ignores that an earlier token changes the states that follow, which the return of
-    "k1 in the reward" accounts for.
+    "k1 in the reward" accounts for. So does the return of "k3 in the reward": given the
+    prefix, a later token's k3 averages to that position's KL, so the earlier tokens feel
+    the later positions' KL correctly; what is wrong is each token's pull on itself.
     """
     require_tensor("logits", logits), require_tensor("ref_logits", ref_logits)
     require_same_shape(logits=logits, ref_logits=ref_logits)
@@ -178,6 +189,7 @@ def _in_the_loss(estimator: str):
 _LOSS_TERMS = {  # the loss of one drawn token y; see expected_kl_gradients
     # in the reward, k1 is a number in y's return: it weights grad log pi (the score function)
     "k1 in the reward": lambda lp, ref: _in_the_loss("k1")(lp, ref).detach() * lp,
+    "k3 in the reward": lambda lp, ref: _in_the_loss("k3")(lp, ref).detach() * lp,
     "k1 in the loss": _in_the_loss("k1"),
     "k2 in the loss": kl_loss_term,
     "k3 in the loss": _in_the_loss("k3"),

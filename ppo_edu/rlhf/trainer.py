@@ -20,7 +20,9 @@ on silently). The learner's own pieces can be plugged in: ``kl_fn``, ``gae_fn`` 
 from __future__ import annotations
 
 import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -75,7 +77,9 @@ class RLHFConfig:
     # samples over which the controller corrects its error (Ziegler et al.: 10k). A 5-minute
     # CPU run sees ~7k samples; with 1k the KL overshot its target to ~9 before beta caught up
     kl_horizon: int = 300
-    kl_estimator: str = "k1"  # "k1" (log ratio) or "k3" ((r - 1) - log r)
+    # the per-token KL in the reward: "k1" (log ratio) or "k3" ((r - 1) - log r). k3 estimates
+    # the KL's value, but as a reward it hardly pulls towards the reference (kl.py; warns)
+    kl_estimator: str = "k1"
     whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE
     # subtracted from the score of responses with no EOS; the logged "score" includes it, as
     # TRL's objective/scores does, so with a penalty it is no longer the reward model's own
@@ -186,6 +190,23 @@ def check_potentials(potentials, shape: tuple[int, int]) -> torch.Tensor:
     return potentials.detach()
 
 
+def _require_one_vocabulary(lm, reference, tokenizer) -> None:
+    """The tokenizer's ids must index the policy's embedding, and pi_ref must share it: a pad
+    token added to the tokenizer without resizing the model failed only inside the first
+    step ("index out of range"), and a reference over other tokens gave a KL of nothing."""
+    rows = lm.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the policy's embedding has {rows} "
+                         "rows: after adding a token (a pad token), call lm.resize_token_embeddings("
+                         "len(tokenizer)) (ppo_edu.lm.load_lm does both)")
+    get = getattr(reference, "get_input_embeddings", None)
+    ref_rows = get().num_embeddings if get is not None else None
+    if ref_rows is not None and ref_rows != rows:
+        raise ValueError(f"the reference model's embedding has {ref_rows} rows and the policy's {rows}: "
+                         "they must share one vocabulary (make the reference with "
+                         "ppo_edu.rlhf.frozen_reference(policy))")
+
+
 class RLHFTrainer:
     """PPO on ``policy`` (a :class:`PolicyWithValueHead`) against a frozen ``reference``.
 
@@ -211,6 +232,14 @@ class RLHFTrainer:
                              "ppo_edu.rlhf.frozen_reference, or call .eval() on it")
         self.pad_id = require_pad_token(tokenizer)
         self.eos_id = tokenizer.eos_token_id
+        _require_one_vocabulary(policy.lm, reference, tokenizer)
+        if config.kl_estimator == "k3":
+            warnings.warn(
+                "kl_estimator='k3' puts k3 in each token's reward. k3 estimates the KL's value without "
+                "bias, but as a reward its expected pull on a token is grad KL(pi || pi_ref) - grad "
+                "KL(pi_ref || pi), which nearly vanishes near the reference: at the same beta the KL "
+                "runs much further (lesson 6, section 4; ppo_edu.rlhf.kl.expected_kl_gradients). "
+                "Penalise with 'k1'.", UserWarning, stacklevel=2)
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
         self.reward_fn, self.judge_fn = reward_fn, judge_fn
         self.kl_fn, self.gae_fn, self.value_loss_fn = kl_fn, gae_fn, value_loss_fn
@@ -348,6 +377,12 @@ class RLHFTrainer:
         start = time.perf_counter()
         prompts = self.next_prompts()
         batch = self.rollout(prompts)
+        judge, judge_s = None, 0.0
+        if self.judge_fn is not None:  # before the update: a bad judge must not leave a step unrecorded
+            judge_start = time.perf_counter()
+            judge = check_scores(self.judge_fn(batch.texts), len(batch.texts), batch.texts,
+                                 "judge_fn").mean().item()
+            judge_s = time.perf_counter() - judge_start  # measured, not trained on: not in samples/s
         update_stats = self.ppo_update(batch)
         kl_per_sample = sequence_kl(batch.kl, batch.mask)
         mean_kl = kl_per_sample.mean().item()
@@ -355,7 +390,7 @@ class RLHFTrainer:
             warn_if_negative(mean_kl)
         kl_coef = self.kl_ctl.value
         self.kl_ctl.update(mean_kl, self.config.batch_size)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - judge_s
         self.elapsed += seconds
         m = batch.mask
         returns, values = batch.returns[m.bool()], batch.values[m.bool()]
@@ -374,9 +409,8 @@ class RLHFTrainer:
             "samples_per_s": self.config.batch_size / seconds,
             "time_s": self.elapsed,
         }
-        if self.judge_fn is not None:
-            stats["judge"] = check_scores(self.judge_fn(batch.texts), len(batch.texts), batch.texts,
-                                          "judge_fn").mean().item()
+        if judge is not None:
+            stats["judge"] = judge
         self.history.append(stats)
         return stats
 
@@ -386,6 +420,13 @@ class RLHFTrainer:
         whichever ends first). Returns the whole history (a list of dicts, one per step)."""
         if steps is None and time_budget_s is None:
             raise ValueError("give steps, time_budget_s, or both")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
+                                  or steps < 1):
+            raise ValueError(f"steps must be an integer >= 1 or None, got {steps!r}")
+        if time_budget_s is not None and (isinstance(time_budget_s, bool) or not isinstance(
+                time_budget_s, numbers.Real) or not 0 < time_budget_s < math.inf):
+            raise ValueError(f"time_budget_s must be a finite number of seconds > 0 or None (for no "
+                             f"limit, give steps alone), got {time_budget_s!r}")
         total = steps if steps is not None else None
         bar = tqdm(total=total, disable=not progress, desc="PPO")
         start, done = time.perf_counter(), 0
