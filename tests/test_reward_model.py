@@ -349,6 +349,8 @@ def test_train_reward_model_script_runs_end_to_end(tmp_path):
                       "--threads", "1"]) == 0
     log = json.loads((out / "training_log.json").read_text())
     assert 0 <= log["test_accuracy"] <= 1 and log["vader_test_accuracy"] == pytest.approx(0.695, abs=0.01)
+    # a random subset, not the head of the split (its positive half comes first: 122 of the first 128)
+    assert log["train_snippets_used"] == 128 and 0.3 < log["train_positive_share"] < 0.7
     import hashlib
 
     import transformers

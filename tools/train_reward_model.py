@@ -83,7 +83,7 @@ class RMConfig:
     warmup_steps: int = 30
     dropout: float = 0.1
     train_snippets: int = 0
-    """0 = the whole train split; a small number makes a quick smoke test."""
+    """0 = the whole train split; a number draws that many at random (seeded) for a quick smoke test."""
 
 
 def check_config(cfg: RMConfig) -> str | None:
@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     train_texts, train_r = load_snippets("train")
-    if cfg.train_snippets:
-        train_texts, train_r = train_texts[: cfg.train_snippets], train_r[: cfg.train_snippets]
+    if cfg.train_snippets:  # a seeded random subset: the split stores its positive half first, so a head is one-sided
+        pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(train_texts))[: cfg.train_snippets])
+        train_texts, train_r = [train_texts[i] for i in pick], np.asarray(train_r)[pick]
     val_texts, val_r = load_snippets("validation")
     test_texts, test_r = load_snippets("test")
     tokenizer = load_tokenizer(cfg.lm)
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "test_pearson_r": test["pearson_r"],
         "vader_test_accuracy": vader_test,
         "vader_test_pearson_r": float(np.corrcoef(vader_compound(test_texts), test_r)[0, 1]),
+        "train_snippets_used": len(train_texts),
+        "train_positive_share": float(np.mean(np.asarray(train_r) > 0)),
         "train_score_mean": float(train_scores.mean()),
         "train_score_std": float(train_scores.std()),
         "seconds": time.time() - t0,
