@@ -20,7 +20,10 @@ evaluations and fall back. Compare runs only at the same ``--eval-every``.
 
 Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
 (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, lambda 0.8, ent 0, linear
-lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults. Both get the same
+lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults, which make 10 passes over
+each rollout at lr 3e-3: SB3 takes twice ours' gradient steps per rollout, so the
+wall-clock ratio mixes the two libraries' speed with their settings' work
+(``--sb3-epochs 10`` gives SB3 ours' count of passes). Both get the same
 budget (``--budget``, rounded down to whole rollouts of 256 env steps, the rollout size of
 both), over which both anneal their learning rate and clip range linearly (SB3's
 schedules follow ``learn(total_timesteps)``, ours ``total_timesteps``).
@@ -123,7 +126,8 @@ def run_ours(seed: int, eval_every: int, target: float, max_steps: int = MAX_STE
     return tracker
 
 
-def run_sb3(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEPS) -> Tracker:
+def run_sb3(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEPS,
+            n_epochs: int = 20) -> Tracker:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -150,7 +154,7 @@ def run_sb3(seed: int, eval_every: int, target: float, max_steps: int = MAX_STEP
             tracker.maybe_eval(self.num_timesteps, self._act)
 
     envs = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
-    model = PPO("MlpPolicy", envs, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98,
+    model = PPO("MlpPolicy", envs, n_steps=32, batch_size=256, n_epochs=n_epochs, gamma=0.98,
                 gae_lambda=0.8, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
                 seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=max_steps, callback=EvalCallback())
@@ -173,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"anneal their learning rate and clip range (default {MAX_STEPS:,})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both)")
     parser.add_argument("--only", choices=["ours", "sb3"], default=None)
+    parser.add_argument("--sb3-epochs", type=int, default=20,
+                        help="SB3's passes over each rollout (rl-zoo's 20, the default); ours makes "
+                             "PPOConfig()'s 10, so 10 here compares the libraries at equal work")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock (default) or this process's CPU time, steadier on a "
                              "machine shared with other work")
@@ -194,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"medians), got {args.seeds}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.sb3_epochs < 1:
+        parser.error(f"--sb3-epochs must be >= 1, got {args.sb3_epochs}")
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
@@ -208,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Tracker]] = {name: [] for name in runners}
     print(f"CartPole-v1, eval every {args.eval_every} env steps (20 deterministic episodes), "
           f"target mean >= {args.target:g}, budget {args.budget:,} env steps, "
-          f"torch threads {args.threads}, {args.clock} clock")
+          f"torch threads {args.threads}, {args.clock} clock, SB3 epochs {args.sb3_epochs} (ours "
+          f"{PPOConfig().update_epochs})")
     print(f"{'library':<8} {'seed':>4} {'env steps':>10} {'seconds':>8} {'of which eval':>13} "
           f"{'evals':>6} {'best eval':>9}")
     for seed in args.seeds:
         for name, run in runners.items():
-            extra = {"threads": args.threads} if name == "ours" else {}
+            extra = {"threads": args.threads} if name == "ours" else {"n_epochs": args.sb3_epochs}
             tracker = run(seed, args.eval_every, args.target, max_steps=args.budget, **extra)
             results[name].append(tracker)
             steps, seconds, eval_seconds = tracker.solved_at or (None, None, None)

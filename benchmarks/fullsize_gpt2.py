@@ -49,13 +49,17 @@ def current_rss_gib() -> float:
 
 
 def step_config(batch_size: int, mini_batch_size: int, ppo_epochs: int, prompt_words: int,
-                max_new_tokens: int):
+                max_new_tokens: int, n_positions: int = 1024):
     """The run's ``RLHFConfig``; ValueError for settings that cannot work, before any model
     is built (``main`` turns it into a usage error)."""
     from ppo_edu.rlhf import RLHFConfig
 
     if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
         raise ValueError(f"prompt_words must be an integer >= 1, got {prompt_words!r}")
+    if isinstance(max_new_tokens, int) and prompt_words + 1 + max_new_tokens > n_positions:
+        # one token per word, plus the BOS: refused here, not after the 124M model is built
+        raise ValueError(f"prompt_words + 1 (BOS) + max_new_tokens = {prompt_words + 1 + max_new_tokens} "
+                         f"> the model's context of {n_positions} positions")
     return RLHFConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, ppo_epochs=ppo_epochs,
                       max_new_tokens=max_new_tokens, learning_rate=1e-5)
 
@@ -67,7 +71,8 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
     from ppo_edu.rlhf import PolicyWithValueHead, RLHFTrainer, frozen_reference
     from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table, gpt2_parameter_count
 
-    cfg = step_config(batch_size, mini_batch_size, ppo_epochs, prompt_words, max_new_tokens)  # first
+    cfg = step_config(batch_size, mini_batch_size, ppo_epochs, prompt_words, max_new_tokens,
+                      (config_overrides or {}).get("n_positions", 1024))  # first
     base_rss = current_rss_gib()
     tokenizer = word_tokenizer()
     overrides = dict(config_overrides or {})

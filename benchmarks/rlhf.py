@@ -9,9 +9,10 @@
 
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen
 reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
-requires) read the same way, at an EOS after the prompt and the response (TRL gets it
-wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the bare model and read it at a
-capped response's last word, see ``benchmarks/HISTORY.md``), prompts cut from the *test*
+requires) read the same way, on the text of the prompt and the response re-tokenised, at
+an EOS after it (TRL gets it wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the
+bare model and read it at a capped response's last word, and until 2026-12-05 the wrapper
+scored the sampled token ids instead of the text, see ``benchmarks/HISTORY.md``), prompts cut from the *test*
 split's snippet openings (shuffled with the seed; the first ``--eval-prompts`` are held
 out for evaluation), responses of at most ``--max-new-tokens`` tokens ending at EOS,
 temperature 1, ``--batch-size`` responses per PPO step in minibatches of
@@ -28,7 +29,14 @@ Face Trainer's AdamW (weight decay 0, so Adam, with eps 1e-8), ours Adam with ep
 most PPO implementations use. ``--trl-adam-eps 1e-5`` gives TRL ours; it made no consistent
 difference (2026-12-03, ``--only trl --seed S``, 120 s, two runs at a time on 2 cores: gain per
 sqrt(nat) at the end 0.600, 0.543, 0.696 with 1e-5 against 0.577, 0.503, 0.721 with 1e-8 on
-seeds 0-2). ``--shaping`` adds potential-based reward shaping to ours: each token is also
+seeds 0-2). Ours clips each minibatch's gradient norm at 1 (``RLHFConfig.max_grad_norm``);
+TRL 1.12's PPO loop calls ``backward`` and ``step`` with no clipping (its config's
+``max_grad_norm`` is not used there). At these settings all 96 minibatch gradients of
+ours' first six steps had norms of 1.1-3.6 (seed 0), so ours rescales every gradient before
+Adam sees it and TRL none; Adam undoes a constant scale, not one that varies from step to
+step. TRL adds the score one token after the response's EOS when there is room (the first
+pad, which its values and GAE still cover), ours on the last real token, the EOS itself.
+``--shaping`` adds potential-based reward shaping to ours: each token is also
 credited with the change in the reward model's score of the prefix
 (``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no counterpart.
 
@@ -88,10 +96,27 @@ from ppo_edu.rlhf.setups import load_prompts
 from ppo_edu.rlhf.shaping import reward_model_potentials
 
 
+def longest_prompt_and_context(lm: str, seeds) -> tuple[int, int]:
+    """Tokens in the longest test-split prompt (BOS included) over ``seeds``, and the context
+    length of the policy ``lm``; reads the tokenizer and the config, not the weights."""
+    from transformers import AutoConfig
+
+    from ppo_edu.lm.models import TINY_LM_DIR, load_tokenizer, resolve
+    from ppo_edu.rlhf.generation import context_length_of
+
+    source = resolve(lm, TINY_LM_DIR)
+    tokenizer = load_tokenizer(source)
+    prompts = {p for seed in seeds for p in load_prompts("snippets", "test", seed=seed)}
+    longest = max(len(ids) for ids in tokenizer(sorted(prompts), add_special_tokens=False)["input_ids"]) + 1
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    return longest, context_length_of(SimpleNamespace(config=config))
+
+
 def check_setup_args(parser: argparse.ArgumentParser, args, config: dict | None = None) -> None:
     """Refuse, before any model is loaded, the arguments of the LM benchmarks that would fail
     late (after the models load and the reference is measured) or run on silently: torch
-    threads, seeds, generation length, the evaluation/training prompt counts (the test split
+    threads, seeds, generation length (>= 1, and the longest prompt plus it within the
+    policy's context), the evaluation/training prompt counts (the test split
     is sliced, so -1040 would silently hold out 11), and ``config``, the keyword arguments
     of the ``RLHFConfig`` the script will build."""
     if getattr(args, "threads", None) is not None and args.threads < 1:
@@ -108,6 +133,11 @@ def check_setup_args(parser: argparse.ArgumentParser, args, config: dict | None 
                      f"got {args.eval_prompts}")
     if getattr(args, "train_prompts", None) is not None and args.train_prompts < 1:
         parser.error(f"--train-prompts must be >= 1, got {args.train_prompts}")
+    longest, context = longest_prompt_and_context(args.lm, seeds)
+    if longest + args.max_new_tokens > context:  # failed after the models loaded, as a traceback
+        parser.error(f"--max-new-tokens {args.max_new_tokens}: the longest prompt has {longest} tokens with "
+                     f"its BOS, and {longest} + {args.max_new_tokens} > the model's context of {context}; "
+                     f"at most {context - longest}")
     if config is not None:
         try:
             RLHFConfig(**config)
@@ -167,7 +197,7 @@ def our_config(args) -> dict:
     return dict(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                 ppo_epochs=args.ppo_epochs, learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
                 init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl, target_kl=args.target_kl,
-                kl_horizon=args.kl_horizon, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
+                kl_horizon=args.kl_horizon, kl_estimator=args.kl_estimator, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
 
 
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
@@ -197,30 +227,36 @@ class RewardAtEos(torch.nn.Module):
     """The shipped reward model as TRL's ``get_reward`` calls it, scoring what ours scores.
 
     TRL reads a reward model's score head at the last token of ``[BOS] + prompt +
-    response`` (the response cut after its first EOS). The shipped reward model was
-    trained to be read at an EOS that follows the text (``ppo_edu.lm.reward``), and ours
-    scores exactly that: the prompt and the response up to its first EOS, with an EOS
-    appended when the response has none (it reached ``--max-new-tokens``), no BOS. Given
-    the model bare, TRL would train on a different reward from the one both trainers are
-    measured on: a response cut at the token limit would be scored at its last word.
+    response`` (the response cut after its first EOS), on the token ids the policy sampled.
+    Ours, and the evaluation of both trainers, score *texts*: the prompt and the decoded
+    response (up to its first EOS) are tokenised again, an EOS is appended, and the score is
+    read there (``ppo_edu.lm.reward``), as the shipped model was trained. The two differ
+    twice. Given the model bare, TRL would score a response cut at the token limit at its
+    last word (until 2026-12-03 it did). And a policy often samples a word in pieces the
+    tokenizer would not choose (" t" + "ed" for " ted"): re-tokenised, 39 of 256 reference
+    responses on the held-out prompts had other ids, and 31 scores moved by more than 0.1
+    (up to 1.1 reference std). So :meth:`backbone` decodes each row, tokenises the text
+    with ``encode_for_reward`` as ours does, runs the trunk on that, and puts the hidden
+    state of its EOS where ``get_reward`` reads (until 2026-12-05 it scored the sampled ids).
 
     ``get_reward`` calls ``getattr(model, model.base_model_prefix)(input_ids=...,
     attention_mask=..., ...)`` and then ``model.score`` on the last hidden states, and
-    reads them at the last token before the response's first pad. :meth:`backbone` runs
-    the model on the prompt and response (BOS masked out, everything after that token
-    masked out, an EOS added after it when it is not one) and puts the hidden state of
-    the EOS where ``get_reward`` reads.
+    reads them at the last token before the response's first pad.
     """
 
     base_model_prefix = "backbone"
 
-    def __init__(self, reward_model, bos_id: int, eos_id: int, pad_id: int):
+    def __init__(self, reward_model, tokenizer):
+        """``tokenizer``: the policy's, which must also be the reward model's (TRL hands the
+        reward model the policy's ids; the shipped models share one)."""
         super().__init__()
-        self.reward_model = reward_model
+        self.reward_model, self.tokenizer = reward_model, tokenizer
         self.score = reward_model.score
-        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.bos_id = tokenizer.bos_token_id
 
     def backbone(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_ignored):
+        from ppo_edu.lm.reward import _context_length, encode_for_reward, pad_right
+
         real = attention_mask.bool()
         B, L = input_ids.shape
         rows = torch.arange(B, device=input_ids.device)
@@ -232,20 +268,16 @@ class RewardAtEos(torch.nn.Module):
         pad_after_start = (~real) & (cols[None, :] > first[:, None])
         read = torch.where(pad_after_start.any(1), pad_after_start.long().argmax(1) - 1,
                            torch.full_like(first, L - 1))
-        keep = (cols[None, :] > first[:, None]) & (cols[None, :] <= read[:, None])
-        ids = torch.cat([input_ids, torch.full((B, 1), self.pad_id, dtype=input_ids.dtype,
-                                               device=input_ids.device)], 1)
-        mask = torch.cat([keep, torch.zeros(B, 1, dtype=torch.bool, device=keep.device)], 1)
-        needs_eos = input_ids[rows, read] != self.eos_id
-        at = torch.where(needs_eos, read + 1, read)  # where the EOS the score is read at sits
-        ids[rows[needs_eos], at[needs_eos]] = self.eos_id
-        mask[rows, at] = True
-        position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
+        # the text ours scores: prompt + response up to its first EOS, decoded (specials dropped)
+        texts = [self.tokenizer.decode(input_ids[b, first[b] + 1:read[b] + 1].tolist(),
+                                       skip_special_tokens=True) for b in range(B)]
+        encoded = encode_for_reward(self.tokenizer, texts, _context_length(self.reward_model))
+        ids, mask = pad_right(encoded, self.tokenizer.pad_token_id)
+        ids, mask = ids.to(input_ids.device), mask.to(input_ids.device)
         trunk = getattr(self.reward_model, self.reward_model.base_model_prefix)
-        hidden = trunk(input_ids=torch.where(mask, ids, torch.zeros_like(ids)), attention_mask=mask.long(),
-                       position_ids=position_ids).last_hidden_state
-        out = hidden[:, :L].clone()
-        out[rows, read] = hidden[rows, at]
+        hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        out = hidden.new_zeros(B, L, hidden.shape[-1])
+        out[rows, read] = hidden[rows, mask.sum(1) - 1]  # each text's EOS
         return SimpleNamespace(hidden_states=(out,))
 
 
@@ -292,10 +324,10 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             num_ppo_epochs=args.ppo_epochs,
             local_rollout_forward_batch_size=args.batch_size, total_episodes=10**7,
             response_length=args.max_new_tokens, stop_token="eos", temperature=1.0,
-            kl_coef=args.kl_coef, kl_estimator="k1", num_sample_generations=0,
+            kl_coef=args.kl_coef, kl_estimator=args.kl_estimator, num_sample_generations=0,
             missing_eos_penalty=None, whiten_rewards=False, adam_epsilon=args.trl_adam_eps,
         )
-        reward_model = RewardAtEos(copy.deepcopy(rm), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+        reward_model = RewardAtEos(copy.deepcopy(rm), tokenizer)
         trainer = PPOTrainer(args=config, processing_class=tok, model=policy, ref_model=reference,
                              reward_model=reward_model, value_model=value_model,
                              train_dataset=dataset, eval_dataset=dataset, callbacks=[StopAtBudget()])
@@ -351,7 +383,7 @@ def compare_seed(args, seed: int) -> dict:
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
           f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}"
-          f"lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), "
+          f"lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), {args.kl_estimator} in the reward, "
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
@@ -499,6 +531,10 @@ def main(argv=None) -> int:
                              "the adaptive controller")
     parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
                         help="ours: the controller's horizon, in samples")
+    parser.add_argument("--kl-estimator", choices=("k1", "k3"), default="k1",
+                        help="both: the per-token KL estimate put in the reward (k3 estimates the "
+                             "KL's value, but as a reward its pull on each token towards the "
+                             "reference nearly vanishes: lesson 6, section 4)")
     parser.add_argument("--shaping", action="store_true",
                         help="ours: potential-based reward shaping with the reward model's score of "
                              "every prefix (ppo_edu.rlhf.shaping); the best policy is unchanged")
@@ -533,6 +569,12 @@ def main(argv=None) -> int:
         if args.batch_size % args.mini_batch_size:  # TRL takes a number of minibatches, not a size
             parser.error(f"--batch-size {args.batch_size} is not a multiple of --mini-batch-size "
                          f"{args.mini_batch_size}: TRL would get minibatches of another size than ours")
+        from ppo_edu.lm.models import TINY_RM_DIR, load_tokenizer
+
+        if load_tokenizer(args.lm).get_vocab() != load_tokenizer(args.rm, TINY_RM_DIR).get_vocab():
+            # TRL hands the reward model the policy's ids (RewardAtEos decodes them with the policy's)
+            parser.error(f"--lm {args.lm} and --rm {args.rm} have different tokenizers: TRL's PPOTrainer "
+                         "needs the reward model to read the policy's tokens. Pass --only ours")
         try:
             import datasets  # noqa: F401 -- what run_trl imports, checked before any training
             import trl.experimental.ppo  # noqa: F401

@@ -34,6 +34,22 @@ def test_the_budget_is_whole_rollouts_for_both_and_seeds_are_passed_as_given(ben
     assert "budget 512 env steps" in capsys.readouterr().out
 
 
+def test_sb3_epochs_reach_sb3_and_only_sb3(bench, monkeypatch, capsys):
+    seen = {}
+
+    def record(name):
+        def run(seed, eval_every, target, max_steps, **extra):
+            seen.setdefault(name, []).append(extra)
+            return bench.Tracker(eval_every, target, 0.0)
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", record("ours"))
+    monkeypatch.setattr(bench, "run_sb3", record("sb3"))
+    assert bench.main(["--seeds", "0", "--budget", "512", "--eval-every", "256", "--sb3-epochs", "10"]) == 0
+    assert seen["sb3"][-1] == {"n_epochs": 10} and "n_epochs" not in seen["ours"][-1]
+    assert "SB3 epochs 10 (ours 10)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--seeds", "0", "-1"], "--seeds must be distinct and >= 0"),  # -1 ran as seed 0
     (["--seeds", "1", "1"], "--seeds must be distinct and >= 0"),  # counted twice in the medians
@@ -42,6 +58,7 @@ def test_the_budget_is_whole_rollouts_for_both_and_seeds_are_passed_as_given(ben
     (["--budget", "512", "--eval-every", "1024"], "nothing would be evaluated"),  # best eval nan
     (["--threads", "0"], "--threads must be >= 1"),
     (["--budget", "100"], "at least one rollout"),
+    (["--sb3-epochs", "0"], "--sb3-epochs must be >= 1"),
 ])
 def test_bad_arguments_are_refused_before_anything_trains(bench, calls, capsys, flags, message):
     with pytest.raises(SystemExit) as exc:

@@ -53,7 +53,8 @@ def _ours_args(**overrides) -> argparse.Namespace:
     """run_ours's settings, tiny enough for a test."""
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
-        "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "seed": 0,
+        "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "kl_estimator": "k1",
+        "seed": 0,
         "budget": 0.5, "steps": None, "checkpoints": 2, **overrides})
 
 
@@ -222,34 +223,40 @@ def trl_get_reward(model, query_responses, pad_token_id, context_length):
 
 
 def test_trl_is_given_the_reward_ours_trains_on(bench):
-    """Through RewardAtEos, TRL's reading of the reward model is ours: prompt and response up
-    to the first EOS, an EOS appended to a response cut at the token limit, no BOS. The bare
-    model read TRL's way scores something else (a capped response at its last word)."""
+    """Through RewardAtEos, TRL's reading of the reward model is ours, reward_fn(texts): the
+    prompt and the decoded response up to the first EOS, tokenised again, an EOS appended,
+    no BOS. The bare model read TRL's way scores something else (a capped response at its
+    last word), and so did scoring the sampled ids: a word sampled in pieces the tokenizer
+    would not choose is scored as the tokenizer's own pieces."""
     import torch
 
-    from ppo_edu.lm import load_reward_model
+    from ppo_edu.lm import load_reward_model, reward_fn_from_model
 
     rm, tok = load_reward_model("tiny", "cpu")
+    reward_fn = reward_fn_from_model(rm, tok, "cpu")
     bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    prompts = [[bos] + tok(p, add_special_tokens=False)["input_ids"] for p in ("The film", "A slow and", "It")]
+    texts = ("The film", "A slow and", "It", "Oh")
+    prompts = [[bos] + tok(p, add_special_tokens=False)["input_ids"] for p in texts]
     words = tok(" dull, tedious affair that never ends and goes on and on", add_special_tokens=False)["input_ids"]
-    R = 8
+    pieces = [i for ch in " wonderful" for i in tok(ch, add_special_tokens=False)["input_ids"]]
+    assert len(pieces) > len(tok(" wonderful", add_special_tokens=False)["input_ids"])  # not the tokenizer's split
+    R = 12
     responses = [words[:3] + [eos] + [pad] * (R - 4),  # ends at an EOS, padded after it
                  words[:R],                              # cut at the token limit: no EOS
-                 [eos] + [pad] * (R - 1)]                # an empty response
+                 [eos] + [pad] * (R - 1),                # an empty response
+                 pieces + [eos] + [pad] * (R - len(pieces) - 1)]  # " wonderful" letter by letter
     width = max(map(len, prompts))
     queries = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     query_responses = torch.cat([queries, torch.tensor(responses)], 1)
+    decoded = tok.batch_decode(torch.tensor(responses), skip_special_tokens=True)
+    ours = reward_fn([p + r for p, r in zip(texts, decoded)])
     with torch.no_grad():
-        wrapped = trl_get_reward(bench.RewardAtEos(rm, bos, eos, pad), query_responses, pad, width)
+        wrapped = trl_get_reward(bench.RewardAtEos(rm, tok), query_responses, pad, width)
         bare = trl_get_reward(rm, query_responses, pad, width)
-        ours = []
-        for prompt, response in zip(prompts, responses):
-            text = prompt[1:] + [t for t in response if t != pad]
-            text += [] if text[-1] == eos else [eos]
-            ours.append(rm(input_ids=torch.tensor([text])).logits[0, -1].item())
-    assert torch.allclose(wrapped, torch.tensor(ours), atol=1e-5)
-    assert abs(bare[1].item() - ours[1]) > 0.1  # the capped response, read at its last word
+        sampled_ids = rm(input_ids=torch.tensor([prompts[3][1:] + pieces + [eos]])).logits[0, -1].item()
+    torch.testing.assert_close(wrapped, ours, atol=1e-5, rtol=1e-5)
+    assert abs(bare[1].item() - ours[1].item()) > 0.1  # the capped response, read at its last word
+    assert abs(sampled_ids - ours[3].item()) > 0.1  # the letter-by-letter word, scored as sampled
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -258,6 +265,7 @@ def test_trl_is_given_the_reward_ours_trains_on(bench):
     (["--budget", "nan"], "--budget a finite number > 0"),  # trained 0 steps, then ZeroDivisionError
     (["--eval-prompts", "-1040"], "--eval-prompts must be in 1..1050"),  # held out 11, silently
     (["--eval-prompts", "5000"], "--eval-prompts must be in 1..1050"),
+    (["--max-new-tokens", "200"], "--max-new-tokens 200: the longest prompt has"),  # was a late traceback
     (["--threads", "0"], "--threads must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--only", "trl", "--batch-size", "32", "--mini-batch-size", "12"], "not a multiple of --mini-batch-size"),
@@ -282,3 +290,19 @@ def test_a_trainer_that_cannot_run_is_reported_and_fails_the_run(bench, monkeypa
     out = capsys.readouterr().out
     assert "ours: could not run: RuntimeError: no room for the value model" in out
     assert code == 1 and "failed: ours on seed 0" in out  # was exit status 0
+
+
+def test_a_reward_model_with_another_tokenizer_is_refused_for_trl(bench, monkeypatch, capsys, tmp_path):
+    """TRL hands the reward model the policy's token ids; with another tokenizer it would
+    score other text, silently."""
+    from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
+
+    rm_dir = save_random_gpt2(tmp_path / "rm", small_tokenizer())
+
+    def loaded(args):
+        raise AssertionError("the models were loaded before the arguments were checked")
+
+    monkeypatch.setattr(bench, "load_setup", loaded)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--only", "trl", "--rm", str(rm_dir)])
+    assert exc.value.code == 2 and "have different tokenizers" in capsys.readouterr().err

@@ -34,7 +34,8 @@ def test_bad_settings_are_refused_before_the_124m_models_are_built(module, monke
     monkeypatch.setattr(transformers, "GPT2LMHeadModel", built)
     for flags, message in ((["--threads", "0"], "--threads must be >= 1"),  # 0 was ignored
                            (["--batch-size", "0"], "batch_size must be >= 1"),  # failed after 10 s
-                           (["--prompt-words", "0"], "prompt_words must be an integer >= 1")):
+                           (["--prompt-words", "0"], "prompt_words must be an integer >= 1"),
+                           (["--max-new-tokens", "1016"], "= 1025 > the model's context of 1024")):
         with pytest.raises(SystemExit) as exc:
             module.main(flags)
         assert exc.value.code == 2 and message in capsys.readouterr().err
