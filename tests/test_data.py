@@ -148,9 +148,22 @@ def test_bundle_is_gzip_json_lines_matching_its_manifest():
 
 
 def test_load_reviews_snippets_is_load_snippets():
-    texts, labels = load_reviews("snippets", "validation", max_examples=5)
+    texts, labels = load_reviews("snippets", "validation")
     ref_texts, ref_labels = load_snippets("validation")
-    assert texts == ref_texts[:5] and np.array_equal(labels, ref_labels[:5])
+    assert texts == ref_texts and np.array_equal(labels, ref_labels)
+
+
+def test_max_examples_draws_a_fair_seeded_sample_not_the_head():
+    """The splits store their positive half first: the first 400 train snippets are 96% positive."""
+    all_texts, all_labels = load_snippets("train")
+    assert np.mean(all_labels[:400] > 0) > 0.9
+    texts, labels = load_reviews("snippets", "train", max_examples=400, seed=3)
+    assert 0.35 < np.mean(labels > 0) < 0.65
+    index = {t: i for i, t in enumerate(all_texts)}
+    rows = [index[t] for t in texts]
+    assert rows == sorted(rows) and np.array_equal(labels, all_labels[rows])  # stored order kept
+    assert load_reviews("snippets", "train", max_examples=400, seed=3)[0] == texts
+    assert load_reviews("snippets", "train", max_examples=400, seed=4)[0] != texts
 
 
 def test_load_reviews_imdb_without_datasets_says_how_to_install(monkeypatch):
@@ -181,10 +194,13 @@ def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
                           {"text": "Awful.", "label": 0}, {"text": "Meh.", "label": 0}])
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    texts, labels = load_reviews("imdb", "test", max_examples=2)
+    texts, labels = load_reviews("imdb", "test")
     assert calls == [("stanfordnlp/imdb", "test")]  # a two-part id: current datasets refuses "imdb"
-    assert texts == ["Great. Loved it.", "Awful."]
-    assert labels.tolist() == [1.0, 0.0]
+    assert texts == ["Great. Loved it.", "Awful.", "Meh."]
+    assert labels.tolist() == [1.0, 0.0, 0.0]
+    picked, picked_labels = load_reviews("imdb", "test", max_examples=2, seed=0)  # drawn, not the head
+    keep = sorted(np.random.default_rng(0).permutation(3)[:2].tolist())
+    assert picked == [texts[i] for i in keep] and picked_labels.tolist() == [labels[i] for i in keep]
     with pytest.raises(ValueError, match="no validation split|not 'validation'"):
         load_reviews("imdb", "validation")
 

@@ -370,3 +370,29 @@ def test_sentiment_reward_fn_revision_is_for_hub_ids_only(tmp_path, tokenizer):
     path = save_random_gpt2(tmp_path / "clf", tokenizer, kind="rm")
     with pytest.raises(ValueError, match="revision='refs/pr/5' applies to hub ids"):
         sentiment_reward_fn(str(path), revision="refs/pr/5")
+
+
+def test_perplexity_and_sft_take_a_model_without_n_positions_and_a_tokenizer_without_pad():
+    """load_lm takes any causal LM: a Llama-style config names its context
+    max_position_embeddings (n_positions was read directly: AttributeError), and the hub's
+    gpt2 tokenizer has no pad token (text_nll filled its padding with None: TypeError)."""
+    import math
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ppo_edu.lm.training import perplexity, sft_train
+
+    tok = small_tokenizer(with_pad=False)
+    assert tok.pad_token_id is None
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    texts = ["the movie was fine", "a film", "the acting was good and the plot was not"]
+    before = perplexity(model, tok, texts, batch_size=2)  # padded batches
+    assert math.isfinite(before) and before > 1
+    alone = [perplexity(model, tok, [t]) for t in texts]  # no padding at all
+    assert min(alone) <= before <= max(alone)
+    history = sft_train(model, tok, texts * 4, steps=3, batch_size=2, block=16, progress=False)
+    assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)

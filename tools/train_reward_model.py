@@ -60,7 +60,7 @@ from _tool_checks import library_versions, out_dir_problem
 from ppo_edu.lm import bradley_terry as bt
 from ppo_edu.lm.data import load_snippets
 from ppo_edu.lm.models import TINY_LM_DIR, TINY_RM_DIR, ensure_pad_token, load_tokenizer
-from ppo_edu.lm.reward import vader_compound
+from ppo_edu.lm.reward import reward_model_scores, vader_compound
 from ppo_edu.lm.training import reward_accuracy, train_reward_model
 
 
@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     model.save_pretrained(out)
     for name in ("tokenizer.json", "tokenizer_config.json"):  # the LM's tokenizer, byte for byte
         shutil.copyfile(Path(cfg.lm) / name, out / name)
-    train_scores = reward_accuracy(model, tokenizer, train_texts, train_r, cfg.eval_margin)["scores"]
+    # the scores only: reward_accuracy would also build the split's 23.8M preference pairs
+    model.eval()
+    with torch.no_grad():
+        train_scores = reward_model_scores(model, tokenizer, train_texts).numpy()
     log = {
         "settings": asdict(cfg) | {"lm": str(cfg.lm), "out": str(out)},
         "best_epoch": best[2],

@@ -9,7 +9,10 @@ shipped in the ``vaderSentiment==3.3.2`` sdist and bundled here
 
 The split is fixed in the bundle (80/10/10): the tokenizer, the tiny GPT-2 and the reward
 model were trained on ``"train"`` only, ``"validation"`` chose their hyperparameters, and
-the numbers the course reports are on ``"test"``.
+the numbers the course reports are on ``"test"``. Every split is stored in id order, which
+puts its positive snippets first (the first quarter of ``"train"`` is 96% positive, the last
+7%), so a head of a split is one-sided: take a seeded random subset (``load_reviews(...,
+max_examples=N)`` does, and so does ``ppo_edu.rlhf.setups.shuffled_reviews``).
 
 On Colab, ``load_reviews("imdb", split)`` returns IMDB reviews through the ``datasets``
 library (``pip install "ppo-edu[colab]"``).
@@ -86,7 +89,8 @@ def load_snippets(split: str = "train") -> tuple[list[str], np.ndarray]:
     """Texts and mean human ratings (float64, in [-4, 4]) of one split of the movie snippets.
 
     ``split`` is ``"train"`` (8,484), ``"validation"`` (1,060) or ``"test"`` (1,061);
-    ``"all"`` gives all 10,605 in id order.
+    ``"all"`` gives all 10,605 in id order. Each split is in id order too, positive snippets
+    first: never cut a head off it for a sample (see the module docstring).
     """
     records = load_snippet_records(split)
     return [r["text"] for r in records], np.array([r["rating"] for r in records], dtype=np.float64)
@@ -116,7 +120,8 @@ IMDB_DATASET = "stanfordnlp/imdb"
 """The hub id of IMDB (``huggingface_hub``'s file system refuses the old one-part id ``"imdb"``)."""
 
 
-def load_reviews(source: str = "snippets", split: str = "train", max_examples: int | None = None):
+def load_reviews(source: str = "snippets", split: str = "train", max_examples: int | None = None,
+                 seed: int = 0):
     """Review texts and their labels from ``source``.
 
     - ``"snippets"``: the bundled movie snippets, labels = mean human rating in [-4, 4]
@@ -125,9 +130,12 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
       ``datasets.load_dataset("stanfordnlp/imdb")`` (needs network and ``pip install
       "ppo-edu[colab]"``; the old one-part id ``"imdb"`` is refused by current ``datasets``);
       labels are 0 (negative) / 1 (positive) as floats; splits ``train``, ``test`` and
-      ``unsupervised`` (IMDB has no validation split). HTML line breaks become spaces.
+      ``unsupervised`` (unlabelled: its labels are -1; IMDB has no validation split). HTML
+      line breaks become spaces.
 
-    ``max_examples`` keeps the first N (after the split's own order); N >= 1.
+    Both store each split grouped by sentiment (the snippets' positive half first, IMDB by
+    label), so ``max_examples`` (N >= 1) draws N items at random with ``seed`` and keeps
+    them in the stored order; a head would be one-sided (for IMDB, one class only).
     """
     if max_examples is not None and (isinstance(max_examples, bool)
                                      or not isinstance(max_examples, numbers.Integral) or max_examples < 1):
@@ -147,11 +155,17 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
             ) from exc
         ds = datasets.load_dataset(IMDB_DATASET, split=_IMDB_SPLITS[split])
         if max_examples is not None:
-            ds = ds.select(range(min(max_examples, len(ds))))
+            ds = ds.select(_random_subset(len(ds), max_examples, seed))
         texts = [re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", t)).strip() for t in ds["text"]]
         labels = np.asarray(ds["label"], dtype=np.float64)
     else:
         raise ValueError(f"source must be 'snippets' or 'imdb', got {source!r}")
-    if max_examples is not None:
-        texts, labels = texts[:max_examples], labels[:max_examples]
+    if max_examples is not None and source == "snippets":
+        keep = _random_subset(len(texts), max_examples, seed)
+        texts, labels = [texts[i] for i in keep], labels[keep]
     return texts, labels
+
+
+def _random_subset(n: int, k: int, seed: int) -> list[int]:
+    """min(k, n) indices of range(n), drawn at random with ``seed``, in increasing order."""
+    return sorted(int(i) for i in np.random.default_rng(seed).permutation(n)[:k])

@@ -69,9 +69,11 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    eos = tokenizer.eos_token_id
+    # the padding is masked out of the loss: any id will do, and the hub's gpt2 has no pad token
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    limit = model.config.n_positions
+    limit = _context_length(model)
     total, count = 0.0, 0
     for start in range(0, len(ids), batch_size):
         seqs = [[eos] + list(s) + [eos] for s in ids[start:start + batch_size]]
@@ -154,7 +156,7 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     _check_positive("lr", lr)
     _check_optimiser(weight_decay, grad_clip)
     _check_count("warmup_steps", warmup_steps)
-    context = model.config.n_positions
+    context = _context_length(model)
     if block is None:
         block = context
     elif isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 2 <= block <= context:
