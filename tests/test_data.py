@@ -164,6 +164,9 @@ def test_max_examples_draws_a_fair_seeded_sample_not_the_head():
     assert rows == sorted(rows) and np.array_equal(labels, all_labels[rows])  # stored order kept
     assert load_reviews("snippets", "train", max_examples=400, seed=3)[0] == texts
     assert load_reviews("snippets", "train", max_examples=400, seed=4)[0] != texts
+    for bad in (None, -1, 1.5, True):  # None drew another subset on every call
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            load_reviews("snippets", "train", max_examples=4, seed=bad)
 
 
 def test_load_reviews_imdb_without_datasets_says_how_to_install(monkeypatch):

@@ -374,13 +374,14 @@ def test_sentiment_reward_fn_revision_is_for_hub_ids_only(tmp_path, tokenizer):
 
 def test_perplexity_and_sft_take_a_model_without_n_positions_and_a_tokenizer_without_pad():
     """load_lm takes any causal LM: a Llama-style config names its context
-    max_position_embeddings (n_positions was read directly: AttributeError), and the hub's
-    gpt2 tokenizer has no pad token (text_nll filled its padding with None: TypeError)."""
+    max_position_embeddings (n_positions was read directly: AttributeError), and a raw
+    tokenizer like the hub gpt2's has no pad token (load_tokenizer adds none; text_nll filled
+    its padding with None: TypeError)."""
     import math
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ppo_edu.lm.training import perplexity, sft_train
+    from ppo_edu.lm.training import perplexity, sft_train, text_nll
 
     tok = small_tokenizer(with_pad=False)
     assert tok.pad_token_id is None
@@ -390,9 +391,11 @@ def test_perplexity_and_sft_take_a_model_without_n_positions_and_a_tokenizer_wit
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
     texts = ["the movie was fine", "a film", "the acting was good and the plot was not"]
-    before = perplexity(model, tok, texts, batch_size=2)  # padded batches
-    assert math.isfinite(before) and before > 1
-    alone = [perplexity(model, tok, [t]) for t in texts]  # no padding at all
-    assert min(alone) <= before <= max(alone)
+    ppl = perplexity(model, tok, texts, batch_size=2)
+    assert math.isfinite(ppl) and ppl > 1
+    batched = text_nll(model, tok, texts, batch_size=2)  # padded batches
+    alone = [text_nll(model, tok, [t]) for t in texts]  # no padding at all
+    assert batched[1] == sum(n for _, n in alone)
+    assert batched[0] == pytest.approx(sum(x for x, _ in alone), rel=1e-5)  # the padding is out of the loss
     history = sft_train(model, tok, texts * 4, steps=3, batch_size=2, block=16, progress=False)
     assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)

@@ -10,9 +10,10 @@ shipped in the ``vaderSentiment==3.3.2`` sdist and bundled here
 The split is fixed in the bundle (80/10/10): the tokenizer, the tiny GPT-2 and the reward
 model were trained on ``"train"`` only, ``"validation"`` chose their hyperparameters, and
 the numbers the course reports are on ``"test"``. Every split is stored in id order, which
-puts its positive snippets first (the first quarter of ``"train"`` is 96% positive, the last
-7%), so a head of a split is one-sided: take a seeded random subset (``load_reviews(...,
-max_examples=N)`` does, and so does ``ppo_edu.rlhf.setups.shuffled_reviews``).
+puts its positive snippets first (the first quarter of ``"train"`` is 96.5% positive, the
+last 7%), so a head of a split is one-sided: take a seeded random subset.
+``load_reviews(..., max_examples=N)`` draws one and keeps it in the stored order (so its
+own head is one-sided again); ``ppo_edu.rlhf.setups.shuffled_reviews`` also shuffles it.
 
 On Colab, ``load_reviews("imdb", split)`` returns IMDB reviews through the ``datasets``
 library (``pip install "ppo-edu[colab]"``).
@@ -140,6 +141,8 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
     if max_examples is not None and (isinstance(max_examples, bool)
                                      or not isinstance(max_examples, numbers.Integral) or max_examples < 1):
         raise ValueError(f"max_examples must be an integer >= 1 or None (all), got {max_examples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if source == "snippets":
         texts, labels = load_snippets(split)
     elif source == "imdb":

@@ -13,8 +13,9 @@ score at the last non-pad token, reads it at the wrong place. So for such a toke
 add a dedicated ``<|pad|>`` token and resize the model's embeddings by one row. As an input
 the new row only ever sits under a zero attention mask; GPT-2 ties its output layer to the
 embeddings, so the row is also the pad token's logit. transformers starts it at the mean of
-the other rows, which makes that logit the mean logit, and sampling at temperature 1 picks
-the pad with probability at most 1/(V + 1) per token (Jensen), rarely but not never. The tokenizer pads on the right; set
+the other rows (plus noise of 1e-9 times their covariance), which makes that logit the mean
+logit, and sampling at any temperature picks the pad with probability at most about
+1/(V + 1) per token (Jensen), rarely but not never. The tokenizer pads on the right; set
 ``tokenizer.padding_side = "left"`` yourself for batched generation.
 
 Safety: weights load from safetensors only (``use_safetensors=True``; a local directory

@@ -94,11 +94,12 @@ def last_token_scores(token_scores: torch.Tensor, attention_mask: torch.Tensor) 
 
 def _context_length(model) -> int:
     config = model.config
-    for key in ("n_positions", "max_position_embeddings"):
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value
-    return 1024
+    raise ValueError(f"cannot find the context length of this {type(model).__name__} in its config "
+                     "(none of n_positions, max_position_embeddings, n_ctx)")
 
 
 def reward_model_scores(model, tokenizer, texts: list[str], device=None, batch_size: int = 64,
