@@ -34,7 +34,9 @@ TRL 1.12's PPO loop calls ``backward`` and ``step`` with no clipping (its config
 ``max_grad_norm`` is not used there). At these settings all 96 minibatch gradients of
 ours' first six steps had norms of 1.1-3.6 (seed 0), so ours rescales every gradient before
 Adam sees it and TRL none; Adam undoes a constant scale, not one that varies from step to
-step. TRL adds the score one token after the response's EOS when there is room (the first
+step. ``--max-grad-norm inf`` turns ours' clipping off: over seeds 0-4 at 100 steps that
+changed its gain per sqrt(nat) by +0.007 +- 0.015 (paired; ``benchmarks/HISTORY.md``),
+within seed noise. TRL adds the score one token after the response's EOS when there is room (the first
 pad, which its values and GAE still cover), ours on the last real token, the EOS itself.
 ``--shaping`` adds potential-based reward shaping to ours: each token is also
 credited with the change in the reward model's score of the prefix
@@ -197,7 +199,8 @@ def our_config(args) -> dict:
     return dict(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                 ppo_epochs=args.ppo_epochs, learning_rate=args.lr, max_new_tokens=args.max_new_tokens,
                 init_kl_coef=args.kl_coef, adaptive_kl=not args.fixed_kl, target_kl=args.target_kl,
-                kl_horizon=args.kl_horizon, kl_estimator=args.kl_estimator, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
+                kl_horizon=args.kl_horizon, kl_estimator=args.kl_estimator,
+                max_grad_norm=args.max_grad_norm, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
 
 
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
@@ -384,6 +387,7 @@ def compare_seed(args, seed: int) -> dict:
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
           f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}"
           f"lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), {args.kl_estimator} in the reward, "
+          f"ours' gradient norm clipped at {args.max_grad_norm:g}, "
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
@@ -531,6 +535,9 @@ def main(argv=None) -> int:
                              "the adaptive controller")
     parser.add_argument("--kl-horizon", type=int, default=RLHFConfig.kl_horizon,
                         help="ours: the controller's horizon, in samples")
+    parser.add_argument("--max-grad-norm", type=float, default=RLHFConfig.max_grad_norm,
+                        help="ours: clip each minibatch's gradient norm to this (inf: no clipping, "
+                             "as TRL 1.12's PPO loop does)")
     parser.add_argument("--kl-estimator", choices=("k1", "k3"), default="k1",
                         help="both: the per-token KL estimate put in the reward (k3 estimates the "
                              "KL's value, but as a reward its pull on each token towards the "

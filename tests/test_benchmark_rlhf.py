@@ -54,7 +54,7 @@ def _ours_args(**overrides) -> argparse.Namespace:
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
         "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "kl_estimator": "k1",
-        "seed": 0,
+        "max_grad_norm": 1.0, "seed": 0,
         "budget": 0.5, "steps": None, "checkpoints": 2, **overrides})
 
 
@@ -266,6 +266,7 @@ def test_trl_is_given_the_reward_ours_trains_on(bench):
     (["--eval-prompts", "-1040"], "--eval-prompts must be in 1..1050"),  # held out 11, silently
     (["--eval-prompts", "5000"], "--eval-prompts must be in 1..1050"),
     (["--max-new-tokens", "200"], "--max-new-tokens 200: the longest prompt has"),  # was a late traceback
+    (["--max-grad-norm", "0"], "not a valid RLHFConfig: max_grad_norm must be > 0"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--only", "trl", "--batch-size", "32", "--mini-batch-size", "12"], "not a multiple of --mini-batch-size"),
