@@ -451,3 +451,25 @@ def test_perplexity_of_no_texts_is_a_clear_error(random_rm):
     model, tok = random_rm
     with pytest.raises(ValueError, match="texts is an empty list"):
         perplexity(model, tok, [])
+
+
+def test_texts_too_long_for_the_context_are_refused_before_training(random_rm, tokenizer, tmp_path):
+    """Caught up front, not at the first batch or evaluation that holds them (after steps of
+    training): a training or evaluation text, in train_reward_model and sft_train."""
+    from ppo_edu.lm import load_lm
+    from ppo_edu.lm.training import sft_train, train_reward_model
+
+    model, tok = random_rm  # n_positions = 64
+    long_text = "great fun " * 100
+    weights = [p.detach().clone() for p in model.parameters()]
+    texts, ratings = ["good", "bad", "fine", "awful"], [2.0, -2.0, 1.0, -3.0]
+    with pytest.raises(ValueError, match=r"texts\[2\] is \d+ tokens with its EOS, longer than the model's context of 64"):
+        train_reward_model(model, tok, texts[:2] + [long_text] + texts[3:], ratings, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match=r"eval_texts\[1\] is \d+ tokens with its EOS"):
+        train_reward_model(model, tok, texts, ratings, batch_size=2, eval_texts=["ok", long_text],
+                           eval_ratings=[0.0, 1.0], eval_every=1, progress=False)
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters()))  # nothing trained
+    lm, lm_tok = load_lm(save_random_gpt2(tmp_path / "lm", tokenizer))
+    with pytest.raises(ValueError, match=r"eval_texts\[0\] is \d+ tokens with EOS twice"):
+        sft_train(lm, lm_tok, ["a good film"] * 40, steps=5, batch_size=2, block=16,
+                  eval_texts=[long_text], eval_every=5, progress=False)

@@ -138,6 +138,14 @@ def _check_eval(eval_texts, eval_every) -> None:
         raise ValueError(f"eval_every={eval_every} but no eval_texts to evaluate on")
 
 
+def _require_fits(name: str, tokenizer, texts: list[str], context: int, extra: int, what: str) -> None:
+    """ValueError naming the first text whose tokens plus ``extra`` special tokens exceed ``context``."""
+    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
+        if len(ids) + extra > context:
+            raise ValueError(f"{name}[{i}] is {len(ids) + extra} tokens {what}, longer than the model's "
+                             f"context of {context}; shorten it or leave it out")
+
+
 def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int = 16, block: int | None = None,
               lr: float = 3e-4, weight_decay: float = 0.1, grad_clip: float = 1.0, warmup_steps: int = 0,
               seed: int = 0, eval_texts: list[str] | None = None, eval_every: int = 0,
@@ -165,6 +173,9 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     _check_eval(eval_texts, eval_every)
     if eval_texts is not None:
         eval_texts = _check_texts(eval_texts)
+        # text_nll reads <eos> text <eos>: refuse a text too long for that now, not at the
+        # first evaluation after eval_every steps of training
+        _require_fits("eval_texts", tokenizer, eval_texts, context, extra=2, what="with EOS twice")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
@@ -314,6 +325,12 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
         eval_ratings = validate_ratings(eval_ratings, "eval_ratings")
         if len(eval_texts) != len(eval_ratings):
             raise ValueError(f"{len(eval_texts)} eval_texts but {len(eval_ratings)} eval_ratings")
+    # each text is scored with an EOS appended: refuse one too long for that before training,
+    # not at the first batch (or evaluation) that happens to hold it
+    context = _context_length(model)
+    _require_fits("texts", tokenizer, texts, context, extra=1, what="with its EOS")
+    if eval_texts is not None:
+        _require_fits("eval_texts", tokenizer, eval_texts, context, extra=1, what="with its EOS")
     if count_preference_pairs(ratings, margin) == 0:
         # else no batch has a pair, nothing is ever trained and a normal-looking history comes back
         raise ValueError(f"no two ratings differ by at least margin={margin:g}: there are no preference "
