@@ -423,7 +423,7 @@ def test_a_bad_judge_stops_the_step_before_the_policy_or_beta_move(tok):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"steps": -3}, "steps must be an integer >= 1 or None, got -3"),
+    ({"steps": -3}, "steps must be an integer >= 1, got -3"),
     ({"steps": 2.5}, "steps must be an integer >= 1"),
     ({"time_budget_s": -1}, "time_budget_s must be a finite number of seconds > 0 or None"),
     ({"time_budget_s": float("nan")}, "time_budget_s must be a finite number of seconds > 0"),

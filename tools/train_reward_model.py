@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from _tool_checks import library_versions, out_dir_problem
 
 from ppo_edu.lm import bradley_terry as bt
-from ppo_edu.lm.data import load_snippets
+from ppo_edu.lm.data import load_reviews, load_snippets
 from ppo_edu.lm.models import TINY_LM_DIR, TINY_RM_DIR, ensure_pad_token, load_tokenizer
 from ppo_edu.lm.reward import reward_model_scores, vader_compound
 from ppo_edu.lm.training import reward_accuracy, train_reward_model
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import GPT2ForSequenceClassification
 
     t0 = time.time()
-    train_texts, train_r = load_snippets("train")
-    if cfg.train_snippets:  # a seeded random subset: the split stores its positive half first, so a head is one-sided
-        pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(train_texts))[: cfg.train_snippets])
-        train_texts, train_r = [train_texts[i] for i in pick], np.asarray(train_r)[pick]
+    # --train-snippets: a seeded random subset (the split stores its positive half first, so a
+    # head would be one-sided); 0 = all of it, in the stored order
+    train_texts, train_r = load_reviews("snippets", "train", max_examples=cfg.train_snippets or None,
+                                        seed=cfg.seed)
     val_texts, val_r = load_snippets("validation")
     test_texts, test_r = load_snippets("test")
     tokenizer = load_tokenizer(cfg.lm)

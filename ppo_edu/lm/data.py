@@ -25,11 +25,12 @@ import functools
 import gzip
 import hashlib
 import json
-import numbers
 import re
 from pathlib import Path
 
 import numpy as np
+
+from ppo_edu._checks import require_count
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 BUNDLE = DATA_DIR / "movie_snippets.jsonl.gz"
@@ -138,11 +139,9 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
     label), so ``max_examples`` (N >= 1) draws N items at random with ``seed`` and keeps
     them in the stored order; a head would be one-sided (for IMDB, one class only).
     """
-    if max_examples is not None and (isinstance(max_examples, bool)
-                                     or not isinstance(max_examples, numbers.Integral) or max_examples < 1):
-        raise ValueError(f"max_examples must be an integer >= 1 or None (all), got {max_examples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if max_examples is not None:
+        max_examples = require_count("max_examples", max_examples)
+    seed = require_count("seed", seed, minimum=0)
     if source == "snippets":
         texts, labels = load_snippets(split)
     elif source == "imdb":

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ppo_edu._checks import require_same_shape
+from ppo_edu.lm.reward import _context_length
 from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded
 
 
@@ -132,12 +133,7 @@ def context_length_of(model) -> int:
     if isinstance(model, PolicyWithValueHead):  # was "'PolicyWithValueHead' object has no attribute 'config'"
         raise TypeError("this takes the language model, and got a PolicyWithValueHead: pass its .lm "
                         "(e.g. evaluate_policy(trainer.policy.lm, ...))")
-    config = model.config
-    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError("cannot find the model's context length in its config")
+    return _context_length(model)
 
 
 def cache_argument(model) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ppo_edu._checks import require_count
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
 from ppo_edu.rlhf.generation import (
@@ -420,9 +421,8 @@ class RLHFTrainer:
         whichever ends first). Returns the whole history (a list of dicts, one per step)."""
         if steps is None and time_budget_s is None:
             raise ValueError("give steps, time_budget_s, or both")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
-                                  or steps < 1):
-            raise ValueError(f"steps must be an integer >= 1 or None, got {steps!r}")
+        if steps is not None:
+            steps = require_count("steps", steps)
         if time_budget_s is not None and (isinstance(time_budget_s, bool) or not isinstance(
                 time_budget_s, numbers.Real) or not 0 < time_budget_s < math.inf):
             raise ValueError(f"time_budget_s must be a finite number of seconds > 0 or None (for no "
