@@ -7,40 +7,41 @@
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
     python benchmarks/rlhf.py --shaping          # ours with rewards shaped by prefix scores
 
-Same for both: the shipped tiny SFT model as the initial policy and as the frozen
-reference, the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL
-requires) read the same way, on the text of the prompt and the response re-tokenised, at
-an EOS after it (TRL gets it wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the
-bare model and read it at a capped response's last word, and until 2026-12-05 the wrapper
-scored the sampled token ids instead of the text, see ``benchmarks/HISTORY.md``), prompts cut from the *test*
-split's snippet openings (shuffled with the seed; the first ``--eval-prompts`` are held
-out for evaluation), responses of at most ``--max-new-tokens`` tokens ending at EOS,
-temperature 1, ``--batch-size`` responses per PPO step in minibatches of
-``--mini-batch-size``, ``--ppo-epochs`` passes over each batch (4), the same learning rate
-and initial KL coefficient, the seed (TRL's numpy-shuffled minibatches included), and the
-same wall-clock ``--budget`` for the training loop (TRL has no time limit of its own: a
-callback stops it after the first step that ends past the budget).
+Same for both: the shipped tiny SFT model as the initial policy and as the frozen reference,
+the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL requires) read the
+same way, on the text of the prompt and the response re-tokenised, at an EOS after it (TRL
+gets it wrapped in :class:`RewardAtEos`; until 2026-12-03 it got the bare model and read it
+at a capped response's last word, and until 2026-12-05 the wrapper scored the sampled token
+ids instead of the text, see ``benchmarks/HISTORY.md``), prompts cut from the *test* split's
+snippet openings (shuffled with the seed; the first ``--eval-prompts`` are held out for
+evaluation), responses of at most ``--max-new-tokens`` tokens ending at EOS, temperature 1,
+``--batch-size`` responses per PPO step in minibatches of ``--mini-batch-size``,
+``--ppo-epochs`` passes over each batch (4), the same learning rate and initial KL
+coefficient, the seed (TRL's numpy-shuffled minibatches included), and the same wall-clock
+``--budget`` for the training loop (TRL has no time limit of its own: a callback stops it
+after the first step that ends past the budget).
 
-Different by design: TRL trains a separate value model (initialised from the reward
-model, as in its examples) and keeps the KL coefficient fixed; ours has a value head on
-the policy's trunk and Ziegler et al.'s adaptive KL controller (``--fixed-kl`` gives ours
-TRL's fixed coefficient instead). Each keeps its own optimiser defaults: TRL the Hugging
-Face Trainer's AdamW (weight decay 0, so Adam, with eps 1e-8), ours Adam with eps 1e-5, as
-most PPO implementations use. ``--trl-adam-eps 1e-5`` gives TRL ours; it made no consistent
-difference (2026-12-03, ``--only trl --seed S``, 120 s, two runs at a time on 2 cores: gain per
-sqrt(nat) at the end 0.600, 0.543, 0.696 with 1e-5 against 0.577, 0.503, 0.721 with 1e-8 on
-seeds 0-2). Ours clips each minibatch's gradient norm at 1 (``RLHFConfig.max_grad_norm``);
-TRL 1.12's PPO loop calls ``backward`` and ``step`` with no clipping (its config's
-``max_grad_norm`` is not used there). At these settings all 96 minibatch gradients of
-ours' first six steps had norms of 1.1-3.6 (seed 0), so ours rescales every gradient before
-Adam sees it and TRL none; Adam undoes a constant scale, not one that varies from step to
-step. ``--max-grad-norm inf`` turns ours' clipping off: over seeds 0-4 at 100 steps that
-changed its gain per sqrt(nat) by +0.007 +- 0.015 (paired; ``benchmarks/HISTORY.md``),
-within seed noise. TRL adds the score one token after the response's EOS when there is room (the first
-pad, which its values and GAE still cover), ours on the last real token, the EOS itself.
-``--shaping`` adds potential-based reward shaping to ours: each token is also
-credited with the change in the reward model's score of the prefix
-(``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no counterpart.
+Different by design: TRL trains a separate value model (initialised from the reward model,
+as in its examples) and keeps the KL coefficient fixed; ours has a value head on the
+policy's trunk and Ziegler et al.'s adaptive KL controller (``--fixed-kl`` gives ours TRL's
+fixed coefficient instead). Each keeps its own optimiser defaults: TRL the Hugging Face
+Trainer's AdamW (weight decay 0, so Adam, with eps 1e-8), ours Adam with eps 1e-5, as most
+PPO implementations use. ``--trl-adam-eps 1e-5`` gives TRL ours; it made no consistent
+difference (2026-12-03, ``--only trl --seed S``, 120 s, two runs at a time on 2 cores: gain
+per sqrt(nat) at the end 0.600, 0.543, 0.696 with 1e-5 against 0.577, 0.503, 0.721 with 1e-8
+on seeds 0-2). Ours clips each minibatch's gradient norm at 1
+(``RLHFConfig.max_grad_norm``); TRL 1.12's PPO loop calls ``backward`` and ``step`` with no
+clipping (its config's ``max_grad_norm`` is not used there). At these settings all 96
+minibatch gradients of ours' first six steps had norms of 1.1-3.6 (seed 0), so ours rescales
+every gradient before Adam sees it and TRL none; Adam undoes a constant scale, not one that
+varies from step to step. ``--max-grad-norm inf`` turns ours' clipping off: over seeds 0-4
+at 100 steps that changed its gain per sqrt(nat) by +0.007 +- 0.015 (paired;
+``benchmarks/HISTORY.md``), within seed noise. TRL adds the score one token after the
+response's EOS when there is room (the first pad, which its values and GAE still cover),
+ours on the last real token, the EOS itself. ``--shaping`` adds potential-based reward
+shaping to ours: each token is also credited with the change in the reward model's score of
+the prefix (``ppo_edu.rlhf.shaping``), which leaves the best policy unchanged; TRL has no
+counterpart.
 
 Both policies, and the reference itself, are measured by the same function
 (``ppo_edu.rlhf.evaluation.evaluate_policy``) on held-out evaluation prompts with the same
