@@ -46,6 +46,20 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return torch.where(mask, values, torch.zeros_like(values)).sum() / count
 
 
+def zero_padding(mask: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors with their padding entries (``mask`` 0) set to 0; unchanged if mask is None.
+
+    Masking only the mean is not enough for the backward pass: an inf in padding (a -inf
+    old log-prob, say) makes exp(...) or (V - R)^2 infinite there, and the mean's zero
+    gradient times that infinite derivative is NaN, which would reach the weights. Zeroing
+    the inputs first keeps every padding entry's derivative finite, and its gradient 0.
+    """
+    if mask is None:
+        return tensors
+    keep = mask.bool()
+    return tuple(torch.where(keep, t, torch.zeros_like(t)) for t in tensors)
+
+
 def _validate(logprobs, old_logprobs, advantages=None, mask=None, averaged: bool = True) -> None:
     named = {"logprobs": logprobs, "old_logprobs": old_logprobs}
     if advantages is not None:
@@ -90,8 +104,8 @@ def cpi_surrogate(
     """
     if check:
         _validate(logprobs, old_logprobs, advantages, mask)
-    ratio = torch.exp(logprobs - old_logprobs.detach())
-    return masked_mean(ratio * advantages.detach(), mask)
+    log_ratio, advantages = zero_padding(mask, logprobs - old_logprobs.detach(), advantages.detach())
+    return masked_mean(torch.exp(log_ratio) * advantages, mask)
 
 
 def clipped_surrogate(
@@ -121,8 +135,8 @@ def clipped_surrogate(
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
     if check:
         _validate(logprobs, old_logprobs, advantages, mask)
-    advantages = advantages.detach()
-    ratio = torch.exp(logprobs - old_logprobs.detach())
+    log_ratio, advantages = zero_padding(mask, logprobs - old_logprobs.detach(), advantages.detach())
+    ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon) * advantages
     objective = masked_mean(torch.minimum(unclipped, clipped), mask)
@@ -142,7 +156,7 @@ def approx_kl(
     """
     if check:
         _validate(logprobs, old_logprobs, mask=mask)
-    log_ratio = logprobs - old_logprobs
+    (log_ratio,) = zero_padding(mask, logprobs - old_logprobs)
     return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
 
 

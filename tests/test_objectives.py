@@ -148,16 +148,73 @@ def test_non_tensor_input_is_a_type_error():
         probability_ratio([0.0], torch.zeros(1))
 
 
-def test_k3_estimate_is_non_negative_and_close_to_exact_kl():
+# Padding holding inf or NaN (a -inf old log-prob where nothing was sampled, say): the value
+# is masked, and the backward pass must be too (0 * inf is NaN, and it would reach the weights).
+PADDED = dict(new=torch.tensor([[0.1, 0.2, 99.0, 0.0]]),
+              old=torch.tensor([[0.0, 0.0, 0.0, float("-inf")]]),
+              adv=torch.tensor([[1.0, -1.0, float("inf"), float("nan")]]),
+              mask=torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("objective", [
+    lambda new, old, adv, mask: cpi_surrogate(new, old, adv, mask),
+    lambda new, old, adv, mask: clipped_surrogate(new, old, adv, mask=mask).objective,
+    lambda new, old, adv, mask: approx_kl(new, old, mask),
+], ids=["cpi", "clip", "approx_kl"])
+def test_padding_gets_a_zero_gradient_whatever_it_holds(objective):
+    new = PADDED["new"].clone().requires_grad_()
+    value = objective(new, PADDED["old"], PADDED["adv"], PADDED["mask"])
+    value.backward()
+    assert torch.isfinite(value)
+    assert torch.isfinite(new.grad).all(), new.grad
+    assert (new.grad[0, 2:] == 0).all() and (new.grad[0, :2] != 0).all()
+    # and the real entries get exactly the gradient they get without the padding
+    real = PADDED["new"][:, :2].clone().requires_grad_()
+    objective(real, PADDED["old"][:, :2], PADDED["adv"][:, :2], None).backward()
+    assert torch.allclose(new.grad[:, :2], real.grad)
+
+
+def test_clipped_value_loss_gives_padding_a_zero_gradient_whatever_it_holds():
+    from ppo_edu.rlhf.losses import clipped_value_loss
+
+    values = torch.tensor([[0.5, -0.2, 1e30, 0.0]], requires_grad=True)
+    old_values = torch.tensor([[0.4, 0.0, 0.0, float("nan")]])
+    returns = torch.tensor([[1.0, -1.0, float("-inf"), 0.0]])
+    loss, _ = clipped_value_loss(values, old_values, returns, PADDED["mask"])
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(values.grad).all(), values.grad
+    assert (values.grad[0, 2:] == 0).all() and (values.grad[0, :2] != 0).all()
+
+
+def test_k3_estimates_kl_old_to_new_and_is_never_negative():
+    # two policies far enough apart that the direction shows: KL(old || new) = 0.368,
+    # KL(new || old) = 0.511 for old = (0.9, 0.1), new = (0.5, 0.5)
+    old_logits, logits = torch.log(torch.tensor([0.9, 0.1])), torch.log(torch.tensor([0.5, 0.5]))
+    exact = categorical_kl(old_logits, logits).item()
+    assert exact == pytest.approx(0.9 * torch.log(torch.tensor(1.8)).item()
+                                  + 0.1 * torch.log(torch.tensor(0.2)).item(), abs=1e-6)
+    assert exact == pytest.approx(0.3681, abs=1e-4)
+    assert categorical_kl(logits, old_logits).item() == pytest.approx(0.5108, abs=1e-4)
+    # exact expectation over a ~ pi_old: sum_a pi_old(a) k3(a) is the KL itself
+    old_lp, new_lp = torch.log_softmax(old_logits, -1), torch.log_softmax(logits, -1)
+    per_action = torch.stack([approx_kl(new_lp[a:a + 1], old_lp[a:a + 1]) for a in range(2)])
+    assert (old_lp.exp() * per_action).sum().item() == pytest.approx(exact, abs=1e-6)
+    # every sample >= 0, also where the plain log-ratio estimate k1 = log(pi_old/pi) is negative
+    # (action 1: k1 = log(0.1/0.5) = -1.609, k3 = 5 - 1 - log 5 = 2.391)
+    assert (old_lp - new_lp)[1].item() == pytest.approx(-1.609, abs=1e-3)
+    assert per_action[1].item() == pytest.approx(2.391, abs=1e-3)
+    assert per_action[0].item() == pytest.approx(0.1433, abs=1e-4)
+
+
+def test_k3_matches_exact_kl_on_sampled_actions():
     torch.manual_seed(0)
-    old_logits, logits = torch.randn(20000, 3), torch.randn(20000, 3) * 0.3
-    old_logits = old_logits * 0.3
+    old_logits, logits = torch.randn(20000, 3) * 2, torch.randn(20000, 3) * 0.5
     actions = torch.distributions.Categorical(logits=old_logits).sample()
     old_lp = torch.distributions.Categorical(logits=old_logits).log_prob(actions)
     new_lp = torch.distributions.Categorical(logits=logits).log_prob(actions)
-    per_sample = torch.expm1(new_lp - old_lp) - (new_lp - old_lp)
-    assert (per_sample >= 0).all()
-    exact = categorical_kl(old_logits, logits).mean()
+    exact, reverse = categorical_kl(old_logits, logits).mean(), categorical_kl(logits, old_logits).mean()
+    # peaked old, flat new: the two directions differ (0.57 and 0.99 nats), and k3 finds the first
+    assert reverse > 1.5 * exact
     assert approx_kl(new_lp, old_lp).item() == pytest.approx(exact.item(), rel=0.1)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ppo_edu._checks import require_same_shape
-from ppo_edu.objectives import masked_mean
+from ppo_edu.objectives import masked_mean, zero_padding
 
 
 def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -20,7 +20,8 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     values, old_values, returns, mask: ``(B, R)``.
     """
     require_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
-    old_values, returns = old_values.detach(), returns.detach()
+    # padding zeroed first: an inf there would turn the backward pass's zero into NaN
+    values, old_values, returns = zero_padding(mask, values, old_values.detach(), returns.detach())
     clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
     unclipped_error = (values - returns) ** 2
     clipped_error = (clipped - returns) ** 2
