@@ -34,32 +34,31 @@ def record_episode(agent: ActorCritic, seed: int = 0, env_id: str = "CartPole-v1
                    frame_every: int = 1) -> Episode:
     """Play one episode with ``render_mode="rgb_array"`` and keep every ``frame_every``-th
     frame (the first and the last are always kept). ``max_steps`` stops early. ``seed``
-    fixes the start state and, with ``deterministic=False``, the sampled actions (the
-    global torch RNG is left as it was)."""
+    fixes the start state and, with ``deterministic=False``, the sampled actions: they come
+    from a generator of their own, so no global torch RNG (CPU, CUDA or MPS) is touched."""
     if frame_every < 1:
         raise ValueError(f"frame_every must be >= 1, got {frame_every}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
     env = gym.make(env_id, render_mode="rgb_array")
     device = next(agent.parameters()).device
-    rng_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(seed)  # agent.act samples with the global generator
-        try:
-            obs, _ = env.reset(seed=seed)
-            frames = [env.render()]
-            total, steps, done = 0.0, 0, False
-            while not done and (max_steps is None or steps < max_steps):
-                action, _, _ = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device),
-                                         deterministic=deterministic)
-                obs, reward, terminated, truncated, _ = env.step(int(action))
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated
-                if steps % frame_every == 0 or done or steps == max_steps:
-                    frames.append(env.render())
-        finally:
-            env.close()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames = [env.render()]
+        total, steps, done = 0.0, 0, False
+        while not done and (max_steps is None or steps < max_steps):
+            probs = agent.distribution(torch.as_tensor(obs, dtype=torch.float32, device=device)).probs
+            action = (probs.argmax() if deterministic
+                      else torch.multinomial(probs, 1, generator=generator).squeeze(-1))
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+            if steps % frame_every == 0 or done or steps == max_steps:
+                frames.append(env.render())
+    finally:
+        env.close()
     return Episode(frames, total, steps)
 
 

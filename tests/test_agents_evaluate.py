@@ -155,12 +155,16 @@ def test_recorded_episode_keeps_the_last_frame_when_max_steps_stops_it():
     assert len(episode.frames) == 4  # the start, steps 2 and 4, and step 5 where it stopped
 
 
-def test_a_sampled_episode_is_fixed_by_its_seed_and_leaves_the_global_rng_alone():
+def test_a_sampled_episode_is_fixed_by_its_seed_and_leaves_the_global_rng_alone(monkeypatch):
     from ppo_edu.animation import record_episode
 
     torch.manual_seed(0)
     agent = ActorCritic(4, 2)
     state = torch.get_rng_state()
+
+    def no_global_seeding(*args, **kwargs):  # it would reseed CUDA and MPS too, and fork_rng
+        raise AssertionError("record_episode seeded the global RNG")  # restores only some
+    monkeypatch.setattr(torch, "manual_seed", no_global_seeding)
     lengths = [record_episode(agent, seed=s, deterministic=False).length for s in (0, 0, 1)]
     assert lengths[0] == lengths[1] and lengths[0] != lengths[2]
     assert torch.equal(torch.get_rng_state(), state)
