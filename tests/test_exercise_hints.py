@@ -339,5 +339,12 @@ def test_a_function_that_makes_cpu_tensors_is_caught_before_a_gpu_lesson_calls_i
     assert "right on CPU tensors but fails on meta ones" in hint and "device=mask.device" in hint
     assert lesson5.check_last_token_scores.verify(device_positions) is None
     assert "fails on meta ones" in lesson6.check_kl_penalty.verify(kl_with_cpu_zeros)
+    # the Bradley-Terry loss as a BCE against a target of ones made on the CPU (train_reward_model
+    # calls it on the GPU)
+    def bce_with_cpu_target(r_chosen, r_rejected):
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            r_chosen - r_rejected, torch.ones(len(r_chosen)))
+
+    assert "fails on meta ones" in lesson5.check_bradley_terry_loss.verify(bce_with_cpu_target)
     monkeypatch.setattr(_harness, "accelerator", lambda: None)  # a CPU runtime: nothing to check
     assert lesson5.check_last_token_scores.verify(cpu_positions) is None

@@ -71,6 +71,27 @@ def ratio(new, old):
     return torch.exp(new - old)
 
 
+def test_a_finished_function_calling_an_unfinished_one_is_told_which(capsys):
+    def my_probability_ratio(logprobs, old_logprobs):
+        raise NotImplementedError("exercise: replace this line with your solution")
+
+    def my_cpi_surrogate(logprobs, old_logprobs, advantages):  # done, but calls the stub directly
+        return (my_probability_ratio(logprobs, old_logprobs) * advantages).mean()
+
+    def bare_placeholder(logprobs, old_logprobs, advantages):
+        raise NotImplementedError
+
+    def missing_kernel(logprobs, old_logprobs, advantages):  # what torch raises on some devices
+        raise NotImplementedError("The operator 'aten::exp' is not currently implemented for the MPS device")
+
+    message = check_cpi.run(my_cpi_surrogate).message
+    assert "not implemented yet" in message and "calls `my_probability_ratio`" in message
+    assert "_fn" in message and not message.startswith("⏳")
+    assert check_cpi.run(bare_placeholder).message.startswith("⏳ CPI surrogate L^CPI: not implemented yet")
+    message = check_cpi.run(missing_kernel).message
+    assert "raised NotImplementedError: The operator" in message and "not implemented yet" not in message
+
+
 @pytest.mark.parametrize(
     "wrong, hint",
     [
@@ -83,6 +104,10 @@ def ratio(new, old):
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).sum() * 1.0
          if n.numel() > 1 else torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "summed"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), 0.2) * a).mean(), "hard-coded"),
+        (lambda n, o, a, e: torch.minimum((ratio(n, o) * a).mean(), (clamp(ratio(n, o), e) * a).mean()),
+         "not the min of the two means"),
+        (lambda n, o, a, e: torch.min(torch.stack([ratio(n, o) * a, clamp(ratio(n, o), e) * a])),
+         "nor one min over the whole batch"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a), "one number"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).detach().mean(),
          "no gradient"),
@@ -91,6 +116,8 @@ def ratio(new, old):
 def test_clipped_objective_checker_names_the_mistake(wrong, hint):
     result = check_clipped_objective.run(wrong)
     assert not result.passed and hint in result.message, result.message
+    if hint != "hard-coded":  # blaming ε for another mistake sends the learner the wrong way
+        assert "hard-coded" not in result.message, result.message
 
 
 @pytest.mark.parametrize(

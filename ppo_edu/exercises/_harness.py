@@ -46,10 +46,13 @@ def checker(name: str, reference: Callable):
                 return Check(name, False, f"{FAIL} {name}: expected a function, got {type(fn).__name__}", reference)
             try:
                 hint = verify(fn)
-            except NotImplementedError:
-                msg = (f"{TODO} {name}: not implemented yet. The rest of the notebook uses "
-                       f"ppo_edu's reference implementation.")
-                return Check(name, False, msg, reference)
+            except NotImplementedError as exc:
+                stub = _unfinished(fn, exc)
+                if stub is None:
+                    msg = (f"{TODO} {name}: not implemented yet. The rest of the notebook uses "
+                           f"ppo_edu's reference implementation.")
+                    return Check(name, False, msg, reference)
+                hint = stub
             except Exception as exc:  # the learner's code raised: show what and where
                 hint = f"your function raised {type(exc).__name__}: {exc}"
             if hint is None:
@@ -69,6 +72,30 @@ def checker(name: str, reference: Callable):
         return check
 
     return decorate
+
+
+def _unfinished(fn: Callable, exc: NotImplementedError) -> str | None:
+    """None when ``fn`` itself is the unfinished stub (its own line raised), else the hint.
+
+    A finished function can still raise NotImplementedError: it called another exercise's
+    stub directly (``my_probability_ratio`` instead of the checked ``probability_ratio_fn``),
+    or torch has no kernel for an operation on this device. Calling either "not implemented
+    yet" would send the learner back to code that is done.
+    """
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    # the stub line tools/build_notebooks.py writes, or a learner's own bare placeholder
+    if not (str(exc) == "" or str(exc).startswith("exercise:")):
+        return f"your function raised NotImplementedError: {exc}"  # torch's, say: not a stub
+    own = getattr(fn, "__code__", None)
+    if own is None or frames[-1] is own:
+        return None
+    return (f"your function calls `{frames[-1].co_name}`, which is not implemented yet. Call the "
+            "function an earlier check cell returned instead (the `..._fn` name): it is yours "
+            "once yours passes, and the reference until then")
 
 
 class InputChanged(Exception):
