@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_count
 from ppo_edu.agents import ActorCritic
 
 # CartPole draws with pygame; on a machine without a display SDL's default video driver
@@ -70,6 +71,7 @@ def animate(frames: list[np.ndarray], fps: int = 25, title: str | None = None,
 
     if not frames:
         raise ValueError("no frames to animate")
+    fps, downscale = require_count("fps", fps), require_count("downscale", downscale)
     frames = [f[::downscale, ::downscale] for f in frames]
     h, w = frames[0].shape[:2]
     fig, ax = plt.subplots(figsize=(width, width * h / w), dpi=72)

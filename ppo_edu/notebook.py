@@ -34,10 +34,11 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 def choose_profile(default: str = "full") -> str:
     """The run profile: ``$PPO_EDU_PROFILE`` if set, else ``default``."""
+    # checked even when the variable is set: otherwise a typo passes in CI and fails for learners
+    if default not in PROFILES:
+        raise ValueError(f"default={default!r} is not a profile; use one of {PROFILES}")
     from_env = os.environ.get(PROFILE_ENV)
     if from_env is None:
-        if default not in PROFILES:
-            raise ValueError(f"default={default!r} is not a profile; use one of {PROFILES}")
         return default
     profile = from_env.strip().lower()
     if profile not in PROFILES:

@@ -98,10 +98,16 @@ def plot_runs(runs: dict[str, list[list[dict]]], key: str = "episode_return",
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     for name, histories in runs.items():
+        if not histories or not all(histories):
+            raise ValueError(f"group {name!r} has no runs, or a run with no history, to plot")
         for h in histories:
             _require_keys(h, x, key)
         length = min(len(h) for h in histories)
         xs = column(histories[0][:length], x)
+        for i, h in enumerate(histories[1:], start=1):  # the band is taken across runs, row by row
+            if not np.array_equal(column(h[:length], x), xs):
+                raise ValueError(f"group {name!r}: run {i} records {x} at other points than run 0 "
+                                 "(different settings?), so their rows cannot be compared")
         ys = np.stack([smoothed(column(h[:length], key), smooth) for h in histories])
         with warnings.catch_warnings():  # all-NaN columns (no episode ended yet) stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -272,6 +272,9 @@ def test_profile_typos_are_blamed_on_where_they_are(monkeypatch):
     monkeypatch.setenv(PROFILE_ENV, "Fats")
     with pytest.raises(ValueError, match="PPO_EDU_PROFILE='Fats' is not a profile"):
         choose_profile()
+    monkeypatch.setenv(PROFILE_ENV, "fast")  # as in CI: the default's typo used to pass unseen
+    with pytest.raises(ValueError, match="default='fulll' is not a profile"):
+        settings_for({"full": {"seed": 0}, "fast": {"seed": 1}}, default="fulll")
 
 
 def test_counts_seeds_and_flags_of_the_cartpole_helpers_are_checked():

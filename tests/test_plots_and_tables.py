@@ -183,6 +183,16 @@ def test_plot_runs_draws_the_median_over_seeds_and_a_min_max_band():
         assert matplotlib.colors.same_color(collection.get_facecolor()[0][:3], line.get_color())
 
 
+def test_plot_runs_refuses_empty_groups_and_runs_recorded_at_other_points():
+    def run(step, n=3):
+        return [{"env_steps": step * (i + 1), "episode_return": 1.0} for i in range(n)]
+
+    with pytest.raises(ValueError, match="group 'PPO' has no runs"):
+        plot_runs({"PPO": []})  # was "min() arg is an empty sequence"
+    with pytest.raises(ValueError, match="group 'PPO': run 1 records env_steps at other points than run 0"):
+        plot_runs({"PPO": [run(512), run(1024)]})  # was drawn on run 0's x without a word
+
+
 def test_plot_runs_smooths_each_seed_and_keeps_all_nan_updates_nan_without_warnings():
     runs = {"A": [[{"env_steps": i, "episode_return": r} for i, r in enumerate(rs)]
                   for rs in ([NAN, NAN, 4.0, 8.0], [NAN, NAN, 2.0, 6.0])]}
@@ -445,6 +455,17 @@ def test_animate_refuses_no_frames():
         animation.animate([])
 
 
+@pytest.mark.parametrize("bad", [dict(downscale=0), dict(downscale=-1), dict(fps=0), dict(fps=2.5)])
+def test_animate_refuses_a_scale_or_rate_that_is_not_a_count(bad):
+    from ppo_edu import animation
+
+    frames = [np.zeros((8, 8, 3), dtype=np.uint8)] * 2
+    name, value = next(iter(bad.items()))  # -1 flipped the image, 0 failed inside numpy or matplotlib
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 1, got {value!r}"):
+        animation.animate(frames, **bad)
+
+
+
 @pytest.mark.parametrize("env_id, obs_dim, n_actions, reward", [("CartPole-v1", 4, 2, 1), ("Acrobot-v1", 6, 3, -1)])
 def test_episode_html_is_a_player_of_the_recorded_frames_titled_with_return_and_length(
         monkeypatch, env_id, obs_dim, n_actions, reward):
@@ -486,6 +507,16 @@ def test_format_table_of_the_memory_estimate_has_one_line_per_row():
         assert line.startswith(what) and line.endswith(f"{size:7.2f} GiB")
         assert float(line[len(what):].split()[0]) == round(size, 2)
     assert lines[-1].startswith("total")
+
+
+def test_memory_estimate_refuses_counts_that_are_not_counts():
+    with pytest.raises(ValueError, match="mini_batch_size must be an integer >= 1, got -16"):
+        estimate_ppo_memory(mini_batch_size=-16)  # used to return a total of 1.65 GiB
+    with pytest.raises(ValueError, match=r"mini_batch_size \(128\) is larger than batch_size \(64\)"):
+        estimate_ppo_memory(batch_size=64, mini_batch_size=128)
+    with pytest.raises(TypeError, match="bytes_per_value"):  # fp32 only: see the docstring
+        estimate_ppo_memory(bytes_per_value=2)
+
 
 
 def test_plots_refuse_a_key_no_record_has_and_a_window_below_one():

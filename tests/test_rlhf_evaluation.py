@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,21 @@ def test_plot_history_draws_one_panel_per_statistic():
     history = [{"step": i, "score": float(i), "kl": 0.1 * i} for i in range(1, 11)]
     fig = plot_history({"a": history, "b": history}, keys=("score", "kl", "judge"))
     assert len([ax for ax in fig.axes if ax.lines]) == 2  # "judge" is absent from both runs
+
+
+def test_plot_history_names_a_statistic_no_run_records():
+    history = [{"step": i, "score": float(i), "kl": 0.1 * i} for i in range(1, 11)]
+    with pytest.raises(KeyError, match=r"no history records \['kll'\]; they record \['kl', 'score', 'step'\]"):
+        plot_history(history, keys=("score", "kll"))  # a typo used to drop the panel silently
+
+
+def test_plot_history_smoothing_skips_a_nan_instead_of_spreading_it():
+    # the trainer records explained variance as NaN when a step's returns do not vary
+    history = [{"step": i, "explained_variance": 0.5} for i in range(1, 9)]
+    history[2]["explained_variance"] = float("nan")
+    fig = plot_history(history, keys=("explained_variance",), window=5)
+    smooth = fig.axes[0].lines[1].get_ydata()
+    assert len(smooth) == 8 and np.allclose(smooth, 0.5)  # before: NaN over a whole window
 
 
 def test_distinct_n_refuses_n_below_one():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ppo_edu.plots import smoothed
+
 LABELS = {
     "score": "reward-model score",
     "judge": "VADER compound (held-out judge)",
@@ -19,20 +21,24 @@ LABELS = {
 }
 
 
-def _smooth(values, window: int) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    if window <= 1 or len(values) < window:
-        return values
-    return np.convolve(values, np.ones(window) / window, mode="valid")
+# recorded only when the trainer was given a judge: left out quietly when no run has it
+OPTIONAL = ("judge",)
 
 
 def plot_history(histories, keys=("score", "kl", "judge", "kl_coef"), window: int = 5,
                  ncols: int = 2, title: str | None = None):
     """One panel per statistic, one line per run. ``histories``: a history (list of dicts)
-    or ``{"run name": history, ...}``. Lines are ``window``-step running means."""
+    or ``{"run name": history, ...}``. Lines are ``window``-step trailing means that skip NaN
+    (the explained variance is NaN on a step whose returns do not vary)."""
     if isinstance(histories, list):
         histories = {"PPO": histories}
-    keys = [k for k in keys if any(k in h[0] for h in histories.values() if h)]
+    recorded = {k for h in histories.values() if h for k in h[0]}
+    missing = [k for k in keys if k not in recorded and k not in OPTIONAL]
+    if missing:
+        raise KeyError(f"no history records {missing}; they record {sorted(recorded)}")
+    asked, keys = list(keys), [k for k in keys if k in recorded]
+    if not keys:
+        raise ValueError(f"nothing to plot: none of {asked} is recorded")
     nrows = int(np.ceil(len(keys) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 2.8 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
@@ -40,8 +46,7 @@ def plot_history(histories, keys=("score", "kl", "judge", "kl_coef"), window: in
             steps = [h["step"] for h in history]
             values = [h.get(key, np.nan) for h in history]
             ax.plot(steps, values, color=f"C{i}", alpha=0.25)
-            smooth = _smooth(values, window)
-            ax.plot(steps[len(steps) - len(smooth):], smooth, color=f"C{i}", label=name)
+            ax.plot(steps, smoothed(values, window), color=f"C{i}", label=name)
         ax.set_title(LABELS.get(key, key), fontsize=10)
         ax.set_xlabel("PPO step")
     for ax in list(axes.flat)[len(keys):]:
