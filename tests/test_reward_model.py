@@ -226,8 +226,13 @@ def test_text_longer_than_the_context_errors_or_is_truncated_when_asked(random_r
 
 
 def test_reward_model_with_pad_equal_to_eos_is_refused(random_rm):
+    # GPT-2's usual setup, in the tokenizer and the model alike: the score would be read before
+    # the EOS it belongs on (the model's last non-pad token). With only the model's pad changed,
+    # the "pad must match the tokenizer's" clause raised instead, and the test could not fail.
     model, tok = random_rm
+    tok.pad_token = tok.eos_token
     model.config.pad_token_id = tok.eos_token_id
+    assert tok.pad_token_id == model.config.pad_token_id == tok.eos_token_id
     with pytest.raises(ValueError, match="different from EOS"):
         reward_model_scores(model, tok, ["Fun."])
 

@@ -105,6 +105,30 @@ def test_cached_generation_follows_the_full_forward_pass_of_padded_prompts(tok):
         "attention mask differ from the ones PPO trains with (left padding, TRL #469)")
 
 
+def test_cached_steps_sample_from_the_distribution_ppo_scores(tok):
+    """At temperature 1, every cached generation step samples from exactly the distribution
+    that PPO's full forward pass assigns to that token: the whole distribution, not only its
+    argmax (a cached step that attended to the left padding moved the log-probs by 0.15 nats
+    and kept most argmaxes, so the test above could not see it)."""
+    from ppo_edu.rlhf.logprobs import lm_forward
+
+    lm = toy_lm(tok, seed=5)
+    q, qm = encode_prompts(tok, ["the movie was great and the acting was wonderful", "a", "not bad"], 64, 10)
+    seen = []
+    hook = lm.register_forward_hook(lambda module, args, out: seen.append(out.logits[:, -1].detach().clone()))
+    try:
+        g = generate(lm, q, qm, 10, tok.eos_token_id, tok.pad_token_id,
+                     generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        logits, _ = lm_forward(lm, g.input_ids, g.attention_mask, g.query_length)
+    sampled_from = torch.stack(seen[:logits.shape[1]], 1).log_softmax(-1)
+    real = g.response_mask.bool()
+    assert (qm == 0).any() and real.sum() >= 20  # left-padded prompts, and many tokens to compare
+    torch.testing.assert_close(sampled_from[real], logits.log_softmax(-1)[real], atol=1e-4, rtol=0)
+
+
 def test_response_mask_ends_at_the_first_eos_and_keeps_it():
     eos = 0
     ids = torch.tensor([[5, 6, eos, 7, eos], [5, 6, 7, 8, 9], [eos, 3, 3, 3, 3]])
