@@ -77,6 +77,21 @@ def test_whiten_uses_real_entries_only():
     assert kept[0, :3].mean().item() == pytest.approx(2.0, abs=1e-5)
 
 
+def test_reward_whitening_only_scales_so_length_earns_nothing():
+    """Two responses with the same score and no KL, 2 and 6 tokens long: their returns must
+    stay equal. Adding the unscaled mean back, as TRL's masked_whiten(shift_mean=False) does,
+    puts mean (1 - 1/std) on every token and gave them 1.58 and 0.42."""
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    rewards = token_rewards(torch.tensor([1.0, 1.0]), torch.zeros(2, 6), 0.2, mask)
+    scaled = whiten(rewards, mask, shift_mean=False)
+    real = mask.bool()
+    std = rewards[real].std()
+    torch.testing.assert_close(scaled[real], rewards[real] / std)
+    _, returns = token_gae(scaled, torch.zeros(2, 6), mask, gamma=1.0, lam=1.0)  # the plain return
+    assert returns[0, 0].item() == pytest.approx(returns[1, 0].item(), abs=1e-6)
+    assert returns[0, 0].item() == pytest.approx(1.0 / std.item(), rel=1e-5)
+
+
 def test_whiten_ignores_whatever_padding_holds():
     x = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])

@@ -30,7 +30,15 @@ def _require_prefix_mask(mask: torch.Tensor) -> None:
 
 def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
            eps: float = 1e-8) -> torch.Tensor:
-    """(values - mean) / std over the masked entries (mean kept if ``shift_mean=False``); 0 on padding."""
+    """(values - mean) / std over the masked entries; 0 on padding.
+
+    ``shift_mean=False`` only scales: values / std, what the reward whitening before GAE
+    needs. Multiplying every token's reward by one positive number leaves the best policy
+    as it was. TRL's ``masked_whiten(shift_mean=False)`` instead adds the unscaled mean back,
+    (values - mean) / std + mean: that is values / std plus mean (1 - 1/std) on *every*
+    token, so a response's return moves with its length, a length bias whose sign follows
+    the batch's mean reward.
+    """
     require_same_shape(values=values, mask=mask)
     real = mask.bool()  # where, not "* mask": padding may hold anything, even NaN
     n = real.sum().to(values.dtype)
@@ -39,9 +47,8 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
     mean = torch.where(real, values, 0.0).sum() / n
     centred = torch.where(real, values - mean, 0.0)
     var = (centred ** 2).sum() / (n - 1)
-    out = centred * torch.rsqrt(var + eps)
-    if not shift_mean:
-        out = out + mean
+    scale = torch.rsqrt(var + eps)
+    out = centred * scale if shift_mean else values * scale
     return torch.where(real, out, 0.0)
 
 

@@ -81,7 +81,7 @@ class RLHFConfig:
     # the per-token KL in the reward: "k1" (log ratio) or "k3" ((r - 1) - log r). k3 estimates
     # the KL's value, but as a reward it hardly pulls towards the reference (kl.py; warns)
     kl_estimator: str = "k1"
-    whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE
+    whiten_rewards: bool = False  # scale per-token rewards to unit variance before GAE (no shift)
     # subtracted from the score of responses with no EOS; the logged "score" includes it, as
     # TRL's objective/scores does, so with a penalty it is no longer the reward model's own
     missing_eos_penalty: float = 0.0
