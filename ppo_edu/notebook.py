@@ -2,7 +2,9 @@
 
 Every notebook has a visible settings cell with two profiles, ``"full"`` (what a
 learner runs) and ``"fast"`` (what CI runs). The environment variable
-``PPO_EDU_PROFILE`` overrides the choice so CI can force the fast one.
+``PPO_EDU_PROFILE`` overrides the choice so CI can force the fast one, and
+``PPO_EDU_SEED`` replaces the profile's seed, to rerun a lesson on another seed (the
+lessons' text quotes seed 0's run, and says where a claim was checked over other seeds).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from ppo_edu._checks import require_device
 
 PROFILE_ENV = "PPO_EDU_PROFILE"
+SEED_ENV = "PPO_EDU_SEED"
 PROFILES = ("full", "fast")
 
 
@@ -55,7 +58,16 @@ def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> 
     if profile not in profiles:
         raise ValueError(f"profile {profile!r} missing from the settings cell: {sorted(profiles)}")
     settings = dict(profiles[profile])
+    seed = os.environ.get(SEED_ENV)
+    if seed is not None:
+        if "seed" not in settings:
+            raise ValueError(f"{SEED_ENV} is set, but the settings cell has no seed to replace")
+        if not seed.strip().isdigit():
+            raise ValueError(f"{SEED_ENV}={seed!r} is not a seed; use a whole number >= 0")
+        settings["seed"] = int(seed)
     print(f"profile: {profile}  (set {PROFILE_ENV}=fast|full to change)")
     for key, value in settings.items():
-        print(f"  {key} = {value}")
+        origin = (f"  (from {SEED_ENV}; the lesson's text quotes seed 0's run)"
+                  if key == "seed" and seed is not None else "")
+        print(f"  {key} = {value}{origin}")
     return settings

@@ -113,10 +113,14 @@ def test_environment_yml_lists_the_package_dependencies():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     env = (ROOT / "environment.yml").read_text()
     assert "python=3.11" in env
-    for dep in deps:
-        assert dep in env, f"environment.yml lacks {dep}"
     torch_deps = [d for d in deps if re.match(r"torch\b", d)]
     assert torch_deps and not any("==" in d for d in torch_deps), "torch is never pinned in the metadata"
+    for dep in deps:
+        if dep not in torch_deps:
+            assert dep in env, f"environment.yml lacks {dep}"
+    # torch: the version make setup and CI install, so conda users get the numbers the lessons quote
+    pin = re.search(r"torch==([0-9.]+)", (ROOT / "Makefile").read_text()).group(1)
+    assert re.search(rf"^\s*- torch=={re.escape(pin)}$", env, re.M), f"environment.yml should pin torch=={pin}"
 
 
 def test_profile_comes_from_the_environment(monkeypatch):
@@ -132,6 +136,25 @@ def test_settings_for_prints_what_it_uses(monkeypatch, capsys):
     settings = notebook.settings_for({"full": {"steps": 100}, "fast": {"steps": 10}})
     assert settings == {"steps": 10}
     assert "profile: fast" in capsys.readouterr().out
+
+
+def test_a_seed_from_the_environment_replaces_the_settings_seed(monkeypatch, capsys):
+    profiles = {"full": {"seed": 0, "steps": 100}, "fast": {"seed": 0, "steps": 10}}
+    monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
+    monkeypatch.delenv("PPO_EDU_SEED", raising=False)
+    assert notebook.settings_for(profiles)["seed"] == 0
+    assert "from PPO_EDU_SEED" not in capsys.readouterr().out
+    monkeypatch.setenv("PPO_EDU_SEED", "7")
+    assert notebook.settings_for(profiles) == {"seed": 7, "steps": 10}
+    assert "seed = 7  (from PPO_EDU_SEED; the lesson's text quotes seed 0's run)" in capsys.readouterr().out
+    assert profiles["fast"]["seed"] == 0  # the cell's own dict is left alone
+    for bad in ("-1", "1.5", "seven", ""):
+        monkeypatch.setenv("PPO_EDU_SEED", bad)
+        with pytest.raises(ValueError, match=f"PPO_EDU_SEED={bad!r} is not a seed"):
+            notebook.settings_for(profiles)
+    monkeypatch.setenv("PPO_EDU_SEED", "3")
+    with pytest.raises(ValueError, match="PPO_EDU_SEED is set, but the settings cell has no seed"):
+        notebook.settings_for({"full": {"steps": 1}, "fast": {"steps": 1}})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
