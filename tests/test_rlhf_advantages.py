@@ -101,3 +101,24 @@ def test_whiten_ignores_whatever_padding_holds():
         w = whiten(dirty, mask, shift_mean=shift_mean)
         assert torch.isfinite(w).all()
         torch.testing.assert_close(w, whiten(x, mask, shift_mean=shift_mean))
+
+
+@pytest.mark.parametrize("mask", [torch.tensor([[2, 2, 0, 0]]), torch.tensor([[1.0, 1.0, 0.5, 0.0]])])
+def test_a_mask_that_is_not_zeros_and_ones_is_refused(mask):
+    """A 2 put the score on padding (token_rewards gave [-0.2, -0.2, 0, 1]); a 0.5 half counted a token."""
+    from ppo_edu.rlhf.kl import kl_penalty
+
+    with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
+        token_rewards(torch.tensor([1.0]), torch.ones(1, 4), 0.2, mask)
+    with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
+        token_gae(torch.ones(1, 4), torch.zeros(1, 4), mask)
+    with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
+        whiten(torch.arange(4.0)[None], mask)
+    with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
+        kl_penalty(torch.zeros(1, 4), torch.zeros(1, 4), mask)
+
+
+def test_a_response_with_no_real_token_is_refused():
+    # the score would go to index -1: the last column, padding
+    with pytest.raises(ValueError, match="a row of the mask has no real token"):
+        token_rewards(torch.tensor([1.0, 1.0]), torch.zeros(2, 3), 0.2, torch.tensor([[1, 1, 0], [0, 0, 0]]))

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from ppo_edu._checks import require_finite, require_same_shape
+from ppo_edu._checks import require_binary, require_finite, require_same_shape
 
 
 def _require_prefix_mask(mask: torch.Tensor) -> None:
+    # 0/1 only: the mask is read as .bool() in some places and multiplied or summed in others,
+    # so a 2 would put the score on padding and a 0.5 would half count a token
+    require_binary("mask", mask)
     if mask.dim() != 2:
         raise ValueError(f"mask must have shape (B, R), got {tuple(mask.shape)}")
     if (mask[:, 1:] > mask[:, :-1]).any():
@@ -40,6 +43,7 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
     the batch's mean reward.
     """
     require_same_shape(values=values, mask=mask)
+    require_binary("mask", mask)
     real = mask.bool()  # where, not "* mask": padding may hold anything, even NaN
     n = real.sum().to(values.dtype)
     if n < 2:

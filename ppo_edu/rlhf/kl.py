@@ -32,7 +32,7 @@ import warnings
 
 import torch
 
-from ppo_edu._checks import require_finite, require_same_shape, require_tensor
+from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
 
 ESTIMATORS = ("k1", "k3")
 
@@ -48,6 +48,7 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     row sums are the per-sample KL estimates. Padding may hold anything, -inf included.
     """
     require_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask)
+    require_binary("mask", mask)
     real = mask.bool()
     # where, not "* mask": padding may hold anything (an inf log-prob after EOS times 0 is NaN)
     log_ratio = torch.where(real, ref_logprobs - logprobs, 0.0)  # log r_t, 0 on padding
