@@ -118,6 +118,20 @@ def test_sample_and_score_draws_distinct_seeded_samples_of_every_prompt():
     assert np.array_equal(again, scores)
 
 
+def test_sample_and_score_judges_the_same_texts_it_scores():
+    """With the judge the same function as the reward, the two arrays must be equal, entry by
+    entry, over several chunks: a judge handed the prompts alone, or the chunk in another
+    order, would show here (the best-of-n judge curve of lesson 6 reads them side by side)."""
+    tok = toy_tokenizer()
+    lm = toy_lm(tok, seed=2)
+    prompts = ["the movie", "a film was", "not bad", "i", "the worst of it"]
+    by_text = lambda texts: torch.tensor([float(len(t)) + 0.1 * t.count("e") for t in texts])
+    scores, judged = sample_and_score(lm, tok, prompts, by_text, by_text, num_samples=3, max_new_tokens=6,
+                                      seed=1, batch_size=2)
+    np.testing.assert_array_equal(scores, judged)
+    assert len(np.unique(scores)) > 5  # the texts differ, so a mix-up could not hide
+
+
 def test_sample_and_score_refuses_bad_input():
     tok = toy_tokenizer()
     lm = toy_lm(tok)

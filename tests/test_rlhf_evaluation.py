@@ -75,6 +75,45 @@ def test_evaluate_policy_measures_its_own_samples():
     assert result.response_length == pytest.approx(mask.sum(1).mean().item())
 
 
+def test_evaluate_policy_in_chunks_at_a_temperature_pairs_each_prompt_with_its_own_sample():
+    """Lesson 6 evaluates 128-256 prompts in chunks of 64 at the training temperature: the
+    same hand computation chunk by chunk (one generator, drawn from in order), with the KL of
+    the tempered distributions, the population std of the scores and distinct-2 of the
+    responses alone."""
+    from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate
+    from ppo_edu.rlhf.logprobs import lm_forward
+
+    tok = toy_tokenizer()
+    policy, reference = eos_prone_lm(tok), frozen_reference(toy_lm(tok, seed=1))
+    policy.train()
+    prompts = ["the movie", "a film was", "not bad", "i", "the worst of it"]
+    lengths = lambda texts: torch.tensor([float(len(t)) for t in texts])
+    result = evaluate_policy(policy, reference, tok, prompts, lengths, max_new_tokens=6, seed=3,
+                             temperature=0.7, batch_size=2)
+    assert policy.training  # the caller's mode is given back
+    policy.eval()  # as evaluate_policy samples (no dropout)
+    generator, responses, kls = torch.Generator().manual_seed(3), [], []
+    for start in (0, 2, 4):
+        chunk = prompts[start:start + 2]
+        q, qm = encode_prompts(tok, chunk, context_length_of(policy), 6, "cpu", add_bos=True)
+        gen = generate(policy, q, qm, 6, tok.eos_token_id, tok.pad_token_id, 0.7, generator)
+        responses += tok.batch_decode(gen.response_ids, skip_special_tokens=True)
+        with torch.no_grad():
+            args = (gen.input_ids, gen.attention_mask, gen.query_length)
+            logp = (lm_forward(policy, *args)[0] / 0.7).log_softmax(-1)
+            ref_logp = (lm_forward(reference, *args)[0] / 0.7).log_softmax(-1)
+        kls.append(((logp.exp() * (logp - ref_logp)).sum(-1) * gen.response_mask).sum(1))
+    assert result.responses == responses
+    assert result.texts == [p + r for p, r in zip(prompts, responses)]
+    assert result.kl == pytest.approx(torch.cat(kls).mean().item(), rel=1e-4)
+    scores = lengths(result.texts).numpy()
+    assert result.score_std == pytest.approx(float(np.std(scores)), rel=1e-6)  # population std
+    assert result.score_std != pytest.approx(float(np.std(scores, ddof=1)), rel=1e-3)
+    # of the responses alone (these toy ones hold too few words for a bigram: nan), not the texts
+    assert result.distinct2 == pytest.approx(distinct_n(responses), nan_ok=True)
+    assert result.distinct2 != pytest.approx(distinct_n(result.texts), nan_ok=True)
+
+
 def test_gpt2_small_has_124m_parameters():
     assert gpt2_parameter_count(12, 768, 50257, 1024) == 124_439_808
 

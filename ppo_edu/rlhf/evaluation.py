@@ -24,7 +24,7 @@ class PolicyEval:
     """Means over the evaluation samples (and the samples themselves)."""
 
     score: float  # reward model
-    score_std: float
+    score_std: float  # population std (ddof 0) of the scores; the trainer's per-batch one is ddof 1
     judge: float  # held-out judge (nan if none)
     kl: float  # per-sample KL(pi || pi_ref), nats
     ref_nll: float  # mean per-token negative log-likelihood under pi_ref (fluency: lower is better)
@@ -98,21 +98,23 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     was_training = lm.training
     lm.eval()
     texts, responses, kls, nlls, lengths = [], [], [], [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start:start + batch_size])
-        q, qm = encode_prompts(tokenizer, chunk, context_length_of(lm), max_new_tokens, device, add_bos)
-        gen = generate(lm, q, qm, max_new_tokens, tokenizer.eos_token_id, pad_id, temperature, generator)
-        decoded = tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
-        responses += decoded
-        texts += [p + r for p, r in zip(chunk, decoded)]
-        ids, am, P, mask = gen.input_ids, gen.attention_mask, gen.query_length, gen.response_mask
-        logits, _ = lm_forward(lm, ids, am, P)
-        ref_logits, _ = lm_forward(reference, ids, am, P)
-        kls.append(full_kl(logits, ref_logits, mask, temperature).sum(1).cpu())
-        ref_lp = logprobs_from_logits(ref_logits, ids[:, P:])
-        nlls.append((-(ref_lp * mask).sum(1) / mask.sum(1)).cpu())
-        lengths.append(mask.sum(1).float().cpu())
-    lm.train(was_training)
+    try:  # the caller's train/eval mode comes back even when a prompt or a model fails
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start:start + batch_size])
+            q, qm = encode_prompts(tokenizer, chunk, context_length_of(lm), max_new_tokens, device, add_bos)
+            gen = generate(lm, q, qm, max_new_tokens, tokenizer.eos_token_id, pad_id, temperature, generator)
+            decoded = tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
+            responses += decoded
+            texts += [p + r for p, r in zip(chunk, decoded)]
+            ids, am, P, mask = gen.input_ids, gen.attention_mask, gen.query_length, gen.response_mask
+            logits, _ = lm_forward(lm, ids, am, P)
+            ref_logits, _ = lm_forward(reference, ids, am, P)
+            kls.append(full_kl(logits, ref_logits, mask, temperature).sum(1).cpu())
+            ref_lp = logprobs_from_logits(ref_logits, ids[:, P:])
+            nlls.append((-(ref_lp * mask).sum(1) / mask.sum(1)).cpu())
+            lengths.append(mask.sum(1).float().cpu())
+    finally:
+        lm.train(was_training)
     # .cpu(): a reward_fn on a GPU may hand back CUDA scores
     scores = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
     judge = (check_scores(judge_fn(texts), len(texts), texts, "judge_fn").mean().item()
