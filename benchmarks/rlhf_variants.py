@@ -100,7 +100,7 @@ class WeightAverages:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph
     parser.add_argument("--steps", type=int, default=215, help="PPO steps (215 ~ 5 min, 1 thread)")
     parser.add_argument("--at", type=int, nargs="+", default=[50, 100, 150, 215],
                         help="steps after which the policy is measured")

@@ -12,10 +12,6 @@ import pytest
 import torch
 
 os.environ.setdefault("PPO_EDU_PROFILE", "fast")
-# The notebooks' asserts are checked on their own seeds: a seed left over from a sweep
-# (PPO_EDU_SEED, ppo_edu.notebook) must not run the test suite on another one.
-if "PPO_EDU_SEED" in os.environ and not os.environ.get("PPO_EDU_KEEP_SEED"):
-    del os.environ["PPO_EDU_SEED"]
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
