@@ -8,7 +8,7 @@
 3. :func:`surrogate_epochs` optimises a surrogate on that one batch for many epochs and
    records, after each epoch, KL(pi_old || pi) on the batch's states, the clip fraction,
    and the policy's real return (fresh episodes).
-4. :func:`objective_along_line` evaluates L^CPI, L^CLIP and KL along
+4. :func:`objective_along_line` evaluates L^CPI, the clipped term, L^CLIP and KL along
    theta_old + alpha (theta_new - theta_old), PPO paper Figure 2.
 5. :func:`surrogate_seed_sweep` repeats steps 1-3 on several seeds, so a lesson can tell
    what an objective does from what one seed's run happened to do.
@@ -28,7 +28,7 @@ from ppo_edu._checks import require_count
 from ppo_edu.advantages import gae_from_rollout
 from ppo_edu.agents import ActorCritic
 from ppo_edu.evaluate import evaluate
-from ppo_edu.objectives import approx_kl, categorical_kl, clipped_surrogate, cpi_surrogate
+from ppo_edu.objectives import approx_kl, categorical_kl, clipped_surrogate, cpi_surrogate, probability_ratio
 from ppo_edu.ppo import normalize_advantages
 from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 
@@ -168,16 +168,19 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
 @torch.no_grad()
 def objective_along_line(agent_old: ActorCritic, agent_new: ActorCritic, batch: Batch,
                          alphas, epsilon: float = 0.2) -> dict[str, list[float]]:
-    """L^CPI, L^CLIP and mean KL(pi_old || pi) at theta_old + alpha (theta_new - theta_old).
+    """PPO paper Figure 2's curves at theta_old + alpha (theta_new - theta_old): L^CPI,
+    E_t[clip(r_t, 1 - eps, 1 + eps) A_t] (the clipped term alone), L^CLIP and the mean
+    KL(pi_old || pi).
 
     ``agent_old`` is theta_old (it sampled ``batch``), ``agent_new`` theta_new; only the actors'
     weights are interpolated, once per value in ``alphas`` (0 is theta_old, 1 theta_new, > 1
-    beyond it). L^CLIP clips at ``epsilon``. Returns lists keyed "alpha", "cpi", "clip", "kl".
+    beyond it). L^CLIP clips at ``epsilon``. Returns lists keyed "alpha", "cpi", "clip_term",
+    "clip" (L^CLIP) and "kl".
     """
     old = dict(agent_old.actor.named_parameters())
     new = dict(agent_new.actor.named_parameters())
     probe = copy.deepcopy(agent_old)
-    out: dict[str, list[float]] = {"alpha": [], "cpi": [], "clip": [], "kl": []}
+    out: dict[str, list[float]] = {"alpha": [], "cpi": [], "clip_term": [], "clip": [], "kl": []}
     for alpha in alphas:
         for name, param in probe.actor.named_parameters():
             param.copy_(old[name] + alpha * (new[name] - old[name]))
@@ -185,6 +188,8 @@ def objective_along_line(agent_old: ActorCritic, agent_new: ActorCritic, batch: 
         logprobs = torch.distributions.Categorical(logits=logits).log_prob(batch.actions)
         out["alpha"].append(float(alpha))
         out["cpi"].append(cpi_surrogate(logprobs, batch.old_logprobs, batch.advantages).item())
+        ratio = probability_ratio(logprobs, batch.old_logprobs)
+        out["clip_term"].append((ratio.clamp(1 - epsilon, 1 + epsilon) * batch.advantages).mean().item())
         out["clip"].append(clipped_surrogate(logprobs, batch.old_logprobs, batch.advantages, epsilon).objective.item())
         out["kl"].append(categorical_kl(batch.old_logits, logits).mean().item())
     return out

@@ -72,12 +72,13 @@ def plot_surrogate_epochs(histories: dict[str, list[dict]], kl_budget: float | N
         epochs = [row["epoch"] for row in history]
         axes[0].plot(epochs, [max(row["kl"], 1e-6) for row in history], marker=".", label=name)
         evals = [(row["epoch"], row["eval_return"]) for row in history if "eval_return" in row]
-        axes[1].plot(*zip(*evals), marker="o", label=name)
+        if evals:
+            axes[1].plot(*zip(*evals), marker="o", label=name)
         axes[2].plot(epochs, [row["clip_fraction"] for row in history], marker=".", label=name)
     if kl_budget is not None:
         axes[0].axhline(kl_budget, color="gray", ls="--", lw=1, label=f"typical PPO step ({kl_budget})")
     axes[0].set_yscale("log")
-    axes[0].set_title(r"KL($\pi_{old}\,\|\,\pi_\theta$) on the batch")
+    axes[0].set_title(r"KL($\pi_{old}\,\|\,\pi_\theta$) on the batch (0 drawn at 1e-6)")
     axes[1].set_title("evaluated return (fresh episodes)")
     axes[2].set_title(r"clip fraction ($|r_t - 1| > \epsilon$)")
     for ax in axes:
@@ -94,6 +95,9 @@ def plot_objective_along_line(line: dict[str, list[float]], epsilon: float = 0.2
     ax.plot(alpha, line["cpi"], label=r"$L^{CPI}$")
     ax.plot(alpha, line["clip"], label=rf"$L^{{CLIP}}$ (ε = {epsilon:g})")
     ax.plot(alpha, line["kl"], label=r"$\hat E_t[KL(\pi_{old}\,\|\,\pi)]$")
+    if "clip_term" in line:  # the paper's fourth curve: the clipped term alone, without the min
+        ax.plot(alpha, line["clip_term"], ls="--", color="C1", alpha=0.6,
+                label=r"$\hat E_t[\mathrm{clip}(r_t, 1-\epsilon, 1+\epsilon)\hat A_t]$")
     ax.axvline(1.0, color="gray", ls=":", lw=1)
     ax.set_xlabel(r"interpolation factor $\alpha$  ($\theta = \theta_{old} + \alpha(\theta_{new} - \theta_{old})$)")
     ax.set_title("Surrogate objectives along the update direction")

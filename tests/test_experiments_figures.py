@@ -63,6 +63,11 @@ def test_clipped_objective_is_below_cpi_along_the_update_line(old_agent_and_batc
     assert line["cpi"][0] == pytest.approx(line["clip"][0], abs=1e-6)
     assert all(c <= p + 1e-6 for c, p in zip(line["clip"], line["cpi"]))
     assert line["kl"][-1] > line["kl"][1] > 0
+    # the paper's fourth curve, the clipped term alone: L^CLIP, a mean of minimums, lies below
+    # both means, and far out the clipped term (flat once every ratio is clipped) is above it
+    assert line["clip_term"][0] == pytest.approx(line["cpi"][0], abs=1e-6)
+    assert all(c <= min(p, t) + 1e-6 for c, p, t in zip(line["clip"], line["cpi"], line["clip_term"]))
+    assert line["clip_term"][-1] > line["clip"][-1] + 1e-3
 
 
 @pytest.mark.parametrize("adv, r, expected", [(1, 1.5, 1.2), (1, 0.5, 0.5), (-1, 0.5, -0.8), (-1, 1.5, -1.5)])

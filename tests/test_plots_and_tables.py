@@ -364,6 +364,15 @@ def test_plot_objective_along_line_draws_both_surrogates_and_kl_against_alpha():
     assert "ε = 0.3" in labels[1]
 
 
+def test_plot_objective_along_line_draws_the_clipped_term_as_the_papers_fourth_curve():
+    line = {"alpha": [0.0, 0.5, 1.0, 1.5], "cpi": [0.0, 0.1, 0.2, 0.3], "clip_term": [0.0, 0.1, 0.15, 0.15],
+            "clip": [0.0, 0.09, 0.12, 0.05], "kl": [0.0, 0.002, 0.008, 0.02]}
+    (ax,) = plot_objective_along_line(line, epsilon=0.2).axes
+    np.testing.assert_array_equal(ax.lines[3].get_ydata(), line["clip_term"])
+    assert ax.lines[3].get_linestyle() == "--"
+    assert "clip" in legend_labels(ax)[3] and len(legend_labels(ax)) == 4
+
+
 # ---------------------------------------------------------------- ppo_edu.experiments.train_vanilla_pg
 
 
