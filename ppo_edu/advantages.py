@@ -262,9 +262,11 @@ def fit_critic(agent, iterations: int = 20, num_envs: int = 8, num_steps: int = 
     feeding the last hidden layer, and raising V that way drives each of its tanh units to
     the end that matches its output weight's sign. Once they saturate, no gradient flows
     through them: the output layer still learns, but it can only move V by the same amount
-    in every state. Without the shift, on 4 of lesson 3's seeds 1-8 the explained variance
-    was still below 0.15 after 150 iterations (0 to six decimals on two). The shift is the
-    best constant correction for this rollout's targets (which depend on V themselves).
+    in every state. Without the shift (lesson 3's snapshots, seeds 1-8, measured 2026-12-05),
+    the explained variance after 10 iterations was -0.04 to 0.08, against 0.28 to 0.94 with
+    it; after 150 the critics had caught up on seven seeds, and on seed 3 it was still 0 to
+    four decimals. The shift is the best constant correction for this rollout's targets
+    (which depend on V themselves).
     """
     from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 
