@@ -67,6 +67,33 @@ def test_prefix_potentials_equal_scoring_every_prefix_on_its_own(tiny):
         assert (phi[b, L:] == 0).all()
 
 
+def test_prefix_potentials_of_long_prompts_take_several_passes_and_stay_exact(tiny):
+    """Prompt + response fits the context, but not the text plus one EOS per prefix (which
+    used to raise "more than the reward model's context" mid-training): the EOS tokens are
+    scored in groups, each prefix still exactly as on its own."""
+    lm, tokenizer, rm = tiny
+    long_prompt = " ".join(["The film was long and the plot was thin"] * 11) + " and slow"  # 101 tokens
+    q, qm = encode_prompts(tokenizer, [long_prompt, "Funny"], 128, 20, add_bos=True)
+    gen = generate(lm, q, qm, 20, tokenizer.eos_token_id, tokenizer.pad_token_id, 1.0,
+                   torch.Generator().manual_seed(24))  # a seed whose long-prompt response runs to 20
+    P, L = int(qm[0].sum()) - 1, int(gen.response_lengths[0])  # without the BOS
+    assert P + L <= 128 < P + 2 * L - 1, (P, L)  # one pass would not fit
+    passes = []
+    hook = rm.transformer.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        phi = prefix_potentials(rm, gen, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    finally:
+        hook.remove()
+    assert len(passes) == 3  # 128 - (101 + 19) = 8 EOS tokens a pass
+    eos = tokenizer.eos_token_id
+    for b in range(2):
+        prompt = gen.query_ids[b][gen.query_mask[b].bool()].tolist()[1:]
+        for t in range(int(gen.response_lengths[b])):
+            with torch.no_grad():
+                alone = rm(input_ids=torch.tensor([prompt + gen.response_ids[b, :t].tolist() + [eos]])).logits.item()
+            assert phi[b, t].item() == pytest.approx(alone, abs=1e-4), (b, t)
+
+
 def test_the_reward_models_potentials_follow_its_score_of_the_text(tiny):
     """The potential of the last prefix is close to the score of the whole response."""
     from ppo_edu.lm import reward_fn_from_model

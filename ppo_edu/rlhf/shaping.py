@@ -63,11 +63,41 @@ def _prompt_without_bos(generation: Generation, row: int, bos_id: int | None) ->
     return prompt[1:] if prompt and bos_id is not None and prompt[0] == bos_id else prompt
 
 
+def _score_eos_group(reward_model, rows, lengths, first: int, stop: int, pad_id: int, eos_id: int,
+                     phi: torch.Tensor) -> None:
+    """Fill ``phi[b, t]`` for t in [first, stop): row b holds its text, then one EOS per t."""
+    counts = [max(0, min(stop, L) - first) for L in lengths]
+    width = max(len(p) + len(r) + k for (p, r), k in zip(rows, counts))
+    B = len(rows)
+    ids = torch.full((B, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((B, width), dtype=torch.long)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(B, 1, 1)  # padding reads itself: no empty row
+    for b, ((prompt, response), k) in enumerate(zip(rows, counts)):
+        n = len(prompt) + len(response)
+        ids[b, :n] = torch.tensor(prompt + response, dtype=torch.long)
+        ids[b, n:n + k] = eos_id
+        positions[b, :n] = torch.arange(n)
+        positions[b, n:n + k] = len(prompt) + first + torch.arange(k)
+        allowed[b, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+        seen = torch.arange(width) < (len(prompt) + first + torch.arange(k))[:, None]  # EOS t sees P + t tokens
+        allowed[b, n:n + k] |= seen
+    device = next(reward_model.parameters()).device
+    dtype = next(reward_model.parameters()).dtype  # an additive mask must match the model's dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    hidden = reward_model.transformer(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                      position_ids=positions.to(device)).last_hidden_state
+    scores = reward_model.score(hidden).squeeze(-1).float().cpu()
+    for b, ((prompt, response), k) in enumerate(zip(rows, counts)):
+        n = len(prompt) + len(response)
+        phi[b, first:first + k] = scores[b, n:n + k]
+
+
 @torch.no_grad()
 def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
                       eos_id: int) -> torch.Tensor:
     """Phi ``(B, R)``: the score of the prompt and the first t response tokens, then EOS, for
-    t = 0 .. L-1 of each response (0 on padding), in one forward pass.
+    t = 0 .. L-1 of each response (0 on padding), in one forward pass (more when long
+    prompts leave the context too little room for one EOS per prefix).
 
     ``reward_model``: a one-output ``GPT2ForSequenceClassification`` (``.transformer`` and
     ``.score``) over the policy's own token ids, trained on text followed by EOS. The
@@ -83,36 +113,23 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     if reward_model.config.num_labels != 1:
         raise ValueError(f"a reward model has one output, this one has {reward_model.config.num_labels}")
     pad_id = reward_model.config.pad_token_id
-    device = next(reward_model.parameters()).device
+    context = reward_model.config.n_positions
     B = generation.query_ids.shape[0]
     lengths = generation.response_lengths.tolist()
     rows = [(_prompt_without_bos(generation, b, bos_id), generation.response_ids[b, :lengths[b] - 1].tolist())
             for b in range(B)]
-    width = max(len(p) + len(r) + L for (p, r), L in zip(rows, lengths))
-    if width > reward_model.config.n_positions:
-        raise ValueError(f"prompt + response + one EOS per prefix is {width} tokens, more than the reward "
-                         f"model's context of {reward_model.config.n_positions}")
-    ids = torch.full((B, width), pad_id, dtype=torch.long)
-    positions = torch.zeros((B, width), dtype=torch.long)
-    allowed = torch.eye(width, dtype=torch.bool).repeat(B, 1, 1)  # padding reads itself: no empty row
-    for b, ((prompt, response), L) in enumerate(zip(rows, lengths)):
-        n = len(prompt) + len(response)
-        ids[b, :n] = torch.tensor(prompt + response, dtype=torch.long)
-        ids[b, n:n + L] = eos_id
-        positions[b, :n] = torch.arange(n)
-        positions[b, n:n + L] = len(prompt) + torch.arange(L)
-        allowed[b, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
-        seen = torch.arange(width) < (len(prompt) + torch.arange(L))[:, None]  # EOS t sees P + t tokens
-        allowed[b, n:n + L] |= seen
-    dtype = next(reward_model.parameters()).dtype  # an additive mask must match the model's dtype
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
-    hidden = reward_model.transformer(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                      position_ids=positions.to(device)).last_hidden_state
-    scores = reward_model.score(hidden).squeeze(-1).float().cpu()
+    # EOS number t sits at position len(prompt) + t: the longest scored prefix must fit the context
+    longest = max(len(p) + L for (p, _), L in zip(rows, lengths))
+    if longest > context:
+        raise ValueError(f"a prompt and its response are {longest} tokens, more than the reward model's "
+                         f"context of {context}")
+    # One pass holds every row's text and a group of its EOS tokens: as many as the context
+    # leaves room for after the longest text (all of them, unless prompts are long).
+    group = context - max(len(p) + len(r) for p, r in rows)
     phi = torch.zeros(generation.response_ids.shape)
-    for b, ((prompt, response), L) in enumerate(zip(rows, lengths)):
-        n = len(prompt) + len(response)
-        phi[b, :L] = scores[b, n:n + L]
+    for first in range(0, max(lengths), group):
+        _score_eos_group(reward_model, rows, lengths, first, min(first + group, max(lengths)),
+                         pad_id, eos_id, phi)
     return phi.to(generation.response_ids.device)
 
 
