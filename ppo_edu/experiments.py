@@ -28,7 +28,13 @@ from ppo_edu._checks import require_count
 from ppo_edu.advantages import gae_from_rollout
 from ppo_edu.agents import ActorCritic
 from ppo_edu.evaluate import evaluate
-from ppo_edu.objectives import approx_kl, categorical_kl, clipped_surrogate, cpi_surrogate, probability_ratio
+from ppo_edu.objectives import (
+    approx_kl,
+    categorical_kl,
+    clipped_surrogate,
+    cpi_surrogate,
+    probability_ratio,
+)
 from ppo_edu.ppo import normalize_advantages
 from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 

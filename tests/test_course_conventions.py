@@ -120,7 +120,7 @@ def test_environment_yml_lists_the_package_dependencies():
             assert dep in env, f"environment.yml lacks {dep}"
     # torch: the version make setup and CI install, so conda users get the numbers the lessons quote
     pin = re.search(r"torch==([0-9.]+)", (ROOT / "Makefile").read_text()).group(1)
-    assert re.search(rf"^\s*- torch=={re.escape(pin)}$", env, re.M), f"environment.yml should pin torch=={pin}"
+    assert re.search(rf"^\s*- torch=={re.escape(pin)}$", env, re.MULTILINE), f"environment.yml should pin torch=={pin}"
 
 
 def test_profile_comes_from_the_environment(monkeypatch):

@@ -150,10 +150,10 @@ def test_non_tensor_input_is_a_type_error():
 
 # Padding holding inf or NaN (a -inf old log-prob where nothing was sampled, say): the value
 # is masked, and the backward pass must be too (0 * inf is NaN, and it would reach the weights).
-PADDED = dict(new=torch.tensor([[0.1, 0.2, 99.0, 0.0]]),
-              old=torch.tensor([[0.0, 0.0, 0.0, float("-inf")]]),
-              adv=torch.tensor([[1.0, -1.0, float("inf"), float("nan")]]),
-              mask=torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+PADDED = {"new": torch.tensor([[0.1, 0.2, 99.0, 0.0]]),
+          "old": torch.tensor([[0.0, 0.0, 0.0, float("-inf")]]),
+          "adv": torch.tensor([[1.0, -1.0, float("inf"), float("nan")]]),
+          "mask": torch.tensor([[1.0, 1.0, 0.0, 0.0]])}
 
 
 @pytest.mark.parametrize("objective", [

@@ -464,7 +464,7 @@ def test_animate_refuses_no_frames():
         animation.animate([])
 
 
-@pytest.mark.parametrize("bad", [dict(downscale=0), dict(downscale=-1), dict(fps=0), dict(fps=2.5)])
+@pytest.mark.parametrize("bad", [{"downscale": 0}, {"downscale": -1}, {"fps": 0}, {"fps": 2.5}])
 def test_animate_refuses_a_scale_or_rate_that_is_not_a_count(bad):
     from ppo_edu import animation
 
