@@ -68,13 +68,14 @@ def save_l_clip(path: Path | str = ASSETS / "l_clip.png", epsilon: float = 0.2) 
 def plot_surrogate_epochs(histories: dict[str, list[dict]], kl_budget: float | None = 0.02):
     """KL(pi_old || pi), evaluated return and clip fraction per epoch, one line per objective."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, history in histories.items():
+    for i, (name, history) in enumerate(histories.items()):
+        color = f"C{i}"  # one colour per run in every panel, also when a run has no evaluations
         epochs = [row["epoch"] for row in history]
-        axes[0].plot(epochs, [max(row["kl"], 1e-6) for row in history], marker=".", label=name)
+        axes[0].plot(epochs, [max(row["kl"], 1e-6) for row in history], marker=".", label=name, color=color)
         evals = [(row["epoch"], row["eval_return"]) for row in history if "eval_return" in row]
         if evals:
-            axes[1].plot(*zip(*evals), marker="o", label=name)
-        axes[2].plot(epochs, [row["clip_fraction"] for row in history], marker=".", label=name)
+            axes[1].plot(*zip(*evals), marker="o", label=name, color=color)
+        axes[2].plot(epochs, [row["clip_fraction"] for row in history], marker=".", label=name, color=color)
     if kl_budget is not None:
         axes[0].axhline(kl_budget, color="gray", ls="--", lw=1, label=f"typical PPO step ({kl_budget})")
     axes[0].set_yscale("log")
@@ -96,7 +97,7 @@ def plot_objective_along_line(line: dict[str, list[float]], epsilon: float = 0.2
     ax.plot(alpha, line["clip"], label=rf"$L^{{CLIP}}$ (ε = {epsilon:g})")
     ax.plot(alpha, line["kl"], label=r"$\hat E_t[KL(\pi_{old}\,\|\,\pi)]$")
     if "clip_term" in line:  # the paper's fourth curve: the clipped term alone, without the min
-        ax.plot(alpha, line["clip_term"], ls="--", color="C1", alpha=0.6,
+        ax.plot(alpha, line["clip_term"], ls="--", color="C3",
                 label=r"$\hat E_t[\mathrm{clip}(r_t, 1-\epsilon, 1+\epsilon)\hat A_t]$")
     ax.axvline(1.0, color="gray", ls=":", lw=1)
     ax.set_xlabel(r"interpolation factor $\alpha$  ($\theta = \theta_{old} + \alpha(\theta_{new} - \theta_{old})$)")

@@ -344,6 +344,17 @@ def test_plot_surrogate_epochs_draws_kl_evaluated_return_and_clip_fraction_per_o
         assert len({line.get_color() for line in (kl_ax.lines[i], return_ax.lines[i], clip_ax.lines[i])}) == 1
 
 
+def test_plot_surrogate_epochs_keeps_each_runs_colour_when_one_has_no_evaluations():
+    plain = [{"epoch": e, "kl": 0.01 * e, "clip_fraction": 0.0} for e in range(3)]  # never evaluated
+    evaluated = [{**row, "eval_return": 100.0} for row in plain]
+    kl_ax, return_ax, clip_ax = plot_surrogate_epochs({"a": plain, "b": evaluated}, kl_budget=None).axes
+    (b_return,) = return_ax.lines  # "a" draws nothing there
+    assert matplotlib.colors.same_color(b_return.get_color(), kl_ax.lines[1].get_color())
+    assert matplotlib.colors.same_color(b_return.get_color(), clip_ax.lines[1].get_color())
+    assert not matplotlib.colors.same_color(kl_ax.lines[0].get_color(), kl_ax.lines[1].get_color())
+    assert "0 drawn at 1e-6" in kl_ax.get_title()
+
+
 def test_plot_surrogate_epochs_without_a_kl_budget_draws_no_budget_line():
     history = [{"epoch": e, "kl": 0.01 * e, "clip_fraction": 0.0, "eval_return": 100.0} for e in range(3)]
     kl_ax = plot_surrogate_epochs({"L^CPI": history}, kl_budget=None).axes[0]
@@ -370,6 +381,8 @@ def test_plot_objective_along_line_draws_the_clipped_term_as_the_papers_fourth_c
     (ax,) = plot_objective_along_line(line, epsilon=0.2).axes
     np.testing.assert_array_equal(ax.lines[3].get_ydata(), line["clip_term"])
     assert ax.lines[3].get_linestyle() == "--"
+    # a colour of its own, not L^CLIP's
+    assert not matplotlib.colors.same_color(ax.lines[3].get_color(), ax.lines[1].get_color())
     assert "clip" in legend_labels(ax)[3] and len(legend_labels(ax)) == 4
 
 
