@@ -91,6 +91,20 @@ def test_a_finished_function_calling_an_unfinished_one_is_told_which(capsys):
     message = check_cpi.run(missing_kernel).message
     assert "raised NotImplementedError: The operator" in message and "not implemented yet" not in message
 
+    @torch.no_grad()
+    def decorated_stub(logprobs, old_logprobs, advantages):  # the stub itself, behind a decorator
+        raise NotImplementedError("exercise: replace this line with your solution")
+
+    def bare_helper(logprobs):
+        raise NotImplementedError
+
+    def calls_a_bare_helper(logprobs, old_logprobs, advantages):
+        return bare_helper(logprobs)
+
+    assert check_cpi.run(decorated_stub).message.startswith("⏳ CPI surrogate L^CPI: not implemented yet")
+    message = check_cpi.run(calls_a_bare_helper).message
+    assert "raised NotImplementedError in `bare_helper`" in message and "_fn" not in message
+
 
 @pytest.mark.parametrize(
     "wrong, hint",

@@ -88,11 +88,14 @@ def _unfinished(fn: Callable, exc: NotImplementedError) -> str | None:
         frames.append(tb.tb_frame.f_code)
         tb = tb.tb_next
     # the stub line tools/build_notebooks.py writes, or a learner's own bare placeholder
-    if not (str(exc) == "" or str(exc).startswith("exercise:")):
+    stub_line = str(exc).startswith("exercise:")
+    if not (stub_line or str(exc) == ""):
         return f"your function raised NotImplementedError: {exc}"  # torch's, say: not a stub
-    own = getattr(fn, "__code__", None)
+    own = getattr(inspect.unwrap(fn), "__code__", None)  # through @torch.no_grad() and the like
     if own is None or frames[-1] is own:
         return None
+    if not stub_line:  # a bare one from a helper or a library
+        return f"your function raised NotImplementedError in `{frames[-1].co_name}`, which it calls"
     return (f"your function calls `{frames[-1].co_name}`, which is not implemented yet. Call the "
             "function an earlier check cell returned instead (the `..._fn` name): it is yours "
             "once yours passes, and the reference until then")
