@@ -62,7 +62,7 @@ def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> 
     if seed is not None:
         if "seed" not in settings:
             raise ValueError(f"{SEED_ENV} is set, but the settings cell has no seed to replace")
-        if not seed.strip().isdigit():
+        if not seed.strip().isdecimal() or not seed.strip().isascii():
             raise ValueError(f"{SEED_ENV}={seed!r} is not a seed; use a whole number >= 0")
         settings["seed"] = int(seed)
     print(f"profile: {profile}  (set {PROFILE_ENV}=fast|full to change)")

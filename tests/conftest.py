@@ -12,6 +12,9 @@ import pytest
 import torch
 
 os.environ.setdefault("PPO_EDU_PROFILE", "fast")
+# The suite checks the lessons' asserts on their own seeds, whatever a seed sweep left in the
+# shell (PPO_EDU_SEED, ppo_edu.notebook); nbval's kernels inherit this process's environment.
+os.environ.pop("PPO_EDU_SEED", None)
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

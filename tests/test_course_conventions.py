@@ -148,7 +148,7 @@ def test_a_seed_from_the_environment_replaces_the_settings_seed(monkeypatch, cap
     assert notebook.settings_for(profiles) == {"seed": 7, "steps": 10}
     assert "seed = 7  (from PPO_EDU_SEED; the lesson's text quotes seed 0's run)" in capsys.readouterr().out
     assert profiles["fast"]["seed"] == 0  # the cell's own dict is left alone
-    for bad in ("-1", "1.5", "seven", ""):
+    for bad in ("-1", "1.5", "seven", "", "²"):  # "²".isdigit() is True
         monkeypatch.setenv("PPO_EDU_SEED", bad)
         with pytest.raises(ValueError, match=f"PPO_EDU_SEED={bad!r} is not a seed"):
             notebook.settings_for(profiles)
