@@ -89,7 +89,8 @@ class PPOConfig:
     use_clipping: bool = True
     """False optimises L^CPI instead of L^CLIP (the ablation)."""
     clip_value_loss: bool = True
-    """clip V's change per update to +-clip_epsilon around the old value, as PPO2 does."""
+    """PPO2's pessimistic value loss: a state stops pulling once its V has moved clip_epsilon
+    towards the target (no cap on how far V moves: shared weights and Adam carry it on)."""
     normalize_advantages: bool = True
     """standardise A_hat within each minibatch."""
     value_coef: float = 0.5
