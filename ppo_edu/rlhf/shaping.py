@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ppo_edu._checks import require_same_shape
+from ppo_edu.lm.reward import _context_length
 from ppo_edu.rlhf.advantages import _require_prefix_mask
 from ppo_edu.rlhf.generation import Generation
 
@@ -113,7 +114,7 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     if reward_model.config.num_labels != 1:
         raise ValueError(f"a reward model has one output, this one has {reward_model.config.num_labels}")
     pad_id = reward_model.config.pad_token_id
-    context = reward_model.config.n_positions
+    context = _context_length(reward_model)  # the one lookup ppo_edu.lm uses
     B = generation.query_ids.shape[0]
     lengths = generation.response_lengths.tolist()
     rows = [(_prompt_without_bos(generation, b, bos_id), generation.response_ids[b, :lengths[b] - 1].tolist())
