@@ -302,6 +302,31 @@ def test_train_tiny_lm_script_checks_its_output_folder_before_training(tmp_path,
     assert (busy / "README.md").read_text() == "somebody's notes"
 
 
+def test_train_tiny_lm_script_never_replaces_a_reward_model(tmp_path, capsys):
+    import shutil
+
+    from ppo_edu.lm import TINY_RM_DIR
+
+    tool = load_tool("train_tiny_lm")
+    # A copy, so that if this check is ever lost the test trains into tmp_path, not the shipped model
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    shutil.copy(TINY_RM_DIR / "config.json", rm / "config.json")
+    small = ["--epochs", "1", "--n-embd", "32", "--n-layer", "1", "--n-head", "2", "--vocab-size", "1024",
+             "--max-steps-per-epoch", "1"]
+    with pytest.raises(SystemExit) as exit_info:  # passed every check, and 24 minutes later replaced it
+        tool.main(small + ["--out", str(rm)])
+    assert exit_info.value.code == 2
+    assert "holds a GPT2ForSequenceClassification, and this script writes a GPT2LMHeadModel" in capsys.readouterr().err
+    assert sorted(path.name for path in rm.iterdir()) == ["config.json"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        tool.main(small + ["--out", str(broken)])
+    assert "its config.json is not a JSON object" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "5000"], "an epoch would have no step"),  # trained 0 steps and shipped it
     (["--lr", "1000", "--warmup-steps", "0", "--max-steps-per-epoch", "4"], "training diverged"),

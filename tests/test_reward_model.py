@@ -411,6 +411,10 @@ def test_train_reward_model_script_never_writes_over_the_model_it_starts_from(tm
             tool.main(args)
         assert exit_info.value.code == 2 and "writing there would overwrite it" in capsys.readouterr().err
     assert (lm / "model.safetensors").read_bytes() == before
+    other = shutil.copytree(TINY_LM_DIR, tmp_path / "another-lm")  # not --lm, but a language model all the same
+    with pytest.raises(SystemExit):
+        tool.main(["--lm", str(lm), "--out", str(other), "--epochs", "1", "--train-snippets", "2"])
+    assert "holds a GPT2LMHeadModel, and this script writes a GPT2ForSequenceClassification" in capsys.readouterr().err
 
 
 def test_train_reward_model_script_writes_to_scratch_by_default():

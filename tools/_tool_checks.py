@@ -3,17 +3,22 @@ end in an error about where it was asked to write, or overwrite what it started 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
-def out_dir_problem(out: str | Path, protected: dict[str, str | Path] | None = None) -> str | None:
+def out_dir_problem(out: str | Path, protected: dict[str, str | Path] | None = None,
+                    writes: str | None = None) -> str | None:
     """Why ``--out`` cannot take a model directory, or None.
 
     It must be a new folder, an empty one, or a model directory (``config.json``) to be
     replaced; the scripts write ``config.json``, ``model.safetensors``, tokenizer files,
     ``README.md`` and ``training_log.json`` into it, so ``--out .`` would overwrite the
     repository's README. ``protected`` maps a description to a path ``--out`` must not be
-    (the reward-model script's ``--lm``: the model it starts from)."""
+    (the reward-model script's ``--lm``: the model it starts from). ``writes`` is the architecture
+    the script saves (``"GPT2LMHeadModel"``): a model directory holding another one, such as
+    the shipped reward model given to the language-model script, is refused rather than
+    replaced by a model of a different kind."""
     out = Path(out)
     for what, path in (protected or {}).items():
         if out.resolve() == Path(path).resolve():
@@ -24,6 +29,15 @@ def out_dir_problem(out: str | Path, protected: dict[str, str | Path] | None = N
         return (f"--out {out} holds other files and is not a model directory (no config.json): the "
                 "script would write config.json, model.safetensors, README.md and training_log.json "
                 "among them; pass a new or empty folder")
+    if writes is not None and (out / "config.json").is_file():
+        try:
+            found = json.loads((out / "config.json").read_text()).get("architectures") or []
+        except (ValueError, AttributeError):
+            return f"--out {out}: its config.json is not a JSON object; pass a new or empty folder"
+        if writes not in found:
+            return (f"--out {out} holds a {', '.join(map(str, found)) or 'model of unknown architecture'}, "
+                    f"and this script writes a {writes}: pass a new or empty folder, or a {writes} "
+                    "directory to replace")
     return None
 
 

@@ -118,7 +118,8 @@ def check_config(cfg: RMConfig) -> str | None:
     if cfg.train_snippets < 0 or cfg.train_snippets == 1:
         return f"--train-snippets must be 0 (all) or >= 2, got {cfg.train_snippets}"
     return out_dir_problem(cfg.out, {"--lm, the language model this run starts from": cfg.lm,
-                                     "the shipped language model": TINY_LM_DIR})
+                                     "the shipped language model": TINY_LM_DIR},
+                           writes="GPT2ForSequenceClassification")
 
 
 def main(argv: list[str] | None = None) -> int:

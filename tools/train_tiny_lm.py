@@ -121,7 +121,7 @@ def check_config(cfg: LMConfig) -> str | None:
         return f"--weight-decay must be a finite number >= 0, got {cfg.weight_decay}"
     if cfg.seed < 0:
         return f"--seed must be >= 0 (it seeds numpy), got {cfg.seed}"
-    return out_dir_problem(cfg.out)
+    return out_dir_problem(cfg.out, writes="GPT2LMHeadModel")
 
 
 def lr_at(step: int, total: int, cfg: LMConfig) -> float:
