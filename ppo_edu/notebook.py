@@ -71,3 +71,24 @@ def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> 
                   if key == "seed" and seed is not None else "")
         print(f"  {key} = {value}{origin}")
     return settings
+
+
+def expect(condition: Any, message: str, *, measured: bool = True) -> bool:
+    """A lesson's check of a claim: an ``AssertionError`` if it fails where its threshold was measured.
+
+    Some thresholds were measured on one setup only (lesson 6's, on the tiny offline models:
+    nobody has run GPT-2 on a GPU with them yet). There ``measured=False``: a failure is
+    printed, with that caveat, instead of stopping "Run all" halfway through the lesson.
+    Returns whether the claim held.
+    """
+    if not isinstance(measured, bool):
+        raise TypeError(f"measured must be True or False, got {measured!r}")
+    held = bool(condition)
+    if held:
+        return True
+    if measured:
+        raise AssertionError(message)
+    print(f"NOT AS EXPECTED: {message}\n  (this check's threshold was measured on the offline setup only, "
+          "not on this one: read it as a finding about your run, and the text's numbers as the offline "
+          "run's)")
+    return False

@@ -193,3 +193,21 @@ def test_the_course_map_names_the_repository_it_points_at(monkeypatch):
     monkeypatch.setattr(build_notebooks, "GITHUB_REPO", "someone/ppo-edu")
     text = build_notebooks.course_map()
     assert "`github.com/someone/ppo-edu`, branch `main`" in text and "placeholder" not in text
+
+
+def test_expect_asserts_where_measured_and_prints_elsewhere(capsys):
+    assert notebook.expect(1 < 2, "never shown") is True
+    with pytest.raises(AssertionError, match="the score did not rise"):
+        notebook.expect(False, "the score did not rise")
+    assert notebook.expect(False, "the score did not rise", measured=False) is False
+    out = capsys.readouterr().out
+    assert "NOT AS EXPECTED: the score did not rise" in out and "offline setup only" in out
+    with pytest.raises(TypeError, match="measured must be True or False"):
+        notebook.expect(False, "x", measured="offline")  # a truthy string would have asserted by accident
+
+
+def test_lesson_6_checks_trained_models_with_expect_and_asserts_offline():
+    source = "\n".join(text(c) for c in cells(ROOT / "notebooks" / "06_rlhf_ppo.ipynb", "code"))
+    assert 'MEASURED = SETUP == "offline"' in source  # so the offline run, and CI, assert every one
+    calls = source.count("expect(")
+    assert calls >= 10 and source.count("measured=MEASURED)") == calls
