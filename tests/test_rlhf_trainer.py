@@ -295,6 +295,17 @@ def test_an_unfrozen_reference_is_rejected(tok):
         RLHFTrainer(policy, toy_lm(tok), tok, vowel_share, PROMPTS, RLHFConfig())
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_policy_is_rejected(tok, dtype):
+    """Plain Adam on 2-byte weights: bf16 rounds lr-sized steps away, fp16 underflows Adam's moments."""
+    policy = PolicyWithValueHead(toy_lm(tok).to(dtype))
+    reference = frozen_reference(policy)
+    with pytest.raises(ValueError, match=f"trainable parameters are {str(dtype)[6:]}.*float32"):
+        RLHFTrainer(policy, reference, tok, vowel_share, PROMPTS, RLHFConfig())
+    frozen_half = PolicyWithValueHead(toy_lm(tok))  # a 2-byte reference is the learner's choice
+    RLHFTrainer(frozen_half, frozen_reference(frozen_half).to(dtype), tok, vowel_share, PROMPTS, RLHFConfig())
+
+
 def test_a_reference_in_training_mode_is_rejected(tok):
     """Frozen weights are not enough: with dropout on, the reference's log-probs are noisy
     and the KL is non-zero even when its weights equal the policy's."""
