@@ -175,6 +175,15 @@ def test_load_reviews_imdb_without_datasets_says_how_to_install(monkeypatch):
         load_reviews("imdb", "train")
 
 
+def test_load_reviews_imdb_offline_says_what_to_use_instead(monkeypatch):
+    def load_dataset(name, split):  # what datasets 5.2 raises with no network
+        raise ConnectionError("Couldn't reach 'stanfordnlp/imdb' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    with pytest.raises(OSError, match=r"(?s)Couldn't reach.*network access.*load_reviews\('snippets'\)"):
+        load_reviews("imdb", "train")
+
+
 def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
     calls = []
 

@@ -155,7 +155,12 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
                 "pip install 'ppo-edu[colab]' (or pip install datasets). "
                 "Offline, use load_reviews('snippets') instead."
             ) from exc
-        ds = datasets.load_dataset(IMDB_DATASET, split=_IMDB_SPLITS[split])
+        try:
+            ds = datasets.load_dataset(IMDB_DATASET, split=_IMDB_SPLITS[split])
+        except OSError as exc:  # ConnectionError offline (after about 24 s of retries), or not found
+            raise OSError(f"could not load IMDB ({IMDB_DATASET!r}) from the Hugging Face hub: {exc}\n"
+                          "It needs network access (on Colab it works); offline, use "
+                          "load_reviews('snippets') instead.") from exc
         if max_examples is not None:
             ds = ds.select(_random_subset(len(ds), max_examples, seed))
         texts = [re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", t)).strip() for t in ds["text"]]
