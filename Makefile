@@ -9,7 +9,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test test-full test-kernels figures exercises bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile  # the Makefile pins torch: a new pin reinstalls
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned here only (pyproject leaves it unpinned: Colab brings its own). A CPU wheel already in

@@ -339,6 +339,18 @@ def test_train_tiny_lm_script_stops_on_an_empty_or_diverged_run(tmp_path, args, 
     assert not (tmp_path / "lm").exists()
 
 
+def test_training_scripts_help_explains_their_options(capsys):
+    from test_reward_model import load_rm_tool
+
+    for tool, option, words in ((load_tool("train_tiny_lm"), "--max-steps-per-epoch", "0 = whole epochs"),
+                                (load_rm_tool(), "--train-snippets", "0 = the whole train split")):
+        with pytest.raises(SystemExit):
+            tool.main(["--help"])
+        usage = " ".join(capsys.readouterr().out.split())
+        assert f"{option} {option[2:].upper().replace('-', '_')} {words}" in usage  # the field's docstring
+        assert "(default: 0)" in usage and "(default: 1)" in usage  # --threads
+
+
 def test_train_tiny_lm_script_writes_to_scratch_by_default():
     tool = load_tool("train_tiny_lm")
     out = Path(tool.LMConfig().out)

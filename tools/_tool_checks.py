@@ -3,7 +3,11 @@ end in an error about where it was asked to write, or overwrite what it started 
 
 from __future__ import annotations
 
+import argparse
+import ast
+import inspect
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -50,3 +54,17 @@ def library_versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__, "numpy": numpy.__version__}
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One ``--option`` per field of the settings dataclass, with its docstring and default as help."""
+    tree = ast.parse(inspect.getsource(config_class)).body[0]
+    docs = {}
+    for node, after in zip(tree.body, tree.body[1:] + [None]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    for field, default in asdict(config_class()).items():
+        help_text = (docs.get(field, "") + " (default: %(default)s)").strip()
+        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default,
+                            help=help_text.replace("%", "%%").replace("%%(default)s", "%(default)s"))

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _tool_checks import library_versions, out_dir_problem
+from _tool_checks import add_config_options, library_versions, out_dir_problem
 
 from ppo_edu.lm import bradley_terry as bt
 from ppo_edu.lm.data import load_reviews, load_snippets
@@ -71,11 +71,13 @@ class RMConfig:
     out: str = str(ROOT / "runs" / "tiny-gpt2-rm")
     """where to write; the shipped reward model is ppo_edu/data/tiny-gpt2-rm (pass it to replace that)."""
     seed: int = 0
+    """seeds torch and numpy (>= 0)."""
     threads: int = 1
     """torch CPU threads; 1 is reproducible and, on a busy 2-core machine, fastest."""
     margin: float = 1.0
     """train on pairs whose mean ratings differ by at least this (scale points on [-4, 4])."""
     eval_margin: float = 1.0
+    """the validation and test accuracy count pairs whose mean ratings differ by at least this."""
     epochs: int = 5
     batch_size: int = 64
     lr: float = 3e-4
@@ -124,8 +126,7 @@ def check_config(cfg: RMConfig) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field, default in asdict(RMConfig()).items():
-        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    add_config_options(parser, RMConfig)
     cfg = RMConfig(**vars(parser.parse_args(argv)))
     problem = check_config(cfg)
     if problem:

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _tool_checks import library_versions, out_dir_problem
+from _tool_checks import add_config_options, library_versions, out_dir_problem
 
 from ppo_edu.lm.data import load_snippets
 from ppo_edu.lm.tokenizer import train_tokenizer
@@ -73,6 +73,7 @@ class LMConfig:
     out: str = str(ROOT / "runs" / "tiny-gpt2")
     """where to write; the shipped model is ppo_edu/data/tiny-gpt2 (pass it to replace that)."""
     seed: int = 0
+    """seeds torch and numpy (>= 0)."""
     threads: int = 1
     """torch CPU threads; 1 is reproducible and, on a busy 2-core machine, fastest."""
     vocab_size: int = 4096
@@ -88,9 +89,11 @@ class LMConfig:
     """blocks of n_positions tokens per optimiser step."""
     lr: float = 4e-3
     min_lr_ratio: float = 0.1
+    """the cosine schedule decays the learning rate to lr times this."""
     warmup_steps: int = 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    """the gradient norm is clipped to this."""
     max_steps_per_epoch: int = 0
     """0 = whole epochs; a small number makes a quick smoke test."""
 
@@ -133,8 +136,7 @@ def lr_at(step: int, total: int, cfg: LMConfig) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field, default in asdict(LMConfig()).items():
-        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    add_config_options(parser, LMConfig)
     cfg = LMConfig(**vars(parser.parse_args(argv)))
     problem = check_config(cfg)
     if problem:
