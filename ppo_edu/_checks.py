@@ -76,3 +76,21 @@ def require_count(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+SEED_LIMIT = 2**64
+"""Seeds that torch and gymnasium both take are the integers in [0, 2**64): torch's
+``manual_seed`` (and ``torch.Generator.manual_seed``) takes up to 2**64 - 1 ("Overflow when
+unpacking long long" above), gymnasium's ``reset(seed=...)`` no negative one."""
+
+
+def require_seed(name: str, value) -> int:
+    """``value`` as an int, or ValueError unless it is a whole number in [0, 2**64)
+    (:data:`SEED_LIMIT`): a larger one fails inside torch with an error that names no argument."""
+    import numbers
+
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not 0 <= value < SEED_LIMIT):
+        raise ValueError(f"{name} must be an integer >= 0 and < 2**64 (gymnasium seeds only "
+                         f"non-negative integers, torch at most 2**64 - 1), got {value!r}")
+    return int(value)

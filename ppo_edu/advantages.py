@@ -88,6 +88,8 @@ def compute_gae(rewards, values, terminated, truncated, final_values, next_value
     episode (terminated or truncated). Returns (advantages, returns) with
     returns = advantages + values, the critic's target. Shapes (T, N).
     """
+    if lam is None:  # _validate reads None as "no lambda" (td_residuals has none); GAE needs one
+        raise ValueError("lam must be a number in [0, 1], got None")
     _validate(rewards, values, terminated, truncated, final_values, next_values, gamma, lam)
     deltas = td_residuals(rewards, values, terminated, truncated, final_values, next_values, gamma)
     episode_continues = 1.0 - (terminated.bool() | truncated.bool()).to(rewards.dtype)

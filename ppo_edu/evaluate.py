@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count
+from ppo_edu._checks import require_count, require_seed
 from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
@@ -33,7 +33,7 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
     early auto-reset and are masked out).
     """
     episodes = require_count("episodes", episodes)
-    seed = require_count("seed", seed, minimum=0)
+    seed = require_seed("seed", seed)  # torch.Generator takes < 2**64
     if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
         raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
@@ -84,7 +84,7 @@ class EvalTracker:
                  env_id: str = "CartPole-v1") -> None:
         self.every = require_count("every", every)
         self.episodes = require_count("episodes", episodes)
-        self.seed = require_count("seed", seed, minimum=0)
+        self.seed = require_seed("seed", seed)
         self.env_id = env_id
         self.evals: list[tuple[int, float]] = []
         self.best_agent: ActorCritic | None = None

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_device, require_same_shape, require_tensor
+from ppo_edu._checks import SEED_LIMIT, require_device, require_same_shape, require_tensor
 from ppo_edu.advantages import compute_gae
 from ppo_edu.agents import ActorCritic
 from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate
@@ -133,8 +133,9 @@ class PPOConfig:
             setattr(self, name, float(value))
         if not isinstance(self.env_id, str) or not self.env_id.strip():
             raise bad("env_id", "must be a gymnasium environment id (a non-empty string)")
-        if self.seed < 0:
-            raise bad("seed", "must be >= 0 (gymnasium seeds only non-negative integers)")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise bad("seed", "must be >= 0 and < 2**64 (gymnasium seeds only non-negative "
+                              "integers, torch at most 2**64 - 1)")
         if not (0.0 < self.gamma <= 1.0):
             raise bad("gamma", "must be in (0, 1]")
         if not (0.0 <= self.lam <= 1.0):
@@ -147,7 +148,7 @@ class PPOConfig:
                 raise bad(name, "must be >= 1")
         if self.total_timesteps < self.batch_size:
             raise bad("total_timesteps", f"must be at least one batch (num_envs * num_steps = "
-                                         f"{self.batch_size})")
+                                         f"{self.batch_size}; fewer trains no update)")
         if self.batch_size % self.minibatch_size != 0:
             raise bad("minibatch_size", f"must divide the batch size num_envs * num_steps = "
                                         f"{self.batch_size}")
@@ -372,12 +373,16 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
     ``history`` has one dict per update: ``env_steps``, ``wall_time`` (seconds since the
     start), ``episode_return`` (mean return of the episodes that ended in this rollout,
     NaN if none did), the losses and the diagnostics. ``callback(agent, record)`` runs
-    after each update; returning True stops training early.
+    after each update; returning True stops training early. ``config`` is validated again
+    here, so fields assigned after it was made are checked too.
     """
     config = PPOConfig() if config is None else config
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig (e.g. PPOConfig(seed=0)), got "
                         f"{type(config).__name__}")
+    # a field assigned after construction (config.total_timesteps = 100) skipped
+    # __post_init__'s checks: run them again, on a copy that the caller's config does not see
+    config = dataclasses.replace(config)
     device = require_device(device)
     start = time.perf_counter()
     with torch_threads(config.torch_threads):

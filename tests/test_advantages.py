@@ -194,6 +194,14 @@ def test_lambda_outside_unit_interval_is_rejected(lam):
         compute_gae(**random_rollout(), gamma=0.9, lam=lam)
 
 
+def test_gae_without_a_lambda_is_a_named_error():
+    """None means "no lambda" to the shared validator (td_residuals takes none), so GAE went
+    unchecked and failed in its recursion with "unsupported operand type(s) for *"."""
+    with pytest.raises(ValueError, match=r"lam must be a number in \[0, 1\], got None"):
+        compute_gae(**random_rollout(), gamma=0.9, lam=None)
+    assert td_residuals(**random_rollout(), gamma=0.9).shape == (40, 5)  # which takes no lambda
+
+
 def test_shape_mismatch_names_the_argument():
     data = random_rollout(T=5, N=2)
     data["values"] = data["values"][:4]

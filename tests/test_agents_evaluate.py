@@ -106,6 +106,24 @@ def test_a_time_limit_ends_the_episode_that_evaluation_counts():
     assert 50.0 in returns and min(returns) < 50  # some truncated by the limit, some terminated
 
 
+class SoftBalancer(ActorCritic):
+    """Balancer's preferences, held loosely: the preferred action has probability
+    e / (1 + e) = 0.73, so a policy that samples often takes the other one."""
+
+    def logits(self, obs):
+        push_right = obs[..., 2] > 0
+        return torch.stack([(~push_right).float(), push_right.float()], -1)
+
+
+def test_deterministic_evaluation_plays_the_most_likely_action():
+    """deterministic=True must take the argmax: the same episodes as an argmax loop, which a
+    sampled evaluation (of the same seed: the same start states) does not play."""
+    agent = SoftBalancer(4, 2)
+    greedy = [_play_alone("CartPole-v1", 5 + i, agent) for i in range(6)]
+    assert evaluate(agent, episodes=6, seed=5).returns == greedy
+    assert evaluate(agent, episodes=6, seed=5, deterministic=False).returns != greedy
+
+
 def test_evaluation_is_reproducible_for_a_seed():
     torch.manual_seed(0)
     agent = ActorCritic(4, 2)
@@ -120,6 +138,14 @@ def test_evaluation_is_reproducible_for_a_seed():
 def test_evaluation_needs_at_least_one_episode():
     with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
         evaluate(ActorCritic(4, 2), episodes=0)
+
+
+def test_evaluation_seeds_must_fit_torch():
+    """torch.Generator takes seeds below 2**64: above, it failed with "Overflow when unpacking
+    long long", which names no argument."""
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 and < 2\*\*64.*got 18446744073709551616"):
+        evaluate(ActorCritic(4, 2), episodes=2, seed=2**64)
+    assert len(evaluate(ActorCritic(4, 2), episodes=2, seed=2**64 - 1).returns) == 2  # the largest
 
 
 def test_numpy_policy_matches_act_on_the_same_random_stream():
@@ -229,6 +255,7 @@ def test_tracker_changes_nothing_in_training_and_its_best_agent_evaluates_as_rec
     ({"every": 2048.0}, "every must be an integer >= 1"),
     ({"episodes": 0}, "episodes must be an integer >= 1"),
     ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"seed": 2**64}, r"seed must be an integer >= 0 and < 2\*\*64"),  # what torch seeds
 ])
 def test_tracker_settings_are_checked(kwargs, message):
     from ppo_edu.evaluate import EvalTracker

@@ -17,9 +17,11 @@ from ppo_edu.ppo import (
     load_checkpoint,
     normalize_advantages,
     ppo_loss,
+    ppo_update,
     save_checkpoint,
     train_ppo,
 )
+from ppo_edu.rollout import Rollout
 
 TINY = dict(total_timesteps=512, num_envs=4, num_steps=32, minibatch_size=64, update_epochs=2)
 
@@ -93,6 +95,48 @@ def test_non_discrete_action_space_is_refused():
         train_ppo(PPOConfig(env_id="Pendulum-v1", **TINY), progress=False)
 
 
+def test_seeds_are_the_integers_torch_and_gymnasium_both_take():
+    """torch seeds at most 2**64 - 1: a larger seed passed here and then failed in
+    torch.manual_seed with "Overflow when unpacking long long", which names no field."""
+    for bad in (2**64, 1e20, -1):
+        with pytest.raises(ValueError, match=r"PPOConfig\.seed must be >= 0 and < 2\*\*64"):
+            PPOConfig(seed=bad)
+    config = PPOConfig(num_envs=2, num_steps=8, minibatch_size=16, total_timesteps=16,
+                       update_epochs=1, seed=2**64 - 1)
+    assert len(train_ppo(config, progress=False).history) == 1  # the largest trains
+
+
+def test_a_budget_below_one_batch_is_refused_naming_the_batch_size():
+    """total_timesteps // (num_envs * num_steps) = 0 updates: an empty history, no error."""
+    with pytest.raises(ValueError, match=r"PPOConfig\.total_timesteps must be at least one batch "
+                                         r"\(num_envs \* num_steps = 128; fewer trains no update\), got 100"):
+        PPOConfig(num_envs=4, num_steps=32, minibatch_size=64, total_timesteps=100)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("total_timesteps", 100),  # below one batch (128): ran 0 updates, returned an empty history
+    ("entropy_coef", -1.0),  # trained, minimising the entropy
+    ("normalize_advantages", "False"),  # trained, normalising (a non-empty string is true)
+    ("update_epochs", 0),  # "stack expects a non-empty TensorList"
+    ("seed", 2**64),  # "Overflow when unpacking long long"
+])
+def test_train_ppo_checks_a_config_changed_after_construction(field, value):
+    """A notebook's ``config.total_timesteps = 100`` skips __post_init__. With anneal_clip=True
+    the per-update copy happened to check most fields; with anneal_clip=False nothing did."""
+    config = PPOConfig(**TINY, anneal_clip=False)
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=rf"PPOConfig\.{field}\b"):
+        train_ppo(config, progress=False)
+
+
+def test_train_ppo_uses_a_valid_change_made_after_construction():
+    config = PPOConfig(**TINY)
+    config.total_timesteps = 256.0  # two batches of 128, as rl-baselines3-zoo writes counts
+    _, history = train_ppo(config, progress=False)
+    assert [h["env_steps"] for h in history] == [128, 256]
+    assert config.total_timesteps == 256.0 and config.clip_epsilon == 0.2  # the caller's, as it was
+
+
 def test_replace_validates_again():
     assert PPOConfig().replace(lam=1.0).lam == 1.0
     with pytest.raises(ValueError, match="lam"):
@@ -139,6 +183,22 @@ def test_explained_variance():
     assert math.isnan(explained_variance(y, torch.ones(4)))
 
 
+@pytest.mark.parametrize("value_coef,entropy_coef", [(0.5, 0.0), (1.5, 0.0), (0.0, 0.2), (0.7, 0.05)])
+def test_ppo_loss_is_minus_surrogate_plus_c1_value_loss_minus_c2_entropy(value_coef, entropy_coef):
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    obs, actions = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    with torch.no_grad():
+        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    batch = dict(obs=obs, actions=actions, logprobs=logprobs, values=values,
+                 advantages=torch.randn(32), returns=5 * torch.randn(32))
+    loss, stats = ppo_loss(agent, batch, PPOConfig(value_coef=value_coef, entropy_coef=entropy_coef))
+    assert stats["value_loss"] > 1 and stats["entropy"] > 0.5  # each term big enough to show
+    expected = (stats["policy_loss"] + value_coef * stats["value_loss"]
+                - entropy_coef * stats["entropy"])
+    assert loss.item() == pytest.approx(float(expected), rel=1e-6, abs=1e-6)
+
+
 def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
     torch.manual_seed(0)
     agent = ActorCritic(4, 2)
@@ -154,6 +214,118 @@ def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
         # normalised advantages average to zero, and r = 1, so the surrogate is ~0
         assert abs(stats["policy_loss"]) < 1e-5
         assert loss.requires_grad
+
+
+# --------------------------------------------------------------------------- the update's mechanics
+
+
+def _rollout(agent: ActorCritic, T: int, N: int) -> Rollout:
+    """A (T, N) rollout of random states whose first feature is the transition's index in the
+    flattened batch (0 .. T * N - 1), so a minibatch says which transitions it holds."""
+    obs = torch.randn(T, N, agent.obs_dim)
+    obs[..., 0] = torch.arange(T * N, dtype=torch.float32).reshape(T, N)
+    with torch.no_grad():
+        actions, logprobs, values = agent.act(obs)
+    return Rollout(obs=obs, actions=actions, logprobs=logprobs, values=values,
+                   rewards=torch.ones(T, N), terminated=torch.zeros(T, N, dtype=torch.bool),
+                   truncated=torch.zeros(T, N, dtype=torch.bool),
+                   final_values=torch.zeros(T, N), next_values=torch.zeros(N))
+
+
+class _Recording(ActorCritic):
+    """Remembers which transitions each call of the loss saw (the first feature of its states)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.minibatches: list[list[int]] = []
+
+    def evaluate_actions(self, obs, actions):
+        self.minibatches.append([int(i) for i in obs[:, 0]])
+        return super().evaluate_actions(obs, actions)
+
+
+def _small_config(T: int, N: int, **changes) -> PPOConfig:
+    return PPOConfig(num_envs=N, num_steps=T, total_timesteps=T * N, **changes)
+
+
+def test_ppo_update_steps_once_per_minibatch_for_update_epochs_passes():
+    T, N, M, K = 8, 4, 8, 3  # B = 32 transitions: 4 minibatches per epoch, 12 steps
+    torch.manual_seed(0)
+    agent = _Recording(4, 2)
+    rollout = _rollout(agent, T, N)
+    optimizer = torch.optim.Adam(agent.parameters())
+    steps = []  # how many minibatch losses had been computed at each optimizer step
+    optimizer.register_step_pre_hook(lambda *_: steps.append(len(agent.minibatches)))
+    ppo_update(agent, optimizer, rollout, torch.randn(T, N), torch.randn(T, N),
+               _small_config(T, N, minibatch_size=M, update_epochs=K), torch.Generator().manual_seed(0))
+    assert steps == list(range(1, K * (T * N) // M + 1))  # one step after each minibatch
+    assert all(len(mb) == M for mb in agent.minibatches)
+    for epoch in range(K):  # each epoch sees every transition once
+        seen = sum(agent.minibatches[epoch * 4:(epoch + 1) * 4], [])
+        assert sorted(seen) == list(range(T * N)), epoch
+
+
+def test_ppo_update_reshuffles_the_minibatches_every_epoch_from_the_generator():
+    T, N, M, K = 8, 4, 8, 3
+
+    def orders(seed: int) -> list[list[int]]:  # each epoch's order of the transitions
+        torch.manual_seed(0)
+        agent = _Recording(4, 2)
+        ppo_update(agent, torch.optim.Adam(agent.parameters()), _rollout(agent, T, N),
+                   torch.randn(T, N), torch.randn(T, N),
+                   _small_config(T, N, minibatch_size=M, update_epochs=K), torch.Generator().manual_seed(seed))
+        return [sum(agent.minibatches[e * 4:(e + 1) * 4], []) for e in range(K)]
+
+    first = orders(0)
+    assert all(order != list(range(T * N)) for order in first)  # not the rollout's order
+    assert len({tuple(order) for order in first}) == K  # a new order in every epoch
+    assert orders(0) == first and orders(1) != first  # drawn from the generator
+
+
+def test_the_optimizer_never_sees_a_gradient_norm_above_max_grad_norm():
+    T, N = 8, 4
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    rollout = _rollout(agent, T, N)
+    optimizer = torch.optim.Adam(agent.parameters())
+    norms = []
+    optimizer.register_step_pre_hook(lambda *_: norms.append(float(torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in agent.parameters() if p.grad is not None])))))
+    returns = torch.full((T, N), 100.0)  # V is about 0: a value loss whose gradient is huge
+    ppo_update(agent, optimizer, rollout, torch.randn(T, N), returns,
+               _small_config(T, N, minibatch_size=16, update_epochs=2, max_grad_norm=0.3,
+                             clip_value_loss=False), torch.Generator().manual_seed(0))
+    assert len(norms) == 4
+    assert all(0.29 < norm <= 0.3 * (1 + 1e-5) for norm in norms), norms  # clipped, to 0.3
+
+
+def test_the_entropy_bonus_raises_the_policy_entropy():
+    """With zero advantages the surrogate has no gradient and the critic has its own weights:
+    only c2 S moves the actor, towards a more random policy (a flipped sign: a surer one)."""
+    T, N = 8, 4
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    with torch.no_grad():
+        agent.actor[-1].bias.copy_(torch.tensor([1.5, -1.5]))  # P(left) about 0.95
+    rollout = _rollout(agent, T, N)
+    obs = rollout.obs.reshape(T * N, -1)
+
+    def entropy_after(entropy_coef: float) -> float:
+        trained = ActorCritic(4, 2)
+        trained.load_state_dict(agent.state_dict())
+        ppo_update(trained, torch.optim.Adam(trained.parameters(), lr=1e-2), rollout,
+                   torch.zeros(T, N), rollout.values.clone(),
+                   _small_config(T, N, minibatch_size=T * N, update_epochs=5,
+                                 entropy_coef=entropy_coef, normalize_advantages=False))
+        return mean_entropy(trained)
+
+    def mean_entropy(policy: ActorCritic) -> float:
+        with torch.no_grad():
+            return float(policy.distribution(obs).entropy().mean())
+
+    before = mean_entropy(agent)
+    assert entropy_after(0.0) == pytest.approx(before, abs=1e-7)  # nothing else moves the actor
+    assert entropy_after(0.1) > before + 0.05
 
 
 # --------------------------------------------------------------------------- the trainer
