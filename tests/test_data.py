@@ -44,6 +44,30 @@ def test_split_is_fixed():
     assert sum(test_ids) == 5628890
 
 
+def test_the_build_scripts_split_reproduces_the_shipped_one():
+    """A rebuild must give the split every reported number was measured on: the script's
+    assign_splits on the shipped texts, not only the ids pinned above."""
+    shipped = load_snippet_records("all")
+    rows = [{"id": r["id"], "text": r["text"]} for r in shipped]
+    load_build_script().assign_splits(rows)
+    assert [r["split"] for r in rows] == [r["split"] for r in shipped]
+
+
+def test_a_rebuild_that_changes_the_bundle_says_so(tmp_path, monkeypatch, capsys):
+    build = load_build_script()
+    for name in ("BUNDLE", "MANIFEST", "LICENSE_OUT"):
+        monkeypatch.setattr(build, name, tmp_path / getattr(build, name).name)
+    monkeypatch.setattr(build, "DATA_DIR", tmp_path)
+    sdist = tmp_path / "sdist.tar.gz"
+    sdist.write_bytes(b"stand-in")
+    rows = [{"id": 1, "split": "train", "text": "Fine.", "rating": 1.0, "sd": 0.5, "ratings": [1, 1]}]
+    first = build.write_bundle(rows, sdist, "licence")  # no manifest before it: nothing to compare
+    assert build.write_bundle(rows, sdist, "licence") == first  # the same bytes again: silent
+    assert "differs" not in capsys.readouterr().out
+    build.write_bundle([{**rows[0], "split": "test"}], sdist, "licence")
+    assert f"differs from the one it replaces (SHA-256 {first['sha256'][:12]}" in capsys.readouterr().out
+
+
 def test_ratings_are_means_of_the_raters_on_the_human_scale():
     for record in load_snippet_records("all")[::97]:
         assert -4 <= record["rating"] <= 4

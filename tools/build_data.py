@@ -147,6 +147,11 @@ def write_bundle(rows: list[dict], sdist: Path, license_text: str) -> dict:
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
         gz.write(lines)
     data = buf.getvalue()
+    shipped = json.loads(MANIFEST.read_text())["sha256"] if MANIFEST.is_file() else None
+    if shipped is not None and shipped != hashlib.sha256(data).hexdigest():
+        print(f"warning: the rebuilt bundle differs from the one it replaces (SHA-256 {shipped[:12]}...): "
+              "the split or the text changed, and every number the course reports was measured on the "
+              "old one. `git diff --stat ppo_edu/data` shows it; `git checkout ppo_edu/data` undoes it.")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     BUNDLE.write_bytes(data)
     splits = {s: sum(r["split"] == s for r in rows) for s in SPLIT_FRACTIONS}
