@@ -34,6 +34,7 @@ tiny networks, for both.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{best:>9.1f}", flush=True)
 
     print()
-    medians = {}
+    medians, solved_of = {}, {}
     for name, trackers in results.items():
         solved = [t.solved_at for t in trackers if t.solved_at]
         # a seed that never reaches the target counts as infinitely slow in the medians
@@ -242,14 +243,29 @@ def main(argv: list[str] | None = None) -> int:
         steps = median([s[0] for s in solved] + missing)
         seconds = median([s[1] for s in solved] + missing)
         training = median([s[1] - s[2] for s in solved] + missing)
-        medians[name] = (steps, seconds, training)
-        print(f"{name:<8} solved {len(solved)}/{len(trackers)} seeds; median env steps "
+        medians[name], solved_of[name] = (steps, seconds, training), f"{len(solved)}/{len(trackers)}"
+        print(f"{name:<8} solved {solved_of[name]} seeds; median env steps "
               f"{steps:,.0f}, median seconds {seconds:.2f} ({training:.2f} without the evaluations)")
     if len(medians) == 2:
-        ours, sb3 = medians["ours"], medians["sb3"]
-        print(f"ratio ours/SB3: env steps {ours[0] / sb3[0]:.2f}, wall-clock {ours[1] / sb3[1]:.2f} "
-              f"({ours[2] / sb3[2]:.2f} without the evaluations)")
+        print(ratio_line(medians, solved_of, args.clock))
     return 0
+
+
+def ratio_line(medians: dict[str, tuple[float, float, float]], solved_of: dict[str, str],
+               clock: str) -> str:
+    """Ours / SB3 for the medians' env steps and seconds, named by the clock the seconds are
+    on; no ratio where a median is infinite (at least half the seeds never reached the
+    target): a ratio of 0.00 or inf would read as a speed."""
+    ours, sb3 = medians["ours"], medians["sb3"]
+    unreached = [f"{label} solved {solved_of[name]} seeds"
+                 for name, label in (("ours", "ours"), ("sb3", "SB3"))
+                 if not all(map(math.isfinite, medians[name]))]
+    if unreached:  # a seed that never reaches the target counts as infinitely slow
+        return (f"ratio ours/SB3: n/a ({' and '.join(unreached)}, so "
+                f"{'its medians are' if len(unreached) == 1 else 'the medians of both are'} infinite)")
+    seconds = "wall-clock" if clock == "wall" else "CPU time"
+    return (f"ratio ours/SB3: env steps {ours[0] / sb3[0]:.2f}, {seconds} {ours[1] / sb3[1]:.2f} "
+            f"({ours[2] / sb3[2]:.2f} without the evaluations)")
 
 
 if __name__ == "__main__":

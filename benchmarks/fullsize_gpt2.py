@@ -1,16 +1,34 @@
 """One PPO step of the full-size GPT-2 architecture (124M, random init) on CPU.
 
-    python benchmarks/fullsize_gpt2.py                 # GPT2Config() defaults, 8 prompts
+    python benchmarks/fullsize_gpt2.py                 # batch 8 in minibatches of 4, 2 epochs
     python benchmarks/fullsize_gpt2.py --batch-size 16 --max-new-tokens 32
+    python benchmarks/fullsize_gpt2.py --batch-size 64 --mini-batch-size 16 --ppo-epochs 4 \
+        --prompt-words 11 --max-new-tokens 32          # the step shapes of lesson 6's Colab run
 
 Nothing is downloaded: the weights are random (``GPT2Config()`` defaults: 12 layers, 768
 wide, 12 heads, 1024 positions) and the tokenizer is a word-level stand-in with GPT-2's
-50,257 ids plus the ``<|pad|>`` row that ``ppo_edu.lm.load_lm("gpt2")`` adds. The point
-is not what the model says but that the shapes, the memory and the time of one PPO step
-(rollout, reference and value passes, ``ppo_epochs`` minibatch epochs) are those of the
-Colab run. It prints the step's time, the process's peak memory (peak RSS minus the RSS
-before the models were built) and ``ppo_edu.rlhf.memory``'s estimate for the same
-settings, which lesson 6 uses to size the Colab run.
+50,257 ids plus the ``<|pad|>`` row that ``ppo_edu.lm.load_lm("gpt2")`` adds. What matches
+lesson 6's Colab run is the policy: its architecture and vocabulary, so its parameter count
+and the size of its weights, gradients, Adam state and logits per token. The rest does not,
+unless told:
+
+- The step is smaller by default: 8 prompts of 8 words (one token each, plus the BOS) in
+  minibatches of 4, 2 PPO epochs and at most 16 new tokens. The Colab run (lesson 6's
+  ``COLAB_SETTINGS`` over its ``full`` profile) has batch 64 in minibatches of 16, 4 epochs
+  and 32 new tokens, and lesson 6's memory table assumes queries of 12 tokens; the third command
+  above gives one step those shapes. A random policy almost never samples the EOS, so its
+  responses run to the limit (the mean length is printed).
+- There is no reward model: the reward is a function of the text's length. The Colab run's
+  reward model (DistilBERT, 67M parameters, which lesson 6's memory table counts) and its
+  forward pass are in neither the measured memory nor the time, nor in the estimate printed.
+- The time is that of one step on this machine's CPU, with no warm-up step before it (the
+  first call's costs are in it), not that of a step on Colab's GPU; the memory is the
+  process's peak RSS, not GPU memory.
+
+It prints the step's time, the process's peak memory (peak RSS minus the RSS before the
+models were built) and ``ppo_edu.rlhf.memory``'s estimate for the same settings, with no
+reward model, so that the estimate lesson 6 uses to size the Colab run is checked against a
+measurement.
 """
 
 from __future__ import annotations

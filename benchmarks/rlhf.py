@@ -19,7 +19,9 @@ evaluation), responses of at most ``--max-new-tokens`` tokens ending at EOS, tem
 ``--ppo-epochs`` passes over each batch (4), the same learning rate and initial KL
 coefficient, the seed (TRL's numpy-shuffled minibatches included), and the same wall-clock
 ``--budget`` for the training loop (TRL has no time limit of its own: a callback stops it
-after the first step that ends past the budget).
+after the first step that ends past the budget). Both train in fp32 with no gradient
+checkpointing (TRL's config defaults to bf16 and gradient checkpointing, so ``run_trl``
+turns both off).
 
 Different by design: TRL trains a separate value model (initialised from the reward model,
 as in its examples) and keeps the KL coefficient fixed; ours has a value head on the
@@ -82,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import math
 import sys
@@ -158,7 +161,7 @@ def load_setup(args):
 
     lm, tokenizer = load_lm(args.lm, "cpu")
     rm, rm_tokenizer = load_reward_model(args.rm, "cpu")
-    prompts = load_prompts("snippets", "test", seed=args.seed)  # shuffled: the split is sorted by rating
+    prompts = load_prompts("snippets", "test", seed=args.seed)  # shuffled: stored positives first
     eval_prompts, train_prompts = prompts[:args.eval_prompts], prompts[args.eval_prompts:]
     reward_fn = reward_fn_from_model(rm, rm_tokenizer, "cpu")
 
@@ -319,6 +322,10 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             if train_seconds() >= args.budget:
                 raise BudgetReached
 
+    # transformers 5 renamed gradient_checkpointing activation_checkpointing (the old name warns)
+    no_checkpointing = ({"activation_checkpointing": False}
+                        if "activation_checkpointing" in {f.name for f in dataclasses.fields(PPOConfig)}
+                        else {"gradient_checkpointing": False})
     with tempfile.TemporaryDirectory() as out:
         config = PPOConfig(
             output_dir=out, report_to="none", save_strategy="no", logging_steps=10**9,
@@ -330,6 +337,10 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             response_length=args.max_new_tokens, stop_token="eos", temperature=1.0,
             kl_coef=args.kl_coef, kl_estimator=args.kl_estimator, num_sample_generations=0,
             missing_eos_penalty=None, whiten_rewards=False, adam_epsilon=args.trl_adam_eps,
+            # fp32 like ours: TRL's config defaults bf16 and gradient_checkpointing to True. On
+            # transformers 5 they do nothing here, but on 4.x (which the package allows) bf16=True
+            # sets ACCELERATE_MIXED_PRECISION=bf16 and TRL would train under CPU bf16 autocast
+            bf16=False, fp16=False, **no_checkpointing,
         )
         reward_model = RewardAtEos(copy.deepcopy(rm), tokenizer)
         trainer = PPOTrainer(args=config, processing_class=tok, model=policy, ref_model=reference,
@@ -379,16 +390,19 @@ def compare_seed(args, seed: int) -> dict:
     torch.manual_seed(seed)
     lm, tokenizer, rm, reward_fn, judge_fn, train_prompts, eval_prompts = load_setup(args)
     reference = frozen_reference(lm)
+    ours_runs = args.only != "trl"  # with --only trl, say nothing of ours' settings
     ours_kl = ("ours: fixed, as TRL's" if args.fixed_kl else
                f"ours: adaptive, target {args.target_kl:g} nats, horizon {args.kl_horizon}")
+    ours_clip = f"ours' gradient norm clipped at {args.max_grad_norm:g}, " if ours_runs else ""
     print(f"\n=== seed {seed} ===\npolicy {args.lm} "
           f"({sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M parameters), "
           f"reward model {args.rm}, {len(train_prompts)} training prompts, {len(eval_prompts)} "
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
           f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}"
-          f"lr {args.lr}, KL coef {args.kl_coef} ({ours_kl}), {args.kl_estimator} in the reward, "
-          f"ours' gradient norm clipped at {args.max_grad_norm:g}, "
+          f"lr {args.lr}, KL coef {args.kl_coef}{f' ({ours_kl})' if ours_runs else ''}, "
+          f"{args.kl_estimator} in the reward, "
+          f"{ours_clip}"
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
           f"{args.threads} torch threads")
     base = measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args)
@@ -431,10 +445,10 @@ def compare_seed(args, seed: int) -> dict:
                        ("judge_gain", "VADER gain"), ("kl", "mean KL (nats)"),
                        ("ref_nll", "ref. NLL/token"), ("samples_per_s", "samples/s"),
                        ("steps", "PPO steps"), ("train_s", "training s")):
-        line = f"{label:>22}" + "".join(f"{rows[n][key]:>12.3f}" for n in rows)
+        line = f"{label:>22}" + "".join(f"{rows[n][key]:>12}" if key == "steps" else  # a count
+                                        f"{rows[n][key]:>12.3f}" for n in rows)
         if len(rows) == 2 and key in ("score_gain", "judge_gain", "kl", "samples_per_s"):
-            trl = rows["trl"][key]
-            line += f"{rows['ours'][key] / trl:>12.2f}" if trl else f"{'n/a':>12}"
+            line += ratio_cell(rows["ours"][key], rows["trl"][key])
         print(line)
     if len(rows) == 2:
         ours, trl = rows["ours"], rows["trl"]
@@ -452,6 +466,19 @@ def compare_seed(args, seed: int) -> dict:
               f"TRL's reward gain at no more KL; samples/s ratio "
               f"{ours['samples_per_s'] / trl['samples_per_s']:.2f}")
     return rows
+
+
+def ratio_cell(ours: float, trl: float) -> str:
+    """The end-of-seed table's "ratio" column: ours / TRL where TRL's is > 0 and ours >= 0.
+    A ratio of two gains of opposite sign (-1.93) or of two losses (2.00 for a loss twice
+    TRL's) would not say how the gains compare; the column says why it is left empty."""
+    if trl > 0 and ours >= 0:
+        return f"{ours / trl:>12.2f}"
+    if ours * trl < 0:
+        return f"{'n/a':>12} (gains of opposite sign)"
+    if ours < 0 and trl < 0:
+        return f"{'n/a':>12} (both gains negative)"
+    return f"{'n/a':>12}"  # TRL's is 0
 
 
 def end_point_met(ours: dict, trl: dict) -> bool:
@@ -513,6 +540,72 @@ def print_summary(summary: dict) -> None:
           f"{'met' if summary['met_on_means'] else 'not met'}")
 
 
+# flags that set only one trainer, as their help says ("ours: ..."); --steps has its own check
+OURS_ONLY = ("fixed_kl", "target_kl", "kl_horizon", "max_grad_norm", "shaping")
+TRL_ONLY = ("trl_adam_eps",)
+
+
+def check_flags_of_one_trainer(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse a flag that sets only the trainer ``--only`` leaves out: it would be accepted,
+    ignored, and (``--shaping``) still announced in the run's header."""
+    left_out = {"trl": OURS_ONLY, "ours": TRL_ONLY}.get(args.only, ())
+    given = [f"--{name.replace('_', '-')}" for name in left_out
+             if getattr(args, name) != parser.get_default(name)]
+    if given:
+        runs = "ours" if args.only == "ours" else "TRL"
+        parser.error(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} only "
+                     f"{'TRL' if args.only == 'ours' else 'ours'}, and --only {args.only} runs {runs} "
+                     f"alone: drop {'it' if len(given) == 1 else 'them'}")
+
+
+def training_prompt_count(eval_prompts: int) -> int:
+    """The training prompts ``load_setup`` gives the trainers: the test split's prompts less
+    the ``eval_prompts`` held out (the count is the same for every seed)."""
+    return len(load_prompts("snippets", "test", seed=0)) - eval_prompts
+
+
+def check_trl_importable(parser: argparse.ArgumentParser) -> None:
+    try:
+        import datasets  # noqa: F401 -- what run_trl imports, checked before any training
+        import trl.experimental.ppo  # noqa: F401
+    except ImportError as exc:
+        parser.error(f"TRL's PPOTrainer cannot run here: {type(exc).__name__}: {exc}. Install the "
+                     "benchmark extra (pip install -e \".[bench]\", trl==1.12.0) or pass --only ours")
+
+
+def check_trl_args(parser: argparse.ArgumentParser, args) -> None:
+    """What TRL's run needs, checked before any model loads (with ``--only trl`` our
+    ``RLHFConfig``, which checks the shared settings for ours, is not built)."""
+    if args.batch_size < 1 or args.mini_batch_size < 1:
+        parser.error(f"--batch-size and --mini-batch-size must be >= 1, got {args.batch_size} and "
+                     f"{args.mini_batch_size}")
+    if args.batch_size % args.mini_batch_size:  # TRL takes a number of minibatches, not a size
+        parser.error(f"--batch-size {args.batch_size} is not a multiple of --mini-batch-size "
+                     f"{args.mini_batch_size}: TRL would get minibatches of another size than ours")
+    for flag, value, low in (("--lr", args.lr, "> 0"), ("--kl-coef", args.kl_coef, ">= 0"),
+                             ("--trl-adam-eps", args.trl_adam_eps, "> 0")):
+        if not (math.isfinite(value) and (value > 0 if low == "> 0" else value >= 0)):
+            parser.error(f"{flag} must be a finite number {low}, got {value}")
+    train = training_prompt_count(args.eval_prompts)
+    if train < args.batch_size:
+        # TRL's dataloader drops an incomplete batch (drop_last=True): with no full batch its
+        # train() loops forever without a step, and the budget callback is never reached
+        available = train + args.eval_prompts
+        fewer_eval = (f"--eval-prompts at most {available - args.batch_size}, "
+                      if available - args.batch_size >= 1 else "")
+        parser.error(f"--batch-size {args.batch_size} is more than the {train} training prompts "
+                     f"(the test split's {available} less --eval-prompts {args.eval_prompts}): TRL "
+                     f"drops an incomplete batch, so it would never take a step and never stop. "
+                     f"Use {fewer_eval}--batch-size at most {train}, or --only ours")
+    from ppo_edu.lm.models import TINY_RM_DIR, load_tokenizer
+
+    if load_tokenizer(args.lm).get_vocab() != load_tokenizer(args.rm, TINY_RM_DIR).get_vocab():
+        # TRL hands the reward model the policy's ids (RewardAtEos decodes them with the policy's)
+        parser.error(f"--lm {args.lm} and --rm {args.rm} have different tokenizers: TRL's PPOTrainer "
+                     "needs the reward model to read the policy's tokens. Pass --only ours")
+    check_trl_importable(parser)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each trainer")
@@ -558,10 +651,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rm", default="tiny", help="reward model: 'tiny', a hub id or a directory")
     parser.add_argument("--only", choices=("ours", "trl"), default=None)
     parser.add_argument("--trl-adam-eps", type=float, default=1e-8,
-                        help="TRL's AdamW epsilon (default 1e-8, the Hugging Face Trainer's; ours uses 1e-5)")
+                        help="TRL: its AdamW epsilon (default 1e-8, the Hugging Face Trainer's; ours uses 1e-5). "
+                             "A flag for one trainer only (ours: or TRL:) is refused when --only leaves "
+                             "that trainer out")
     args = parser.parse_args(argv)
-    if not args.trl_adam_eps > 0:
-        parser.error(f"--trl-adam-eps must be > 0, got {args.trl_adam_eps}")
+    check_flags_of_one_trainer(parser, args)
     if args.checkpoints < 1 or args.ppo_epochs < 1 or not (args.budget > 0 and math.isfinite(args.budget)):
         parser.error("--checkpoints and --ppo-epochs must be >= 1, and --budget a finite number > 0")
     if args.steps is not None and (args.steps < 1 or args.only != "ours"):
@@ -572,23 +666,10 @@ def main(argv=None) -> int:
                      "--fixed-kl turns off; give one or the other")
     if len(set(args.seed)) != len(args.seed):
         parser.error(f"--seed repeats a seed: {args.seed}")
-    check_setup_args(parser, args, our_config(args))
+    # our RLHFConfig is checked only if ours runs: --only trl --kl-coef 0 is a valid TRL run
+    check_setup_args(parser, args, our_config(args) if args.only != "trl" else None)
     if args.only != "ours":
-        if args.batch_size % args.mini_batch_size:  # TRL takes a number of minibatches, not a size
-            parser.error(f"--batch-size {args.batch_size} is not a multiple of --mini-batch-size "
-                         f"{args.mini_batch_size}: TRL would get minibatches of another size than ours")
-        from ppo_edu.lm.models import TINY_RM_DIR, load_tokenizer
-
-        if load_tokenizer(args.lm).get_vocab() != load_tokenizer(args.rm, TINY_RM_DIR).get_vocab():
-            # TRL hands the reward model the policy's ids (RewardAtEos decodes them with the policy's)
-            parser.error(f"--lm {args.lm} and --rm {args.rm} have different tokenizers: TRL's PPOTrainer "
-                         "needs the reward model to read the policy's tokens. Pass --only ours")
-        try:
-            import datasets  # noqa: F401 -- what run_trl imports, checked before any training
-            import trl.experimental.ppo  # noqa: F401
-        except ImportError as exc:
-            parser.error(f"TRL's PPOTrainer cannot run here: {type(exc).__name__}: {exc}. Install the "
-                         "benchmark extra (pip install -e \".[bench]\", trl==1.12.0) or pass --only ours")
+        check_trl_args(parser, args)
     torch.set_num_threads(args.threads)
 
     per_seed = {seed: compare_seed(args, seed) for seed in args.seed}

@@ -99,11 +99,21 @@ class WeightAverages:
                 p.lerp_(online[name], 1 - d)
 
 
+DEFAULT_AT = (50, 100, 150, 215)  # with the default 215 steps: the README's measurements
+
+
+def default_at(steps: int) -> list[int]:
+    """The steps measured when ``--at`` is not given: those of ``DEFAULT_AT`` up to ``steps``,
+    and the last step, ``steps`` itself (``DEFAULT_AT`` itself for the default 215)."""
+    return sorted({s for s in DEFAULT_AT if s <= steps} | {steps})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph
     parser.add_argument("--steps", type=int, default=215, help="PPO steps (215 ~ 5 min, 1 thread)")
-    parser.add_argument("--at", type=int, nargs="+", default=[50, 100, 150, 215],
-                        help="steps after which the policy is measured")
+    parser.add_argument("--at", type=int, nargs="+", default=None,
+                        help="steps after which the policy is measured (default: those of "
+                             f"{' '.join(map(str, DEFAULT_AT))} up to --steps, and --steps itself)")
     parser.add_argument("--ema", type=float, nargs="+", default=[], metavar="DECAY")
     parser.add_argument("--no-eos", action="store_true")
     parser.add_argument("--reward", choices=("score", "logsigmoid"), default="score")
@@ -121,8 +131,12 @@ def main(argv=None) -> int:
     parser.add_argument("--lm", default="tiny")
     parser.add_argument("--rm", default="tiny")
     args = parser.parse_args(argv)
-    if args.steps < 1 or any(not 1 <= s <= args.steps for s in args.at):
-        parser.error(f"--steps must be >= 1 and every --at step in 1..{args.steps}")
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    if args.at is None:
+        args.at = default_at(args.steps)
+    elif any(not 1 <= s <= args.steps for s in args.at):
+        parser.error(f"every --at step must be in 1..{args.steps} (--steps), got {args.at}")
     if any(not 0 < d < 1 for d in args.ema):
         parser.error("every --ema decay must be in (0, 1)")
     if args.shaping and args.reward != "score":

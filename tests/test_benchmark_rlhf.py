@@ -133,8 +133,9 @@ def test_gain_per_sqrt_kl_is_scale_free_in_kl_and_undefined_at_zero(bench):
     assert bench.gain_per_sqrt_kl({"score_gain_in_std": 0.3, "kl": 0.0}) is None
 
 
-# End points of run 1 in the README's five-seed table (benchmarks/rlhf.py, 120 s, seeds 0-4)
-README_TABLE = {0: ((1.48, 6.29), (1.24, 5.08)), 1: ((1.57, 5.95), (1.46, 6.18)),
+# End points of run 1 in the five-seed table of benchmarks/HISTORY.md's section "Measured before
+# the prompt split was fixed" (benchmarks/rlhf.py, 120 s, seeds 0-4)
+RUN_1_TABLE = {0: ((1.48, 6.29), (1.24, 5.08)), 1: ((1.57, 5.95), (1.46, 6.18)),
                 2: ((1.50, 5.21), (1.66, 7.01)), 3: ((1.63, 5.58), (1.45, 5.89)),
                 4: ((1.77, 6.54), (1.60, 6.30))}
 
@@ -144,7 +145,7 @@ def _rows(gain, kl, samples_per_s):
 
 
 def test_seed_summary_pairs_by_seed_and_reads_the_target_per_seed_and_on_the_means(bench):
-    per_seed = {s: {"ours": _rows(*o, 24.0), "trl": _rows(*t, 13.0)} for s, (o, t) in README_TABLE.items()}
+    per_seed = {s: {"ours": _rows(*o, 24.0), "trl": _rows(*t, 13.0)} for s, (o, t) in RUN_1_TABLE.items()}
     per_seed[5] = {"ours": _rows(9.0, 1.0, 24.0)}  # TRL did not run: left out, not half-counted
     summary = bench.summarize_seeds(per_seed)
     assert summary["seeds"] == [0, 1, 2, 3, 4]
@@ -154,7 +155,7 @@ def test_seed_summary_pairs_by_seed_and_reads_the_target_per_seed_and_on_the_mea
     assert kl["ours"][0] == pytest.approx(5.914) and kl["trl"][0] == pytest.approx(6.092)
     assert summary["met_on_means"]  # more mean gain (1.59 > 1.48) at less mean KL (5.91 < 6.09)
     # paired by seed: the differences' mean and standard error, not those of the two means
-    diffs = [o[1] - t[1] for o, t in README_TABLE.values()]
+    diffs = [o[1] - t[1] for o, t in RUN_1_TABLE.values()]
     mean = sum(diffs) / 5
     se = (sum((d - mean) ** 2 for d in diffs) / 4) ** 0.5 / 5 ** 0.5
     assert kl["paired"] == pytest.approx((mean, se))
@@ -270,7 +271,23 @@ def test_trl_is_given_the_reward_ours_trains_on(bench):
     (["--threads", "0"], "--threads must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--only", "trl", "--batch-size", "32", "--mini-batch-size", "12"], "not a multiple of --mini-batch-size"),
-    (["--only", "trl", "--trl-adam-eps", "0"], "--trl-adam-eps must be > 0"),
+    (["--only", "trl", "--trl-adam-eps", "0"], "--trl-adam-eps must be a finite number > 0"),
+    # inf was accepted
+    (["--only", "trl", "--trl-adam-eps", "inf"], "--trl-adam-eps must be a finite number > 0"),
+    # checked for TRL when our RLHFConfig, which checks them for ours, is not built (--only trl)
+    (["--only", "trl", "--kl-coef", "-1"], "--kl-coef must be a finite number >= 0"),
+    (["--only", "trl", "--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--only", "trl", "--batch-size", "0"], "--batch-size and --mini-batch-size must be >= 1"),
+    # a flag for the trainer --only leaves out was accepted and ignored (--shaping still in the header)
+    (["--only", "trl", "--shaping"], "--shaping sets only ours, and --only trl runs TRL alone"),
+    (["--only", "trl", "--fixed-kl"], "--fixed-kl sets only ours"),
+    (["--only", "trl", "--target-kl", "3"], "--target-kl sets only ours"),
+    (["--only", "trl", "--kl-horizon", "100"], "--kl-horizon sets only ours"),
+    (["--only", "trl", "--max-grad-norm", "inf"], "--max-grad-norm sets only ours"),
+    (["--only", "trl", "--shaping", "--max-grad-norm", "inf"],
+     "--max-grad-norm, --shaping set only ours"),
+    (["--only", "ours", "--trl-adam-eps", "1e-5"],
+     "--trl-adam-eps sets only TRL, and --only ours runs ours alone"),
 ])
 def test_bad_arguments_are_refused_before_any_model_loads(bench, monkeypatch, capsys, flags, message):
     def loaded(args):
@@ -307,3 +324,165 @@ def test_a_reward_model_with_another_tokenizer_is_refused_for_trl(bench, monkeyp
     with pytest.raises(SystemExit) as exc:
         bench.main(["--only", "trl", "--rm", str(rm_dir)])
     assert exc.value.code == 2 and "have different tokenizers" in capsys.readouterr().err
+
+
+class Loaded(Exception):
+    """Raised by a stand-in for ``load_setup``: the arguments passed every check."""
+
+
+def _accepted(bench, monkeypatch, argv) -> bool:
+    """True if ``main(argv)`` gets past its checks to loading the models (nothing is trained);
+    the check that TRL can be imported is skipped (trl is not a test dependency)."""
+    def loaded(args):
+        raise Loaded
+
+    monkeypatch.setattr(bench, "load_setup", loaded)
+    monkeypatch.setattr(bench, "check_trl_importable", lambda parser: None)
+    try:
+        bench.main(argv)
+    except Loaded:
+        return True
+    except SystemExit:
+        return False
+    raise AssertionError("main returned without loading the models")
+
+
+@pytest.mark.parametrize("flags, batch, train", [
+    (["--eval-prompts", "1030"], 32, 21),
+    (["--batch-size", "800", "--mini-batch-size", "8"], 800, 795),
+    (["--only", "trl", "--eval-prompts", "1020"], 32, 31),
+])
+def test_trl_with_fewer_training_prompts_than_a_batch_is_refused_at_once(bench, monkeypatch, capsys,
+                                                                          flags, batch, train):
+    """TRL's dataloader drops an incomplete batch: with no full batch, train() looped forever
+    and the budget callback that stops it was never reached (the run hung, even with 2 s)."""
+    start = time.perf_counter()
+    assert not _accepted(bench, monkeypatch, flags)
+    assert time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert f"--batch-size {batch} is more than the {train} training prompts" in err
+    assert "never stop" in err and "--only ours" in err
+
+
+def test_the_training_prompts_are_the_test_split_less_the_held_out_ones(bench):
+    from ppo_edu.rlhf.setups import load_prompts
+
+    prompts = load_prompts("snippets", "test", seed=3)  # as load_setup cuts them
+    assert bench.training_prompt_count(256) == len(prompts[256:]) == 795
+
+
+def test_ours_alone_may_have_fewer_training_prompts_than_a_batch(bench, monkeypatch):
+    assert _accepted(bench, monkeypatch, ["--only", "ours", "--eval-prompts", "1030"])  # ours cycles them
+    # one full batch is enough for TRL: 1051 - 1019 = 32
+    assert _accepted(bench, monkeypatch, ["--only", "trl", "--eval-prompts", "1019"])
+
+
+def test_our_config_is_checked_only_when_ours_runs(bench, monkeypatch, capsys):
+    """--kl-coef 0 is TRL without a KL penalty; only our adaptive controller cannot start
+    from 0. It was refused for --only trl by a check on an RLHFConfig that is never built."""
+    assert _accepted(bench, monkeypatch, ["--only", "trl", "--kl-coef", "0"])
+    assert not _accepted(bench, monkeypatch, ["--kl-coef", "0"])  # both trainers: ours would run
+    assert "not a valid RLHFConfig: adaptive_kl=True with init_kl_coef=0" in capsys.readouterr().err
+    assert _accepted(bench, monkeypatch, ["--only", "ours", "--kl-coef", "0", "--fixed-kl"])
+    # a default value given explicitly sets nothing, and the defaults pass
+    assert _accepted(bench, monkeypatch, ["--only", "trl", "--max-grad-norm", "1"])
+    assert _accepted(bench, monkeypatch, [])
+
+
+def test_the_header_of_a_trl_run_names_none_of_ours_settings(bench, monkeypatch, capsys):
+    def stop_after_the_header(*args):
+        raise Loaded
+
+    monkeypatch.setattr(bench, "measure", stop_after_the_header)
+    monkeypatch.setattr(bench, "check_trl_importable", lambda parser: None)
+    headers = {}
+    for only in ("trl", "ours"):
+        with pytest.raises(Loaded):
+            bench.main(["--only", only, "--eval-prompts", "8"])
+        headers[only] = capsys.readouterr().out
+    assert "KL coef 0.2, k1 in the reward" in headers["trl"] and "ours" not in headers["trl"]
+    assert "KL coef 0.2 (ours: adaptive, target 5 nats, horizon 300)" in headers["ours"]
+    assert "ours' gradient norm clipped at 1" in headers["ours"]
+
+
+def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(bench, monkeypatch, capsys):
+    def row(gain, judge, steps):
+        return {"train_s": 120.0, "steps": steps, "score": gain, "score_std": 1.0, "judge": judge,
+                "ref_nll": 3.0, "kl": 4.0, "score_gain": gain, "judge_gain": judge,
+                "score_gain_in_std": gain}
+
+    def ours(*args):
+        return [row(1.5, -0.1, 5)], {"steps": 5, "samples": 160, "train_s": 120.0,
+                                     "samples_per_s": 1.3, "final_kl_coef": 0.1}
+
+    def trl(*args):
+        return [row(1.2, 0.2, 3)], {"steps": 3, "samples": 96, "train_s": 120.0, "samples_per_s": 0.8}
+
+    class NoModel:  # what compare_seed's header counts
+        def parameters(self):
+            return iter(())
+
+    monkeypatch.setattr(bench, "load_setup", lambda args: (NoModel(), None, None, None, None, [], []))
+    monkeypatch.setattr(bench, "frozen_reference", lambda lm: None)
+    monkeypatch.setattr(bench, "measure", lambda *args: {"score": 0.0, "score_std": 1.0, "judge": 0.0})
+    monkeypatch.setattr(bench, "run_ours", ours)
+    monkeypatch.setattr(bench, "run_trl", trl)
+    args = argparse.Namespace(
+        lm="tiny", rm="tiny", fixed_kl=False, target_kl=5.0, kl_horizon=300, batch_size=32,
+        mini_batch_size=8, ppo_epochs=4, max_new_tokens=20, shaping=False, lr=5e-5, kl_coef=0.2,
+        kl_estimator="k1", max_grad_norm=1.0, steps=None, budget=120.0, threads=1, only=None)
+    bench.compare_seed(args, 0)
+    out = capsys.readouterr().out
+
+    def line(label):
+        return next(x for x in out.splitlines() if x.strip().startswith(label)).split()
+
+    assert line("PPO steps") == ["PPO", "steps", "5", "3"]  # were 5.000 and 3.000
+    assert line("RM score gain")[-1] == "1.25"  # both gains positive: their ratio
+    # -0.1 against +0.2 printed a ratio of -0.50
+    assert line("VADER gain")[-5:] == ["n/a", "(gains", "of", "opposite", "sign)"] and "-0.50" not in out
+
+
+def test_the_ratio_column_divides_only_comparable_gains(bench):
+    assert bench.ratio_cell(1.5, 1.2).split() == ["1.25"]
+    assert bench.ratio_cell(0.0, 1.2).split() == ["0.00"]  # ours gained nothing: a ratio of 0 says so
+    assert "opposite sign" in bench.ratio_cell(0.3, -0.1)
+    assert "both gains negative" in bench.ratio_cell(-0.4, -0.2)  # 2.00 would read as twice the gain
+    assert bench.ratio_cell(1.0, 0.0).split() == ["n/a"]
+
+
+def test_trl_is_built_in_fp32_with_our_settings(bench, monkeypatch):
+    """run_trl's PPOTrainer, built and stopped before its first step: fp32 with no gradient
+    checkpointing, like ours (TRL's config defaults bf16 and gradient_checkpointing to True;
+    on transformers 4.x bf16=True made accelerate train under CPU bf16 autocast), and the
+    flags mapped to TRL's settings. Needs trl (the bench extra); skipped without it."""
+    ppo = pytest.importorskip("trl.experimental.ppo")
+    from ppo_edu.lm import load_lm, load_reward_model
+
+    class Built(Exception):
+        pass
+
+    seen = {}
+
+    def train(self):
+        seen.update(args=self.args, mixed_precision=self.accelerator.mixed_precision,
+                    checkpointing=self.model.is_gradient_checkpointing)  # TRL's wrapper's copy
+        raise Built
+
+    monkeypatch.setattr(ppo.PPOTrainer, "train", train)
+    lm, tokenizer = load_lm("tiny", "cpu")
+    rm, _ = load_reward_model("tiny", "cpu")
+    args = _ours_args(batch_size=4, mini_batch_size=2, ppo_epochs=3, lr=3e-5, kl_coef=0.1,
+                      kl_estimator="k3", max_new_tokens=6, seed=7, trl_adam_eps=1e-6)
+    with pytest.raises(Built):
+        bench.run_trl(lm, tokenizer, rm, ["the film", "a story", "it was", "what a"], args,
+                      lambda policy: {"kl": 0.0})
+    config = seen["args"]
+    assert config.bf16 is False and config.fp16 is False and config.gradient_checkpointing is False
+    assert getattr(config, "activation_checkpointing", False) is False  # the name since transformers 5
+    assert getattr(config, "mixed_precision", "no") == "no"  # transformers 5 reads it from bf16 and fp16
+    assert seen["mixed_precision"] == "no" and not seen["checkpointing"]
+    assert (config.per_device_train_batch_size, config.num_mini_batches, config.num_ppo_epochs) == (4, 2, 3)
+    assert (config.learning_rate, config.kl_coef, config.kl_estimator) == (3e-5, 0.1, "k3")
+    assert (config.response_length, config.seed, config.adam_epsilon) == (6, 7, 1e-6)
+    assert config.temperature == 1.0 and config.stop_token == "eos"

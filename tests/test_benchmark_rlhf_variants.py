@@ -80,7 +80,8 @@ def test_the_script_measures_policy_and_averages_on_both_prompt_sets(bench, caps
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--steps", "2", "--at", "3"], "every --at step"),
+    (["--steps", "2", "--at", "3"], "every --at step must be in 1..2 (--steps), got [3]"),
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
     (["--ema", "1.5"], "--ema decay"),
     (["--lam", "2"], "not a valid RLHFConfig: lam must be in [0, 1]"),  # failed after loading
     (["--batch-size", "0"], "not a valid RLHFConfig: batch_size must be >= 1"),
@@ -90,3 +91,30 @@ def test_bad_arguments_are_usage_errors(bench, capsys, argv, message):
     with pytest.raises(SystemExit):
         bench.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_the_default_measurement_steps_follow_the_steps(bench):
+    assert bench.default_at(215) == [50, 100, 150, 215]  # the default run's, unchanged
+    assert bench.default_at(100) == [50, 100]
+    assert bench.default_at(120) == [50, 100, 120]  # the last step is always measured
+    assert bench.default_at(300) == [50, 100, 150, 215, 300]
+    assert bench.default_at(10) == [10]
+
+
+@pytest.mark.parametrize("argv, at", [
+    (["--steps", "100"], [50, 100]),  # was refused: "every --at step in 1..100", --at never given
+    (["--steps", "30"], [30]),
+    ([], [50, 100, 150, 215]),
+    (["--steps", "100", "--at", "10", "20"], [10, 20]),
+])
+def test_steps_alone_measure_at_the_default_steps_that_fit(bench, monkeypatch, argv, at):
+    class Loaded(Exception):
+        pass
+
+    def loaded(args):
+        raise Loaded(args.at)
+
+    monkeypatch.setattr(bench, "load_setup", loaded)
+    with pytest.raises(Loaded) as exc:
+        bench.main(argv)
+    assert exc.value.args[0] == at
