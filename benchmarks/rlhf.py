@@ -96,6 +96,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from ppo_edu.lm.reward import text_ids
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
 from ppo_edu.rlhf.evaluation import evaluate_policy
 from ppo_edu.rlhf.setups import load_prompts
@@ -113,7 +114,7 @@ def longest_prompt_and_context(lm: str, seeds) -> tuple[int, int]:
     source = resolve(lm, TINY_LM_DIR)
     tokenizer = load_tokenizer(source)
     prompts = {p for seed in seeds for p in load_prompts("snippets", "test", seed=seed)}
-    longest = max(len(ids) for ids in tokenizer(sorted(prompts), add_special_tokens=False)["input_ids"]) + 1
+    longest = max(len(ids) for ids in text_ids(tokenizer, sorted(prompts))) + 1
     config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     return longest, context_length_of(SimpleNamespace(config=config))
 
@@ -301,7 +302,7 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
 
     tok = copy.deepcopy(tokenizer)
     tok.padding_side = "left"  # TRL finds the prompts' padding by `!= pad_token_id`, on the left
-    ids = [[tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"] for p in train_prompts]
+    ids = [[tok.bos_token_id] + text_ids(tok, p) for p in train_prompts]
     dataset = Dataset.from_dict({"input_ids": ids})
     policy = copy.deepcopy(lm)
     reference = copy.deepcopy(lm)

@@ -150,6 +150,41 @@ def test_generation_and_tokenizer_settings_out_of_range():
             generate(model, tok, ["A"], max_new_tokens=2, top_p=top_p)
     with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 258"):
         train_tokenizer(["a good movie", "a bad movie"], vocab_size=10)
+    for temperature in (0, -1.0, float("inf"), float("nan"), True):  # inf sampled uniformly
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            generate(model, tok, ["A"], max_new_tokens=2, temperature=temperature)
+
+
+@pytest.mark.parametrize("seed", [True, 1.5, -1, 2**64, np.float64(3.0)])
+def test_the_language_model_helpers_name_a_bad_seed(tmp_path, seed):
+    # generate() gave seed=1.5 and seed=True the sample of seed=1; the others failed inside numpy
+    # with a message that named no argument, or (seed=True) ran as seed 1
+    from ppo_edu.lm.bradley_terry import make_preference_pairs
+    from ppo_edu.lm.training import sft_train
+    from ppo_edu.rlhf import RLHFConfig
+    from ppo_edu.rlhf.best_of_n import sample_and_score
+    from ppo_edu.rlhf.evaluation import evaluate_policy, opening_prompts
+    from ppo_edu.rlhf.setups import shuffled_reviews
+
+    model, tok = load_lm("tiny")
+    rm, rtok = load_reward_model(save_random_gpt2(tmp_path / "rm", small_tokenizer(), kind="rm"))
+    texts, ratings = ["a good movie", "a bad movie"] * 4, [2.0, -2.0] * 4
+    calls = [
+        lambda: generate(model, tok, ["A"], max_new_tokens=2, seed=seed),
+        lambda: sft_train(model, tok, texts, steps=1, batch_size=2, block=4, seed=seed),
+        lambda: train_reward_model(rm, rtok, texts, ratings, epochs=0.5, batch_size=4, seed=seed),
+        lambda: make_preference_pairs(ratings, margin=1.0, max_pairs=2, seed=seed),
+        lambda: opening_prompts(["a good movie indeed"], seed=seed),
+        lambda: evaluate_policy(model, model, tok, ["A good"], lambda t: torch.zeros(len(t)),
+                                max_new_tokens=2, seed=seed),
+        lambda: shuffled_reviews("snippets", "test", limit=2, seed=seed),
+        lambda: sample_and_score(model, tok, ["A good"], lambda t: torch.zeros(len(t)), num_samples=1,
+                                 max_new_tokens=2, seed=seed),
+        lambda: RLHFConfig(seed=seed),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"seed must be an integer >= 0 and < 2\*\*64"):
+            call()
 
 
 def test_lm_scoring_refuses_empty_lists_and_bad_batch_sizes(tmp_path):

@@ -211,3 +211,14 @@ def test_lesson_6_checks_trained_models_with_expect_and_asserts_offline():
     assert 'MEASURED = SETUP == "offline"' in source  # so the offline run, and CI, assert every one
     calls = source.count("expect(")
     assert calls >= 10 and source.count("measured=MEASURED)") == calls
+
+
+def test_free_text_is_tokenized_only_through_text_ids():
+    # ppo_edu.lm.reward.text_ids reads "<|pad|>" typed in a text as characters; a direct
+    # tokenizer(..., add_special_tokens=False) call would turn it into the pad id again.
+    direct = [f"{path.relative_to(ROOT)}:{n}"
+              for folder in ("ppo_edu", "benchmarks")
+              for path in sorted((ROOT / folder).rglob("*.py"))
+              for n, line in enumerate(path.read_text().splitlines(), 1)
+              if "add_special_tokens=False" in line and "split_special_tokens=True" not in line]
+    assert direct == []

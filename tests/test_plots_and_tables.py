@@ -554,3 +554,13 @@ def test_plots_refuse_a_key_no_record_has_and_a_window_below_one():
     with pytest.raises(ValueError, match="window must be an integer >= 1"):
         smoothed([1.0, 2.0], 0)  # returned all NaN
     plt.close("all")
+
+
+def test_rating_plots_refuse_scores_that_are_not_numbers():
+    from ppo_edu.lm.plots import accuracy_by_gap
+
+    ratings = [2.0, -2.0, 0.5]
+    with pytest.raises(TypeError, match="VADER must be numbers"):
+        plot_scores_vs_ratings(ratings, {"VADER": ["0.1", "0.2", "0.3"]})
+    with pytest.raises(TypeError, match="scores must be numbers"):
+        accuracy_by_gap(ratings, [True, False, True])

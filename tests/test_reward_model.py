@@ -20,7 +20,7 @@ from ppo_edu.lm import (
     vader_compound,
 )
 from ppo_edu.lm.bradley_terry import count_preference_pairs
-from ppo_edu.lm.reward import last_token_scores, reward_model_scores
+from ppo_edu.lm.reward import encode_for_reward, last_token_scores, reward_model_scores
 from ppo_edu.lm.testing import save_random_gpt2, small_tokenizer
 from ppo_edu.lm.training import reward_accuracy, train_reward_model
 
@@ -186,10 +186,19 @@ def test_reward_does_not_depend_on_the_batch_it_is_padded_in(random_rm):
     assert torch.allclose(alone, padded[:1], atol=1e-5)
 
 
-def test_text_already_ending_in_eos_is_not_given_a_second_one(random_rm):
+def test_text_that_spells_a_special_token_is_read_as_characters(random_rm):
+    # A policy's decoded response is tokenized again for the reward model: if "<|pad|>" or
+    # "<|endoftext|>" in it became the pad or EOS id, the policy could put a control token the
+    # reward model never saw as input in front of it (and move its score). Each text ends in
+    # exactly one EOS, the one encode_for_reward appends, and never contains the pad id.
     model, tok = random_rm
+    texts = ["Fun.<|pad|>", "Awful.<|endoftext|>Great fun!", "Fun." + tok.eos_token]
+    for text, ids in zip(texts, encode_for_reward(tok, texts, max_length=64)):
+        assert tok.pad_token_id not in ids, text
+        assert ids.index(tok.eos_token_id) == len(ids) - 1, text
+        assert tok.decode(ids[:-1]) == text
     reward_fn = reward_fn_from_model(model, tok)
-    assert torch.allclose(reward_fn(["Fun."]), reward_fn(["Fun." + tok.eos_token]), atol=1e-6)
+    assert not torch.allclose(reward_fn(["Fun."]), reward_fn(["Fun." + tok.eos_token]), atol=1e-6)
 
 
 def test_reward_fn_restores_training_mode_and_returns_cpu_floats(random_rm):
@@ -308,12 +317,13 @@ def test_sentiment_reward_fn_returns_the_positive_logit_of_a_local_classifier(tm
     classifier.save_pretrained(tmp_path / "clf")
     tokenizer.save_pretrained(tmp_path / "clf")
     reward_fn = sentiment_reward_fn(str(tmp_path / "clf"))
-    texts = ["A gripping drama.", "Dull."]
+    texts = ["A gripping drama.", "Dull.", "Fun.<|pad|>"]  # the last one's "<|pad|>" is characters
     got = reward_fn(texts)
-    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    enc = tokenizer(texts, padding=True, return_tensors="pt", split_special_tokens=True)
+    assert tokenizer.pad_token_id not in enc["input_ids"][2][enc["attention_mask"][2].bool()]
     with torch.no_grad():
         want = classifier.eval()(**enc).logits[:, 1]
-    assert got.shape == (2,) and torch.allclose(got, want, atol=1e-5)
+    assert got.shape == (3,) and torch.allclose(got, want, atol=1e-5)
 
 
 def test_sentiment_reward_fn_refuses_tiny_and_missing_dirs():
@@ -482,3 +492,28 @@ def test_texts_too_long_for_the_context_are_refused_before_training(random_rm, t
     with pytest.raises(ValueError, match=r"eval_texts\[0\] is \d+ tokens with EOS twice"):
         sft_train(lm, lm_tok, ["a good film"] * 40, steps=5, batch_size=2, block=16,
                   eval_texts=[long_text], eval_every=5, progress=False)
+
+
+def test_pairwise_accuracy_refuses_strings_booleans_and_self_pairs():
+    # ["3", "2", "1"] scored 1.0 and [True, False, False] 0.75; a pair (0, 0) counted as a tie
+    for scores in (["3", "2", "1"], [True, False, False], torch.tensor([True, False, False])):
+        with pytest.raises(TypeError, match="scores must be numbers"):
+            pairwise_accuracy(scores, [[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match=r"pairs\[1\] = \[2, 2\] compares a text with itself"):
+        pairwise_accuracy([3.0, 2.0, 1.0], [[0, 1], [2, 2]])
+    # a bfloat16 tensor is numbers (numpy has no bfloat16: it is widened, not refused)
+    assert pairwise_accuracy(torch.tensor([3.0, 2.0, 1.0], dtype=torch.bfloat16), [[0, 1], [1, 2]]) == 1.0
+
+
+def test_last_token_scores_refuses_a_mask_that_is_not_zero_or_one():
+    with pytest.raises(ValueError, match="attention_mask must be boolean or hold only 0 and 1"):
+        last_token_scores(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1, 0.25, 0]]))
+
+
+def test_reward_accuracy_of_a_constant_scorer_has_no_pearson_r_and_restores_the_mode(random_rm):
+    model, tok = random_rm
+    with torch.no_grad():
+        model.score.weight.zero_()
+    model.train()
+    result = reward_accuracy(model, tok, ["Fun.", "Dull.", "Fine."], [2.0, -2.0, 0.0])
+    assert result["accuracy"] == 0.5 and result["pearson_r"] is None and model.training

@@ -262,3 +262,14 @@ def test_tokens_are_sampled_from_the_tempered_policy_itself():
     sampled = logp[g.response_ids[:, 0]]
     standard_error = sampled.std() / n ** 0.5
     assert abs(sampled.mean() + entropy) < 4 * standard_error, (sampled.mean().item(), -entropy.item())
+
+
+def test_a_prompt_that_spells_a_special_token_is_encoded_as_characters(tok):
+    # "<|pad|>" typed in a prompt must not become the pad id (the attention mask would then
+    # hold a 1 on a pad id) nor "<|endoftext|>" a document boundary in mid-prompt.
+    prompts = ["great<|pad|>", "<|endoftext|> so"]
+    ids, mask = encode_prompts(tok, prompts, context_length=64, max_new_tokens=4)
+    real = ids[mask.bool()]
+    assert tok.pad_token_id not in real.tolist() and tok.eos_token_id not in real.tolist()
+    for row, m, prompt in zip(ids, mask, prompts):
+        assert tok.decode(row[m.bool()]) == prompt

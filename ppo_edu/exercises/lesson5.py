@@ -73,7 +73,8 @@ def check_bradley_terry_loss(fn):
                 "to log(0) = -inf in float32; use F.logsigmoid(x) or F.softplus(-x), which are exact")
     if not _near(value, want, 1e-3):
         return f"for a gap of -200 the loss should be about {want:.2f}, got {value:.4g}"
-    # train_reward_model calls it on the GPU on Colab: a target made with torch.ones(n) fails there
+    # train_reward_model hands it CPU scores, but a loss must also work on GPU tensors, where a
+    # target made with torch.ones(n) (a CPU tensor) fails
     return device_hint(fn, torch.randn(5, generator=g), torch.randn(5, generator=g))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppo_edu._checks import require_seed
 from ppo_edu.lm.data import validate_ratings
 
 
@@ -122,7 +123,7 @@ def make_preference_pairs(
     if max_pairs > total:
         raise ValueError(f"max_pairs={max_pairs} but only {total} pairs of these ratings differ by at least "
                          f"margin={margin:g}; ask for at most {total}, or max_pairs=None for all of them")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(require_seed("seed", seed))
     if 2 * max_pairs <= total:
         # Rejection sampling, without building all pairs: draw random (i, j), keep qualifying
         # ones, de-duplicate. At least half of the qualifying pairs are left to find at every draw.
@@ -140,18 +141,29 @@ def make_preference_pairs(
     return pairs[np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))]
 
 
+def score_array(scores, name: str = "scores") -> np.ndarray:
+    """``scores`` (a tensor, array or list of numbers) as float64 numpy. Strings and booleans
+    are a TypeError, not converted (``["3", "2"]`` or ``[True, False]`` are not scores)."""
+    if isinstance(scores, torch.Tensor):
+        if scores.dtype == torch.bool or scores.is_complex():
+            raise TypeError(f"{name} must be numbers, got dtype {scores.dtype}")
+        return scores.detach().cpu().double().numpy()  # .double() first: numpy has no bfloat16
+    raw = np.asarray(scores)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
+
+
 def pairwise_accuracy(scores, pairs) -> float:
     """Fraction of pairs ``(chosen, rejected)`` with ``scores[chosen] > scores[rejected]``.
 
     A tie counts as half right (a constant scorer gets 0.5, chance). ``scores`` has shape
     ``(N,)`` and must be finite (a NaN compares false both ways and would silently count
     as wrong); ``pairs`` has shape ``(P, 2)``, P >= 1, of integer indices in ``[0, N)``
-    (a negative index is an error, not Python's count from the end).
+    (a negative index is an error, not Python's count from the end), each pair of two
+    different texts.
     """
-    if isinstance(scores, torch.Tensor):
-        s = scores.detach().cpu().double().numpy()
-    else:
-        s = np.asarray(scores, dtype=np.float64)
+    s = score_array(scores)
     if s.ndim != 1:
         raise ValueError(f"scores must be one-dimensional (one score per text), got shape {s.shape}")
     bad = ~np.isfinite(s)
@@ -169,5 +181,9 @@ def pairwise_accuracy(scores, pairs) -> float:
         row = int(np.flatnonzero(out_of_range.any(axis=1))[0])
         raise ValueError(f"pairs[{row}] = {p[row].tolist()} is not a pair of indices in [0, {len(s)}) "
                          f"(scores has {len(s)} entries)")
+    same = p[:, 0] == p[:, 1]
+    if same.any():  # it would count as a tie: half right whatever the scores
+        row = int(np.flatnonzero(same)[0])
+        raise ValueError(f"pairs[{row}] = {p[row].tolist()} compares a text with itself")
     diff = s[p[:, 0]] - s[p[:, 1]]
     return float(np.mean((diff > 0) + 0.5 * (diff == 0)))

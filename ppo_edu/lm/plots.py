@@ -7,6 +7,7 @@ import itertools
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ppo_edu.lm.bradley_terry import score_array
 from ppo_edu.lm.data import validate_ratings
 
 
@@ -68,7 +69,7 @@ def plot_scores_vs_ratings(ratings, scorers: dict[str, np.ndarray], title: str =
     ratings = validate_ratings(ratings)
     fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.6), squeeze=False)
     for ax, (name, scores) in zip(axes[0], scorers.items()):
-        scores = np.asarray(scores, dtype=float)
+        scores = score_array(scores, name)
         if scores.shape != ratings.shape:
             raise ValueError(f"{name}: scores must have one entry per rating, shape {ratings.shape}; "
                              f"got {scores.shape}")
@@ -89,7 +90,7 @@ def plot_scores_vs_ratings(ratings, scorers: dict[str, np.ndarray], title: str =
 def accuracy_by_gap(ratings, scores, edges=(1.0, 1.5, 2.0, 3.0, 4.0, 8.0)) -> list[tuple[float, float, float, int]]:
     """Pairwise accuracy of ``scores`` on pairs whose rating gap lies in each ``[lo, hi)`` bin."""
     ratings = validate_ratings(ratings)
-    scores = np.asarray(scores, dtype=float)
+    scores = score_array(scores)
     if scores.shape != ratings.shape:
         raise ValueError(f"scores must have one entry per rating, shape {ratings.shape}; got {scores.shape}")
     bad = ~np.isfinite(scores)

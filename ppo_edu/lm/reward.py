@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_device
+from ppo_edu._checks import require_binary, require_count, require_device
 
 RewardFn = Callable[[list[str]], torch.Tensor]
 
@@ -38,6 +38,17 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
+def text_ids(tokenizer, texts):
+    """Token ids of free text (one str or a list), with no special tokens added *or recognised*.
+
+    A text that spells a special token, say ``"Fun.<|pad|>"``, is tokenized as the characters
+    it is made of, never as the pad or EOS id: a policy whose decoded response contains
+    ``<|endoftext|>`` must not be able to put a control token in front of the reward model,
+    the judge or itself. (The tokenizer's default, ``split_special_tokens=False``, would.)
+    """
+    return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
 def encode_for_reward(tokenizer, texts: list[str], max_length: int, truncate: bool = False) -> list[list[int]]:
     """Token ids of each text followed by EOS (the format the shipped reward model was trained on).
 
@@ -48,7 +59,7 @@ def encode_for_reward(tokenizer, texts: list[str], max_length: int, truncate: bo
     if eos is None:
         raise ValueError("the tokenizer has no EOS token")
     out = []
-    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
+    for i, ids in enumerate(text_ids(tokenizer, list(texts))):
         ids = list(ids)
         if not ids or ids[-1] != eos:
             ids.append(eos)
@@ -85,6 +96,7 @@ def last_token_scores(token_scores: torch.Tensor, attention_mask: torch.Tensor) 
     if token_scores.shape != attention_mask.shape or token_scores.ndim != 2:
         raise ValueError(f"token_scores {tuple(token_scores.shape)} and attention_mask "
                          f"{tuple(attention_mask.shape)} must both have shape (B, L)")
+    require_binary("attention_mask", attention_mask)  # a 0.25 would count as a real token
     if not bool((attention_mask.sum(-1) > 0).all()):
         raise ValueError("a row of attention_mask has no real token")
     positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
@@ -225,8 +237,9 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
         out = []
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
+                # split_special_tokens: text that spells "[SEP]" is characters, not the classifier's token
                 enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                max_length=limit, return_tensors="pt").to(device)
+                                max_length=limit, return_tensors="pt", split_special_tokens=True).to(device)
                 logits = model(**{k: v for k, v in enc.items() if k in takes}).logits
                 out.append(logits[:, positive].float().cpu())
         return torch.cat(out) if out else torch.zeros(0)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count
+from ppo_edu._checks import require_count, require_seed
 from ppo_edu.lm.bradley_terry import (
     _check_margin,
     bradley_terry_loss,
@@ -40,7 +40,7 @@ from ppo_edu.lm.bradley_terry import (
     pairwise_accuracy,
 )
 from ppo_edu.lm.data import validate_ratings
-from ppo_edu.lm.reward import _check_texts, _context_length, reward_model_scores
+from ppo_edu.lm.reward import _check_texts, _context_length, reward_model_scores, text_ids
 
 
 # ----------------------------------------------------------------------------- the LM
@@ -72,7 +72,7 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
     eos = tokenizer.eos_token_id
     # the padding is masked out of the loss: any id will do, and the hub's gpt2 has no pad token
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = text_ids(tokenizer, texts)
     limit = _context_length(model)
     total, count = 0.0, 0
     for start in range(0, len(ids), batch_size):
@@ -140,7 +140,7 @@ def _check_eval(eval_texts, eval_every) -> None:
 
 def _require_fits(name: str, tokenizer, texts: list[str], context: int, extra: int, what: str) -> None:
     """ValueError naming the first text whose tokens plus ``extra`` special tokens exceed ``context``."""
-    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
+    for i, ids in enumerate(text_ids(tokenizer, list(texts))):
         if len(ids) + extra > context:
             raise ValueError(f"{name}[{i}] is {len(ids) + extra} tokens {what}, longer than the model's "
                              f"context of {context}; shorten it or leave it out")
@@ -176,11 +176,12 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
         # text_nll reads <eos> text <eos>: refuse a text too long for that now, not at the
         # first evaluation after eval_every steps of training
         _require_fits("eval_texts", tokenizer, eval_texts, context, extra=2, what="with EOS twice")
+    seed = require_seed("seed", seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
-    ids = [list(s) for s in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    ids = [list(s) for s in text_ids(tokenizer, texts)]
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -234,13 +235,16 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompts[{i}] is a {type(prompt).__name__}, not a str")
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0.0 < temperature < math.inf):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r} (an infinite one "
+                         "samples every token uniformly)")
     if not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filtering), got {top_p!r}")
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     context = _context_length(model)
     encoded = []
     for i, prompt in enumerate(prompts):
-        ids = [tokenizer.eos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = [tokenizer.eos_token_id] + text_ids(tokenizer, prompt)
         if len(ids) + max_new_tokens > context:
             raise ValueError(
                 f"prompts[{i}] is {len(ids)} tokens with its leading <|endoftext|>; with "
@@ -248,6 +252,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
                 f"context of {context} tokens. Shorten the prompt or generate fewer tokens."
             )
         encoded.append(ids)
+    seed = require_seed("seed", seed)
     torch.manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -268,20 +273,25 @@ def reward_accuracy(model, tokenizer, texts: list[str], ratings, margin: float =
                     batch_size: int = 64) -> dict:
     """Held-out pairwise accuracy of a reward model on all pairs with a rating gap >= ``margin``.
 
-    Returns ``{"accuracy", "pairs", "scores" (np.ndarray), "pearson_r"}``.
+    Returns ``{"accuracy", "pairs", "scores" (np.ndarray), "pearson_r"}``; ``pearson_r`` is
+    None when every score is the same (a constant scorer has no correlation, and NaN would
+    travel silently into a log).
     """
     ratings = validate_ratings(ratings)
     texts = _check_texts(texts)
     if len(texts) != len(ratings):
         raise ValueError(f"{len(texts)} texts but {len(ratings)} ratings")
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        scores = reward_model_scores(model, tokenizer, texts, batch_size=batch_size).numpy()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = reward_model_scores(model, tokenizer, texts, batch_size=batch_size).numpy()
+    finally:
         model.train(was_training)
     pairs = make_preference_pairs(ratings, margin)
+    r = None if scores.std() == 0 else float(np.corrcoef(scores, ratings)[0, 1])
     return {"accuracy": pairwise_accuracy(scores, pairs), "pairs": len(pairs), "scores": scores,
-            "pearson_r": float(np.corrcoef(scores, ratings)[0, 1])}
+            "pearson_r": r}
 
 
 def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: float = 1.0, epochs: float = 1.0,
@@ -335,6 +345,7 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
         # else no batch has a pair, nothing is ever trained and a normal-looking history comes back
         raise ValueError(f"no two ratings differ by at least margin={margin:g}: there are no preference "
                          "pairs to train on")
+    seed = require_seed("seed", seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = max(1, len(texts) // batch_size)

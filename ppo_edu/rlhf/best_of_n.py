@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ppo_edu._checks import require_seed
 from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
 
 
@@ -110,7 +111,7 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     pad_id = require_pad_token(tokenizer)
     device = next(lm.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))
     was_training = lm.training
     lm.eval()
     scores = np.zeros((num_samples, len(prompts)), np.float32)

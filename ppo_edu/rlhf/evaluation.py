@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_seed
 from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
 from ppo_edu.rlhf.kl import full_kl
 from ppo_edu.rlhf.logprobs import lm_forward, logprobs_from_logits
@@ -51,7 +52,7 @@ def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4
     """
     if min_words < 1 or max_words < min_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(require_seed("seed", seed))
     prompts = []
     for text in texts:
         words = text.replace("<br />", " ").split()
@@ -94,7 +95,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
         raise ValueError("prompts is empty: there is nothing to evaluate the policy on")
     pad_id = require_pad_token(tokenizer)
     device = next(lm.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))
     was_training = lm.training
     lm.eval()
     texts, responses, kls, nlls, lengths = [], [], [], [], []

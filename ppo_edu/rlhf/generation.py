@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ppo_edu._checks import require_same_shape
-from ppo_edu.lm.reward import _context_length
+from ppo_edu.lm.reward import _context_length, text_ids
 from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded
 
 
@@ -94,7 +94,7 @@ def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_t
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt {i} is a {type(prompt).__name__}, not a string")
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = text_ids(tokenizer, prompt)
         if len(ids) == 0:
             raise ValueError(f"prompt {i} ({prompt!r}) has no tokens; every prompt needs at least one")
         if add_bos:

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 import torch
 
+from ppo_edu._checks import require_seed
 from ppo_edu.rlhf.evaluation import opening_prompts
 
 OFFLINE = dict(policy="tiny", reward="tiny", prompts="snippets", prompt_split="test")
@@ -67,7 +68,7 @@ def shuffled_reviews(source: str = "snippets", split: str = "test", limit: int |
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     texts, labels = load_reviews(source, split)
-    order = np.random.default_rng(seed).permutation(len(texts))[:limit]
+    order = np.random.default_rng(require_seed("seed", seed)).permutation(len(texts))[:limit]
     return [texts[i] for i in order], np.asarray(labels)[order]
 
 

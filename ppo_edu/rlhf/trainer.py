@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count
+from ppo_edu._checks import require_count, require_seed
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
 from ppo_edu.rlhf.generation import (
@@ -89,12 +89,13 @@ class RLHFConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "kl_horizon", "seed"):
+        for name in ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "kl_horizon"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
-            if value < (0 if name == "seed" else 1):
-                raise ValueError(f"{name} must be >= {0 if name == 'seed' else 1}, got {value}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        require_seed("seed", self.seed)
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}: the advantages are whitened "
                              "over the batch's response tokens, and one response can be a single token")
