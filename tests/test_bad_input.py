@@ -153,6 +153,9 @@ def test_generation_and_tokenizer_settings_out_of_range():
     for temperature in (0, -1.0, float("inf"), float("nan"), True):  # inf sampled uniformly
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
             generate(model, tok, ["A"], max_new_tokens=2, temperature=temperature)
+    # numpy numbers are numbers: the same sample as the Python float
+    same = generate(model, tok, ["A"], max_new_tokens=3, temperature=0.75, top_p=0.875)  # exact in float32
+    assert generate(model, tok, ["A"], max_new_tokens=3, temperature=np.float32(0.75), top_p=np.float32(0.875)) == same
 
 
 @pytest.mark.parametrize("seed", [True, 1.5, -1, 2**64, np.float64(3.0)])

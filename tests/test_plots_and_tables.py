@@ -564,3 +564,8 @@ def test_rating_plots_refuse_scores_that_are_not_numbers():
         plot_scores_vs_ratings(ratings, {"VADER": ["0.1", "0.2", "0.3"]})
     with pytest.raises(TypeError, match="scores must be numbers"):
         accuracy_by_gap(ratings, [True, False, True])
+
+
+def test_a_constant_scorer_whose_std_rounds_above_zero_is_still_constant():
+    fig = plot_scores_vs_ratings([2.0, -2.0] * 50, {"constant": [0.1] * 100})
+    assert "r undefined" in fig.axes[0].get_title()

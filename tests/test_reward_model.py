@@ -517,3 +517,13 @@ def test_reward_accuracy_of_a_constant_scorer_has_no_pearson_r_and_restores_the_
     model.train()
     result = reward_accuracy(model, tok, ["Fun.", "Dull.", "Fine."], [2.0, -2.0, 0.0])
     assert result["accuracy"] == 0.5 and result["pearson_r"] is None and model.training
+
+
+def test_reward_accuracy_of_a_constant_nonzero_scorer_has_no_pearson_r(random_rm, monkeypatch):
+    # 100 scores of 0.1 have a std of about 3e-17, not 0: a std() == 0 test let NaN through
+    import ppo_edu.lm.training as training
+
+    monkeypatch.setattr(training, "reward_model_scores", lambda model, tok, texts, **kw: torch.full((len(texts),), 0.1))
+    model, tok = random_rm
+    result = reward_accuracy(model, tok, ["Fun."] * 100, [2.0, -2.0] * 50)
+    assert result["accuracy"] == 0.5 and result["pearson_r"] is None

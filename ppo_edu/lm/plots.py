@@ -78,7 +78,7 @@ def plot_scores_vs_ratings(ratings, scorers: dict[str, np.ndarray], title: str =
         ax.scatter(ratings, scores, s=6, alpha=0.4)
         ax.set_xlabel("mean human rating (-4 .. +4)")
         ax.set_ylabel(f"{name} score")
-        if scores.std() == 0:  # a constant scorer: r would print as nan
+        if np.ptp(scores) == 0:  # a constant scorer: r would print as nan (std() can round to 1e-17)
             ax.set_title(f"{name}: constant scores, r undefined", fontsize=10)
         else:
             ax.set_title(f"{name}: Pearson r = {np.corrcoef(scores, ratings)[0, 1]:.2f}", fontsize=10)

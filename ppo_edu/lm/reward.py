@@ -45,6 +45,9 @@ def text_ids(tokenizer, texts):
     it is made of, never as the pad or EOS id: a policy whose decoded response contains
     ``<|endoftext|>`` must not be able to put a control token in front of the reward model,
     the judge or itself. (The tokenizer's default, ``split_special_tokens=False``, would.)
+    This holds for byte-level BPE tokenizers (GPT-2's, the course's), whose pieces never make
+    up a special token; a tokenizer whose own vocabulary holds the string, or that maps
+    unknown text to EOS, can still produce the id.
     """
     return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 

@@ -25,6 +25,7 @@ How the shipped models relate to these loops (they were not all trained by them)
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -235,10 +236,10 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompts[{i}] is a {type(prompt).__name__}, not a str")
-    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0.0 < temperature < math.inf):
+    if isinstance(temperature, bool) or not (isinstance(temperature, numbers.Real) and 0.0 < temperature < math.inf):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r} (an infinite one "
                          "samples every token uniformly)")
-    if not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+    if isinstance(top_p, bool) or not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filtering), got {top_p!r}")
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     context = _context_length(model)
@@ -260,8 +261,8 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     out = []
     for ids in encoded:
         x = torch.tensor([ids], device=device)
-        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, temperature=temperature,
-                           top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
+        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, temperature=float(temperature),
+                           top_k=top_k, top_p=float(top_p), max_new_tokens=max_new_tokens,
                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         out.append(tokenizer.decode(y[0, 1:], skip_special_tokens=True))
     model.train(was_training)
@@ -289,7 +290,8 @@ def reward_accuracy(model, tokenizer, texts: list[str], ratings, margin: float =
     finally:
         model.train(was_training)
     pairs = make_preference_pairs(ratings, margin)
-    r = None if scores.std() == 0 else float(np.corrcoef(scores, ratings)[0, 1])
+    # ptp, not std: the std of 100 equal scores of 0.1 rounds to 3e-17, and corrcoef to NaN
+    r = None if np.ptp(scores) == 0 else float(np.corrcoef(scores, ratings)[0, 1])
     return {"accuracy": pairwise_accuracy(scores, pairs), "pairs": len(pairs), "scores": scores,
             "pearson_r": r}
 
