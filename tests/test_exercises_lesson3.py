@@ -88,6 +88,16 @@ def test_bootstrap_from_the_next_episode_is_named():
     assert "NEXT episode" in check_bootstrap_values.verify(wrong)
 
 
+def test_bootstrap_finding_episode_ends_by_a_nonzero_final_value_is_named():
+    # V(final obs) can be exactly 0 (a critic whose last layer starts at zero): the flags say
+    # where an episode ends, not the value
+    def wrong(values, terminated, truncated, final_values, next_values):
+        nxt = torch.cat([values[1:], next_values[None]])
+        return torch.where(final_values != 0, final_values, nxt) * (~terminated)
+
+    assert "NEXT episode" in check_bootstrap_values.verify(wrong)
+
+
 def test_bootstrap_after_termination_must_be_zero():
     def wrong(values, terminated, truncated, final_values, next_values):
         nxt = torch.cat([values[1:], next_values[None]])

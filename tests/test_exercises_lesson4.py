@@ -107,6 +107,15 @@ def test_explained_variance_as_a_tensor_or_numpy_scalar_is_accepted(as_returned)
     assert check_explained_variance.verify(natural) is None
 
 
+def test_explained_variance_as_a_one_element_tensor_is_named():
+    # float() takes a (1,) tensor, but the lesson's f"{ev:.3f}" then raises a TypeError
+    def one_element(predictions, targets):
+        var = targets.flatten().var(0, keepdim=True)
+        return 1 - (targets - predictions).flatten().var(0, keepdim=True) / var
+
+    assert "got a tensor of shape (1,)" in check_explained_variance.verify(one_element)
+
+
 def test_constant_targets_with_varying_predictions_must_give_nan():
     """Without the check, Var[t - p] / 0 is inf: 1 - inf = -inf, not "undefined"."""
     def unguarded(p, t):

@@ -63,6 +63,8 @@ def test_last_token_checker_reports_the_stub():
     (lambda s, m: s[:, -1], "last column"),
     (lambda s, m: s.gather(1, (m.sum(-1) - 1).unsqueeze(1)).squeeze(1), "left padding"),
     (lambda s, m: s.gather(1, m.sum(-1).clamp(max=s.size(1) - 1).unsqueeze(1)).squeeze(1), "off by one"),
+    # the first padding position, read as argmax of mask == 0 (0 on a row with no padding)
+    (lambda s, m: s[torch.arange(s.size(0)), (m == 0).int().argmax(-1)], "off by one"),
     (lambda s, m: s[:, 0], "expected"),
     (lambda s, m: (s * m).sum(-1), "expected"),
 ])

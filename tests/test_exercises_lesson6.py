@@ -177,9 +177,20 @@ def test_kl_term_of_the_wrong_shape_is_caught():
     assert "shape" in check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).sum(-1))
 
 
-@pytest.mark.parametrize("mask_values", [False, True])
-def test_gae_reading_the_padding_is_caught(mask_values):
-    assert "no next state" in check_token_gae.verify(_gae_without_a_reset(mask_values))
+@pytest.mark.parametrize(("mask_values", "blamed"), [(False, "with the values the padding holds: after a "
+                                                      "response's last real token there is no next state"),
+                                                     (True, "with the rewards the padding holds")])
+def test_gae_reading_the_padding_is_caught(mask_values, blamed):
+    # with its values masked, only the padding's rewards reach the real tokens: name that
+    assert blamed in check_token_gae.verify(_gae_without_a_reset(mask_values))
+
+
+def test_gae_returning_returns_first_is_caught():
+    def swapped(rewards, values, mask, gamma, lam):
+        advantages, returns = my_gae(rewards, values, mask, gamma, lam)
+        return returns, advantages
+
+    assert "you returned (returns, advantages)" in check_token_gae.verify(swapped)
 
 
 def test_gae_with_advantages_on_padding_is_caught():

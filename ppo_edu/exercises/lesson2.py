@@ -54,7 +54,8 @@ _MISTAKES = [
     # clip(r)·|A| and a clip at 1+ε only give the same terms for every r and A: name both
     (lambda r, a, e: min(r * a, _clip(r, e) * abs(a)),
      ("for A < 0 your terms are r·A, never clipped: clip the ratio on both sides, "
-      "clip(r, 1−ε, 1+ε), and multiply it by A itself, not |A|")),
+      "clip(r, 1−ε, 1+ε), for both signs of A, and multiply it by A itself (if you used |A|, "
+      "that is the culprit)")),
     (lambda r, a, e: -min(r * a, _clip(r, e) * a),
      ("you returned −L^CLIP, a loss to minimise; the exercise asks for L^CLIP itself, the "
       "objective to maximise (the trainer puts the minus sign in the loss)")),

@@ -63,8 +63,22 @@ def _handmade_last() -> dict[str, torch.Tensor]:
     )
 
 
+def _handmade_zero() -> dict[str, torch.Tensor]:
+    """One env truncated at step 1 whose final state's value is exactly 0 (a critic whose last
+    layer starts at zero says so): an answer that finds episode ends by ``final_values != 0``
+    instead of by the flags bootstraps from the next episode there."""
+    return dict(
+        rewards=torch.tensor([[1.0], [1.0], [1.0], [1.0]]),
+        values=torch.tensor([[2.0], [3.0], [4.0], [5.0]]),
+        terminated=torch.tensor([[False], [False], [False], [False]]),
+        truncated=torch.tensor([[False], [True], [False], [False]]),
+        final_values=torch.tensor([[0.0], [0.0], [0.0], [0.0]]),
+        next_values=torch.tensor([6.0]),
+    )
+
+
 def _cases() -> list[dict[str, torch.Tensor]]:
-    return [_handmade(), _handmade_last(), _rollout(12, 3, seed=0),
+    return [_handmade(), _handmade_last(), _handmade_zero(), _rollout(12, 3, seed=0),
             _rollout(30, 5, seed=1, p_end=0.3), _rollout(7, 1, seed=2, p_end=0.0)]
 
 

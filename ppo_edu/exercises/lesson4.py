@@ -229,10 +229,13 @@ def check_explained_variance(fn):
             return (f"on {name} your function raised {type(exc).__name__}: {exc}. The lesson calls "
                     "it on (T, N) tensors: take the variances over every entry (.var() with no dim)")
         expected = explained_variance(predictions, y)
+        over = " (one number over every entry)" if rollout else ""
+        if isinstance(got, torch.Tensor) and got.dim() > 0:  # float() takes a (1,) tensor; an f-string does not
+            return (f"for {name} return one number{over}: a Python float or a 0-d tensor, got a tensor "
+                    f"of shape {tuple(got.shape)}")
         try:
             got = float(got)
         except (TypeError, ValueError, RuntimeError):
-            over = " (one number over every entry)" if rollout else ""
             return f"for {name} return one number{over}, got {describe_type(got)}"
         if not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-4):
             if (hint := _explained_variance_hint(fn, name, got, predictions, y)) is not None:

@@ -119,8 +119,13 @@ def check_last_token_scores(fn):
                     "find each row's last position where attention_mask is 1")
         lengths = mask.sum(-1)
         in_range = lengths.clamp(max=mask.size(1) - 1)
-        if torch.allclose(got, scores.gather(1, in_range.unsqueeze(1)).squeeze(1)):
-            return f"on a {name} batch you read position len(row), one past the last real token (off by one)"
+        first_pad = (mask == 0).int().argmax(-1)  # 0 on a row with no padding
+        padded = lengths < mask.size(1)
+        for read in (in_range, first_pad):
+            one_past = scores.gather(1, read.unsqueeze(1)).squeeze(1)
+            if name != "left-padded" and padded.any() and torch.allclose(got[padded], one_past[padded]):
+                return (f"on a {name} batch you read position len(row), the first padding position: one "
+                        "past the last real token (off by one)")
         if name == "left-padded" and torch.allclose(got, scores.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)):
             return ("with left padding (real tokens at the end) len(row) - 1 is not the last real position; "
                     "use the largest index where the mask is 1, which works for both paddings")

@@ -219,12 +219,19 @@ def check_token_gae(fn):
             real = mask.bool()
             if not close(advantages[real], expected[real]):
                 where = f"(gamma={gamma}, lam={lam})"
-                other_junk = fn(rewards - (1 - mask) * 2.0, values - (1 - mask) * 3.0, mask.clone(),
-                                gamma, lam)[0]
-                if not close(other_junk[real], advantages[real]):
-                    return ("your advantages on real tokens change with what the padding holds: after "
-                            "a response's last real token there is no next state, so use "
-                            "V(s_{t+1}) = 0 there and let nothing flow back from the padding " + where)
+                if close(advantages[real], expected_returns[real]) and close(returns[real], expected[real]):
+                    return "you returned (returns, advantages): return the pair in the order (advantages, returns)"
+                clean_rewards = fn(rewards, junk_values, mask.clone(), gamma, lam)[0]
+                clean_values = fn(junk_rewards, values, mask.clone(), gamma, lam)[0]
+                if not close(clean_values[real], advantages[real]):
+                    return ("your advantages on real tokens change with the values the padding holds: "
+                            "after a response's last real token there is no next state, so use "
+                            "V(s_{t+1}) = 0 there, not the value stored in the padding " + where)
+                if not close(clean_rewards[real], advantages[real]):
+                    return ("your advantages on real tokens change with the rewards the padding holds: "
+                            "no delta may come from the padding, or it flows back into the real "
+                            "tokens through gamma * lam * A_(t+1) (mask the rewards, or restart the "
+                            "recursion at each response's end) " + where)
                 # whitened over the real tokens, or over every entry, padding included
                 whitened = [whiten(expected, mask), *standardised(expected)]
                 if any(close(advantages[real], w[real], atol=1e-4) for w in whitened):
