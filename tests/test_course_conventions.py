@@ -217,7 +217,7 @@ def test_free_text_is_tokenized_only_through_text_ids():
     # ppo_edu.lm.reward.text_ids reads "<|pad|>" typed in a text as characters; a direct
     # tokenizer(..., add_special_tokens=False) call would turn it into the pad id again.
     direct = [f"{path.relative_to(ROOT)}:{n}"
-              for folder in ("ppo_edu", "benchmarks")
+              for folder in ("ppo_edu", "benchmarks", "tools")
               for path in sorted((ROOT / folder).rglob("*.py"))
               for n, line in enumerate(path.read_text().splitlines(), 1)
               if "add_special_tokens=False" in line and "split_special_tokens=True" not in line]

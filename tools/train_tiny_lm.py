@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from _tool_checks import add_config_options, library_versions, out_dir_problem
 
 from ppo_edu.lm.data import load_snippets
+from ppo_edu.lm.reward import text_ids
 from ppo_edu.lm.tokenizer import train_tokenizer
 from ppo_edu.lm.training import generate, packed_blocks, text_nll
 
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = train_tokenizer(train_texts, cfg.vocab_size, model_max_length=cfg.n_positions)
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     assert eos_id != pad_id
-    enc = lambda texts: [tokenizer(t)["input_ids"] for t in texts]
+    # text_ids: a snippet that spelled "<|endoftext|>" would be characters, not a document break
+    # (none of the bundled ones does: the ids are the same either way)
+    enc = lambda texts: [list(ids) for ids in text_ids(tokenizer, texts)]
     train_ids, val_ids, test_ids = enc(train_texts), enc(val_texts), enc(test_texts)
     longest = max(len(s) + 2 for s in train_ids + val_ids + test_ids)
     if longest > cfg.n_positions:
