@@ -223,3 +223,15 @@ def test_clip_fraction_inside_the_range_is_caught():
 def test_clip_fraction_as_a_python_float_is_told_to_return_a_tensor():
     result = check_clip_fraction.run(lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean().item())
     assert not result.passed and "0-dimensional tensor" in result.message and ".item()" in result.message
+
+
+def test_a_dual_clip_is_not_taken_for_l_clip():
+    # Ye et al.'s dual clip, max(L, 3A) for A < 0, is another objective: it differs from
+    # L^CLIP only where A < 0 and r > 3, a case the checker needs to hold
+    def dual(n, o, a, e):
+        r = ratio(n, o)
+        terms = torch.minimum(r * a, torch.clamp(r, 1 - e, 1 + e) * a)
+        return torch.where(a < 0, torch.maximum(terms, 3 * a), terms).mean()
+
+    result = check_clipped_objective.run(dual)
+    assert not result.passed and "r = 4.0" in result.message, result.message

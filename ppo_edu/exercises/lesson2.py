@@ -82,7 +82,7 @@ def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | No
 def check_clipped_objective(fn):
     eps = EPSILON
     results, first_wrong = [], None
-    for ratio in (0.5, 0.9, 1.0, 1.1, 1.5):
+    for ratio in (0.5, 0.9, 1.0, 1.1, 1.5, 4.0):  # 4: far out, where a dual clip (max with 3A for A < 0) differs
         for adv in (1.0, -1.0, 2.5, -0.7):
             new, old, a = _one(ratio, adv)
             got = fn(new, old, a, eps)
