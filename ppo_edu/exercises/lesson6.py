@@ -221,8 +221,8 @@ def check_token_gae(fn):
                 where = f"(gamma={gamma}, lam={lam})"
                 if close(advantages[real], expected_returns[real]) and close(returns[real], expected[real]):
                     return "you returned (returns, advantages): return the pair in the order (advantages, returns)"
-                clean_rewards = fn(rewards, junk_values, mask.clone(), gamma, lam)[0]
-                clean_values = fn(junk_rewards, values, mask.clone(), gamma, lam)[0]
+                clean_rewards = fn(rewards.clone(), junk_values.clone(), mask.clone(), gamma, lam)[0]
+                clean_values = fn(junk_rewards.clone(), values.clone(), mask.clone(), gamma, lam)[0]
                 if not close(clean_values[real], advantages[real]):
                     return ("your advantages on real tokens change with the values the padding holds: "
                             "after a response's last real token there is no next state, so use "
