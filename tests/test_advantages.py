@@ -9,6 +9,7 @@ import torch
 
 from ppo_edu.advantages import (
     bootstrap_values,
+    continuations,
     compute_gae,
     discounted_returns,
     fit_critic,
@@ -338,3 +339,71 @@ def test_lambda_sweep_bad_input_is_named(obs, actions, lambdas, match):
 def test_lambda_sweep_needs_two_samples_for_a_variance():
     with pytest.raises(ValueError, match="n_truth must be a whole number >= 2"):
         lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, [0.5], n_truth=1)
+
+
+def test_continuations_keep_the_step_where_each_pole_falls():
+    # The last step of a continuation is the one where the pole fell: it carries a reward of 1
+    # and the termination that ends the return. Every column must end in a fall well before 300
+    # steps (a random policy), and its return is then one per step up to and including the fall.
+    data = continuations(_random_agent(), SWEEP_OBS.repeat_interleave(4, 0),
+                         SWEEP_ACTIONS.repeat_interleave(4), horizon=300, seed=0)
+    assert data["rewards"].shape[0] < 300
+    terminated = data["terminated"]
+    assert terminated.any(0).all()
+    first_fall = terminated.float().argmax(0)
+    assert torch.equal(data["rewards"].sum(0), (first_fall + 1).float())
+
+
+class _ConstantCritic:
+    def __init__(self, values):
+        self.values = values
+
+    def value(self, obs):
+        return self.values.clone()
+
+
+def test_lambda_sweep_arithmetic_on_known_continuations(monkeypatch):
+    # lambda_sweep's figures recomputed by hand on continuations we choose: one step each, two
+    # (state, action) pairs, 2 "truth" and 3 estimate continuations per pair, a critic that
+    # says 5 and -1. The data make one pair's noise-corrected squared bias negative and the
+    # other's positive, so clamping per pair (which the code's comment rules out) would differ
+    # from clamping the mean; two estimate columns are cut by the horizon, not by a fall, and
+    # bootstrap from next_values, which the truth must not.
+    import ppo_edu.advantages as advantages
+
+    n_truth, n_estimates, gamma = 2, 3, 0.9
+    k = n_truth + n_estimates
+    rewards = torch.tensor([[1.0, 1.2, 4.0, 4.1, 3.9], [0.0, 4.0, 5.0, 9.0, 1.0]])
+    terminated = torch.tensor([[True] * 5, [True, False, True, True, False]])
+    next_values = torch.tensor([[0.0] * 5, [0.0, 3.0, 0.0, 0.0, -2.0]])
+    critic = torch.tensor([5.0, -1.0])
+
+    def known(agent, obs, first_actions, horizon=400, seed=0):
+        b = obs.shape[0]
+        assert b == 2 * k
+        return dict(rewards=rewards.reshape(1, b), values=critic.repeat_interleave(k).reshape(1, b),
+                    terminated=terminated.reshape(1, b), truncated=torch.zeros(1, b, dtype=torch.bool),
+                    final_values=torch.zeros(1, b), next_values=(next_values * ~terminated).reshape(b))
+
+    monkeypatch.setattr(advantages, "continuations", known)
+    records = lambda_sweep(_ConstantCritic(critic), SWEEP_OBS[:2], SWEEP_ACTIONS[:2], [0.0, 1.0],
+                           gamma=gamma, n_estimates=n_estimates, n_truth=n_truth)
+    truth = rewards[:, :n_truth]  # returns cut at the horizon, never bootstrapped
+    target = truth.mean(1) - critic
+    estimates = (rewards + gamma * next_values * ~terminated - critic[:, None])[:, n_truth:]
+    variance = estimates.var(1)
+    bias2 = (estimates.mean(1) - target) ** 2 - variance / n_estimates - truth.var(1) / n_truth
+    assert (bias2 < 0).any() and (bias2 > 0).any()
+    for record in records:  # one step: every lambda gives the same one-step estimate
+        assert record["variance"] == pytest.approx(float(variance.mean()), rel=1e-6)
+        assert record["bias2"] == pytest.approx(float(bias2.mean().clamp(min=0)), rel=1e-6)
+        assert record["mse"] == pytest.approx(float(((estimates - target[:, None]) ** 2).mean()), rel=1e-6)
+
+
+def test_lambda_sweep_does_not_depend_on_the_global_rng():
+    agent = _random_agent()
+    kwargs = dict(gamma=0.98, n_estimates=4, n_truth=4, horizon=60, seed=0)
+    torch.manual_seed(1)
+    first = lambda_sweep(agent, SWEEP_OBS, SWEEP_ACTIONS, [0.5, 1.0], **kwargs)
+    torch.manual_seed(2)
+    assert lambda_sweep(agent, SWEEP_OBS, SWEEP_ACTIONS, [0.5, 1.0], **kwargs) == first

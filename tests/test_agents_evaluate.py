@@ -232,6 +232,7 @@ def test_tracker_keeps_a_copy_of_the_latest_of_the_best(monkeypatch):
     assert tracker.best_agent is not agent
     assert torch.equal(tracker.best_agent.actor[-1].bias, weights[4000])  # not the last (5000)
     assert tracker.first_at(475) == 2000 and tracker.first_at(501) is None
+    assert tracker.first_at(500) == 2000  # a mean equal to the target has reached it
 
 
 def test_tracker_changes_nothing_in_training_and_its_best_agent_evaluates_as_recorded():

@@ -1,5 +1,7 @@
 """The math of ppo_edu.objectives, pinned: ratio, L^CPI, L^CLIP, KL estimators."""
 
+import math
+
 import pytest
 import torch
 
@@ -222,3 +224,32 @@ def test_categorical_kl_is_zero_for_identical_policies_and_positive_otherwise():
     logits = torch.randn(5, 2)
     assert torch.allclose(categorical_kl(logits, logits), torch.zeros(5), atol=1e-7)
     assert (categorical_kl(logits, logits + torch.tensor([1.0, 0.0])) > 0).all()
+
+
+def test_only_the_new_logprobs_get_gradients():
+    # pi_theta_old and A_hat are constants of the surrogate: even when a caller passes tensors
+    # that still carry a graph, no gradient may flow into them.
+    logprobs = torch.tensor([0.1, -0.3, 0.5], requires_grad=True)
+    objectives = {
+        "ratio": lambda old, adv: probability_ratio(logprobs, old).sum(),
+        "L^CPI": lambda old, adv: cpi_surrogate(logprobs, old, adv),
+        "L^CLIP": lambda old, adv: clipped_surrogate(logprobs, old, adv).objective,
+    }
+    for name, objective in objectives.items():
+        old = torch.tensor([0.0, 0.2, -0.1], requires_grad=True)
+        adv = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+        objective(old, adv).backward()
+        assert old.grad is None and adv.grad is None, name
+    assert logprobs.grad is not None
+
+
+def test_masked_mean_ignores_non_finite_values_in_the_padding():
+    values = torch.tensor([1.0, 3.0, float("inf"), float("nan")])
+    assert masked_mean(values, torch.tensor([1, 1, 0, 0])).item() == 2.0
+
+
+def test_clip_fraction_counts_only_the_real_entries():
+    # one of the two real entries is clipped (r = 2); the padded one (r = 1) must not count
+    out = clipped_surrogate(torch.tensor([math.log(2.0), 0.0, 0.0]), torch.zeros(3), torch.ones(3),
+                            0.2, mask=torch.tensor([1, 1, 0]))
+    assert out.clip_fraction.item() == pytest.approx(0.5)
