@@ -122,3 +122,27 @@ def test_a_response_with_no_real_token_is_refused():
     # the score would go to index -1: the last column, padding
     with pytest.raises(ValueError, match="a row of the mask has no real token"):
         token_rewards(torch.tensor([1.0, 1.0]), torch.zeros(2, 3), 0.2, torch.tensor([[1, 1, 0], [0, 0, 0]]))
+
+
+def test_whiten_needs_two_real_entries():
+    # one real entry: its variance is 0/0, and the whitened value NaN
+    with pytest.raises(ValueError, match="at least two real entries"):
+        whiten(torch.tensor([[1.0, 0.0]]), torch.tensor([[1, 0]]))
+
+
+def test_token_gae_ignores_non_finite_padding_and_refuses_a_non_finite_real_reward():
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    clean = torch.tensor([[0.5, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    dirty = clean.clone()
+    dirty[0, 2] = float("nan")
+    advantages, returns = token_gae(dirty, torch.zeros(2, 3), mask)
+    assert torch.isfinite(advantages).all() and advantages[0, 2] == 0 and returns[0, 2] == 0
+    torch.testing.assert_close(advantages, token_gae(clean, torch.zeros(2, 3), mask)[0])
+    dirty[1, 1] = float("nan")  # on a real token: never trained on
+    with pytest.raises(ValueError, match="rewards"):
+        token_gae(dirty, torch.zeros(2, 3), mask)
+
+
+def test_token_gae_refuses_gamma_zero():
+    with pytest.raises(ValueError, match="need 0 < gamma <= 1"):
+        token_gae(torch.ones(1, 3), torch.zeros(1, 3), torch.ones(1, 3), gamma=0.0)

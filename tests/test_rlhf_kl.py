@@ -127,6 +127,8 @@ def test_adaptive_controller_refuses_a_batch_that_could_flip_betas_sign():
     ctl = AdaptiveKLController(0.2, target=6.0, horizon=10)
     with pytest.raises(ValueError, match="n_steps < 5 \\* horizon"):
         ctl.update(0.0, n_steps=64)
+    with pytest.raises(ValueError, match="n_steps < 5 \\* horizon"):
+        ctl.update(0.0, n_steps=50)  # exactly 5 horizons: beta * 0
     assert ctl.value == 0.2
     ctl.update(0.0, n_steps=49)  # the largest batch it takes: beta * 0.02, still positive
     assert ctl.value == pytest.approx(0.2 * 0.02) and ctl.value > 0
@@ -136,6 +138,19 @@ def test_fixed_controller_never_moves():
     ctl = FixedKLController(0.05)
     ctl.update(100.0, 1000)
     assert ctl.value == 0.05
+    assert FixedKLController(0.0).value == 0.0  # the documented "no KL penalty" setting
+
+
+def test_k3_gradient_stays_finite_with_minus_inf_log_probs_in_the_padding():
+    # a KL term differentiated through kl_penalty (a KL in the loss) must not get NaN
+    # gradients from an impossible token after EOS
+    logprobs = torch.tensor([[-1.0, -2.0, float("-inf")]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -1.0, float("-inf")]])
+    for estimator in ("k1", "k3"):
+        logprobs.grad = None
+        kl_penalty(logprobs, ref, torch.tensor([[1, 1, 0]]), estimator).sum().backward()
+        assert torch.isfinite(logprobs.grad).all(), estimator
+        assert logprobs.grad[0, 2] == 0
 
 
 def test_full_kl_is_zero_for_equal_logits_and_positive_otherwise():

@@ -106,3 +106,26 @@ def test_policy_round_trips_through_a_local_directory(tok, tmp_path):
     b = loaded.logprobs_and_values(ids, torch.ones_like(ids), 2)
     torch.testing.assert_close(a[0], b[0])
     torch.testing.assert_close(a[1], b[1])
+
+
+def test_entropy_takes_the_temperature_into_account():
+    logits = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(entropy_from_logits(logits, 2.0), entropy_from_logits(logits / 2.0))
+    assert not torch.allclose(entropy_from_logits(logits, 2.0), entropy_from_logits(logits))
+
+
+def test_a_call_with_no_response_or_no_query_is_refused(tok):
+    from ppo_edu.rlhf.logprobs import lm_forward, response_slice
+
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(ValueError, match="no response tokens"):
+        lm_forward(toy_lm(tok), ids, torch.ones_like(ids), 3)
+    with pytest.raises(ValueError, match="the query needs at least one token"):
+        response_slice(0, 3)  # it would be slice(-1, 2)
+
+
+def test_a_query_mask_that_is_not_zeros_and_ones_is_refused():
+    from ppo_edu.rlhf.logprobs import require_left_padded
+
+    with pytest.raises(ValueError, match="must hold only 0 .padding. and 1 .real token."):
+        require_left_padded(torch.tensor([[0, 2]]))

@@ -451,3 +451,156 @@ def test_evaluation_names_the_policy_wrapper_instead_of_a_missing_config(tok):
     trainer = make_trainer(tok)
     with pytest.raises(TypeError, match="got a PolicyWithValueHead: pass its .lm"):
         evaluate_policy(trainer.policy, trainer.reference, tok, PROMPTS, vowel_share)
+
+
+# ---------------------------------------------------------------- what one PPO update does
+
+
+def test_an_update_moves_the_policy_towards_its_positive_advantages(tok):
+    # one minibatch, one epoch, no value loss: the step must raise L^CPI = mean(r_t A_t) above
+    # its value at r = 1, i.e. raise the log-probs of tokens with A > 0 more than of A < 0
+    trainer = make_trainer(tok, batch_size=16, mini_batch_size=16, ppo_epochs=1, vf_coef=0.0,
+                           learning_rate=1e-3)
+    batch = trainer.rollout(PROMPTS * 3 + PROMPTS[:1])
+    trainer.ppo_update(batch)
+    gen, real = batch.generation, batch.mask.bool()
+    with torch.no_grad():
+        new, _, _ = trainer.policy.logprobs_and_values(gen.input_ids, gen.attention_mask, gen.query_length)
+    assert ((new - batch.logprobs) * batch.advantages)[real].sum() > 0
+
+
+def test_with_vf_coef_zero_the_value_head_does_not_move(tok):
+    trainer = make_trainer(tok, vf_coef=0.0)
+    head = trainer.policy.value_head.weight.detach().clone()
+    trainer.step()
+    assert torch.equal(head, trainer.policy.value_head.weight)
+
+
+def test_epsilon_is_the_clip_range_of_the_policy_ratio(tok):
+    # a tiny epsilon with an unclipped value loss: the second epoch's ratios leave [1 - eps, 1 + eps]
+    stats = make_trainer(tok, epsilon=1e-4, value_clip=float("inf"), ppo_epochs=2).step()
+    assert stats["clip_fraction"] > 0
+
+
+def _spy_on_optimizer_steps(trainer, before_step):
+    step = trainer.optimizer.step
+
+    def spying(*args, **kwargs):
+        before_step()
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = spying
+
+
+def test_each_minibatch_steps_on_its_own_gradient_clipped_to_max_grad_norm(tok):
+    # no gradient left over from the minibatch before (zero_grad), and the norm clipped
+    trainer = make_trainer(tok, max_grad_norm=1e-3)
+    norms = []
+    _spy_on_optimizer_steps(trainer, lambda: norms.append(torch.norm(torch.stack(
+        [p.grad.norm() for p in trainer.policy.parameters() if p.grad is not None])).item()))
+    trainer.step()
+    assert len(norms) == 4 and max(norms) <= 1e-3 * 1.01, norms
+
+    from ppo_edu.objectives import clipped_surrogate
+    from ppo_edu.rlhf.losses import clipped_value_loss
+
+    trainer = make_trainer(tok, mini_batch_size=8, ppo_epochs=2, max_grad_norm=float("inf"))
+    batch = trainer.rollout(PROMPTS[:4] * 2)
+    gen, cfg = batch.generation, trainer.config
+    params = list(trainer.policy.parameters())
+    differences = []
+
+    def compare_with_a_fresh_gradient():  # one minibatch = the whole batch, in some order
+        logprobs, values, _ = trainer.policy.logprobs_and_values(gen.input_ids, gen.attention_mask,
+                                                                 gen.query_length)
+        loss = (-clipped_surrogate(logprobs, batch.logprobs, batch.advantages, cfg.epsilon,
+                                   mask=batch.mask).objective
+                + cfg.vf_coef * clipped_value_loss(values, batch.values, batch.returns, batch.mask,
+                                                   cfg.value_clip)[0])
+        fresh = torch.autograd.grad(loss, params, allow_unused=True)
+        differences.append(max((p.grad - f).abs().max().item() for p, f in zip(params, fresh)
+                               if f is not None))
+
+    _spy_on_optimizer_steps(trainer, compare_with_a_fresh_gradient)
+    trainer.ppo_update(batch)
+    assert len(differences) == 2 and max(differences) < 1e-5, differences
+
+
+def test_every_epoch_reshuffles_the_minibatches(tok):
+    trainer = make_trainer(tok, ppo_epochs=3)
+    batch = trainer.rollout(PROMPTS[:4] * 2)
+    orders = []
+    permutation = trainer.rng.permutation
+
+    class Recording:
+        def permutation(self, n):
+            orders.append(permutation(n).tolist())
+            return np.array(orders[-1])
+
+    trainer.rng = Recording()
+    trainer.ppo_update(batch)
+    assert len(orders) == 3 and len({tuple(o) for o in orders}) > 1
+
+
+def test_the_controller_counts_the_samples_of_the_batch(tok):
+    # the first step's KL is exactly 0, so the error is clipped to -0.2 and
+    # beta <- beta (1 - 0.2 * batch_size / horizon)
+    trainer = make_trainer(tok, batch_size=8, kl_horizon=10, init_kl_coef=0.2, target_kl=5.0)
+    trainer.step()
+    assert trainer.kl_ctl.value == pytest.approx(0.2 * (1 - 0.2 * 8 / 10))
+
+
+def test_entropy_and_explained_variance_are_over_real_tokens(tok):
+    trainer = make_trainer(tok, batch_size=16)
+    batches = []
+    rollout = trainer.rollout
+    trainer.rollout = lambda prompts: batches.append(rollout(prompts)) or batches[-1]
+    trainer.step()
+    stats = trainer.step()  # the second step: the critic is no longer 0 everywhere
+    batch = batches[-1]
+    real = batch.mask.bool()
+    assert (~real).any() and batch.values[real].abs().max() > 0
+    assert stats["entropy"] == pytest.approx(batch.entropy[real].mean().item(), rel=1e-6)
+    returns, values = batch.returns[real], batch.values[real]
+    expected = 1 - (returns - values).var() / returns.var()
+    assert stats["explained_variance"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_entropy_is_that_of_the_sampling_distribution(tok):
+    # the policy's logits are already divided by the temperature; dividing again would
+    # report the entropy at T^2
+    from ppo_edu.rlhf.logprobs import entropy_from_logits, lm_forward
+
+    trainer = make_trainer(tok, temperature=0.7)
+    batch = trainer.rollout(PROMPTS[:4] * 2)
+    gen = batch.generation
+    with torch.no_grad():
+        raw, _ = lm_forward(trainer.policy.lm, gen.input_ids, gen.attention_mask, gen.query_length)
+    torch.testing.assert_close(batch.entropy, entropy_from_logits(raw, 0.7) * batch.mask)
+
+
+def test_each_pass_over_the_prompts_uses_every_prompt_once(tok):
+    trainer = make_trainer(tok, batch_size=5, mini_batch_size=5)
+    for _ in range(3):
+        assert sorted(trainer.next_prompts()) == sorted(PROMPTS)
+
+
+def test_a_nan_advantage_from_a_learner_gae_is_named(tok):
+    from ppo_edu.rlhf.advantages import token_gae
+
+    def broken_gae(rewards, values, mask, gamma, lam):
+        advantages, returns = token_gae(rewards, values, mask, gamma, lam)
+        advantages[0, 0] = float("nan")
+        return advantages, returns
+
+    trainer = make_trainer(tok)
+    trainer.gae_fn = broken_gae
+    with pytest.raises(FloatingPointError, match="advantages is NaN/inf at response 0"):
+        trainer.step()
+
+
+def test_a_batch_of_five_horizons_is_refused_when_configured():
+    # 1 - 0.2 * 10 / 2 = 0: beta would be wiped out by the first KL below target
+    with pytest.raises(ValueError, match="kl_horizon=2 with batch_size=10"):
+        RLHFConfig(batch_size=10, mini_batch_size=5, kl_horizon=2)
+    RLHFConfig(batch_size=10, mini_batch_size=5, kl_horizon=3)
