@@ -129,3 +129,25 @@ def test_a_query_mask_that_is_not_zeros_and_ones_is_refused():
 
     with pytest.raises(ValueError, match="must hold only 0 .padding. and 1 .real token."):
         require_left_padded(torch.tensor([[0, 2]]))
+
+
+def test_the_model_gets_the_attention_mask_and_the_position_ids(tok):
+    # Without the mask, transformers 5.x happens to isolate the real tokens from left padding
+    # by reading the position ids as packed sequences; older versions let the pads leak in.
+    # Pass both explicitly, whatever the installed version does without them.
+    from ppo_edu.rlhf.logprobs import lm_forward
+
+    lm = toy_lm(tok)
+    seen = {}
+    forward = lm.forward
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return forward(*args, **kwargs)
+
+    lm.forward = recording
+    ids = torch.tensor([[0, 5, 6, 7], [4, 5, 6, 7]])
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    lm_forward(lm, ids, mask, 2)
+    assert torch.equal(seen["attention_mask"], mask)
+    assert seen["position_ids"].tolist() == [[0, 0, 1, 2], [0, 1, 2, 3]]
