@@ -3,6 +3,7 @@
 import gzip
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import types
@@ -95,13 +96,36 @@ def test_missing_bundle_names_the_rebuild_command(tmp_path):
         data._load_rows(tmp_path / "nope.jsonl.gz", data.MANIFEST)
 
 
+def _sha256_mismatch(bundle) -> str:
+    """The message of the manifest's checksum check (the path alone must not match it: pytest's
+    tmp_path for a test named test_corrupt_... holds the word "corrupt" too)."""
+    return (re.escape(str(bundle)) + r" is corrupt \(sha256 [0-9a-f]{12}\.\.\., manifest says "
+            + re.escape(json.loads(data.MANIFEST.read_text())["sha256"][:12]) + r"\.\.\.\)"
+            + r".*python tools/build_data.py")
+
+
 def test_corrupt_bundle_names_the_rebuild_command(tmp_path):
     bundle, manifest = tmp_path / "b.jsonl.gz", tmp_path / "m.json"
     raw = bytearray(data.BUNDLE.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     bundle.write_bytes(bytes(raw))
     shutil.copy(data.MANIFEST, manifest)
-    with pytest.raises(DataBundleError, match="corrupt.*python tools/build_data.py"):
+    with pytest.raises(DataBundleError, match=_sha256_mismatch(bundle)):
+        data._load_rows(bundle, manifest)
+
+
+def test_a_bundle_that_decodes_but_differs_from_the_manifest_is_refused(tmp_path):
+    """The manifest pins the bundle's bytes, not only that it decodes to the right number of
+    rows: the same snippets gzipped again (another mtime in the gzip header) are other bytes,
+    and nothing but the SHA-256 check tells them from the shipped bundle (an edited rating
+    would pass every other check the same way)."""
+    bundle, manifest = tmp_path / "b.jsonl.gz", tmp_path / "m.json"
+    raw = data.BUNDLE.read_bytes()
+    regzipped = gzip.compress(gzip.decompress(raw), mtime=1)
+    assert regzipped != raw and gzip.decompress(regzipped) == gzip.decompress(raw)
+    bundle.write_bytes(regzipped)
+    shutil.copy(data.MANIFEST, manifest)
+    with pytest.raises(DataBundleError, match=_sha256_mismatch(bundle)):
         data._load_rows(bundle, manifest)
 
 

@@ -436,3 +436,117 @@ def test_perplexity_and_sft_take_a_model_without_n_positions_and_a_tokenizer_wit
     assert batched[0] == pytest.approx(sum(x for x, _ in alone), rel=1e-5)  # the padding is out of the loss
     history = sft_train(model, tok, texts * 4, steps=3, batch_size=2, block=16, progress=False)
     assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
+
+
+# ----------------------------------------------------------------------------- sft_train's data, schedule and seed
+def test_packed_blocks_open_with_eos_and_close_every_text_with_one():
+    """The stream is ``<eos> t1 <eos> t2 <eos> ...``: the first text is read after an EOS, as
+    every later one is and as text_nll and generate present a text, so the model also learns
+    how a text *starts*. The texts come in the order the seeded generator shuffles them."""
+    import numpy as np
+
+    from ppo_edu.lm.training import packed_blocks
+
+    assert packed_blocks([[5, 6]], 0, 4, np.random.default_rng(0)).tolist() == [[0, 5, 6, 0]]
+    texts = [[5, 6], [7, 8, 9]]
+    order = np.random.default_rng(3).permutation(2).tolist()
+    stream = [0] + texts[order[0]] + [0] + texts[order[1]] + [0]
+    assert packed_blocks(texts, 0, 4, np.random.default_rng(3)).tolist() == [stream[:4], stream[4:8]]
+    assert packed_blocks(texts, 0, 3, np.random.default_rng(3)).tolist() == [stream[:3], stream[3:6]]  # rest dropped
+
+
+def _random_lm(path, tokenizer):
+    model, tok = load_lm(save_random_gpt2(path, tokenizer))
+    assert model.config.resid_pdrop > 0  # dropout: training draws from torch's generator
+    return model, tok
+
+
+def test_sft_train_steps_through_consecutive_batches_of_one_packing(tmp_path, tokenizer):
+    """Step i trains on blocks [i * batch_size, (i + 1) * batch_size) of the packed, seeded
+    stream, so an epoch sees every block once; a cursor that did not move would train on
+    the first batch over and over."""
+    import numpy as np
+
+    from ppo_edu.lm.reward import text_ids
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import packed_blocks, sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()),
+                                           with_kwargs=True)
+    try:
+        sft_train(model, tok, SAMPLE_TEXTS, steps=3, batch_size=2, block=16, seed=4, progress=False)
+    finally:
+        hook.remove()
+    blocks = packed_blocks([list(s) for s in text_ids(tok, SAMPLE_TEXTS)], tok.eos_token_id, 16,
+                           np.random.default_rng(4))
+    assert len(blocks) >= 6 and len(seen) == 3
+    for i, x in enumerate(seen):
+        assert torch.equal(x, blocks[2 * i:2 * i + 2]), i
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_sft_train_warms_the_learning_rate_up_to_lr(tmp_path, tokenizer):
+    """The history's lr over 3 warmup steps is lr/3, 2 lr/3, lr (the first step trains, at
+    lr/3, not at 0), then the cosine decay from lr towards 10% of it."""
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    history = sft_train(model, tok, SAMPLE_TEXTS, steps=5, batch_size=2, block=16, lr=3e-3, warmup_steps=3,
+                        progress=False)
+    assert [h["lr"] for h in history] == pytest.approx([1e-3, 2e-3, 3e-3, 3e-3, 3e-3 * 0.55])
+
+
+def test_sft_train_evaluates_every_eval_every_steps_and_at_the_end(tmp_path, tokenizer):
+    """With steps=5 and eval_every=2 the held-out perplexity is measured after steps 2 and 4
+    and after the last one, 5: never before any training (step 0) and always at the end."""
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    history = sft_train(model, tok, SAMPLE_TEXTS, steps=5, batch_size=2, block=16, eval_texts=SAMPLE_TEXTS[:2],
+                        eval_every=2, progress=False)
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["step"] for h in history if "eval_ppl" in h] == [2, 4, 5]
+
+
+def test_sft_train_is_reproducible_from_its_seed(tmp_path, tokenizer):
+    """The same seed from the same weights gives the same losses and weights, whatever the
+    global random state: the packing's shuffle (numpy) and the dropout (torch) both come
+    from ``seed``."""
+    import copy
+
+    import numpy as np
+
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        np.random.seed(global_seed)
+        copy_ = copy.deepcopy(model)
+        history = sft_train(copy_, tok, SAMPLE_TEXTS, steps=4, batch_size=2, block=16, seed=7, progress=False)
+        runs.append((history, [p.detach().clone() for p in copy_.parameters()]))
+    (h1, w1), (h2, w2) = runs
+    assert h1 == h2
+    assert all(torch.equal(a, b) for a, b in zip(w1, w2))
+
+
+def test_sft_train_teaches_next_token_prediction(tmp_path, tokenizer):
+    """SFT on one sentence, repeated: its perplexity falls from ~310 to about 1.4. The loss is
+    next-token cross-entropy on the block itself (transformers shifts the labels); a loss
+    on shifted inputs would teach the model to copy its input instead (perplexity ~16,000),
+    while its own training loss still fell."""
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    sentence = "A gripping drama with a standout performance."
+    before = perplexity(model, tok, [sentence])
+    sft_train(model, tok, [sentence] * 16, steps=60, batch_size=4, block=16, lr=1e-2, warmup_steps=2,
+              progress=False)
+    after = perplexity(model, tok, [sentence])
+    assert before > 100 and after < 10, (before, after)

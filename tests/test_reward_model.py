@@ -527,3 +527,152 @@ def test_reward_accuracy_of_a_constant_nonzero_scorer_has_no_pearson_r(random_rm
     model, tok = random_rm
     result = reward_accuracy(model, tok, ["Fun."] * 100, [2.0, -2.0] * 50)
     assert result["accuracy"] == 0.5 and result["pearson_r"] is None
+
+
+# ---------------------------------------------- preference pairs, the positive label, train_reward_model's loop
+def test_sampled_preference_pairs_include_pairs_exactly_margin_apart():
+    """A pair qualifies at a gap of exactly ``margin`` (>=, as the docstring says), on the
+    rejection-sampling path too, not only when all pairs are listed: over seeds, a single
+    sampled pair of [0, 1, 3] at margin 1 is each of the three qualifying pairs, (1, 0) included."""
+    ratings = [0.0, 1.0, 3.0]
+    assert count_preference_pairs(ratings, 1.0) == 3  # 2 * max_pairs <= 3: the sampling path
+    drawn = {tuple(make_preference_pairs(ratings, 1.0, max_pairs=1, seed=seed)[0].tolist()) for seed in range(30)}
+    assert drawn == {(1, 0), (2, 0), (2, 1)}
+
+
+def test_listed_preference_pairs_subsample_depends_on_the_seed():
+    """When most pairs are wanted, all qualifying pairs are listed and a seeded random subset
+    is kept (in index order): not the first ``max_pairs`` of the list whatever the seed,
+    which would never train on the pairs at the end of it."""
+    ratings = [-2.0, 0.0, 2.0]  # qualifying pairs: (1, 0), (2, 0), (2, 1); 2 of 3 is the listing path
+    drawn = {tuple(map(tuple, make_preference_pairs(ratings, 1.0, max_pairs=2, seed=seed).tolist()))
+             for seed in range(10)}
+    assert drawn == {((1, 0), (2, 0)), ((1, 0), (2, 1)), ((2, 0), (2, 1))}
+
+
+def test_a_two_label_classifier_with_generic_names_rewards_label_1():
+    """With labels LABEL_0/LABEL_1 (no "pos..." name), the positive class is index 1, the
+    convention IMDB classifiers follow (label 1 = positive): reading index 0 would reward
+    the policy for negative reviews."""
+    from transformers import PretrainedConfig
+
+    from ppo_edu.lm.reward import _positive_index
+
+    config = PretrainedConfig(num_labels=2)
+    assert set(config.id2label.values()) == {"LABEL_0", "LABEL_1"}
+    assert _positive_index(config, None) == 1
+    assert _positive_index(config, "LABEL_0") == 0  # an explicit label still wins
+    with pytest.raises(ValueError, match="cannot tell which of the labels"):
+        _positive_index(PretrainedConfig(num_labels=3), None)
+
+
+def test_sentiment_reward_fn_reads_column_1_of_a_classifier_with_generic_labels(tmp_path, tokenizer):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=1, n_heads=2,
+                              max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, num_labels=2)
+    classifier = DistilBertForSequenceClassification(config)
+    assert classifier.config.id2label == {0: "LABEL_0", 1: "LABEL_1"}
+    classifier.save_pretrained(tmp_path / "clf")
+    tokenizer.save_pretrained(tmp_path / "clf")
+    texts = ["A gripping drama.", "Dull."]
+    got = sentiment_reward_fn(str(tmp_path / "clf"))(texts)
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = classifier.eval()(**enc).logits
+    assert not torch.allclose(logits[:, 0], logits[:, 1], atol=1e-3)  # so column 0 would be caught
+    torch.testing.assert_close(got, logits[:, 1], atol=1e-5, rtol=0)
+
+
+def test_reward_fn_scores_in_eval_mode_even_when_the_model_is_training(random_rm):
+    """A reward model left in train mode (as train_reward_model leaves it mid-run, or a
+    user's .train()) has dropout on: its scores would be noisy. reward_fn_from_model scores
+    with dropout off, so repeated calls agree with each other and with eval-mode scores."""
+    model, tok = random_rm
+    assert model.config.resid_pdrop > 0  # dropout that train mode would switch on
+    texts = ["A gripping drama.", "Dull.", "Funny and touching, a true delight."]
+    model.eval()
+    reference = reward_fn_from_model(model, tok)(texts)
+    model.train()
+    reward_fn = reward_fn_from_model(model, tok)
+    first, second = reward_fn(texts), reward_fn(texts)
+    assert model.training
+    torch.testing.assert_close(first, reference, atol=1e-6, rtol=0)
+    torch.testing.assert_close(second, reference, atol=1e-6, rtol=0)
+
+
+def _ramp_ratings(n):
+    """n distinct texts rated a full point apart: every two of them form a pair at margin 1."""
+    texts = [f"{word} film" for word in ("great", "fine", "dull", "awful", "funny", "slow", "warm", "cold")[:n]]
+    return texts, np.arange(n, dtype=np.float64) - (n - 1) / 2
+
+
+def test_train_reward_model_warms_the_learning_rate_up_to_lr(random_rm):
+    """Linear warmup reaches lr at the last warmup step: lr/3, 2 lr/3, lr for 3 warmup steps
+    (a first step at lr 0 would be a wasted step), then cosine decay."""
+    model, tok = random_rm
+    texts, ratings = _ramp_ratings(8)
+    history = train_reward_model(model, tok, texts, ratings, epochs=2, batch_size=4, lr=0.03,
+                                 warmup_steps=3, progress=False)
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.02, 0.03, 0.03])
+
+
+def test_train_reward_model_pairs_texts_rated_exactly_margin_apart(random_rm):
+    """Inside a batch, a gap of exactly ``margin`` makes a pair, as make_preference_pairs
+    counts it (>=): otherwise the up-front check passes and then no batch ever trains."""
+    model, tok = random_rm
+    history = train_reward_model(model, tok, ["great fun", "dull"], [1.0, 0.0], margin=1.0, batch_size=2,
+                                 warmup_steps=0, progress=False)
+    assert history[0]["pairs"] == 1 and "loss" in history[0]
+
+
+def test_reward_accuracy_uses_only_pairs_at_least_margin_apart(random_rm):
+    """Held-out accuracy is measured on the pairs the margin selects: with gaps of 1.5 and
+    margin 2, 3 of the 6 ordered pairs, not the 6 that the default margin of 1 gives."""
+    model, tok = random_rm
+    ratings = [0.0, 1.5, 3.0, -1.5]
+    assert count_preference_pairs(ratings, 2.0) == 3 and count_preference_pairs(ratings, 1.0) == 6
+    result = reward_accuracy(model, tok, ["great fun", "a true delight", "funny and touching", "dull"],
+                             ratings, margin=2.0)
+    assert result["pairs"] == 3
+
+
+def test_train_reward_model_scores_every_text_once_an_epoch(random_rm, monkeypatch):
+    """One epoch walks through one permutation of the texts: each text is in exactly one
+    batch (the cursor moves on after each batch), so none is trained on twice and none missed."""
+    from ppo_edu.lm import training
+
+    scored = []
+
+    def recording_scores(model, tok, texts, **kwargs):
+        scored.extend(texts)
+        return reward_model_scores(model, tok, texts, **kwargs)
+
+    monkeypatch.setattr(training, "reward_model_scores", recording_scores)
+    model, tok = random_rm
+    texts, ratings = _ramp_ratings(8)
+    history = train_reward_model(model, tok, texts, ratings, epochs=1, batch_size=2, warmup_steps=0, progress=False)
+    assert len(history) == 4 and all(h["pairs"] == 1 for h in history)
+    assert sorted(scored) == sorted(texts)
+
+
+def test_train_reward_model_is_reproducible_from_its_seed(tmp_path, tokenizer):
+    """The same seed from the same weights gives the same run, whatever the global random
+    state: the batch order (numpy) and the dropout masks (torch) both come from ``seed``."""
+    import copy
+
+    model, tok = load_reward_model(save_random_gpt2(tmp_path / "rm", tokenizer, kind="rm"))
+    assert model.config.resid_pdrop > 0  # dropout draws from torch's generator while training
+    texts, ratings = _ramp_ratings(8)
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        np.random.seed(global_seed)
+        copy_ = copy.deepcopy(model)
+        history = train_reward_model(copy_, tok, texts, ratings, epochs=2, batch_size=2, lr=1e-3,
+                                     warmup_steps=0, seed=5, progress=False)
+        runs.append((history, [p.detach().clone() for p in copy_.parameters()]))
+    (h1, w1), (h2, w2) = runs
+    assert h1 == h2
+    assert all(torch.equal(a, b) for a, b in zip(w1, w2))

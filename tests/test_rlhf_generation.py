@@ -273,3 +273,40 @@ def test_a_prompt_that_spells_a_special_token_is_encoded_as_characters(tok):
     assert tok.pad_token_id not in real.tolist() and tok.eos_token_id not in real.tolist()
     for row, m, prompt in zip(ids, mask, prompts):
         assert tok.decode(row[m.bool()]) == prompt
+
+
+def test_generation_stops_as_soon_as_every_row_has_ended(tok):
+    """Once every row has produced its EOS, generation stops: the response tensor is as wide
+    as the longest response, not max_new_tokens, and the model is not called again. A row
+    must stay finished after its EOS (the steps after it sample a pad, which is not EOS);
+    otherwise a batch runs to the limit whenever its rows end at different steps, and every
+    rollout pays for max_new_tokens forward passes."""
+    lm = eos_prone_lm(tok)
+    q, qm = encode_prompts(tok, ["the movie", "a film", "i loved", "not bad"] * 2, 64, 40)
+    calls = []
+    hook = lm.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        g = generate(lm, q, qm, 40, tok.eos_token_id, tok.pad_token_id,
+                     generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    lengths = g.response_lengths
+    assert len(set(lengths.tolist())) > 1, "rows must end at different steps for this test"
+    assert g.response_ids.shape[1] == int(lengths.max()) < 40
+    for row, n in zip(g.response_ids, lengths):
+        assert row[n - 1] == tok.eos_token_id  # every row ended at an EOS, none at the limit
+    assert len(calls) == g.response_ids.shape[1]  # the prompt pass, then one per token but the last
+
+
+def test_a_prompt_that_exactly_fills_the_context_is_accepted_and_one_more_token_is_not(tok):
+    """The check is prompt + max_new_tokens <= context_length, at the boundary exactly: a
+    prompt of n tokens with k new tokens fits a context of n + k and not one of n + k - 1
+    (the last token would fall outside GPT-2's position embeddings)."""
+    prompt = "the movie was great"
+    n = len(tok(prompt, add_special_tokens=False)["input_ids"]) + 1  # with the BOS
+    k = 5
+    ids, mask = encode_prompts(tok, [prompt], context_length=n + k, max_new_tokens=k, add_bos=True)
+    assert ids.shape == (1, n) and mask.sum() == n
+    with pytest.raises(ValueError, match=rf"prompt 0 has {n} tokens; with max_new_tokens={k} that is "
+                                         rf"{n + k} > the model's context of {n + k - 1} tokens"):
+        encode_prompts(tok, [prompt], context_length=n + k - 1, max_new_tokens=k, add_bos=True)

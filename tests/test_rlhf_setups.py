@@ -210,3 +210,16 @@ def test_a_revision_goes_to_the_classifier_and_is_refused_where_it_means_nothing
         load_reward_fn("tiny", revision="main")  # a scalar reward model: silently ignored before
     with pytest.raises(ValueError, match="revision='refs/pr/5' applies to hub ids, not to the local directory"):
         load_reward_fn(str(clf_dir), revision="refs/pr/5")
+
+
+def test_the_prompt_seed_also_draws_the_length_of_each_opening():
+    """``seed`` picks both the order of the reviews and how many words (2-4) each opening
+    keeps. An opening_prompts call left on its default seed would cut every seed's reviews
+    with the same word counts, so a seed sweep would vary the prompts less than it says."""
+    from ppo_edu.rlhf.evaluation import opening_prompts
+    from ppo_edu.rlhf.setups import shuffled_reviews
+
+    texts, _ = shuffled_reviews("snippets", "test", seed=3)
+    prompts = load_prompts("snippets", "test", seed=3)
+    assert prompts == opening_prompts(texts, seed=3)
+    assert prompts != opening_prompts(texts, seed=0)  # same reviews, other word counts

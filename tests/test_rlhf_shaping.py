@@ -213,3 +213,23 @@ def test_text_prefix_potentials_need_one_prompt_per_response():
                    torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="1 prompts for 2 responses"):
         text_prefix_potentials(lambda texts: torch.zeros(len(texts)), tok, ["the movie"], gen)
+
+
+def test_reward_model_potentials_drop_the_policys_bos_before_scoring(tiny):
+    """The policy's prompts start with BOS (add_bos=True), the reward model's inputs never
+    do: the potential_fn must pass the tokenizer's BOS id to prefix_potentials so that it is
+    stripped. Scored with the BOS in front, every prefix gets a score of a text the reward
+    model never saw in training (and the potentials drift from the final reward)."""
+    lm, tokenizer, rm = tiny
+    gen = _sample(lm, tokenizer, ["The film", "A dull and"], max_new_tokens=6, seed=1)
+    assert (gen.query_ids[gen.query_mask.bool()] == tokenizer.bos_token_id).sum() == 2  # one BOS a prompt
+    phi = reward_model_potentials(rm, tokenizer)(None, gen)
+    torch.testing.assert_close(phi, prefix_potentials(rm, gen, tokenizer.bos_token_id, tokenizer.eos_token_id),
+                               atol=1e-5, rtol=0)
+    eos = tokenizer.eos_token_id
+    for b in range(2):
+        prompt = gen.query_ids[b][gen.query_mask[b].bool()].tolist()[1:]  # without the BOS
+        for t in range(int(gen.response_lengths[b])):
+            with torch.no_grad():
+                alone = rm(input_ids=torch.tensor([prompt + gen.response_ids[b, :t].tolist() + [eos]])).logits.item()
+            assert phi[b, t].item() == pytest.approx(alone, abs=1e-4), (b, t)
