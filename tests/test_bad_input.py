@@ -53,6 +53,19 @@ def test_asking_for_a_missing_gpu_names_it_everywhere(tmp_path):
         reward_fn_from_model(model, tok, device="cuda")
 
 
+def test_a_gpu_index_past_the_last_gpu_is_named(monkeypatch):
+    """On a one-GPU machine "cuda:1" is refused (indices run 0 .. count - 1); "cuda:0" is fine.
+    The GPUs are faked, so this runs on any machine."""
+    from ppo_edu._checks import require_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"'cuda:1' was requested but there are only 1 CUDA GPU\(s\)"):
+        require_device("cuda:1")
+    assert require_device("cuda:0") == torch.device("cuda", 0)
+    assert require_device("cuda") == torch.device("cuda")
+
+
 # --------------------------------------------------------------------------- shapes that broadcast
 
 
@@ -264,6 +277,26 @@ def test_masks_and_done_flags_must_be_zero_or_one():
         bootstrap_values(torch.full((2, 1), float("nan")), z.bool(), z.bool(), z, torch.zeros(1))
     assert torch.equal(bootstrap_values(torch.tensor([[1.0], [2.0]]), torch.tensor([[0], [1]]), z, z,
                                         torch.tensor([5.0])), torch.tensor([[2.0], [0.0]]))
+
+
+def test_non_finite_values_are_named_at_their_first_index():
+    """The message points at the first bad entry (row-major), so a learner looks at the right step."""
+    from ppo_edu._checks import require_finite
+
+    x = torch.tensor([[0.0, float("nan")], [float("inf"), 1.0]])
+    with pytest.raises(ValueError, match=r"x contains NaN or inf \(first at index \(0, 1\): nan\)"):
+        require_finite(x=x)
+    require_finite(x=torch.zeros(2, 2))  # finite: no error
+
+
+def test_numpy_counts_and_seeds_come_back_as_python_ints():
+    """np.int64 counts and np.uint64 seeds are accepted and handed on as plain ints (a numpy
+    scalar overflows or changes type in arithmetic where an int does not)."""
+    from ppo_edu._checks import require_count, require_seed
+
+    for value, check in ((np.int64(3), require_count), (np.uint64(2**64 - 1), require_seed)):
+        result = check("n", value)
+        assert type(result) is int and result == int(value)
 
 
 # --------------------------------------------------------------------------- agents, files, profiles

@@ -53,6 +53,33 @@ def test_cli_keeps_the_best_agent_of_the_evaluations_during_training(tmp_path, c
                                                      final.state_dict().values()))
 
 
+def test_cli_history_json_records_the_config_it_trained_with(tmp_path, capsys):
+    """history.json alone must say how the run was made (seed, budget and every other field)."""
+    out = tmp_path / "run"
+    assert main(["--seed", "5", "--steps", "256", "--output", str(out), "--eval-episodes", "1",
+                 "--eval-every", "0", "--no-progress"]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert PPOConfig(**record["config"]) == PPOConfig(seed=5, total_timesteps=256)
+
+
+def test_cli_evaluates_with_eval_episodes_during_training_as_well_as_after(tmp_path, capsys,
+                                                                           monkeypatch):
+    """--eval-episodes sets the evaluations during training too, not only the final one."""
+    import ppo_edu.evaluate as module
+    from ppo_edu.evaluate import EvalResult
+
+    asked = []
+
+    def fake_evaluate(agent, episodes, **kw):
+        asked.append(episodes)
+        return EvalResult(1.0, 0.0, [1.0] * episodes)
+
+    monkeypatch.setattr(module, "evaluate", fake_evaluate)
+    assert main(["--steps", "512", "--output", str(tmp_path / "run"), "--eval-episodes", "3",
+                 "--eval-every", "256", "--no-progress"]) == 0
+    assert asked == [3, 3, 3]  # after 256 and 512 env steps, then the final evaluation
+
+
 def test_cli_without_evaluations_removes_an_earlier_best_agent(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -94,6 +121,19 @@ def test_cli_rejects_zero_evaluation_episodes_before_training(tmp_path, capsys):
 def test_cli_rejects_an_invalid_budget(tmp_path, capsys):
     assert main(["--steps", "10", "--output", str(tmp_path), "--no-progress"]) == 2
     assert "total_timesteps" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_config_defaults_and_twenty_evaluation_episodes():
+    """With no flags the CLI trains PPOConfig's defaults (seed 0, its budget), as the docstring says."""
+    from pathlib import Path
+
+    from ppo_edu.cartpole import parse_args
+
+    args = parse_args([])
+    defaults = PPOConfig()
+    assert (args.seed, args.steps) == (defaults.seed, defaults.total_timesteps)
+    assert (args.eval_episodes, args.eval_every) == (20, 2048)
+    assert args.output == Path("runs/cartpole") and args.no_progress is False
 
 
 def test_module_help_runs():

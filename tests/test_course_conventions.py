@@ -131,11 +131,25 @@ def test_profile_comes_from_the_environment(monkeypatch):
         notebook.choose_profile()
 
 
+def test_the_profile_variable_ignores_case_and_surrounding_spaces(monkeypatch):
+    # "FAST" or "fast\n" (as a CI file or a shell may write it) names the fast profile
+    for value in ("FAST", " Fast\n", "full "):
+        monkeypatch.setenv("PPO_EDU_PROFILE", value)
+        assert notebook.choose_profile() == value.strip().lower()
+
+
 def test_settings_for_prints_what_it_uses(monkeypatch, capsys):
     monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
     settings = notebook.settings_for({"full": {"steps": 100}, "fast": {"steps": 10}})
     assert settings == {"steps": 10}
     assert "profile: fast" in capsys.readouterr().out
+
+
+def test_a_settings_cell_without_the_requested_profile_says_which_it_has(monkeypatch):
+    # CI asks for "fast": a cell with only "full" is named, not a bare KeyError('fast')
+    monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
+    with pytest.raises(ValueError, match=r"profile 'fast' missing from the settings cell: \['full'\]"):
+        notebook.settings_for({"full": {"steps": 100}})
 
 
 def test_a_seed_from_the_environment_replaces_the_settings_seed(monkeypatch, capsys):
@@ -157,12 +171,30 @@ def test_a_seed_from_the_environment_replaces_the_settings_seed(monkeypatch, cap
         notebook.settings_for({"full": {"steps": 1}, "fast": {"steps": 1}})
 
 
+def test_a_seed_from_the_environment_must_be_written_in_ascii_digits(monkeypatch):
+    # "٣" (Arabic-Indic three) and "３" (full-width) are decimal to str.isdecimal, and int() reads them
+    profiles = {"full": {"seed": 0}, "fast": {"seed": 0}}
+    monkeypatch.setenv("PPO_EDU_PROFILE", "fast")
+    for bad in ("\u0663", "\uff13"):
+        monkeypatch.setenv("PPO_EDU_SEED", bad)
+        with pytest.raises(ValueError, match="is not a seed"):
+            notebook.settings_for(profiles)
+    monkeypatch.setenv("PPO_EDU_SEED", " 3 ")
+    assert notebook.settings_for(profiles)["seed"] == 3
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_requesting_a_missing_gpu_is_an_error():
     for requested in ("cuda", "cuda:1", torch.device("cuda", 0)):
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             notebook.pick_device(requested)
     assert notebook.pick_device() == torch.device("cpu")
+
+
+def test_pick_device_prefers_an_available_cuda_gpu(monkeypatch):
+    # the GPU is faked: with one there, the default is CUDA, not MPS or the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert notebook.pick_device() == torch.device("cuda")
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has Apple MPS")
@@ -204,6 +236,16 @@ def test_expect_asserts_where_measured_and_prints_elsewhere(capsys):
     assert "NOT AS EXPECTED: the score did not rise" in out and "offline setup only" in out
     with pytest.raises(TypeError, match="measured must be True or False"):
         notebook.expect(False, "x", measured="offline")  # a truthy string would have asserted by accident
+
+
+def test_expect_takes_numpy_and_torch_truth_values():
+    """Lessons check numpy and torch comparisons (mean > 475): any true value holds, not just True."""
+    import numpy as np
+
+    for held in (np.bool_(True), np.float64(500.0) > 475, torch.tensor(True), torch.tensor([1.0]).mean() > 0.5):
+        assert notebook.expect(held, "never shown") is True
+    with pytest.raises(AssertionError, match="the mean stayed low"):
+        notebook.expect(np.bool_(False), "the mean stayed low")
 
 
 def test_lesson_6_checks_trained_models_with_expect_and_asserts_offline():

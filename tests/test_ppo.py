@@ -43,6 +43,10 @@ def tiny_run():
     ("learning_rate", float("inf")), ("value_coef", float("nan")), ("value_coef", -0.5),
     ("entropy_coef", float("inf")),
     ("anneal_lr", "no"), ("use_clipping", "False"), ("normalize_advantages", 1),  # not bools
+    ("anneal_clip", "no"), ("clip_value_loss", 0),  # every switch, not only some
+    ("max_grad_norm", True),  # True > 0: would clip to a norm of 1 and say nothing
+    ("torch_threads", 0),  # torch.set_num_threads(0) is an error deep in training
+    ("env_id", "   "),  # blank: gymnasium's "No registered env" names no field
 ])
 def test_invalid_config_raises_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"PPOConfig\.{field}\b"):
@@ -83,6 +87,12 @@ def test_a_one_sample_minibatch_is_refused_when_advantages_are_normalised():
     with pytest.raises(ValueError, match=r"PPOConfig\.minibatch_size must be >= 2 with normalize_advantages"):
         PPOConfig(minibatch_size=1)
     assert PPOConfig(minibatch_size=1, normalize_advantages=False).minibatch_size == 1
+
+
+def test_a_two_sample_minibatch_is_allowed_with_normalised_advantages():
+    """Two samples have a standard deviation: only the one-sample minibatch is refused."""
+    config = PPOConfig(num_envs=1, num_steps=2, total_timesteps=2, minibatch_size=2)
+    assert config.minibatch_size == 2 and config.normalize_advantages
 
 
 def test_minibatch_size_error_says_what_the_batch_is():
@@ -162,6 +172,23 @@ def test_clipped_value_loss_ignores_moves_beyond_epsilon_in_the_target_direction
     assert far.grad.item() == 0.0
 
 
+def test_normalize_advantages_centres_one_sample_and_standardises_two():
+    # one sample has no std: it centres to 0 (A - mean); two already divide by their unbiased std
+    assert normalize_advantages(torch.tensor([5.0])).tolist() == [0.0]
+    adv = normalize_advantages(torch.tensor([1.0, 3.0]))
+    assert adv.tolist() == pytest.approx([-1 / math.sqrt(2), 1 / math.sqrt(2)], rel=1e-6)
+
+
+def test_clipped_value_loss_clips_downward_moves_too():
+    """The clip range is symmetric: V that fell 3 past V_old towards a lower target is held
+    at V_old - eps as well (a one-sided clamp would compare against V_old itself)."""
+    old, target = torch.tensor([0.0]), torch.tensor([-5.0])
+    far = torch.tensor([-3.0], requires_grad=True)
+    loss = clipped_value_loss(far, old, target, epsilon=0.2)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.5 * 4.8 ** 2) and far.grad.item() == 0.0
+
+
 def test_clipped_value_loss_never_hides_a_worse_prediction():
     old, target = torch.tensor([0.0]), torch.tensor([5.0])
     away = torch.tensor([-1.0], requires_grad=True)  # moved away from the target
@@ -214,6 +241,65 @@ def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
         # normalised advantages average to zero, and r = 1, so the surrogate is ~0
         assert abs(stats["policy_loss"]) < 1e-5
         assert loss.requires_grad
+
+
+def _moved_batch(advantage_shift: float = 0.0):
+    """A minibatch whose old log-probabilities and values differ from the agent's current ones
+    (as after a few gradient steps): ratios on both sides of 1 +- eps, values moved both ways."""
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    obs, actions = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    with torch.no_grad():
+        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    shift = torch.linspace(-0.4, 0.8, 32)  # log r = shift: r from 0.67 to 2.2
+    batch = dict(obs=obs, actions=actions, logprobs=logprobs - shift, values=values - 3 * shift,
+                 advantages=torch.randn(32) + advantage_shift, returns=values + 2.0)
+    return agent, batch, logprobs
+
+
+def test_ppo_loss_reports_k3_kl_of_pi_old_to_pi_and_a_two_sided_clip_fraction():
+    """approx_kl is k3 with r = pi / pi_old (swapping the two gives another number), and the
+    clip fraction counts ratios below 1 - eps as well as above 1 + eps, with L^CPI too."""
+    agent, batch, logprobs = _moved_batch()
+    log_ratio = logprobs - batch["logprobs"]
+    ratio = log_ratio.exp()
+    expected_kl = float((torch.expm1(log_ratio) - log_ratio).mean())
+    swapped_kl = float((torch.expm1(-log_ratio) + log_ratio).mean())
+    assert abs(expected_kl - swapped_kl) > 1e-3  # the test can tell the directions apart
+    expected_fraction = float(((ratio - 1).abs() > 0.2).float().mean())
+    assert 0 < float(((ratio - 1) < -0.2).float().mean()) < expected_fraction  # both sides occur
+    for use_clipping in (True, False):
+        _, stats = ppo_loss(agent, batch, PPOConfig(use_clipping=use_clipping))
+        assert float(stats["approx_kl"]) == pytest.approx(expected_kl, rel=1e-5)
+        assert float(stats["clip_fraction"]) == pytest.approx(expected_fraction)
+
+
+def test_ppo_loss_honours_use_clipping_normalize_advantages_and_clip_value_loss():
+    """Each switch changes the loss it names: L^CPI instead of L^CLIP, raw advantages, and
+    the plain squared error instead of PPO2's clipped value loss."""
+    from ppo_edu.objectives import clipped_surrogate, cpi_surrogate
+
+    agent, batch, logprobs = _moved_batch(advantage_shift=3.0)
+    normalised = normalize_advantages(batch["advantages"])
+    _, stats = ppo_loss(agent, batch, PPOConfig())
+    clip = clipped_surrogate(logprobs, batch["logprobs"], normalised, 0.2).objective
+    cpi = cpi_surrogate(logprobs, batch["logprobs"], normalised)
+    assert abs(float(clip - cpi)) > 1e-3
+    assert float(stats["policy_loss"]) == pytest.approx(-float(clip), rel=1e-5)
+    _, stats = ppo_loss(agent, batch, PPOConfig(use_clipping=False))
+    assert float(stats["policy_loss"]) == pytest.approx(-float(cpi), rel=1e-5)
+    _, stats = ppo_loss(agent, batch, PPOConfig(normalize_advantages=False))
+    raw = clipped_surrogate(logprobs, batch["logprobs"], batch["advantages"], 0.2).objective
+    assert float(stats["policy_loss"]) == pytest.approx(-float(raw), rel=1e-5) and float(raw) > 1
+
+    values = agent.evaluate_actions(batch["obs"], batch["actions"])[2].detach()
+    clipped = clipped_value_loss(values, batch["values"], batch["returns"], epsilon=0.2)
+    plain = clipped_value_loss(values, batch["values"], batch["returns"], epsilon=None)
+    assert float(clipped - plain) > 0.1
+    _, stats = ppo_loss(agent, batch, PPOConfig(clip_value_loss=True, clip_epsilon=0.2))
+    assert float(stats["value_loss"]) == pytest.approx(float(clipped), rel=1e-5)
+    _, stats = ppo_loss(agent, batch, PPOConfig(clip_value_loss=False))
+    assert float(stats["value_loss"]) == pytest.approx(float(plain), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- the update's mechanics
@@ -299,6 +385,86 @@ def test_the_optimizer_never_sees_a_gradient_norm_above_max_grad_norm():
     assert all(0.29 < norm <= 0.3 * (1 + 1e-5) for norm in norms), norms  # clipped, to 0.3
 
 
+def test_ppo_update_reports_the_explained_variance_of_the_old_values_against_the_returns():
+    """1 - Var[R - V_old] / Var[R]: the targets are the returns (swapped, Var[V_old] divides)."""
+    T, N = 8, 4
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    rollout = _rollout(agent, T, N)
+    returns = rollout.values + torch.linspace(-3.0, 3.0, T * N).reshape(T, N)
+    stats = ppo_update(agent, torch.optim.Adam(agent.parameters()), rollout, torch.randn(T, N),
+                       returns, _small_config(T, N, minibatch_size=16, update_epochs=1),
+                       torch.Generator().manual_seed(0))
+    values, targets = rollout.values.reshape(-1), returns.reshape(-1)
+    expected = explained_variance(values, targets)
+    assert abs(expected - explained_variance(targets, values)) > 0.1
+    assert stats["explained_variance"] == pytest.approx(expected)
+
+
+def test_ppo_update_returns_the_mean_of_every_minibatch_statistic(monkeypatch):
+    """The update's diagnostics average all K epochs x B/M minibatches, not the last one."""
+    import ppo_edu.ppo as ppo_module
+
+    T, N = 8, 4
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    rollout = _rollout(agent, T, N)
+    seen = []
+    real_loss = ppo_module.ppo_loss
+
+    def spy(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        seen.append({k: float(v) for k, v in stats.items()})
+        return loss, stats
+
+    monkeypatch.setattr(ppo_module, "ppo_loss", spy)
+    out = ppo_update(agent, torch.optim.Adam(agent.parameters(), lr=1e-2), rollout, torch.randn(T, N),
+                     torch.randn(T, N), _small_config(T, N, minibatch_size=8, update_epochs=3),
+                     torch.Generator().manual_seed(0))
+    assert len(seen) == 12
+    assert abs(seen[-1]["approx_kl"] - np.mean([s["approx_kl"] for s in seen])) > 1e-5
+    for key in seen[0]:
+        assert out[key] == pytest.approx(np.mean([s[key] for s in seen]), rel=1e-5, abs=1e-7), key
+
+
+def test_each_gradient_step_uses_only_its_own_minibatch_gradient():
+    """Gradients are cleared before every backward pass: the second step's gradient is the
+    loss's gradient at the weights it starts from, not that plus the first step's."""
+    T, N = 8, 4
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    rollout = _rollout(agent, T, N)
+    advantages, returns = torch.randn(T, N), torch.randn(T, N)
+    config = _small_config(T, N, minibatch_size=T * N, update_epochs=2, max_grad_norm=1e9)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
+    seen = []  # (weights, gradients) at each step
+    optimizer.register_step_pre_hook(lambda *_: seen.append(
+        ([p.detach().clone() for p in agent.parameters()],
+         [p.grad.detach().clone() for p in agent.parameters()])))
+    ppo_update(agent, optimizer, rollout, advantages, returns, config)
+    assert len(seen) == 2
+    batch = {**rollout.flat(), "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
+    for weights, grads in seen:
+        fresh = ActorCritic(4, 2)
+        with torch.no_grad():
+            for p, w in zip(fresh.parameters(), weights):
+                p.copy_(w)
+        loss, _ = ppo_loss(fresh, batch, config)
+        expected = torch.autograd.grad(loss, list(fresh.parameters()))
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_the_optimizer_is_adam_with_eps_1e_5_at_the_config_learning_rate():
+    """Adam's eps of 1e-5 (the PPO implementations', not torch's 1e-8) damps the steps of
+    parameters with tiny gradients; the lessons' numbers were measured with it."""
+    from ppo_edu.ppo import make_optimizer
+
+    optimizer = make_optimizer(ActorCritic(4, 2), PPOConfig(learning_rate=7e-4))
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["eps"] == 1e-5 and optimizer.param_groups[0]["lr"] == 7e-4
+
+
 def test_the_entropy_bonus_raises_the_policy_entropy():
     """With zero advantages the surrogate has no gradient and the critic has its own weights:
     only c2 S moves the actor, towards a more random policy (a flipped sign: a surer one)."""
@@ -341,6 +507,34 @@ def test_history_has_one_record_per_update_with_the_diagnostics(tiny_run):
     for h in history:
         assert h["approx_kl"] >= 0 and 0 <= h["clip_fraction"] <= 1
         assert 0 < h["entropy"] <= math.log(2) + 1e-6
+
+
+def test_history_counts_updates_and_episodes_and_times_from_the_start(tiny_run):
+    """``update`` counts from 1, ``episodes`` is how many episodes ended in the rollout (0 exactly
+    when episode_return is NaN), and ``wall_time`` is seconds since train_ppo began."""
+    _, history = tiny_run
+    assert [h["update"] for h in history] == [1, 2, 3, 4]
+    assert all((h["episodes"] == 0) == math.isnan(h["episode_return"]) for h in history)
+    assert sum(h["episodes"] for h in history) >= 10  # a random policy ends an episode in ~22 steps
+    times = [h["wall_time"] for h in history]
+    assert 0 < times[0] and times == sorted(times) and times[-1] < 60
+
+
+def test_the_update_trains_with_the_annealed_clip_range_it_records(monkeypatch):
+    """The recorded clip_epsilon is the one L^CLIP and the value clipping used, not just a label."""
+    import ppo_edu.ppo as ppo_module
+
+    used = []
+    real_update = ppo_module.ppo_update
+
+    def spy(agent, optimizer, rollout, advantages, returns, config, generator=None):
+        used.append(config.clip_epsilon)
+        return real_update(agent, optimizer, rollout, advantages, returns, config, generator)
+
+    monkeypatch.setattr(ppo_module, "ppo_update", spy)
+    _, history = train_ppo(PPOConfig(**TINY, seed=7), progress=False)
+    assert used == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    assert used == [h["clip_epsilon"] for h in history]
 
 
 def test_learning_rate_anneals_linearly(tiny_run):
@@ -404,6 +598,36 @@ def test_callback_can_stop_training():
     assert len(history) == 2 and seen == history
 
 
+def test_a_numpy_truth_value_from_the_callback_stops_training_too():
+    """A callback that returns ``np.mean(returns) > 475`` hands back np.bool_, not True: any
+    true value stops the run."""
+    _, history = train_ppo(PPOConfig(**TINY), progress=False,
+                           callback=lambda agent, record: np.int64(record["update"]) >= 2)
+    assert len(history) == 2
+
+
+def test_the_minibatch_shuffling_is_seeded_with_the_config_seed(monkeypatch):
+    """``seed`` seeds the minibatch order as well as torch and the envs (one fixed generator
+    seed would shuffle every run's minibatches alike)."""
+    import ppo_edu.ppo as ppo_module
+
+    seeds = []
+    real_update = ppo_module.ppo_update
+
+    def spy(agent, optimizer, rollout, advantages, returns, config, generator=None):
+        if not seeds:  # before this update draws from it
+            seeds.append((generator.initial_seed(), generator.get_state().clone()))
+        return real_update(agent, optimizer, rollout, advantages, returns, config, generator)
+
+    monkeypatch.setattr(ppo_module, "ppo_update", spy)
+    for seed in (3, 11):
+        seeds.clear()
+        train_ppo(PPOConfig(**TINY, seed=seed), progress=False)
+        initial, state = seeds[0]
+        assert initial == seed
+        assert torch.equal(state, torch.Generator().manual_seed(seed).get_state())
+
+
 def test_torch_threads_are_set_for_training_and_restored():
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # conftest runs every test with 1; start from something else
@@ -444,6 +668,23 @@ def test_checkpoint_without_config(tiny_run, tmp_path):
     agent, _ = tiny_run
     loaded, config = load_checkpoint(save_checkpoint(tmp_path / "a.safetensors", agent))
     assert config is None and loaded.hidden == agent.hidden
+
+
+def test_a_checkpoint_with_config_fields_this_version_lacks_still_loads(tmp_path):
+    """A checkpoint from a later version may record more PPOConfig fields: the known ones are
+    read, the others dropped (not a TypeError from PPOConfig(**...))."""
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    agent, config = ActorCritic(4, 2), PPOConfig(**TINY, seed=4)
+    metadata = {"obs_dim": "4", "n_actions": "2", "hidden": str(agent.hidden),
+                "config": json.dumps({**asdict(config), "target_kl": 0.02})}
+    save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(tmp_path / "a.safetensors"),
+              metadata=metadata)
+    _, loaded = load_checkpoint(tmp_path / "a.safetensors")
+    assert loaded == config
 
 
 def test_loading_a_foreign_safetensors_file_says_so(tmp_path):
@@ -508,6 +749,17 @@ def test_advantages_of_another_shape_than_the_rollout_are_refused():
     with pytest.raises(ValueError, match=r"advantages has shape \(2, 4\) but rewards has \(4, 2\)"):
         ppo_update(agent, torch.optim.Adam(agent.parameters()), rollout, torch.randn(N, T),
                    torch.ones(T, N), config)
+
+
+def test_returns_of_another_shape_than_the_rollout_are_refused():
+    """The returns pair with the transitions as the advantages do: (N, T) is refused too."""
+    agent, T, N = ActorCritic(4, 2), 4, 2
+    torch.manual_seed(0)
+    rollout = _rollout(agent, T, N)
+    config = PPOConfig(num_envs=N, num_steps=T, minibatch_size=8, total_timesteps=8, update_epochs=1)
+    with pytest.raises(ValueError, match=r"returns has shape \(2, 4\) but rewards has \(4, 2\)"):
+        ppo_update(agent, torch.optim.Adam(agent.parameters()), rollout, torch.randn(T, N),
+                   torch.ones(N, T), config)
 
 
 def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
