@@ -348,3 +348,20 @@ def test_a_function_that_makes_cpu_tensors_is_caught_before_a_gpu_lesson_calls_i
     assert "fails on meta ones" in lesson5.check_bradley_terry_loss.verify(bce_with_cpu_target)
     monkeypatch.setattr(_harness, "accelerator", lambda: None)  # a CPU runtime: nothing to check
     assert lesson5.check_last_token_scores.verify(cpu_positions) is None
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+def test_close_requires_the_same_shape_not_a_broadcastable_one():
+    # torch.allclose broadcasts: a single right value would otherwise match a whole tensor
+    assert not _harness.close(torch.ones(1), torch.ones(3))
+    assert not _harness.close(torch.ones(3, 1), torch.ones(3, 3))
+    assert _harness.close(torch.ones(3), torch.ones(3))
+
+
+def test_nan_hint_names_an_infinity_too():
+    # an overflowing exp() gives inf, not nan: the hint must fire on any non-finite entry
+    hint = _harness.nan_hint(torch.tensor([1.0, float("inf"), 2.0]), "your L^CLIP")
+    assert hint is not None and "inf" in hint and "index (1,)" in hint
+    assert _harness.nan_hint(torch.tensor([1.0, 2.0]), "your L^CLIP") is None

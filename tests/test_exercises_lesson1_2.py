@@ -235,3 +235,59 @@ def test_a_dual_clip_is_not_taken_for_l_clip():
 
     result = check_clipped_objective.run(dual)
     assert not result.passed and "r = 4.0" in result.message, result.message
+
+
+def test_ratio_with_the_right_values_but_the_wrong_gradient_is_caught():
+    # a straight-through ratio: the values of exp(new - old), the gradient 1 instead of r_t.
+    # Only the gradient check tells it from the real ratio
+    wrong = lambda new, old: torch.exp(new - old).detach() + (new - new.detach())
+    result = check_ratio.run(wrong)
+    assert not result.passed and "wrong gradient" in result.message, result.message
+    assert result.fn is check_ratio.reference
+
+
+def test_ratio_that_only_works_on_one_dimension_is_caught():
+    # flattening is invisible on a (T,) batch: the checker must also call it on a 2-d one
+    result = check_ratio.run(lambda new, old: torch.exp(new - old).reshape(-1))
+    assert not result.passed and "shape (3, 4)" in result.message, result.message
+
+
+def test_cpi_with_the_value_of_l_cpi_but_the_gradient_of_log_pi_is_caught():
+    # the value of Ê[r A] with the gradient of Ê[log pi A] (A/n instead of r A/n): the two
+    # gradients agree only at θ_old, so only a gradient check at r != 1 tells them apart
+    def wrong(new, old, adv):
+        value = (ratio(new, old) * adv).mean().detach()
+        surrogate = (new * adv).mean()
+        return value + (surrogate - surrogate.detach())
+
+    result = check_cpi.run(wrong)
+    assert not result.passed and "its gradient is wrong" in result.message, result.message
+
+
+def test_clipped_objective_with_the_right_values_but_an_unclipped_gradient_is_caught():
+    # the value of L^CLIP, the gradient of L^CPI everywhere (a straight-through): clipped
+    # samples keep pushing. Only the per-sample gradient check catches it
+    def wrong(n, o, a, e):
+        r = ratio(n, o)
+        value = torch.minimum(r * a, clamp(r, e) * a).mean()
+        cpi = (r * a).mean()
+        return value.detach() + (cpi - cpi.detach())
+
+    result = check_clipped_objective.run(wrong)
+    assert not result.passed and "the gradient should be" in result.message, result.message
+
+
+def test_clipped_objective_that_reads_one_sample_of_the_batch_is_caught():
+    # the first sample's term instead of the mean: on the single-sample cases the two are the
+    # same, so only the batch of 64 can reject it (with no named mistake: the plain numbers)
+    wrong = lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a)[0]
+    result = check_clipped_objective.run(wrong)
+    assert not result.passed and "on a batch of 64 expected" in result.message, result.message
+    assert result.fn is check_clipped_objective.reference
+
+
+def test_something_that_is_not_a_function_is_named_and_replaced_by_the_reference():
+    # passing the result of a call (or a forgotten return, None) instead of the function
+    result = check_ratio.run(None)
+    assert not result.passed and "expected a function, got NoneType" in result.message
+    assert result.fn is check_ratio.reference

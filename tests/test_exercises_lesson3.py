@@ -246,3 +246,31 @@ def test_gae_masking_with_terminated_only_names_the_truncation():
     assert hint is not None and "leak across the truncation at index (3, 0)" in hint
     assert "truncated steps too" in hint and "final_values" in hint
     assert "inside step" not in hint
+
+
+def test_gae_with_lambda_hard_coded_is_rejected():
+    # lam fixed at 0.95 is right on the (gamma=0.99, lam=0.95) cases: only the other
+    # (gamma, lam) pairs, lam = 0 first, can reject it
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        return my_gae(rewards, values, terminated, truncated, final_values, next_values, gamma, 0.95)
+
+    hint = check_gae.verify(wrong)
+    assert hint is not None and "with lam = 0 GAE must equal the TD residuals" in hint
+
+
+def test_gae_with_a_done_mask_that_goes_negative_is_rejected():
+    # 1 - terminated - truncated is -1 where a step is both (gymnasium allows it): the
+    # recursion then flips the sign of A_(t+1). The hand-made cases have such a step only at
+    # the rollout's end, where A_(t+1) is 0 anyway: only the random rollouts catch it
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = my_td_residuals(rewards, values, terminated, truncated, final_values,
+                                 next_values, gamma)
+        not_done = 1.0 - terminated.float() - truncated.float()
+        advantages, last = torch.zeros_like(rewards), torch.zeros_like(next_values)
+        for t in reversed(range(len(rewards))):
+            last = deltas[t] + gamma * lam * not_done[t] * last
+            advantages[t] = last
+        return advantages, advantages + values
+
+    hint = check_gae.verify(wrong)
+    assert hint is not None and "expected" in hint

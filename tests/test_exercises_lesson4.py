@@ -204,3 +204,13 @@ def test_equivalent_formulations_pass():
 
     assert check_value_loss.verify(with_where) is None
     assert check_value_loss.verify(with_stack) is None
+
+
+def test_explained_variance_clamped_at_zero_is_rejected():
+    # a critic worse than predicting the mean scores below 0 (the anti-critic -R scores -3):
+    # clamping hides exactly the critic that is broken. Only the anti-critic case is negative
+    def clamped(predictions, targets):
+        return max(my_explained_variance(predictions, targets), 0.0)
+
+    hint = check_explained_variance.verify(clamped)
+    assert hint is not None and "for an anti-critic expected -3" in hint

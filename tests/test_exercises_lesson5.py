@@ -109,3 +109,14 @@ def test_last_token_checker_names_first_pad_minus_one_on_a_row_without_padding()
 
     message = check_last_token_scores.verify(wrong)
     assert "the first padding position - 1" in message and "len(row)" not in message
+
+
+def test_last_token_gather_without_squeeze_is_told_the_shape():
+    # gather(...) keeps a (B, 1) column: the right scores, the wrong shape. Compared with the
+    # (B,) answer it would broadcast to (B, B), so the shape must be checked before the values
+    def unsqueezed(scores, mask):
+        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
+        return scores.gather(1, last.unsqueeze(1))
+
+    message = check_last_token_scores.verify(unsqueezed)
+    assert message is not None and "expected shape (3,) (one score per row)" in message

@@ -304,3 +304,70 @@ def test_whitening_inside_gae_is_named_also_over_the_padding():
         return (a - a.mean()) / (a.std() + 1e-8) * m, ret
 
     assert "whitened the advantages inside" in check_token_gae.verify(whiten_everything)
+
+
+def test_gae_returns_without_the_values_are_caught():
+    # right advantages, returns = advantages alone (the values never added back): only the
+    # returns check, after the advantages pass, catches it
+    def no_values(rewards, values, mask, gamma, lam):
+        adv, _ = my_gae(rewards, values, mask, gamma, lam)
+        return adv, adv
+
+    result = check_token_gae.run(no_values)
+    assert not result.passed and "returns = advantages + values" in result.message, result.message
+    assert result.fn is check_token_gae.reference
+
+
+def test_gae_ignoring_gamma_is_caught():
+    # RLHF usually runs with gamma = 1: an answer that hard-codes it is right on those cases,
+    # so the checker must also call it with gamma < 1
+    def gamma_one(rewards, values, mask, gamma, lam):
+        return my_gae(rewards, values, mask, 1.0, lam)
+
+    hint = check_token_gae.verify(gamma_one)
+    assert hint is not None and "gamma=0.9" in hint
+
+
+def test_kl_penalty_slightly_off_is_caught():
+    # an epsilon inside the log (log(rho + 1e-3)) shifts every token by under 1e-2 here:
+    # the checker must hold the per-token KL to a tight tolerance, not just "about right"
+    def eps_in_log(lp, ref, m, est):
+        log_r = torch.log(torch.exp(ref - lp) + 1e-3)
+        kl = -log_r if est == "k1" else torch.exp(ref - lp) - 1 - log_r
+        return kl * m
+
+    assert "expected" in check_kl_penalty.verify(eps_in_log)
+
+
+def test_kl_term_with_a_gradient_slightly_too_small_is_caught():
+    # (log rho)^2 * 0.45 instead of * 0.5: parallel to the right gradient, 10% short. Small
+    # vocabularies give small gradients, so a loose tolerance would pass it
+    hint = check_kl_loss_term.verify(lambda lp, ref: 0.45 * (lp - ref) ** 2)
+    assert hint is not None and "0.90 times its size" in hint
+
+
+def test_a_mask_that_drops_the_batch_dimension_of_one_response_is_caught():
+    # .squeeze() is harmless on B > 1 but turns a single response's (1, R) mask into (R,):
+    # only the one-response case shows it, so the checker must not stop at the first case
+    def squeezed(ids, eos):
+        return my_response_mask(ids, eos).squeeze()
+
+    hint = check_response_mask.verify(squeezed)
+    assert hint is not None and "expected a tensor of shape (1, 8)" in hint
+
+
+def test_gae_returning_only_the_advantages_is_told_to_return_a_pair():
+    # a lone (B, R) tensor unpacks along B: without the pair check the learner would read a
+    # ValueError from the checker's own unpacking instead of what to return
+    hint = check_token_gae.verify(lambda r, v, m, g, lam: my_gae(r, v, m, g, lam)[0])
+    assert hint is not None and "return a pair (advantages, returns)" in hint
+
+
+def test_k3_that_goes_negative_is_told_it_never_is():
+    # (rho - 1) + log rho: a sign slip on the log term, matching none of the named mistakes;
+    # k3 >= 0 always, so a negative token is the clearest thing to point at
+    def sign_slip(lp, ref, m, est):
+        log_r = ref - lp
+        return my_kl(lp, ref, m, "k1") if est == "k1" else (torch.exp(log_r) - 1 + log_r) * m
+
+    assert "is never negative; yours is" in check_kl_penalty.verify(sign_slip)
