@@ -604,3 +604,54 @@ def test_a_batch_of_five_horizons_is_refused_when_configured():
     with pytest.raises(ValueError, match="kl_horizon=2 with batch_size=10"):
         RLHFConfig(batch_size=10, mini_batch_size=5, kl_horizon=2)
     RLHFConfig(batch_size=10, mini_batch_size=5, kl_horizon=3)
+
+
+def test_the_logged_approx_kl_is_k3_of_the_old_policy_to_the_new(tok):
+    # one minibatch per epoch: the second epoch's log-probs have moved, and approx_kl must be
+    # computed with r = pi_new / pi_old (swapping the two gives another number)
+    from ppo_edu.objectives import approx_kl
+
+    trainer = make_trainer(tok, mini_batch_size=8, ppo_epochs=2, learning_rate=1e-2)
+    batch = trainer.rollout(PROMPTS[:4] * 2)
+    orders, seen = [], []
+    permutation = trainer.rng.permutation
+
+    class Recording:
+        def permutation(self, n):
+            orders.append(torch.as_tensor(permutation(n)))
+            return orders[-1].numpy()
+
+    trainer.rng = Recording()
+    forward = trainer.policy.logprobs_and_values
+
+    def recording(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        seen.append(out[0].detach())
+        return out
+
+    trainer.policy.logprobs_and_values = recording
+    stats = trainer.ppo_update(batch)
+    R = seen[0].shape[1]
+    expected, swapped = [], []
+    for order, new in zip(orders, seen):
+        old, mask = batch.logprobs[order, :R], batch.mask[order, :R]
+        expected.append(approx_kl(new, old, mask).item())
+        swapped.append(approx_kl(old, new, mask).item())
+    assert abs(np.mean(expected) - np.mean(swapped)) > 1e-4
+    assert stats["approx_kl"] == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_non_finite_log_probs_on_padding_are_not_a_divergence(tok):
+    # what a model gives after EOS is never trained on: an -inf there must not stop training
+    trainer = make_trainer(tok)
+    forward = trainer.policy.logprobs_and_values
+
+    def minus_inf_on_padding(input_ids, attention_mask, query_length, *args, **kwargs):
+        logprobs, values, logits = forward(input_ids, attention_mask, query_length, *args, **kwargs)
+        padding = attention_mask[:, query_length:] == 0
+        return logprobs.masked_fill(padding, float("-inf")), values, logits
+
+    trainer.policy.logprobs_and_values = minus_inf_on_padding
+    for _ in range(2):
+        stats = trainer.step()
+    assert np.isfinite(stats["kl"]) and np.isfinite(stats["approx_kl"])
