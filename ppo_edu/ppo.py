@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -473,7 +474,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):
     config = None
     if "config" in metadata:
         known = {f.name for f in fields(PPOConfig)}
-        config = PPOConfig(**{k: v for k, v in json.loads(metadata["config"]).items() if k in known})
+        recorded = json.loads(metadata["config"])
+        unknown = sorted(set(recorded) - known)
+        if unknown:  # a later version's settings: load the rest, but say what is left out
+            warnings.warn(f"{path}: this version's PPOConfig has no field {', '.join(unknown)}; "
+                          "the returned config leaves them out", stacklevel=2)
+        config = PPOConfig(**{k: v for k, v in recorded.items() if k in known})
     return agent.to(device), config
 
 
