@@ -82,9 +82,13 @@ def plot_surrogate_epochs(histories: dict[str, list[dict]], kl_budget: float | N
     axes[0].set_title(r"KL($\pi_{old}\,\|\,\pi_\theta$) on the batch (0 drawn at 1e-6)")
     axes[1].set_title("evaluated return (fresh episodes)")
     axes[2].set_title(r"clip fraction ($|r_t - 1| > \epsilon$)")
+    if not axes[1].lines:  # say so, rather than leave an empty panel (and an empty legend)
+        axes[1].text(0.5, 0.5, "no run recorded eval_return", ha="center", va="center",
+                     transform=axes[1].transAxes, color="gray")
     for ax in axes:
         ax.set_xlabel("epochs on the same batch")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -67,7 +67,7 @@ def plot_history(history: list[dict], keys=DASHBOARD, x: str = "env_steps", smoo
     xs = column(history, x)
     for ax, (key, title) in zip(axes, keys):
         ys = column(history, key)
-        ax.plot(xs, smoothed(ys, smooth) if smooth > 1 else ys, label=label)
+        ax.plot(xs, smoothed(ys, smooth), label=label)  # smoothed() refuses a window < 1
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x.replace("_", " "))
         ax.grid(alpha=0.3)

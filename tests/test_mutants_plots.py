@@ -466,3 +466,27 @@ def test_episode_returns_add_up_the_rewards_not_the_steps():
     envs.close()
     assert rollout.episode_lengths == [6, 6, 6, 6]
     assert rollout.episode_returns == [-6.0] * 4
+
+
+def test_plot_history_refuses_a_smoothing_window_below_one():
+    """plot_history drew the raw data for ``smooth=0`` or a negative window, where plot_runs
+    refused it: a typo in ``smooth`` must not pass silently."""
+    history = [{"env_steps": 100, "episode_return": 1.0}, {"env_steps": 200, "episode_return": 2.0}]
+    for bad in (0, -4):
+        with pytest.raises(ValueError, match="window must be an integer >= 1"):
+            plot_history(history, keys=["episode_return"], smooth=bad)
+    fig = plot_history(history, keys=["episode_return"], smooth=1)  # 1 = no smoothing
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 2.0])
+
+
+def test_plot_surrogate_epochs_without_evaluations_says_so_and_does_not_warn():
+    """With no run evaluated, the return panel was left empty and its legend() warned
+    "No artists with labels found"; the panel now says that nothing was evaluated."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = figures.plot_surrogate_epochs({"a": [{"epoch": 0, "kl": 0.0, "clip_fraction": 0.0}]})
+    assert fig.axes[1].get_legend() is None
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no run recorded eval_return"]
+    assert fig.axes[0].get_legend() is not None
