@@ -62,7 +62,8 @@ def toy_reward_model(tokenizer, seed: int = 1, **config_kwargs) -> GPT2ForSequen
 
 
 def eos_prone_lm(tokenizer, strength: float = 1.4, seed: int = 0, **config_kwargs) -> GPT2LMHeadModel:
-    """A toy LM that ends responses early and at random (EOS logit about ``4 * strength``).
+    """A toy LM that ends responses early and at random (EOS logit about ``3 * strength``,
+    give or take ``strength``: the layer-norm bias of 3 plus a unit-variance term).
 
     Its output embeddings are untied and the final layer norm gets a bias along one hidden
     dimension that only the EOS row of the LM head reads, so some responses stop after a
