@@ -30,6 +30,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test leaves open (the plot tests draw dozens)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only if some test imported it
+    if pyplot is not None:
+        pyplot.close("all")
+
+
 @pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark("rlhf_variants.py")``: a script of ``benchmarks/`` as a module. The

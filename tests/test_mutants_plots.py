@@ -30,12 +30,6 @@ from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 NAN = float("nan")
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 def legend_labels(ax) -> list[str]:
     return [t.get_text() for t in ax.get_legend().get_texts()]
 

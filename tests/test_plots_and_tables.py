@@ -35,12 +35,6 @@ from ppo_edu.rlhf.memory import estimate_ppo_memory, format_table
 NAN = float("nan")
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 def legend_labels(ax) -> list[str]:
     return [t.get_text() for t in ax.get_legend().get_texts()]
 
