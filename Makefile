@@ -9,13 +9,13 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test test-full test-kernels figures exercises bench clean
 
-$(STAMP): pyproject.toml Makefile  # the Makefile pins torch: a new pin reinstalls
+$(STAMP): pyproject.toml Makefile constraints.txt  # torch is pinned here, the rest in constraints.txt: a new pin reinstalls
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned here only (pyproject leaves it unpinned: Colab brings its own). A CPU wheel already in
 	# the venv, or one pip finds locally, is kept; from PyPI on Linux it is the CUDA build (README).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)

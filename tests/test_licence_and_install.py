@@ -34,3 +34,35 @@ def test_environment_yml_takes_torch_from_the_cpu_index():
     env = (ROOT / "environment.yml").read_text()
     assert re.search(r"^\s+- --extra-index-url https://download\.pytorch\.org/whl/cpu$", env, re.MULTILINE)
     assert "CUDA build" in env
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_constraints_pin_versions_the_package_metadata_allows_and_make_uses_them():
+    """constraints.txt holds the versions `make setup` and CI install: one exact pin per package,
+    no torch (the Makefile pins it), and each pin inside pyproject's range for that package
+    (a pin outside it would make pip fail to resolve on a fresh clone)."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    lines = [line.split("#")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    pins = {}
+    for line in filter(None, lines):
+        name, sep, version = line.partition("==")
+        assert sep and re.fullmatch(r"[0-9]+(\.[0-9]+)*", version), f"constraints.txt: {line!r} is not an exact pin"
+        assert _name(name) not in pins, f"constraints.txt pins {name} twice"
+        pins[_name(name)] = Version(version)
+    assert "torch" not in pins
+    declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
+    ranges = {_name(d): Requirement(d).specifier for d in declared}
+    for must in ("numpy", "transformers", "tokenizers", "gymnasium", "pytest", "nbval"):
+        assert must in pins, f"constraints.txt does not pin {must}"
+    for name, version in pins.items():
+        if name in ranges:
+            assert version in ranges[name], f"constraints.txt pins {name}=={version}, outside pyproject's {ranges[name]}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r'pip install -q -e "\.\[dev\]" -c constraints\.txt$', makefile, re.MULTILINE)
+    assert re.search(r"^\$\(STAMP\):.*\bconstraints\.txt\b", makefile, re.MULTILINE), \
+        "a changed pin must reinstall: constraints.txt is a prerequisite of the install stamp"
