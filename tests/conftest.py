@@ -57,3 +57,19 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("train_tiny_lm")``: a script of ``tools/`` as a fresh module, registered in
+    ``sys.modules`` under its name (dataclasses look their module up there)."""
+    folder = Path(__file__).resolve().parents[1] / "tools"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,7 +1,6 @@
 """The bundled movie-review snippets: contents, fixed split, errors, the rebuild script, IMDB path."""
 
 import gzip
-import importlib.util
 import json
 import re
 import shutil
@@ -16,13 +15,6 @@ from ppo_edu.lm import data
 from ppo_edu.lm.data import DataBundleError, load_reviews, load_snippet_records, load_snippets
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_build_script():
-    spec = importlib.util.spec_from_file_location("build_data", ROOT / "tools" / "build_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_splits_have_the_documented_sizes():
@@ -45,17 +37,17 @@ def test_split_is_fixed():
     assert sum(test_ids) == 5628890
 
 
-def test_the_build_scripts_split_reproduces_the_shipped_one():
+def test_the_build_scripts_split_reproduces_the_shipped_one(load_tool):
     """A rebuild must give the split every reported number was measured on: the script's
     assign_splits on the shipped texts, not only the ids pinned above."""
     shipped = load_snippet_records("all")
     rows = [{"id": r["id"], "text": r["text"]} for r in shipped]
-    load_build_script().assign_splits(rows)
+    load_tool("build_data").assign_splits(rows)
     assert [r["split"] for r in rows] == [r["split"] for r in shipped]
 
 
-def test_a_rebuild_that_changes_the_bundle_says_so(tmp_path, monkeypatch, capsys):
-    build = load_build_script()
+def test_a_rebuild_that_changes_the_bundle_says_so(tmp_path, monkeypatch, capsys, load_tool):
+    build = load_tool("build_data")
     for name in ("BUNDLE", "MANIFEST", "LICENSE_OUT"):
         monkeypatch.setattr(build, name, tmp_path / getattr(build, name).name)
     monkeypatch.setattr(build, "DATA_DIR", tmp_path)
@@ -149,8 +141,8 @@ def test_ratings_outside_the_scale_are_rejected():
         data.validate_ratings([float("nan")])
 
 
-def test_build_script_parses_and_normalises_the_source_format():
-    build = load_build_script()
+def test_build_script_parses_and_normalises_the_source_format(load_tool):
+    build = load_tool("build_data")
     gt = "1\t1.5\tGood &amp; fun  ''movie''.\r\n2\t-2.0\tBad.\r\n"
     rt = "1\t1.5\t0.5\t[1, 2]\r\n2\t-2.0\t0.0\t[-2, -2]\r\n"
     rows = build.parse(gt, rt)
@@ -158,21 +150,21 @@ def test_build_script_parses_and_normalises_the_source_format():
     assert rows[0]["ratings"] == [1, 2] and rows[1]["rating"] == -2.0
 
 
-def test_build_script_rejects_a_mean_that_disagrees_with_the_raters():
-    build = load_build_script()
+def test_build_script_rejects_a_mean_that_disagrees_with_the_raters(load_tool):
+    build = load_tool("build_data")
     with pytest.raises(SystemExit, match="differs"):
         build.parse("1\t3.0\tText.\n", "1\t3.0\t0.0\t[1, 1]\n")
 
 
-def test_build_script_keeps_duplicate_texts_in_one_split():
-    build = load_build_script()
+def test_build_script_keeps_duplicate_texts_in_one_split(load_tool):
+    build = load_tool("build_data")
     rows = [{"text": t} for t in ["a", "b", "a", "c", "d", "e", "f", "g", "h", "i", "j", "a"]]
     build.assign_splits(rows)
     assert len({r["split"] for r in rows if r["text"] == "a"}) == 1
 
 
-def test_build_script_refuses_an_sdist_that_is_not_the_pinned_one(tmp_path, monkeypatch):
-    build = load_build_script()
+def test_build_script_refuses_an_sdist_that_is_not_the_pinned_one(tmp_path, monkeypatch, load_tool):
+    build = load_tool("build_data")
     written = []
     monkeypatch.setattr(build, "write_bundle", lambda *args: written.append(args))
     fake = tmp_path / "vaderSentiment-3.3.2.tar.gz"

@@ -2,7 +2,6 @@
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -246,18 +245,7 @@ def test_hub_ids_are_passed_through_unchanged():
 
 
 # ----------------------------------------------------------------------------- the build script
-def load_tool(name):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_tiny_lm_script_is_reproducible(tmp_path):
+def test_train_tiny_lm_script_is_reproducible(tmp_path, load_tool):
     tool = load_tool("train_tiny_lm")
     args = ["--epochs", "1", "--max-steps-per-epoch", "2", "--threads", "1", "--n-embd", "32", "--n-layer", "1",
             "--n-head", "2", "--vocab-size", "2048", "--warmup-steps", "1"]
@@ -280,7 +268,7 @@ def test_train_tiny_lm_script_is_reproducible(tmp_path):
     (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
     (["--seed", "-1"], "--seed must be >= 0"),
 ])
-def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
+def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args, message, load_tool):
     tool = load_tool("train_tiny_lm")
     with pytest.raises(SystemExit) as exit_info:
         tool.main(args + ["--out", str(tmp_path / "lm")])
@@ -289,7 +277,7 @@ def test_train_tiny_lm_script_rejects_bad_options_by_name(tmp_path, capsys, args
     assert not (tmp_path / "lm").exists()
 
 
-def test_train_tiny_lm_script_checks_its_output_folder_before_training(tmp_path, capsys):
+def test_train_tiny_lm_script_checks_its_output_folder_before_training(tmp_path, capsys, load_tool):
     tool = load_tool("train_tiny_lm")
     afile, busy = tmp_path / "afile", tmp_path / "busy"
     afile.write_text("x")
@@ -302,7 +290,7 @@ def test_train_tiny_lm_script_checks_its_output_folder_before_training(tmp_path,
     assert (busy / "README.md").read_text() == "somebody's notes"
 
 
-def test_train_tiny_lm_script_never_replaces_a_reward_model(tmp_path, capsys):
+def test_train_tiny_lm_script_never_replaces_a_reward_model(tmp_path, capsys, load_tool):
     import shutil
 
     from ppo_edu.lm import TINY_RM_DIR
@@ -331,7 +319,7 @@ def test_train_tiny_lm_script_never_replaces_a_reward_model(tmp_path, capsys):
     (["--batch-size", "5000"], "an epoch would have no step"),  # trained 0 steps and shipped it
     (["--lr", "1000", "--warmup-steps", "0", "--max-steps-per-epoch", "4"], "training diverged"),
 ])
-def test_train_tiny_lm_script_stops_on_an_empty_or_diverged_run(tmp_path, args, message):
+def test_train_tiny_lm_script_stops_on_an_empty_or_diverged_run(tmp_path, args, message, load_tool):
     tool = load_tool("train_tiny_lm")
     small = ["--epochs", "1", "--n-embd", "32", "--n-layer", "1", "--n-head", "2", "--vocab-size", "1024"]
     with pytest.raises(SystemExit, match=message):
@@ -339,11 +327,9 @@ def test_train_tiny_lm_script_stops_on_an_empty_or_diverged_run(tmp_path, args, 
     assert not (tmp_path / "lm").exists()
 
 
-def test_training_scripts_help_explains_their_options(capsys):
-    from test_reward_model import load_rm_tool
-
+def test_training_scripts_help_explains_their_options(capsys, load_tool):
     for tool, option, words in ((load_tool("train_tiny_lm"), "--max-steps-per-epoch", "0 = whole epochs"),
-                                (load_rm_tool(), "--train-snippets", "0 = the whole train split")):
+                                (load_tool("train_reward_model"), "--train-snippets", "0 = the whole train split")):
         with pytest.raises(SystemExit):
             tool.main(["--help"])
         usage = " ".join(capsys.readouterr().out.split())
@@ -351,7 +337,7 @@ def test_training_scripts_help_explains_their_options(capsys):
         assert "(default: 0)" in usage and "(default: 1)" in usage  # --threads
 
 
-def test_train_tiny_lm_script_writes_to_scratch_by_default():
+def test_train_tiny_lm_script_writes_to_scratch_by_default(load_tool):
     tool = load_tool("train_tiny_lm")
     out = Path(tool.LMConfig().out)
     assert out != TINY_LM_DIR and out.parent == Path(__file__).resolve().parents[1] / "runs"

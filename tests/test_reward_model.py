@@ -1,7 +1,6 @@
 """The Bradley-Terry loss, preference pairs, reward functions, and the shipped reward model."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -346,18 +345,11 @@ def test_vader_on_the_test_pairs_is_about_point_seven():
     assert accuracy == pytest.approx(0.695, abs=0.01)
 
 
-def test_train_reward_model_script_runs_end_to_end(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
+def test_train_reward_model_script_runs_end_to_end(tmp_path, load_tool):
     from ppo_edu.lm import TINY_LM_DIR
     from ppo_edu.lm.models import load_tokenizer
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "train_reward_model.py"
-    spec = importlib.util.spec_from_file_location("train_reward_model", path)
-    tool = importlib.util.module_from_spec(spec)
-    sys.modules["train_reward_model"] = tool  # dataclasses look their module up there
-    spec.loader.exec_module(tool)
+    tool = load_tool("train_reward_model")
     lm_dir = save_random_gpt2(tmp_path / "lm", load_tokenizer(TINY_LM_DIR), n_positions=128, n_layer=1)
     out = tmp_path / "rm"
     assert tool.main(["--lm", str(lm_dir), "--out", str(out), "--epochs", "1", "--train-snippets", "128",
@@ -376,18 +368,6 @@ def test_train_reward_model_script_runs_end_to_end(tmp_path):
     assert model.config.num_labels == 1 and tok.pad_token_id != tok.eos_token_id
 
 
-def load_rm_tool():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "train_reward_model.py"
-    spec = importlib.util.spec_from_file_location("train_reward_model", path)
-    tool = importlib.util.module_from_spec(spec)
-    sys.modules["train_reward_model"] = tool  # dataclasses look their module up there
-    spec.loader.exec_module(tool)
-    return tool
-
-
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--margin", "0"], "--margin must be a finite number > 0"),
@@ -399,8 +379,8 @@ def load_rm_tool():
     (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
     (["--lm", "gpt2"], "must be a local model directory"),  # failed copying its tokenizer at the end
 ])
-def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys, args, message):
-    tool = load_rm_tool()
+def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys, args, message, load_tool):
+    tool = load_tool("train_reward_model")
     with pytest.raises(SystemExit) as exit_info:
         tool.main(args + ["--out", str(tmp_path / "rm")])
     assert exit_info.value.code == 2
@@ -408,12 +388,12 @@ def test_train_reward_model_script_rejects_bad_options_by_name(tmp_path, capsys,
     assert not (tmp_path / "rm").exists()
 
 
-def test_train_reward_model_script_never_writes_over_the_model_it_starts_from(tmp_path, capsys):
+def test_train_reward_model_script_never_writes_over_the_model_it_starts_from(tmp_path, capsys, load_tool):
     import shutil
 
     from ppo_edu.lm import TINY_LM_DIR
 
-    tool = load_rm_tool()
+    tool = load_tool("train_reward_model")
     lm = shutil.copytree(TINY_LM_DIR, tmp_path / "lm")
     before = (lm / "model.safetensors").read_bytes()
     for args in (["--lm", str(lm), "--out", str(lm)], ["--out", str(TINY_LM_DIR)]):
@@ -427,10 +407,10 @@ def test_train_reward_model_script_never_writes_over_the_model_it_starts_from(tm
     assert "holds a GPT2LMHeadModel, and this script writes a GPT2ForSequenceClassification" in capsys.readouterr().err
 
 
-def test_train_reward_model_script_writes_to_scratch_by_default():
+def test_train_reward_model_script_writes_to_scratch_by_default(load_tool):
     from pathlib import Path
 
-    tool = load_rm_tool()
+    tool = load_tool("train_reward_model")
     out = Path(tool.RMConfig().out)
     root = Path(__file__).resolve().parents[1]
     assert out != TINY_RM_DIR and out.parent == root / "runs"
