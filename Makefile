@@ -57,7 +57,7 @@ exercises: setup
 	$(PY) tools/build_notebooks.py
 
 bench: setup
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench]" -c constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
