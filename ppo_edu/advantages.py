@@ -20,7 +20,13 @@ import numbers
 
 import torch
 
-from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
+from ppo_edu._checks import (
+    require_binary,
+    require_count,
+    require_finite,
+    require_same_shape,
+    require_tensor,
+)
 
 
 def _validate(rewards, values, terminated, truncated, final_values, next_values, gamma, lam=None):
@@ -48,6 +54,9 @@ def _validate(rewards, values, terminated, truncated, final_values, next_values,
 
 def _validate_fields(values, terminated, truncated, final_values, next_values) -> None:
     """Everything but the rewards: shapes (T, N) and (N,), 0/1 done flags, finite values."""
+    for name, value in (("values", values), ("terminated", terminated), ("truncated", truncated),
+                        ("final_values", final_values), ("next_values", next_values)):
+        require_tensor(name, value)  # bootstrap_values comes here directly: numpy has no .dim()
     if values.dim() != 2:
         raise ValueError(f"values must have shape (T, N), got {tuple(values.shape)}")
     require_same_shape(values=values, terminated=terminated, truncated=truncated,
@@ -149,7 +158,18 @@ def continuations(agent, obs, first_actions, horizon: int = 400, seed: int = 0) 
     import numpy as np
 
     obs = torch.as_tensor(obs, dtype=torch.float32)
+    if obs.dim() != 2 or obs.shape[1] != 4 or obs.shape[0] == 0:
+        raise ValueError(f"obs must have shape (B, 4): B CartPole observations, got {tuple(obs.shape)}")
     B = obs.shape[0]
+    first = torch.as_tensor(first_actions)
+    if tuple(first.shape) != (B,):
+        raise ValueError(f"first_actions must have shape (B,) = ({B},), one per observation, got "
+                         f"{tuple(first.shape)}")
+    # as_tensor(..., dtype=long) would read 0.7 as action 0 and 1.2 as action 1
+    if first.is_floating_point() or not bool(((first == 0) | (first == 1)).all()):
+        shown = list(first_actions) if isinstance(first_actions, (list, tuple)) else first.tolist()
+        raise ValueError(f"first_actions must be CartPole actions, integers 0 or 1, got {shown}")
+    horizon = require_count("horizon", horizon)
     envs = gym.make_vec("CartPole-v1", num_envs=B, vectorization_mode="vector_entry_point",
                         max_episode_steps=horizon + 10)
     try:
@@ -222,6 +242,9 @@ def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates:
                              f"samples), got {n!r}")
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be a whole number >= 1, got {horizon!r}")
+    # whole numbers written as floats (n_truth=128.0) pass the checks: repeat_interleave() and
+    # range() take ints only
+    n_estimates, n_truth, horizon = int(n_estimates), int(n_truth), int(horizon)
     M, K = obs.shape[0], n_truth + n_estimates
     data = continuations(agent, obs.repeat_interleave(K, 0), actions.repeat_interleave(K),
                          horizon=horizon, seed=seed)
@@ -272,6 +295,9 @@ def fit_critic(agent, iterations: int = 20, num_envs: int = 8, num_steps: int = 
     """
     from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
 
+    # 0 or a negative count returned [] (or an untrained critic) as if it had run
+    iterations = require_count("iterations", iterations)
+    epochs = require_count("epochs", epochs)
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs)
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=lr)

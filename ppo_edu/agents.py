@@ -124,10 +124,24 @@ class ActorCritic(nn.Module):
         inner loop of every PPO update). ``actions`` must hold integers (any integer dtype):
         float actions are refused rather than truncated, so 0.7 does not silently read as 0.
         """
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor of action indices, got {type(actions).__name__}")
         if actions.is_floating_point() or actions.dtype == torch.bool:
             raise TypeError(f"actions must be an integer tensor (action indices), got dtype {actions.dtype}")
+        if tuple(actions.shape) != tuple(obs.shape[:-1]):
+            # gather() takes an index smaller than its input: 2 actions for 3 observations gave the
+            # log-probs of the first 2 observations, silently paired with the wrong actions
+            raise ValueError(f"actions must have shape {tuple(obs.shape[:-1])}, one per observation of "
+                             f"obs {tuple(obs.shape)}, got {tuple(actions.shape)}")
         logprobs_all = torch.log_softmax(self.logits(obs), dim=-1)
-        logprobs = logprobs_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        try:
+            logprobs = logprobs_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        except RuntimeError as exc:  # torch's "index 2 is out of bounds for dimension 1 with size 2"
+            if not bool(((actions < 0) | (actions >= self.n_actions)).any()):
+                raise  # another failure (a device mismatch, say): torch's own message
+            raise ValueError(f"actions must be in [0, {self.n_actions}) (this agent has "
+                             f"{self.n_actions} actions), got values from {int(actions.min())} to "
+                             f"{int(actions.max())}") from exc
         entropy = -(logprobs_all.exp() * logprobs_all).sum(-1)
         return logprobs, entropy, self.value(obs)
 

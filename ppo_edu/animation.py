@@ -7,6 +7,7 @@ Jupyter and Colab alike, with no ffmpeg and no video codec.
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import NamedTuple
 
@@ -14,8 +15,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count
-from ppo_edu.agents import ActorCritic
+from ppo_edu._checks import require_count, require_seed
+from ppo_edu.agents import ActorCritic, require_agent_fits
 
 # CartPole draws with pygame; on a machine without a display SDL's default video driver
 # prints "XDG_RUNTIME_DIR is invalid" at pygame.init(). rgb_array rendering needs no display.
@@ -37,11 +38,21 @@ def record_episode(agent: ActorCritic, seed: int = 0, env_id: str = "CartPole-v1
     frame (the first and the last are always kept). ``max_steps`` stops early. ``seed``
     fixes the start state and, with ``deterministic=False``, the sampled actions: they come
     from a generator of their own, so no global torch RNG (CPU, CUDA or MPS) is touched."""
-    if frame_every < 1:
-        raise ValueError(f"frame_every must be >= 1, got {frame_every}")
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+    # whole numbers: frame_every=1.5 kept every third frame and max_steps=2.5 played 3 steps
+    if isinstance(frame_every, bool) or not isinstance(frame_every, numbers.Integral) or frame_every < 1:
+        raise ValueError(f"frame_every must be >= 1, a whole number, got {frame_every!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
+                                  or max_steps < 1):
+        raise ValueError(f"max_steps must be >= 1 or None, a whole number, got {max_steps!r}")
+    seed = require_seed("seed", seed)  # 1.5 failed inside torch's manual_seed
+    if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
+        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
     env = gym.make(env_id, render_mode="rgb_array")
+    try:  # as evaluate() does: a 3-action agent played CartPole until it picked action 2
+        require_agent_fits(agent, env)
+    except ValueError:
+        env.close()
+        raise
     device = next(agent.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     try:

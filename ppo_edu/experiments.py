@@ -65,6 +65,7 @@ def train_vanilla_pg(agent: ActorCritic, iterations: int = 30, num_envs: int = 8
     normalised over the batch; ``seed`` seeds torch, the environments and the sampling.
     Returns a history: one dict per iteration with the mean return of episodes finished.
     """
+    iterations = require_count("iterations", iterations)  # 0 or -3 returned [] and an untrained agent
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs, seed=seed)
     collector = RolloutCollector(envs, agent, seed=seed)
@@ -105,6 +106,13 @@ def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, g
                  advantages=normalize_advantages(advantages.reshape(-1)), old_logits=agent.logits(flat["obs"]))
 
 
+def _require_epsilon(epsilon) -> None:
+    """The clip fraction's epsilon: a number > 0 (|r - 1| > -0.2 holds for every sample, so a
+    negative epsilon recorded a clip fraction of 1.0 whatever the policy did)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+
+
 def cpi_objective(logprobs, old_logprobs, advantages) -> torch.Tensor:
     return cpi_surrogate(logprobs, old_logprobs, advantages)
 
@@ -132,10 +140,12 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
     the stochastic policy itself (``deterministic_eval=False``), the return that L^CPI is
     a local approximation of.
     """
-    if epochs < 1 or minibatch_size < 1:
-        raise ValueError(f"epochs and minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1 (evaluate every that many epochs), got {eval_every}")
+    epochs = require_count("epochs", epochs)  # True ran one epoch, 2.5 failed inside range()
+    minibatch_size = require_count("minibatch_size", minibatch_size)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, numbers.Integral) or eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1 (evaluate every that many epochs), a whole "
+                         f"number, got {eval_every!r}")
+    _require_epsilon(epsilon)
     agent = copy.deepcopy(agent_old)
     optimiser = torch.optim.Adam(agent.actor.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -231,6 +241,7 @@ def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int],
     for name, value in (("pg_iterations", pg_iterations), ("batch_envs", batch_envs), ("batch_steps", batch_steps),
                         ("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_episodes", eval_episodes)):
         require_count(name, value)  # before any seed's pretraining, and under the sweep's own names
+    _require_epsilon(epsilon)
     rows = []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         torch.manual_seed(seed)

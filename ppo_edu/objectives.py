@@ -165,6 +165,16 @@ def categorical_kl(old_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tens
     require_tensor("old_logits", old_logits)
     require_tensor("logits", logits)
     require_same_shape(old_logits=old_logits, logits=logits)
+    for name, value in (("old_logits", old_logits), ("logits", logits)):
+        if not value.is_floating_point():  # log_softmax has no integer kernel
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        if bool(torch.isnan(value).any()):
+            index = tuple(int(i) for i in torch.isnan(value).nonzero()[0])
+            raise ValueError(f"{name} contains NaN (first at index {index})")
     old_logp = torch.log_softmax(old_logits, dim=-1)
     logp = torch.log_softmax(logits, dim=-1)
-    return (old_logp.exp() * (old_logp - logp)).sum(-1)
+    old_p = old_logp.exp()
+    # an action pi_old never takes (logit -inf, a masked action) adds 0 (0 log 0 = 0): written as
+    # old_p * (old_logp - logp) it was 0 * (-inf) = NaN, for the whole state
+    diff = torch.where(old_p > 0, old_logp - logp, torch.zeros_like(old_logp))
+    return (old_p * diff).sum(-1)

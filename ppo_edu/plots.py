@@ -42,8 +42,14 @@ def column(history: list[dict], key: str) -> np.ndarray:
 
 def _require_keys(history: list[dict], *keys: str) -> None:
     """A key that no record has is a typo (or the wrong history), not a metric to draw empty."""
+    if isinstance(history, dict) or not isinstance(history, (list, tuple)):
+        raise TypeError(f"the history must be a list of dicts, one per update, got {type(history).__name__}")
     if not history:
         raise ValueError("the history is empty: nothing to plot")
+    stray = next((record for record in history if not isinstance(record, dict)), None)
+    if stray is not None:  # train_ppo's whole result, (agent, history): was "'ActorCritic' ... no attribute 'keys'"
+        raise TypeError(f"the history must be a list of dicts, one per update (train_ppo's "
+                        f"result.history), got a {type(history).__name__} holding a {type(stray).__name__}")
     recorded = set().union(*(record.keys() for record in history))
     for key in keys:
         if key not in recorded:
@@ -100,6 +106,9 @@ def plot_runs(runs: dict[str, list[list[dict]]], key: str = "episode_return",
     for name, histories in runs.items():
         if not histories or not all(histories):
             raise ValueError(f"group {name!r} has no runs, or a run with no history, to plot")
+        if isinstance(histories, (list, tuple)) and isinstance(histories[0], dict):
+            raise TypeError(f"group {name!r} holds one history (a list of dicts); a group is a list "
+                            "of histories, one per run: wrap it in a list")
         for h in histories:
             _require_keys(h, x, key)
         length = min(len(h) for h in histories)

@@ -33,7 +33,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import SEED_LIMIT, require_device, require_same_shape, require_tensor
+from ppo_edu._checks import (
+    SEED_LIMIT,
+    require_device,
+    require_finite,
+    require_same_shape,
+    require_tensor,
+)
 from ppo_edu.advantages import compute_gae
 from ppo_edu.agents import ActorCritic
 from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate
@@ -206,7 +212,11 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     """
     # the same shape, or a critic's (B, 1) output broadcasts against (B,) returns into a
     # (B, B) table of every value against every return: a loss that trains on nonsense
+    for name, value in (("values", values), ("old_values", old_values), ("returns", returns)):
+        require_tensor(name, value)  # numpy failed inside torch.clamp, naming no argument
     require_same_shape(values=values, old_values=old_values, returns=returns)
+    if values.numel() == 0:  # the mean of nothing is NaN
+        raise ValueError("values is empty: there are no samples to average the value loss over")
     if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)
                                 or not epsilon > 0):
         # clamp(x, 0.2, -0.2) is -0.2 everywhere: a negative epsilon gives a wrong loss, no error
@@ -227,6 +237,10 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
         if not value.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
     require_same_shape(predictions=predictions, targets=targets)  # (B, 1) vs (B,) would broadcast
+    if targets.numel() == 0:
+        raise ValueError("targets is empty: explained variance needs at least one sample")
+    # a NaN came back as NaN, which reads as "the targets do not vary"
+    require_finite(predictions=predictions, targets=targets)
     var_targets = targets.var(unbiased=False)
     if var_targets <= 0:
         return float("nan")
@@ -275,6 +289,10 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
     """
     # (T, N) like the rollout: a transposed (N, T) would reshape without complaint and pair
     # each advantage with another step's transition
+    for name, value in (("advantages", advantages), ("returns", returns)):
+        require_tensor(name, value)
+        if not value.is_floating_point():  # integer advantages failed inside normalisation's mean()
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
     require_same_shape(rewards=rollout.rewards, advantages=advantages, returns=returns)
     data = rollout.flat()
     data["advantages"] = advantages.reshape(-1)
@@ -361,6 +379,21 @@ def make_optimizer(agent: ActorCritic, config: PPOConfig) -> torch.optim.Adam:
         return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
 
 
+def _advantage_pair(out) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``advantage_fn`` returned, if it is a pair of floating-point tensors (a learner's GAE
+    returning one tensor, None or numpy arrays failed with "too many values to unpack" or
+    "'numpy.ndarray' object has no attribute 'detach'")."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TypeError(f"advantage_fn must return a pair (advantages, returns), got {got}")
+    for name, value in zip(("advantages", "returns"), out):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(f"advantage_fn returned {name} as {got}; it must be a floating-point "
+                            "torch.Tensor of the rollout's shape (T, N)")
+    return out[0], out[1]
+
+
 def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compute_gae, *,
               agent: ActorCritic | None = None, device: torch.device | str = "cpu",
               progress: bool = True,
@@ -407,9 +440,9 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
                 if config.anneal_clip:  # a copy: the config the caller holds stays as it was
                     step_config = dataclasses.replace(config, clip_epsilon=frac * config.clip_epsilon)
                 rollout = collector.collect(config.num_steps)
-                advantages, returns = advantage_fn(
+                advantages, returns = _advantage_pair(advantage_fn(
                     rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
-                    rollout.final_values, rollout.next_values, gamma=config.gamma, lam=config.lam)
+                    rollout.final_values, rollout.next_values, gamma=config.gamma, lam=config.lam))
                 stats = ppo_update(agent, optimizer, rollout, advantages.detach(),
                                    returns.detach(), step_config, generator)
                 recent = (recent + rollout.episode_returns)[-20:]

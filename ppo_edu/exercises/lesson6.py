@@ -15,6 +15,7 @@ from ppo_edu.exercises._harness import (
     device_hint,
     first_mismatch,
     gradient,
+    nan_hint,
     no_gradient_hint,
     shape_hint,
     standardised,
@@ -217,6 +218,11 @@ def check_token_gae(fn):
             if (hint := shape_hint(returns, expected_returns, "(B, R)")) is not None:
                 return "returns: " + hint
             real = mask.bool()
+            for name, got in (("advantages", advantages), ("returns", returns)):
+                # NaN != NaN: without this, a NaN was blamed on the junk in the padding below
+                on_real = torch.where(real, got, torch.zeros_like(got)) if got.is_floating_point() else got
+                if (hint := nan_hint(on_real, f"your {name} on a real token")) is not None:
+                    return f"{hint} (gamma={gamma}, lam={lam})"
             if not close(advantages[real], expected[real]):
                 where = f"(gamma={gamma}, lam={lam})"
                 if close(advantages[real], expected_returns[real]) and close(returns[real], expected[real]):
