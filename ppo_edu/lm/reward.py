@@ -227,7 +227,17 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
             raise ValueError(f"revision={revision!r} applies to hub ids, not to the local directory {source}")
         hub["revision"] = revision
     tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer", **hub)
-    model = _from_pretrained(AutoModelForSequenceClassification, source, "sentiment classifier", **hub)
+    model, loading = _from_pretrained(AutoModelForSequenceClassification, source, "sentiment classifier",
+                                      output_loading_info=True, **hub)
+    # A language model (gpt2, the tiny LM) loaded as a classifier gets a classification head at
+    # random: its "reward" is noise. The head is what lies outside the trunk (base_model_prefix).
+    trunk = model.base_model_prefix + "."
+    missing = sorted(key for key in loading.get("missing_keys") or () if not key.startswith(trunk))
+    if missing:
+        raise ValueError(f"{name!r} is not a trained sentiment classifier: its checkpoint has no weights for "
+                         f"{', '.join(missing)}, which transformers would initialise at random. Use a "
+                         "fine-tuned classifier (lvwerra/distilbert-imdb), or for a scalar reward model "
+                         "ppo_edu.rlhf.setups.load_reward_fn / ppo_edu.lm.reward_fn_from_model")
     model.to(device).eval()
     positive = _positive_index(model.config, positive_label)
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)

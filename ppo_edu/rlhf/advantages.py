@@ -14,9 +14,12 @@ This is lesson 3's GAE with one episode per row: ``token_gae`` equals
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
-from ppo_edu._checks import require_binary, require_finite, require_same_shape
+from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
 
 
 def _require_prefix_mask(mask: torch.Tensor) -> None:
@@ -58,12 +61,23 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
 
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,
                   mask: torch.Tensor) -> torch.Tensor:
-    """r_t = -beta kl_t on every real token, plus the score on each row's last real token. (B, R)."""
+    """r_t = -beta kl_t on every real token, plus the score on each row's last real token. (B, R).
+
+    ``kl_coef`` (beta) is a finite number >= 0: a negative one would turn the KL penalty into a
+    bonus for leaving the reference. Padding gets 0 whatever ``kl`` holds there."""
+    if isinstance(kl_coef, torch.Tensor) and kl_coef.numel() == 1:
+        kl_coef = kl_coef.item()
+    if (isinstance(kl_coef, bool) or not isinstance(kl_coef, numbers.Real)
+            or not (math.isfinite(kl_coef) and kl_coef >= 0)):
+        raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
+    require_tensor("scores", scores)
     require_same_shape(kl=kl, mask=mask)
     if scores.shape != (kl.shape[0],):
         raise ValueError(f"scores must have shape (B,) = ({kl.shape[0]},), got {tuple(scores.shape)}")
+    require_finite(scores=scores)
     _require_prefix_mask(mask)
-    rewards = -kl_coef * kl * mask
+    # where, not "* mask": an inf or NaN KL on padding times 0 would still be NaN
+    rewards = torch.where(mask.bool(), -kl_coef * kl, 0.0)
     last = mask.sum(1).long() - 1
     rewards[torch.arange(len(scores)), last] += scores.to(rewards.dtype)
     return rewards

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_seed
+from ppo_edu._checks import require_count, require_seed
 from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
 
 
@@ -105,10 +105,16 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     """
     from ppo_edu.rlhf.trainer import check_scores
 
+    if isinstance(prompts, str):  # else each character would be a prompt of its own
+        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
     if not prompts:
         raise ValueError("prompts is empty")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise ValueError(f"num_samples must be an integer, got {num_samples!r}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    num_samples = int(num_samples)
+    batch_size = require_count("batch_size", batch_size)
     pad_id = require_pad_token(tokenizer)
     device = next(lm.parameters()).device
     generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))

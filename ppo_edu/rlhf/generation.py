@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,29 @@ def require_pad_token(tokenizer) -> int:
     return tokenizer.pad_token_id
 
 
+def _require_max_new_tokens(max_new_tokens) -> None:
+    # 2.5 passed the ">= 1" test and failed after the first forward pass ("'float' object cannot
+    # be interpreted as an integer"); True ran as 1
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
+        raise ValueError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+
+
+def require_reference_on(reference, device: torch.device) -> None:
+    """TypeError for a reference that is a PolicyWithValueHead, ValueError for one on another device
+    than the policy: both failed only in the first forward pass, after sampling, deep in torch."""
+    from ppo_edu.rlhf.policy import PolicyWithValueHead
+
+    if isinstance(reference, PolicyWithValueHead):
+        raise TypeError("the reference must be the language model itself, and got a PolicyWithValueHead: "
+                        "pass ppo_edu.rlhf.frozen_reference(policy) (or its .lm, frozen)")
+    param = next(reference.parameters(), None)
+    if param is not None and param.device != torch.device(device):
+        raise ValueError(f"the reference model is on {param.device} but the policy is on {device}: "
+                         f"move it there (reference.to({str(device)!r}))")
+
+
 def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_tokens: int,
                    device: torch.device | str = "cpu", add_bos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenise ``prompts`` and pad them on the left: ``(query_ids, query_mask)``, shape (B, P).
@@ -88,8 +112,7 @@ def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_t
     if len(prompts) == 0:
         raise ValueError("prompts is empty: need at least one prompt to generate from")
     pad_id = require_pad_token(tokenizer)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    _require_max_new_tokens(max_new_tokens)
     encoded = []
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
@@ -164,8 +187,7 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     """
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
-    if not max_new_tokens >= 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+    _require_max_new_tokens(max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
     require_left_padded(query_mask)
     B, P = query_ids.shape

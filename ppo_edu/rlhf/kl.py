@@ -33,6 +33,7 @@ import warnings
 import torch
 
 from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
+from ppo_edu.rlhf.logprobs import require_temperature
 
 ESTIMATORS = ("k1", "k3")
 
@@ -63,6 +64,9 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
 
 def sequence_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-sample KL: the per-token estimates summed over each response, shape (B,)."""
+    # a (B, 1) or (R,) mask would broadcast and a 0.5 count as 1: checked, as in kl_penalty
+    require_same_shape(kl=kl, mask=mask)
+    require_binary("mask", mask)
     return torch.where(mask.bool(), kl, 0.0).sum(1)
 
 
@@ -83,10 +87,18 @@ def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
 
     Summed along sampled responses this is an unbiased, never negative and lower-variance
     estimate of the sequence KL; used for evaluation and to test k1/k3 against.
+    ``mask`` has the shape of the logits without their vocabulary dimension, (B, R).
     """
+    temperature = require_temperature(temperature)
+    require_same_shape(logits=logits, ref_logits=ref_logits)
+    if tuple(mask.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but the logits {tuple(logits.shape)} need "
+                         f"{tuple(logits.shape[:-1])} (one entry per position)")
+    require_binary("mask", mask)
     logp = torch.log_softmax(logits.float() / temperature, -1)
     ref_logp = torch.log_softmax(ref_logits.float() / temperature, -1)
-    return (logp.exp() * (logp - ref_logp)).sum(-1) * mask
+    # where, not "* mask": a NaN or inf logit on padding times 0 would still be NaN
+    return torch.where(mask.bool(), (logp.exp() * (logp - ref_logp)).sum(-1), 0.0)
 
 
 KL_PLACEMENTS = ("k1 in the reward", "k3 in the reward", "k1 in the loss", "k2 in the loss",

@@ -16,9 +16,22 @@ the amount of padding). Shapes: ``(B, L)`` batch x tokens, ``(B, L, V)`` with th
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from ppo_edu._checks import require_same_shape
+
+
+def require_temperature(temperature) -> float:
+    """``temperature`` as a float, or ValueError unless it is a finite number > 0: softmax(logits / T)
+    with T < 0 is the *reversed* distribution (the least likely token becomes the likeliest), with
+    T = 0 it is NaN, and both came back from the log-prob and KL helpers without an error."""
+    if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
+            or not (temperature > 0 and math.isfinite(temperature))):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return float(temperature)
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -95,6 +108,7 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor,
     ``temperature`` must be the one used for sampling: the behaviour policy is
     softmax(logits / temperature), and the ratio r_t(theta) must compare that policy.
     """
+    temperature = require_temperature(temperature)
     if logits.shape[:2] != tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not line up with tokens {tuple(tokens.shape)}")
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
@@ -103,6 +117,7 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor,
 
 def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Entropy of softmax(logits / temperature) per position, ``(B, R, V)`` -> ``(B, R)``."""
+    temperature = require_temperature(temperature)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
@@ -115,5 +130,6 @@ def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     the responses; ``query_length`` is P, where the responses start. ``temperature`` must be
     the one the responses were sampled at (the log-probs of the distribution sampled from).
     """
+    require_temperature(temperature)  # before the forward pass
     logits, _ = lm_forward(model, input_ids, attention_mask, query_length)
     return logprobs_from_logits(logits, input_ids[:, query_length:], temperature)

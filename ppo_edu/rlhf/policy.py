@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ppo_edu.rlhf.logprobs import lm_forward, logprobs_from_logits
+from ppo_edu.rlhf.logprobs import lm_forward, logprobs_from_logits, require_temperature
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -35,6 +35,12 @@ class PolicyWithValueHead(nn.Module):
     """An ``AutoModelForCausalLM`` (``self.lm``) plus ``self.value_head``: hidden -> V(s)."""
 
     def __init__(self, lm: nn.Module):
+        if isinstance(lm, PolicyWithValueHead):  # was "'PolicyWithValueHead' object has no attribute 'config'"
+            raise TypeError("lm is already a PolicyWithValueHead: use it as it is, or wrap its .lm")
+        get_head = getattr(lm, "get_output_embeddings", None)
+        if get_head is None or get_head() is None:  # a reward model (no LM head) failed only in the first step
+            raise TypeError(f"PolicyWithValueHead needs a causal language model with an LM head "
+                            f"(AutoModelForCausalLM, e.g. from ppo_edu.lm.load_lm), got {type(lm).__name__}")
         super().__init__()
         self.lm = disable_dropout(lm)
         hidden = lm.config.hidden_size
@@ -80,6 +86,7 @@ class PolicyWithValueHead(nn.Module):
                 temperature: float = 1.0):
         """logits ``(B, R, V)`` (already divided by ``temperature``) and values ``(B, R)``
         for the R response positions of ``query (P) + response (R)`` sequences."""
+        temperature = require_temperature(temperature)
         logits, hidden = lm_forward(self.lm, input_ids, attention_mask, query_length,
                                     output_hidden_states=True)
         values = self.value_head(hidden).squeeze(-1).float()

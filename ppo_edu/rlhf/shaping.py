@@ -137,6 +137,8 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
 def text_prefix_potentials(reward_fn: Callable[[list[str]], torch.Tensor], tokenizer,
                            prompts: Sequence[str], generation: Generation) -> torch.Tensor:
     """Phi ``(B, R)`` for any ``reward_fn(texts) -> (B,)``: each prefix decoded and scored."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
     if len(prompts) != generation.response_ids.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {generation.response_ids.shape[0]} responses")
     texts, where = [], []

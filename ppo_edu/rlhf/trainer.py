@@ -39,6 +39,7 @@ from ppo_edu.rlhf.generation import (
     encode_prompts,
     generate,
     require_pad_token,
+    require_reference_on,
 )
 from ppo_edu.rlhf.kl import (
     ESTIMATORS,
@@ -96,6 +97,16 @@ class RLHFConfig:
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         require_seed("seed", self.seed)
+        # switches: True or False ("False", a string, is true); numbers: real numbers, not bools
+        # (epsilon=True ran as 1.0) or strings ("1e-4" failed a comparison naming no field)
+        for name in ("add_bos", "adaptive_kl", "whiten_rewards"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("learning_rate", "temperature", "epsilon", "value_clip", "vf_coef", "gamma", "lam",
+                     "init_kl_coef", "target_kl", "missing_eos_penalty", "max_grad_norm"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{name} must be a real number, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}: the advantages are whitened "
                              "over the batch's response tokens, and one response can be a single token")
@@ -226,6 +237,7 @@ class RLHFTrainer:
         self.config = config = config or RLHFConfig()
         if not isinstance(policy, PolicyWithValueHead):
             raise TypeError("policy must be a ppo_edu.rlhf.PolicyWithValueHead (an LM with a value head)")
+        require_reference_on(reference, policy.device)
         if any(p.requires_grad for p in reference.parameters()):
             raise ValueError("the reference model must be frozen: use ppo_edu.rlhf.frozen_reference")
         if any(module.training for module in reference.modules()):
@@ -282,12 +294,16 @@ class RLHFTrainer:
         return chosen
 
     def decode(self, prompts: Sequence[str], generation: Generation) -> list[str]:
+        if len(prompts) != generation.response_ids.shape[0]:  # zip would drop the extra responses
+            raise ValueError(f"{len(prompts)} prompts for {generation.response_ids.shape[0]} responses")
         responses = self.tokenizer.batch_decode(generation.response_ids, skip_special_tokens=True)
         return [p + r for p, r in zip(prompts, responses)]
 
     @torch.no_grad()
     def rollout(self, prompts: Sequence[str]) -> RolloutBatch:
         cfg = self.config
+        if isinstance(prompts, str):  # list("The movie") would be nine one-character prompts
+            raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
         query_ids, query_mask = encode_prompts(self.tokenizer, list(prompts), self.context_length,
                                                cfg.max_new_tokens, self.device, cfg.add_bos)
         gen = generate(self.policy.lm, query_ids, query_mask, cfg.max_new_tokens, self.eos_id,
