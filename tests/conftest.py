@@ -73,3 +73,19 @@ def load_tool():
         return module
 
     return load
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """The toy byte-level tokenizer of ``ppo_edu.rlhf.toy`` (one per test module)."""
+    from ppo_edu.rlhf.toy import toy_tokenizer
+
+    return toy_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def lm(tok):
+    """A toy GPT-2 language model on ``tok`` (``ppo_edu.rlhf.toy.toy_lm``), one per test module."""
+    from ppo_edu.rlhf.toy import toy_lm
+
+    return toy_lm(tok)

@@ -28,17 +28,7 @@ from ppo_edu.rlhf.best_of_n import sample_and_score
 from ppo_edu.rlhf.evaluation import distinct_n, evaluate_policy
 from ppo_edu.rlhf.logprobs import entropy_from_logits
 from ppo_edu.rlhf.shaping import text_prefix_potentials
-from ppo_edu.rlhf.toy import toy_lm, toy_reward_model, toy_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def lm(tok):
-    return toy_lm(tok)
+from ppo_edu.rlhf.toy import toy_reward_model
 
 
 def zero_reward(texts):

@@ -20,14 +20,9 @@ from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate
 from ppo_edu.rlhf.logprobs import lm_forward
 from ppo_edu.rlhf.memory import GiB, estimate_ppo_memory
 from ppo_edu.rlhf.policy import PolicyWithValueHead, frozen_reference
-from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_reward_model, toy_tokenizer
+from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_reward_model
 
 PROMPTS = ["the movie", "a film was", "not bad", "i", "the worst of it"]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
 
 
 def zeros_fn(texts):

@@ -9,16 +9,6 @@ from ppo_edu.rlhf.logprobs import response_logprobs
 from ppo_edu.rlhf.toy import eos_prone_lm, toy_lm, toy_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def lm(tok):
-    return toy_lm(tok)
-
-
 def test_prompts_are_padded_on_the_left(tok):
     ids, mask = encode_prompts(tok, ["the movie was great", "a"], context_length=64, max_new_tokens=4)
     assert mask[1, -1] == 1 and mask[1, 0] == 0

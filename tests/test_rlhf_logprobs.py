@@ -11,12 +11,7 @@ from ppo_edu.rlhf.logprobs import (
     response_logprobs,
 )
 from ppo_edu.rlhf.policy import PolicyWithValueHead, frozen_reference
-from ppo_edu.rlhf.toy import toy_lm, toy_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
+from ppo_edu.rlhf.toy import toy_lm
 
 
 def test_position_ids_count_real_tokens_only():

@@ -21,11 +21,6 @@ def vowel_share(texts):
     return torch.tensor(out)
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
-
-
 def make_trainer(tok, reward_fn=vowel_share, lm=None, **overrides):
     settings = dict(batch_size=8, mini_batch_size=4, ppo_epochs=2, max_new_tokens=8, seed=0)
     settings.update(overrides)
