@@ -31,7 +31,8 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     """Mean of ``-log sigmoid(r_chosen - r_rejected)`` over pairs; both of shape ``(P,)``.
 
     Computed as ``softplus(r_rejected - r_chosen)``, which equals it exactly and does not
-    overflow for large score gaps (``log(sigmoid(x))`` is ``-inf`` for x < -104 in float32).
+    overflow for large score gaps (in float32, ``torch.log(torch.sigmoid(x))`` is ``-inf`` for
+    x below about -88.7, where ``exp(-x)`` overflows).
     """
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected "
@@ -50,7 +51,9 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     return F.softplus(r_rejected - r_chosen).mean()
 
 
-_CHUNK = 1024  # rows of the (N, N) comparison at a time: 1024 x 10,605 booleans is ~11 MB
+# rows of the (N, N) comparison at a time: for 10,605 ratings a chunk's float64 differences
+# are 1024 x 10,605 x 8 bytes, ~87 MB, and the booleans compared from them ~11 MB more
+_CHUNK = 1024
 
 
 def _check_margin(margin) -> float:

@@ -304,16 +304,20 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
                        progress: bool = True) -> list[dict]:
     """Fit a one-output reward model to human ratings with the Bradley-Terry loss.
 
-    Each step scores a minibatch of ``batch_size`` snippets (EOS appended, score read at
-    the EOS) and applies ``loss_fn(r_chosen, r_rejected)`` to every pair in the batch whose
-    ratings differ by at least ``margin`` (> 0). ``epochs`` (> 0) may be fractional (a
-    short run: ``round(epochs * (len(texts) // batch_size))`` steps, at least one). Each
+    Each step draws a minibatch of ``batch_size`` snippets and applies
+    ``loss_fn(r_chosen, r_rejected)`` to every pair in it whose ratings differ by at least
+    ``margin`` (> 0), scoring the snippets (EOS appended, score read at the EOS) only when
+    the batch has such a pair; a batch without one is skipped (no forward pass, no
+    optimiser step). ``epochs`` (> 0) may be fractional (a short run:
+    ``max(1, round(epochs * max(1, len(texts) // batch_size)))`` steps; with fewer texts
+    than ``batch_size`` an epoch is one step on all of them). Each
     call makes a fresh AdamW and runs linear warmup over ``warmup_steps`` then cosine decay
     to 10% of ``lr`` over its own steps. With ``eval_texts``/``eval_ratings`` and
     ``eval_every`` (>= 1), held-out pairwise accuracy (same margin) is logged every
     ``eval_every`` steps and at the end; eval texts without ``eval_every``, or the reverse,
-    is a ValueError. Returns the history: one dict per step with ``step, loss, pairs,
-    batch_accuracy, lr`` (and ``eval_accuracy`` where measured).
+    is a ValueError. Returns the history: one dict per step with ``step, pairs, lr``, plus
+    ``loss, batch_accuracy`` on the steps whose batch had a pair (and ``eval_accuracy``
+    where measured).
     """
     texts = _check_texts(texts)
     ratings = validate_ratings(ratings)

@@ -233,7 +233,9 @@ class AdaptiveKLController:
     """Ziegler et al. 2019 ("Fine-Tuning Language Models from Human Preferences", eq. 2):
 
     e_t = clip(KL_t / target - 1, -0.2, 0.2),   beta_{t+1} = beta_t (1 + K_beta e_t),
-    with K_beta = n_steps / horizon (n_steps: samples in the batch just seen). beta grows
+    with K_beta = n_steps / horizon (n_steps: samples in the batch just seen; the paper writes
+    a constant K_beta where its released code, and TRL after it, use n_steps / horizon,
+    as this class does). beta grows
     while the measured KL is above ``target`` and shrinks while below; the clip bounds a
     single change to +-20% of the rate set by ``horizon``. A batch of 5 x ``horizon`` samples
     or more could scale beta by ``1 - 0.2 n_steps / horizon <= 0`` and flip the penalty's

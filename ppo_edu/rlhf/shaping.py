@@ -21,7 +21,8 @@ shipped tiny one: each prefix is scored the way the model reads a whole text (th
 text's tokens, then EOS), by giving every prefix's EOS its own row of a 4-D attention mask.
 ``text_prefix_potentials`` does the same for any ``reward_fn`` (a classifier with its own
 tokenizer, such as Colab's DistilBERT) by decoding every prefix and scoring the texts:
-exact too, and about one reward-model call per response token.
+exact too, at the cost of one scored text per response token (a single ``reward_fn`` call
+on all the batch's prefixes, as many texts as the responses have tokens).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Tiny, randomly initialised stand-ins for tests, checkers and the full-size check.
+"""Tiny, randomly initialised stand-ins for the tests (``tests/``; the exercise checkers and
+``benchmarks/fullsize_gpt2.py`` build their own inputs and do not use them).
 
 :func:`toy_tokenizer` is a byte-level BPE trained in a second on a few sentences, with
 ``<|endoftext|>`` as BOS/EOS and a *distinct* ``<|pad|>``; :func:`toy_lm` is a
