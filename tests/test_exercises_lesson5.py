@@ -80,6 +80,8 @@ def test_last_token_checker_rejects_typical_mistakes_with_a_hint(wrong, hint):
 def test_bradley_terry_checker_catches_a_detached_side(wrong, side):
     message = check_bradley_terry_loss.verify(wrong)
     assert message is not None and f"gradient w.r.t. {side} is wrong" in message
+    # the mean over the 7 pairs of the first case: / 7, not "/ P" (P is the probability here)
+    assert "sigmoid(r_c - r_r)) / 7 (the number of pairs)" in message
 
 
 def test_bradley_terry_checker_tells_a_float_to_be_a_tensor():

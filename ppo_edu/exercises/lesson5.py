@@ -60,7 +60,7 @@ def check_bradley_terry_loss(fn):
         for name, sign in (("r_chosen", 1), ("r_rejected", -1)):
             if grads[name] is None or not torch.allclose(grads[name], sign * expected_grad, atol=1e-6):
                 return (f"its gradient w.r.t. {name} is wrong{' (none: is it detached?)' if grads[name] is None else ''}: "
-                        f"d loss / d {name} should be {'-' if sign > 0 else '+'}(1 - sigmoid(r_c - r_r)) / P, "
+                        f"d loss / d {name} should be {'-' if sign > 0 else '+'}(1 - sigmoid(r_c - r_r)) / {n} (the number of pairs), "
                         "so training pushes the chosen score up and the rejected one down")
     value = _scalar(fn(torch.zeros(3), torch.zeros(3)))
     if not _near(value, 0.6931, 1e-3):
