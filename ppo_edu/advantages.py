@@ -91,7 +91,7 @@ def td_residuals(rewards, values, terminated, truncated, final_values, next_valu
 
 def compute_gae(rewards, values, terminated, truncated, final_values, next_values,
                 gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE(gamma, lambda) (Schulman et al. 2015, eq. 16), truncated at episode ends.
+    """GAE(gamma, lambda) (Schulman et al. 2016, eq. 16), truncated at episode ends.
 
     A_t = delta_t + gamma lambda A_{t+1}, with A_{t+1} taken as 0 when step t ended an
     episode (terminated or truncated). Returns (advantages, returns) with

@@ -159,8 +159,9 @@ class NumpyPolicy:
 
     Rollout collection calls the policy once per environment step on a handful of
     observations, where each torch call costs microseconds of overhead and numpy's cost
-    less: this runs the same MLPs ~3x faster. The weights are read, not copied, so the
-    policy follows the agent; use it only while the weights do not change (one rollout).
+    less: this runs the same MLPs about 2x faster (2.0-2.4x measured for 1-16 observations).
+    The weights are read, not copied, so the policy follows the agent; use it only while
+    the weights do not change (one rollout).
     Actions are drawn by the same inverse CDF as ``act`` from the same ``torch.rand``
     stream, so a seeded run samples the same actions (up to float rounding of the
     probabilities). It computes the layout :class:`ActorCritic` builds (Linear, Tanh, ...,

@@ -6,8 +6,8 @@
 2. :func:`collect_batch` freezes one batch from that policy: states, actions,
    log pi_theta_old, advantages (GAE, normalised).
 3. :func:`surrogate_epochs` optimises a surrogate on that one batch for many epochs and
-   records, after each epoch, KL(pi_old || pi) on the batch's states, the clip fraction,
-   and the policy's real return (fresh episodes).
+   records, after each epoch, KL(pi_old || pi) on the batch's states and the clip fraction,
+   and every ``eval_every`` epochs the policy's real return (fresh episodes).
 4. :func:`objective_along_line` evaluates L^CPI, the clipped term, L^CLIP and KL along
    theta_old + alpha (theta_new - theta_old), PPO paper Figure 2.
 5. :func:`surrogate_seed_sweep` repeats steps 1-3 on several seeds, so a lesson can tell

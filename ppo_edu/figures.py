@@ -56,7 +56,8 @@ def plot_clip_terms(epsilon: float = 0.2, axes=None):
 
 
 def save_l_clip(path: Path | str = ASSETS / "l_clip.png", epsilon: float = 0.2) -> Path:
-    """Write Figure 1 to ``path`` (the figure the seed note refers to as ``assets/l_clip.png``)."""
+    """Write Figure 1 to ``path`` (the figure the seed note, ``../shared/seed/``, and the README
+    show as ``assets/l_clip.png``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = plot_clip_terms(epsilon)

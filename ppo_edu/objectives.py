@@ -129,7 +129,7 @@ def clipped_surrogate(
 
     The inputs are checked (same shapes, finite) on every call. ``check=False`` skips
     that, for a training loop's inner step that checks its loss once per update instead:
-    the checks cost more than the arithmetic for a 256-sample minibatch.
+    the checks cost about as much as the arithmetic for a 256-sample minibatch.
     """
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not (epsilon > 0):
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")

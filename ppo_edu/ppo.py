@@ -84,7 +84,9 @@ class PPOConfig:
     learning_rate: float = 3e-3
     """Adam step size at the start."""
     anneal_lr: bool = True
-    """decay the learning rate linearly towards 0 (update k of K runs at 1 - k/K of it)."""
+    """decay the learning rate linearly towards 0 (update k of K, counting from 0, runs at
+    1 - k/K of it: the first at the full rate, the last at 1/K; the history's ``update``
+    counts from 1)."""
     update_epochs: int = 10
     """K, passes over each batch."""
     minibatch_size: int = 256
@@ -251,7 +253,7 @@ def ppo_loss(agent: ActorCritic, batch: dict[str, torch.Tensor], config: PPOConf
              check: bool = True):
     """The loss of one minibatch, -(L^CLIP - c1 L^VF + c2 S), and its diagnostics.
 
-    ``batch`` holds (M,)-shaped ``obs`` (M, obs_dim), ``actions``, ``logprobs`` (of
+    ``batch`` holds ``obs`` of shape (M, obs_dim) and (M,)-shaped ``actions``, ``logprobs`` (of
     pi_theta_old), ``values`` (V_old), ``advantages`` and ``returns``. ``check=False``
     skips the objectives' per-call input checks (:func:`ppo_update` checks once per update).
     """

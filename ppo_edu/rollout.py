@@ -168,7 +168,8 @@ class RolloutCollector:
 
 
 class _TorchPolicy:
-    """``agent.act`` and ``agent.value`` with numpy in and out (agents on a GPU)."""
+    """``agent.act`` and ``agent.value`` with numpy in and out (agents on a GPU, or any agent
+    :class:`~ppo_edu.agents.NumpyPolicy` does not compute: see ``RolloutCollector._policy``)."""
 
     def __init__(self, agent, device: torch.device):
         self.agent, self.device = agent, device

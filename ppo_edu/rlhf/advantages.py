@@ -85,7 +85,7 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,
 
 def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
               gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over response tokens (Schulman et al. 2015, eq. 16); returns (advantages, returns).
+    """GAE over response tokens (Schulman et al. 2016, eq. 16); returns (advantages, returns).
 
     delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V(s_{t+1}) = 0 after the last real
     token; A_t = delta_t + gamma lambda A_{t+1}; returns = A + V (the critic's target).
