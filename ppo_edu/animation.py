@@ -112,8 +112,9 @@ def episode_html(agent: ActorCritic, seed: int = 0, max_steps: int | None = None
                              max_steps=max_steps, frame_every=frame_every)
     title = f"{env_id}: return {episode.episode_return:.0f} in {episode.length} steps"
     anim = animate(episode.frames, fps=fps, title=title)
-    # JPEG frames: a 500-step episode at frame_every=2 is under 1 MB of HTML. (Measured with
-    # matplotlib 3.11: PNG frames of these mostly white images are 20-30% *smaller*.)
-    with matplotlib.rc_context({"animation.frame_format": "jpeg", "animation.embed_limit": 50}):
+    # PNG frames: lossless, and for these mostly white images smaller than JPEG (measured with
+    # matplotlib 3.11: 0.35 against 0.47 MB for 101 Acrobot frames); a 500-step episode at
+    # frame_every=2 is under 1 MB of HTML
+    with matplotlib.rc_context({"animation.frame_format": "png", "animation.embed_limit": 50}):
         html = anim.to_jshtml(default_mode="once")
     return HTML(html)

@@ -500,7 +500,7 @@ def test_episode_html_is_a_player_of_the_recorded_frames_titled_with_return_and_
     assert titles == [(4, f"{env_id}: return {6 * reward} in 6 steps")]
     assert "new Array(4)" in html.data
     embedded = embedded_frames(html.data)
-    assert len(embedded) == 4 and {fmt for fmt, _ in embedded} == {"jpeg"}
+    assert len(embedded) == 4 and {fmt for fmt, _ in embedded} == {"png"}
 
 
 # ---------------------------------------------------------------- ppo_edu.rlhf.memory.format_table
