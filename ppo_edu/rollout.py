@@ -85,7 +85,10 @@ class RolloutCollector:
     """Steps a vector env with an agent and returns :class:`Rollout` batches.
 
     The collector keeps the current observations between calls, so consecutive
-    rollouts continue the same episodes (as PPO's fixed-length segments do).
+    rollouts continue the same episodes (as PPO's fixed-length segments do). ``seed``
+    fixes the environments' start states (``envs.reset(seed=seed)``); the agent samples its
+    actions from torch's global RNG, so call ``torch.manual_seed`` first for reproducible
+    actions (``train_ppo`` and the lessons do).
     """
 
     def __init__(self, envs: gym.vector.VectorEnv, agent: ActorCritic, seed: int | None = None,
