@@ -92,7 +92,8 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     ``reward_fn`` (and ``judge_fn``, the held-out judge, optional) take the prompt + response
     texts and return one score per text. ``reference`` is pi_ref: the KL is the exact
     KL(pi || pi_ref) over the vocabulary, summed along each response, and the fluency is
-    the reference's negative log-likelihood per token. ``max_new_tokens``, ``temperature``
+    the reference's negative log-likelihood per token (both models run in eval mode, dropout
+    off; their train/eval modes are restored afterwards). ``max_new_tokens``, ``temperature``
     and ``add_bos`` (a BOS before each prompt, see ``encode_prompts``) as in training;
     ``seed`` seeds the sampling, so two policies can be compared on the same draws;
     ``batch_size`` prompts are generated at a time.
@@ -109,7 +110,11 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     require_reference_on(reference, device)
     generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))
     was_training = lm.training
+    # the reference in eval mode too: with its dropout on, the KL and the fluency would be
+    # noisy and drawn from the global torch RNG (different on every call with the same seed)
+    reference_modes = [(module, module.training) for module in reference.modules()]
     lm.eval()
+    reference.eval()
     texts, responses, kls, nlls, lengths = [], [], [], [], []
     try:  # the caller's train/eval mode comes back even when a prompt or a model fails
         for start in range(0, len(prompts), batch_size):
@@ -128,6 +133,8 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
             lengths.append(mask.sum(1).float().cpu())
     finally:
         lm.train(was_training)
+        for module, mode in reference_modes:
+            module.training = mode
     # .cpu(): a reward_fn on a GPU may hand back CUDA scores
     scores = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
     judge = (check_scores(judge_fn(texts), len(texts), texts, "judge_fn").mean().item()

@@ -107,7 +107,8 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     have none. Row b holds its text (prompt and all but the last response token), then L
     EOS tokens; EOS number t sits at position len(prompt) + t and attends only to the
     prompt, the first t response tokens and itself, which is what it would see at the
-    end of that prefix on its own."""
+    end of that prefix on its own. The reward model is run in eval mode (dropout off) and its
+    train/eval modes are restored afterwards."""
     for name in ("transformer", "score"):
         if not hasattr(reward_model, name):
             raise TypeError(f"prefix_potentials needs a GPT-2-style sequence classifier (with .transformer "
@@ -129,9 +130,17 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     # leaves room for after the longest text (all of them, unless prompts are long).
     group = context - max(len(p) + len(r) for p, r in rows)
     phi = torch.zeros(generation.response_ids.shape)
-    for first in range(0, max(lengths), group):
-        _score_eos_group(reward_model, rows, lengths, first, min(first + group, max(lengths)),
-                         pad_id, eos_id, phi)
+    # eval mode (dropout off), as reward_fn_from_model scores: else the potentials are noisy and
+    # drawn from the global torch RNG; the caller's train/eval modes come back afterwards
+    modes = [(module, module.training) for module in reward_model.modules()]
+    reward_model.eval()
+    try:
+        for first in range(0, max(lengths), group):
+            _score_eos_group(reward_model, rows, lengths, first, min(first + group, max(lengths)),
+                             pad_id, eos_id, phi)
+    finally:
+        for module, mode in modes:
+            module.training = mode
     return phi.to(generation.response_ids.device)
 
 
