@@ -68,6 +68,13 @@ def require_binary(name: str, flags: torch.Tensor) -> None:
                          f"index {index}")
 
 
+def require_text_list(name: str, texts) -> None:
+    """TypeError for a single ``str`` where a list of strings is expected: iterated, its
+    characters would become one-character texts (or prompts), with no error anywhere."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of strings, got a single str (wrap it in a list)")
+
+
 def require_count(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or ValueError unless it is a whole number >= ``minimum``
     ("8" or 2.5 fail later with messages that do not name the argument; True is not a count)."""

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_binary, require_count, require_device
+from ppo_edu._checks import require_binary, require_count, require_device, require_text_list
 
 RewardFn = Callable[[list[str]], torch.Tensor]
 
 
 def _check_texts(texts) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("texts", texts)
     texts = list(texts)
     if not texts:
         raise ValueError("texts is an empty list: there is nothing to score or train on")
@@ -274,7 +273,6 @@ def vader_compound(texts) -> np.ndarray:
     ``vaderSentiment`` wheel. An empty text scores 0 (VADER's neutral), not an error: as a
     judge it must accept anything a policy writes.
     """
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("texts", texts)
     analyzer = _vader()
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)

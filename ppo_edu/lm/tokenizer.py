@@ -9,6 +9,8 @@ end-of-text (raised in a review of TRL PR #5303).
 
 from __future__ import annotations
 
+from ppo_edu._checks import require_text_list
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 
@@ -24,8 +26,7 @@ def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GPT2TokenizerFast
 
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("texts", texts)
     if not texts:
         raise ValueError("need at least one text to train a tokenizer")
     specials = [EOS_TOKEN, PAD_TOKEN] if with_pad else [EOS_TOKEN]

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_count, require_seed, require_text_list
 from ppo_edu.lm.bradley_terry import (
     _check_margin,
     bradley_terry_loss,
@@ -230,8 +230,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     ``max_new_tokens`` in the model's context (the tiny model: 128 tokens) is a ValueError,
     raised before anything is sampled.
     """
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("prompts", prompts)
     prompts = list(prompts)
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):

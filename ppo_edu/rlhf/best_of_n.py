@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_count, require_seed, require_text_list
 from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
 
 
@@ -105,8 +105,7 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     """
     from ppo_edu.rlhf.trainer import check_scores
 
-    if isinstance(prompts, str):  # else each character would be a prompt of its own
-        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("prompts", prompts)  # else each character would be a prompt of its own
     if not prompts:
         raise ValueError("prompts is empty")
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):

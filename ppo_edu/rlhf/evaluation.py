@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_count, require_seed, require_text_list
 from ppo_edu.rlhf.generation import (
     context_length_of,
     encode_prompts,
@@ -73,8 +73,7 @@ def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Share of distinct word n-grams among all n-grams of ``texts`` (1 = no repetition)."""
-    if isinstance(texts, str):  # else its characters would be the texts: no n-gram, NaN
-        raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("texts", texts)  # else its characters would be the texts: no n-gram, NaN
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
@@ -100,8 +99,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     """
     from ppo_edu.rlhf.trainer import check_scores
 
-    if isinstance(prompts, str):  # else each character would be a prompt of its own
-        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("prompts", prompts)  # else each character would be a prompt of its own
     if not prompts:
         raise ValueError("prompts is empty: there is nothing to evaluate the policy on")
     batch_size = require_count("batch_size", batch_size)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ppo_edu._checks import require_same_shape
+from ppo_edu._checks import require_same_shape, require_text_list
 from ppo_edu.lm.reward import _context_length
 from ppo_edu.rlhf.advantages import _require_prefix_mask
 from ppo_edu.rlhf.generation import Generation
@@ -147,8 +147,7 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
 def text_prefix_potentials(reward_fn: Callable[[list[str]], torch.Tensor], tokenizer,
                            prompts: Sequence[str], generation: Generation) -> torch.Tensor:
     """Phi ``(B, R)`` for any ``reward_fn(texts) -> (B,)``: each prefix decoded and scored."""
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+    require_text_list("prompts", prompts)
     if len(prompts) != generation.response_ids.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {generation.response_ids.shape[0]} responses")
     texts, where = [], []

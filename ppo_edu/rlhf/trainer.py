@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_count, require_seed, require_text_list
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
 from ppo_edu.rlhf.generation import (
@@ -302,8 +302,7 @@ class RLHFTrainer:
     @torch.no_grad()
     def rollout(self, prompts: Sequence[str]) -> RolloutBatch:
         cfg = self.config
-        if isinstance(prompts, str):  # list("The movie") would be nine one-character prompts
-            raise TypeError("prompts must be a list of strings, got a single str (wrap it in a list)")
+        require_text_list("prompts", prompts)  # list("The movie") would be nine one-character prompts
         query_ids, query_mask = encode_prompts(self.tokenizer, list(prompts), self.context_length,
                                                cfg.max_new_tokens, self.device, cfg.add_bos)
         gen = generate(self.policy.lm, query_ids, query_mask, cfg.max_new_tokens, self.eos_id,
