@@ -110,7 +110,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     was_training = lm.training
     # the reference in eval mode too: with its dropout on, the KL and the fluency would be
     # noisy and drawn from the global torch RNG (different on every call with the same seed)
-    reference_modes = [(module, module.training) for module in reference.modules()]
+    reference_was_training = reference.training
     lm.eval()
     reference.eval()
     texts, responses, kls, nlls, lengths = [], [], [], [], []
@@ -131,8 +131,7 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
             lengths.append(mask.sum(1).float().cpu())
     finally:
         lm.train(was_training)
-        for module, mode in reference_modes:
-            module.training = mode
+        reference.train(reference_was_training)
     # .cpu(): a reward_fn on a GPU may hand back CUDA scores
     scores = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
     judge = (check_scores(judge_fn(texts), len(texts), texts, "judge_fn").mean().item()

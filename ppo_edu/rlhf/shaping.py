@@ -108,7 +108,7 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     EOS tokens; EOS number t sits at position len(prompt) + t and attends only to the
     prompt, the first t response tokens and itself, which is what it would see at the
     end of that prefix on its own. The reward model is run in eval mode (dropout off) and its
-    train/eval modes are restored afterwards."""
+    train/eval mode is restored afterwards."""
     for name in ("transformer", "score"):
         if not hasattr(reward_model, name):
             raise TypeError(f"prefix_potentials needs a GPT-2-style sequence classifier (with .transformer "
@@ -131,16 +131,15 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
     group = context - max(len(p) + len(r) for p, r in rows)
     phi = torch.zeros(generation.response_ids.shape)
     # eval mode (dropout off), as reward_fn_from_model scores: else the potentials are noisy and
-    # drawn from the global torch RNG; the caller's train/eval modes come back afterwards
-    modes = [(module, module.training) for module in reward_model.modules()]
+    # drawn from the global torch RNG; the caller's train/eval mode comes back afterwards
+    was_training = reward_model.training
     reward_model.eval()
     try:
         for first in range(0, max(lengths), group):
             _score_eos_group(reward_model, rows, lengths, first, min(first + group, max(lengths)),
                              pad_id, eos_id, phi)
     finally:
-        for module, mode in modes:
-            module.training = mode
+        reward_model.train(was_training)
     return phi.to(generation.response_ids.device)
 
 
