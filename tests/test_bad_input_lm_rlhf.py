@@ -205,14 +205,14 @@ def test_sampling_counts_are_whole_numbers_named_before_sampling(tok, lm):
             sample_and_score(lm, tok, ["the movie"], zero_reward, num_samples=1, max_new_tokens=2,
                              batch_size=size)
     for n in (1.5, True):
-        with pytest.raises(ValueError, match=f"num_samples must be an integer, got {n}"):
+        with pytest.raises(ValueError, match=f"num_samples must be an integer >= 1, got {n}"):
             sample_and_score(lm, tok, ["the movie"], zero_reward, num_samples=n, max_new_tokens=2)
     q, qm = encode_prompts(tok, ["the movie"], 64, 3)
     for n in (2.5, True):  # 2.5 failed after the first forward pass; True ran as 1
-        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer, got {n}"):
+        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer >= 1, got {n}"):
             encode_prompts(tok, ["the movie"], 64, n)
-        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer, got {n}"):
+        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer >= 1, got {n}"):
             generate(lm, q, qm, n, tok.eos_token_id, tok.pad_token_id)
-        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer, got {n}"):
+        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer >= 1, got {n}"):
             evaluate_policy(lm, ref, tok, ["the movie"], zero_reward, max_new_tokens=n)
     assert generate(lm, q, qm, np.int64(2), tok.eos_token_id, tok.pad_token_id).response_ids.shape == (1, 2)

@@ -138,7 +138,7 @@ def test_sample_and_score_refuses_bad_input():
     ok = lambda texts: torch.zeros(len(texts))
     with pytest.raises(ValueError, match="prompts is empty"):
         sample_and_score(lm, tok, [], ok)
-    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
         sample_and_score(lm, tok, ["a film"], ok, num_samples=0)
     with pytest.raises(ValueError, match=r"reward_fn returned shape \(2,\) for 1 texts"):
         sample_and_score(lm, tok, ["a film"], lambda texts: torch.zeros(2), max_new_tokens=3)

@@ -72,7 +72,7 @@ def test_generate_refuses_mismatched_masks_and_zero_new_tokens(tok, lm):
     q, qm = encode_prompts(tok, ["the movie"], 64, 4)
     with pytest.raises(ValueError, match="shape mismatch: query_mask"):
         generate(lm, q, qm[:, 1:], 4, tok.eos_token_id, tok.pad_token_id)
-    with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 0"):
         generate(lm, q, qm, 0, tok.eos_token_id, tok.pad_token_id)
     for temperature in (0.0, float("inf"), float("nan")):  # inf would sample uniformly, silently
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):

@@ -108,11 +108,7 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     require_text_list("prompts", prompts)  # else each character would be a prompt of its own
     if not prompts:
         raise ValueError("prompts is empty")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
-        raise ValueError(f"num_samples must be an integer, got {num_samples!r}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    num_samples = int(num_samples)
+    num_samples = require_count("num_samples", num_samples)
     batch_size = require_count("batch_size", batch_size)
     pad_id = require_pad_token(tokenizer)
     device = next(lm.parameters()).device

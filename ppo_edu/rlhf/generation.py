@@ -18,15 +18,13 @@ under the policy that sampled it, and those filters would change that policy sil
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 
-from ppo_edu._checks import require_same_shape
+from ppo_edu._checks import require_count, require_same_shape
 from ppo_edu.lm.reward import _context_length, text_ids
-from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded
+from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded, require_temperature
 
 
 @dataclass
@@ -73,15 +71,6 @@ def require_pad_token(tokenizer) -> int:
     return tokenizer.pad_token_id
 
 
-def _require_max_new_tokens(max_new_tokens) -> None:
-    # 2.5 passed the ">= 1" test and failed after the first forward pass ("'float' object cannot
-    # be interpreted as an integer"); True ran as 1
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
-        raise ValueError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-
-
 def require_reference_on(reference, device: torch.device) -> None:
     """TypeError for a reference that is a PolicyWithValueHead, ValueError for one on another device
     than the policy: both failed only in the first forward pass, after sampling, deep in torch."""
@@ -112,7 +101,7 @@ def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_t
     if len(prompts) == 0:
         raise ValueError("prompts is empty: need at least one prompt to generate from")
     pad_id = require_pad_token(tokenizer)
-    _require_max_new_tokens(max_new_tokens)
+    max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     encoded = []
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
@@ -185,9 +174,9 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     ``model`` is a causal LM (e.g. ``policy.lm``). Raises ``FloatingPointError`` if the
     logits at some step hold NaN or inf, instead of letting ``multinomial`` sample garbage.
     """
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
-    _require_max_new_tokens(max_new_tokens)
+    require_temperature(temperature)
+    # a whole number: 2.5 passed a ">= 1" test and failed after the first forward pass
+    max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
     require_left_padded(query_mask)
     B, P = query_ids.shape
