@@ -75,6 +75,16 @@ def require_text_list(name: str, texts) -> None:
         raise TypeError(f"{name} must be a list of strings, got a single str (wrap it in a list)")
 
 
+def require_positive(name: str, value) -> float:
+    """``value`` as a float, or ValueError unless it is a real number > 0 (inf allowed: "no
+    limit"; NaN, True and "0.2" are not)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def require_count(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or ValueError unless it is a whole number >= ``minimum``
     ("8" or 2.5 fail later with messages that do not name the argument; True is not a count)."""

@@ -7,7 +7,6 @@ Jupyter and Colab alike, with no ffmpeg and no video codec.
 
 from __future__ import annotations
 
-import numbers
 import os
 from typing import NamedTuple
 
@@ -39,11 +38,9 @@ def record_episode(agent: ActorCritic, seed: int = 0, env_id: str = "CartPole-v1
     fixes the start state and, with ``deterministic=False``, the sampled actions: they come
     from a generator of their own, so no global torch RNG (CPU, CUDA or MPS) is touched."""
     # whole numbers: frame_every=1.5 kept every third frame and max_steps=2.5 played 3 steps
-    if isinstance(frame_every, bool) or not isinstance(frame_every, numbers.Integral) or frame_every < 1:
-        raise ValueError(f"frame_every must be >= 1, a whole number, got {frame_every!r}")
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
-                                  or max_steps < 1):
-        raise ValueError(f"max_steps must be >= 1 or None, a whole number, got {max_steps!r}")
+    frame_every = require_count("frame_every", frame_every)
+    if max_steps is not None:
+        max_steps = require_count("max_steps", max_steps)
     seed = require_seed("seed", seed)  # 1.5 failed inside torch's manual_seed
     if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
         raise ValueError(f"deterministic must be True or False, got {deterministic!r}")

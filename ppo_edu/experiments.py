@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count
+from ppo_edu._checks import require_count, require_positive
 from ppo_edu.advantages import gae_from_rollout
 from ppo_edu.agents import ActorCritic
 from ppo_edu.evaluate import evaluate
@@ -106,13 +106,6 @@ def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, g
                  advantages=normalize_advantages(advantages.reshape(-1)), old_logits=agent.logits(flat["obs"]))
 
 
-def _require_epsilon(epsilon) -> None:
-    """The clip fraction's epsilon: a number > 0 (|r - 1| > -0.2 holds for every sample, so a
-    negative epsilon recorded a clip fraction of 1.0 whatever the policy did)."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
-        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
-
-
 def cpi_objective(logprobs, old_logprobs, advantages) -> torch.Tensor:
     return cpi_surrogate(logprobs, old_logprobs, advantages)
 
@@ -142,10 +135,10 @@ def surrogate_epochs(agent_old: ActorCritic, batch: Batch, objective: Objective,
     """
     epochs = require_count("epochs", epochs)  # True ran one epoch, 2.5 failed inside range()
     minibatch_size = require_count("minibatch_size", minibatch_size)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, numbers.Integral) or eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1 (evaluate every that many epochs), a whole "
-                         f"number, got {eval_every!r}")
-    _require_epsilon(epsilon)
+    eval_every = require_count("eval_every", eval_every)  # evaluate every that many epochs
+    # the clip fraction's epsilon: |r - 1| > -0.2 holds for every sample, so a negative one
+    # recorded a clip fraction of 1.0 whatever the policy did
+    require_positive("epsilon", epsilon)
     agent = copy.deepcopy(agent_old)
     optimiser = torch.optim.Adam(agent.actor.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -241,7 +234,7 @@ def surrogate_seed_sweep(objectives: dict[str, Objective], seeds: Sequence[int],
     for name, value in (("pg_iterations", pg_iterations), ("batch_envs", batch_envs), ("batch_steps", batch_steps),
                         ("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_episodes", eval_episodes)):
         require_count(name, value)  # before any seed's pretraining, and under the sweep's own names
-    _require_epsilon(epsilon)
+    require_positive("epsilon", epsilon)  # the clip fraction's, as in surrogate_epochs
     rows = []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         torch.manual_seed(seed)

@@ -12,12 +12,17 @@ that shape (1 = real sample, 0 = padding) turns the mean into a masked mean.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import torch
 
-from ppo_edu._checks import require_binary, require_finite, require_same_shape, require_tensor
+from ppo_edu._checks import (
+    require_binary,
+    require_finite,
+    require_positive,
+    require_same_shape,
+    require_tensor,
+)
 
 
 class ClippedSurrogate(NamedTuple):
@@ -131,8 +136,7 @@ def clipped_surrogate(
     that, for a training loop's inner step that checks its loss once per update instead:
     the checks cost about as much as the arithmetic for a 256-sample minibatch.
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not (epsilon > 0):
-        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+    require_positive("epsilon", epsilon)
     if check:
         _validate(logprobs, old_logprobs, advantages, mask)
     log_ratio, advantages = zero_padding(mask, logprobs - old_logprobs.detach(), advantages.detach())

@@ -92,7 +92,7 @@ def test_figures_command_writes_l_clip_png(tmp_path, capsys):
 @pytest.mark.parametrize("eval_every", [0, -3])
 def test_surrogate_epochs_refuses_an_evaluation_cadence_below_one(eval_every):
     # 0 used to divide by zero mid-run, -3 to evaluate at arbitrary epochs
-    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
         surrogate_epochs(None, None, None, epochs=5, eval_every=eval_every)
 
 

@@ -271,8 +271,8 @@ def test_record_episode_stops_at_a_truncation():
     assert len(episode.frames) == 2  # the start and the truncated end
 
 
-@pytest.mark.parametrize("bad, match", [({"frame_every": 0}, "frame_every must be >= 1"),
-                                        ({"max_steps": 0}, "max_steps must be >= 1 or None")])
+@pytest.mark.parametrize("bad, match", [({"frame_every": 0}, "frame_every must be an integer >= 1"),
+                                        ({"max_steps": 0}, "max_steps must be an integer >= 1")])
 def test_record_episode_refuses_zero_frame_every_and_zero_max_steps(bad, match):
     """Catches the range checks letting 0 through (frame_every=0 divided by zero mid-episode,
     max_steps=0 returned an empty episode)."""

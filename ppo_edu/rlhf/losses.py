@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import numbers
 
 import torch
 
-from ppo_edu._checks import require_same_shape
+from ppo_edu._checks import require_positive, require_same_shape
 from ppo_edu.objectives import masked_mean, zero_padding
 
 
@@ -22,9 +21,8 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     values, old_values, returns, mask: ``(B, R)``.
     """
     require_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
-    if isinstance(clip_range, bool) or not isinstance(clip_range, numbers.Real) or not clip_range > 0:
-        # clamp(x, 0.2, -0.2) is -0.2 everywhere: a negative clip range gives a wrong loss, no error
-        raise ValueError(f"clip_range must be a number > 0 (inf: no clipping), got {clip_range!r}")
+    # clamp(x, 0.2, -0.2) is -0.2 everywhere: a negative clip range gives a wrong loss, no error
+    require_positive("clip_range", clip_range)  # inf: no clipping
     # padding zeroed first: an inf there would turn the backward pass's zero into NaN
     values, old_values, returns = zero_padding(mask, values, old_values.detach(), returns.detach())
     clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
