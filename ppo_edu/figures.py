@@ -123,8 +123,6 @@ def plot_seed_sweep(rows: list[dict]):
         mine = [row for row in rows if row["objective"] == name]
         for row in mine:
             ax.plot([0, 1], [row["return_before"], row["return_after"]], marker="o", color="C0", alpha=0.5)
-            ax.annotate(f"seed {row['seed']}", (1, row["return_after"]), xytext=(4, 0),
-                        textcoords="offset points", fontsize=7, va="center")
         mean = [np.mean([row[k] for row in mine]) for k in ("return_before", "return_after")]
         ax.plot([0, 1], mean, color="black", lw=2.5, label=f"mean of {len(mine)} seeds")
         ax.set_xticks([0, 1], ["before", "after the epochs"])
@@ -133,7 +131,55 @@ def plot_seed_sweep(rows: list[dict]):
         ax.legend(fontsize=8, loc="lower left")
     axes[0][0].set_ylabel("evaluated return")
     fig.tight_layout()
+    # the labels go on last, once the axes have their final size: seeds that end at about the
+    # same return get their labels spread apart (a thin line points to each one's end)
+    for ax, name in zip(axes[0], names):
+        ends = [row["return_after"] for row in rows if row["objective"] == name]
+        gap = _label_gap(ax, points=8.5)
+        bottom, top = ax.get_ylim()
+        heights = spread_labels(ends, gap, low=bottom + gap / 2, high=top - gap / 2)
+        for row, end, height in zip((row for row in rows if row["objective"] == name), ends, heights):
+            ax.annotate(f"seed {row['seed']}", (1, end), xytext=(1.05, height), textcoords="data",
+                        fontsize=7, va="center",
+                        arrowprops=dict(arrowstyle="-", color="gray", lw=0.5, shrinkA=0, shrinkB=2))
     return fig
+
+
+def _label_gap(ax, points: float) -> float:
+    """``points`` (a text height) in the data units of ``ax``'s y axis, at its current size."""
+    bottom, top = ax.get_ylim()
+    height = ax.get_window_extent().height * 72 / ax.figure.dpi  # pixels -> points
+    return points * (top - bottom) / height
+
+
+def spread_labels(values, gap: float, low: float = -np.inf, high: float = np.inf) -> np.ndarray:
+    """Heights for labels at ``values`` such that no two are closer than ``gap``: labels that
+    would overlap are grouped, and each group is spaced ``gap`` apart around the mean of its
+    values (groups that then touch merge). A label's order is kept; one with room stays put.
+    Labels pushed below ``low`` or above ``high`` (the axes' edges) are moved back inside, and
+    their neighbours with them, as far as there is room."""
+    values = np.asarray(values, dtype=float)
+    groups: list[list[int]] = []  # indices into values, in increasing value
+
+    def placed(group):
+        centre = values[group].mean()
+        return centre + (np.arange(len(group)) - (len(group) - 1) / 2) * gap
+
+    for i in np.argsort(values, kind="stable"):
+        groups.append([int(i)])
+        while len(groups) > 1 and placed(groups[-1])[0] - placed(groups[-2])[-1] < gap:
+            groups[-2:] = [groups[-2] + groups[-1]]
+    heights = np.empty_like(values)
+    for group in groups:
+        heights[group] = placed(group)
+    order = np.argsort(values, kind="stable")
+    ordered = heights[order]
+    for i in range(len(ordered)):  # up from the bottom edge
+        ordered[i] = max(ordered[i], low if i == 0 else ordered[i - 1] + gap)
+    for i in reversed(range(len(ordered))):  # down from the top edge
+        ordered[i] = min(ordered[i], high if i == len(ordered) - 1 else ordered[i + 1] - gap)
+    heights[order] = ordered
+    return heights
 
 
 def main(argv: list[str] | None = None) -> int:

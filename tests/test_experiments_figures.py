@@ -231,3 +231,50 @@ def test_vanilla_pg_raises_the_return_and_fits_its_critic():
         before = ((start.value(rollout.obs) - targets) ** 2).mean().item()
         after = ((agent.value(rollout.obs) - targets) ** 2).mean().item()
     assert after < 0.9 * before, (before, after)
+
+
+def test_spread_labels_keeps_order_and_a_gap_and_leaves_a_lone_label_where_it_is():
+    from ppo_edu.figures import spread_labels
+
+    values = [10.0, 10.5, 9.8, 50.0, 10.2, 100.0]
+    heights = spread_labels(values, gap=2.0)
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(heights[order]) >= 2.0 - 1e-9)  # no two closer than the gap, order kept
+    assert heights[3] == 50.0 and heights[5] == 100.0  # labels with room stay at their value
+    crowded = [0, 1, 2, 4]
+    assert np.mean(heights[crowded]) == pytest.approx(np.mean(np.array(values)[crowded]))  # centred
+    assert list(spread_labels([3.0], gap=5.0)) == [3.0]
+
+
+def test_spread_labels_merges_groups_that_touch_once_spread():
+    from ppo_edu.figures import spread_labels
+
+    # 0 and 0 spread to -1 and 1; 2.5 then sits 1.5 above 1, closer than the gap, so all three
+    # form one group around their mean
+    heights = spread_labels([0.0, 0.0, 2.5], gap=2.0)
+    assert np.allclose(np.diff(heights), 2.0) and heights.mean() == pytest.approx(2.5 / 3)
+
+
+def test_plot_seed_sweep_labels_seeds_with_the_same_return_apart():
+    from matplotlib.text import Text
+
+    rows = [{"seed": s, "objective": "a", "return_before": 200.0, "return_after": after}
+            for s, after in enumerate([10.0, 10.0, 11.0, 150.0])]
+    fig = plot_seed_sweep(rows)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    boxes = [Text.get_window_extent(note) for note in ax.texts]  # the text alone, not its pointer
+    assert [text.xy[1] for text in ax.texts] == [10.0, 10.0, 11.0, 150.0]  # each points at its seed's end
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    inside = ax.get_window_extent()
+    assert all(inside.y0 <= box.y0 and box.y1 <= inside.y1 for box in boxes)  # none below the axes
+    plt.close(fig)
+
+
+def test_spread_labels_moves_labels_back_inside_the_axes():
+    from ppo_edu.figures import spread_labels
+
+    heights = spread_labels([0.0, 0.0, 0.0, 50.0], gap=2.0, low=-1.0, high=100.0)
+    assert np.allclose(heights[:3], [-1.0, 1.0, 3.0]) and heights[3] == 50.0  # pushed up, gaps kept
+    heights = spread_labels([99.0, 99.5, 0.0], gap=2.0, low=-1.0, high=100.0)
+    assert np.allclose(heights, [98.0, 100.0, 0.0])  # pushed down from the top

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ppo_edu.plots import smoothed
 from ppo_edu.rlhf import frozen_reference
 from ppo_edu.rlhf.evaluation import distinct_n, evaluate_policy, opening_prompts
 from ppo_edu.rlhf.memory import estimate_ppo_memory, gpt2_parameter_count
@@ -188,3 +189,17 @@ def test_evaluate_policy_on_no_prompts_is_a_clear_error():
 def test_opening_prompts_skips_texts_too_short_to_continue():
     # documented: a text of min_words words or fewer has nothing left to continue
     assert opening_prompts(["one two", "a b c d e f", "x y"], seed=0) in (["a b"], ["a b c"], ["a b c d"])
+
+
+def test_plot_history_draws_the_kl_coefficient_as_set_and_the_measurements_smoothed():
+    """beta is the controller's setting, not a noisy measurement: a trailing mean of it would
+    show a coefficient no step used (here 0.2 held for five steps, then 0.1)."""
+    history = [{"step": i, "score": float(i % 2), "kl_coef": 0.2 if i <= 5 else 0.1} for i in range(1, 11)]
+    fig = plot_history({"a": history, "b": history}, keys=("score", "kl_coef"))
+    score_ax, beta_ax = fig.axes[:2]
+    assert len(beta_ax.lines) == 2  # one per run, no faint raw copy under a smoothed one
+    for line in beta_ax.lines:
+        assert list(line.get_ydata()) == [h["kl_coef"] for h in history] and line.get_alpha() is None
+    assert len(score_ax.lines) == 4  # raw and smoothed, per run
+    np.testing.assert_allclose(score_ax.lines[1].get_ydata(), smoothed([h["score"] for h in history], 5))
+    assert [t.get_text() for t in score_ax.get_legend().get_texts()] == ["a", "b"]

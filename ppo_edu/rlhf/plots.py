@@ -24,12 +24,17 @@ LABELS = {
 # recorded only when the trainer was given a judge: left out quietly when no run has it
 OPTIONAL = ("judge",)
 
+# set by the controller, not measured: drawn as it was, since a trailing mean would lag behind the
+# coefficient the step actually used
+UNSMOOTHED = ("kl_coef",)
+
 
 def plot_history(histories, keys=("score", "kl", "judge", "kl_coef"), window: int = 5,
                  ncols: int = 2, title: str | None = None):
     """One panel per statistic, one line per run. ``histories``: a history (list of dicts)
     or ``{"run name": history, ...}``. Lines are ``window``-step trailing means that skip NaN
-    (the explained variance is NaN on a step whose returns do not vary)."""
+    (the explained variance is NaN on a step whose returns do not vary), over the raw values
+    drawn faintly; the KL coefficient, which the controller sets, is drawn as it was."""
     if isinstance(histories, list):
         histories = {"PPO": histories}
     recorded = {k for h in histories.values() if h for k in h[0]}
@@ -45,6 +50,9 @@ def plot_history(histories, keys=("score", "kl", "judge", "kl_coef"), window: in
         for i, (name, history) in enumerate(histories.items()):
             steps = [h["step"] for h in history]
             values = [h.get(key, np.nan) for h in history]
+            if key in UNSMOOTHED:
+                ax.plot(steps, values, color=f"C{i}", label=name)
+                continue
             ax.plot(steps, values, color=f"C{i}", alpha=0.25)
             ax.plot(steps, smoothed(values, window), color=f"C{i}", label=name)
         ax.set_title(LABELS.get(key, key), fontsize=10)
