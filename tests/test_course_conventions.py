@@ -264,3 +264,14 @@ def test_free_text_is_tokenized_only_through_text_ids():
               for n, line in enumerate(path.read_text().splitlines(), 1)
               if "add_special_tokens=False" in line and "split_special_tokens=True" not in line]
     assert direct == []
+
+
+def test_the_code_and_notebooks_pass_the_projects_lint_rules():
+    """`ruff check .` with pyproject's rules (pyflakes and the syntax/statement checks): an
+    unused import or undefined name in a lesson, a test or a script fails here, not in review."""
+    import subprocess
+
+    pytest.importorskip("ruff", reason="ruff comes with the dev extra (make setup installs it)")
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -154,7 +154,7 @@ def test_positions_returned_instead_of_scores_get_a_hint_not_a_crash():
 
 def test_a_gae_pair_may_be_a_list():
     assert lesson3.check_gae.verify(lambda *a, gamma, lam: list(compute_gae(*a, gamma=gamma, lam=lam))) is None
-    assert lesson6.check_token_gae.verify(lambda r, v, m, g, l: list(token_gae(r, v, m, g, l))) is None
+    assert lesson6.check_token_gae.verify(lambda r, v, m, g, lam: list(token_gae(r, v, m, g, lam))) is None
 
 
 # --------------------------------------------------------------------------- lesson 3 hints

@@ -682,7 +682,7 @@ def test_distill_stops_on_a_non_finite_loss(distill_bench, monkeypatch):
     monkeypatch.setattr(distill_bench, "response_nll",
                         lambda policy, pairs, pad: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="epoch 1"):
-        distill_bench.distill(_tiny_gpt2(), [([1], [2])], 39, 1, 1e-3, 1, 0, lambda e, l: None)
+        distill_bench.distill(_tiny_gpt2(), [([1], [2])], 39, 1, 1e-3, 1, 0, lambda epoch, loss: None)
 
 
 def test_distill_prints_gains_in_reference_std(distill_bench, monkeypatch, capsys):
