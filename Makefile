@@ -11,6 +11,12 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 $(STAMP): pyproject.toml Makefile constraints.txt  # torch is pinned here, the rest in constraints.txt: a new pin reinstalls
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# the pins in constraints.txt (numpy 2.4.6, transformers 5.25.0, matplotlib 3.11.2, ipykernel 7.4.0)
+	@# have no Python 3.10 release: say so here, not as pip's "No matching distribution found"
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "error: make setup needs Python 3.11 or later, and $(PY) is $$($(PY) -V 2>&1): the versions"; \
+		echo "pinned in constraints.txt have no release for it. Remove $(VENV) and run again with a newer"; \
+		echo "interpreter, e.g. make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned here only (pyproject leaves it unpinned: Colab brings its own). A CPU wheel already in
 	# the venv, or one pip finds locally, is kept; from PyPI on Linux it is the CUDA build (README).

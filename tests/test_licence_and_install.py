@@ -66,3 +66,27 @@ def test_constraints_pin_versions_the_package_metadata_allows_and_make_uses_them
     assert re.search(r'pip install -q -e "\.\[dev\]" -c constraints\.txt$', makefile, re.MULTILINE)
     assert re.search(r"^\$\(STAMP\):.*\bconstraints\.txt\b", makefile, re.MULTILINE), \
         "a changed pin must reinstall: constraints.txt is a prerequisite of the install stamp"
+
+
+def test_make_setup_refuses_a_python_older_than_the_pins_support_before_pip_runs(tmp_path):
+    """numpy 2.4.6, transformers 5.25.0, matplotlib 3.11.2 and ipykernel 7.4.0 have no Python
+    3.10 release: on a 3.10 venv ``make setup`` must say that, not fail deep inside pip."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls"
+    fake = venv / "bin" / "python"  # answers like a Python 3.10 and records every call
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                    'case "$1" in -V) echo "Python 3.10.14";; -c) exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["make", "-C", str(ROOT), f"VENV={venv}", "setup"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "needs Python 3.11 or later" in done.stdout and "Python 3.10.14" in done.stdout
+    assert "make PYTHON=python3.11 setup" in done.stdout
+    assert not any("pip" in line for line in calls.read_text().splitlines())  # stopped before pip
+    assert not (venv / ".ppo-edu-installed").exists()
