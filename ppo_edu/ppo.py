@@ -231,7 +231,8 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
-    """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better
+    """1 - Var[targets - predictions] / Var[targets]: 1 when the predictions match the targets
+    up to a constant offset (a bias does not show here; the value loss shows it), 0 no better
     than predicting the mean, negative worse. NaN when the targets have no variance.
     Any shape, the same for both: one number over every entry."""
     for name, value in (("predictions", predictions), ("targets", targets)):

@@ -15,8 +15,10 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     """0.5 E_t[max((V - R)^2, (V_clip - R)^2)] over real tokens, with
     V_clip = V_old + clip(V - V_old, -clip_range, clip_range) (PPO2 / Ziegler et al.).
 
-    Like L^CLIP it is pessimistic: the larger of the two errors, so moving V more than
-    ``clip_range`` away from the value at sampling time earns nothing. Returns the loss
+    Like L^CLIP it is pessimistic: the larger of the two errors, so once V has moved more
+    than ``clip_range`` from the value at sampling time *towards* the return, moving it
+    further earns nothing (no gradient); a V that has moved away from the return keeps its
+    gradient back. Returns the loss
     (to minimise) and the fraction of tokens where the clipped error was the larger.
     values, old_values, returns, mask: ``(B, R)``.
     """

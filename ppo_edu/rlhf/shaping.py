@@ -10,10 +10,10 @@ top of its reward,
 
 with Phi = 0 after the last token (gamma is the returns' discount, 1 by default). Along any
 response the discounted F_t telescope to -Phi(s_0), the score of the prompt alone, which
-no token changes: every return moves by a constant of its prompt, so the best policy, and
-the KL-regularised optimum, stay what they were.
-What changes is the credit each token gets before the critic has learned anything: how
-much it moved the score.
+no token changes: each response's total return moves by a constant of its prompt, so the
+best policy, and the KL-regularised optimum, stay what they were. The return from token t
+moves by -Phi(s_t), a function of the state alone, like a baseline: what changes is the
+credit each token gets before the critic has learned anything, how much it moved the score.
 
 ``prefix_potentials`` computes Phi for every prefix of every response in one forward
 pass of a causal (GPT-2) reward model that shares the policy's tokenizer, such as the
