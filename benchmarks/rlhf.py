@@ -59,7 +59,7 @@ trainers move outwards in reward and KL together, so a point further out has mor
 trainers comparable at different KL:
 
 - Gain per square root of KL (reference std per sqrt(nat)), printed at every checkpoint.
-  To second order, a parameter step d changes the reward by g.d and costs
+  To leading order (small steps), a parameter step d changes the reward by g.d and costs
   KL = d.F.d / 2 (F the Fisher matrix), so along any direction the gain grows like
   sqrt(KL); the best direction reaches sqrt(2 g.F^-1.g) per sqrt(nat), the natural
   gradient's bound. Gain per nat would instead reward stopping early on a concave curve.

@@ -42,8 +42,9 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
     needs. Multiplying every token's reward by one positive number leaves the best policy
     as it was. TRL's ``masked_whiten(shift_mean=False)`` instead adds the unscaled mean back,
     (values - mean) / std + mean: that is values / std plus mean (1 - 1/std) on *every*
-    token, so a response's return moves with its length, a length bias whose sign follows
-    the batch's mean reward.
+    token, so a response's return moves with its length: a length bias with the sign of the
+    mean when std > 1 and the opposite sign when std < 1, the usual case for per-token rewards
+    (mostly small KL terms and one score per response).
     """
     require_same_shape(values=values, mask=mask)
     require_binary("mask", mask)

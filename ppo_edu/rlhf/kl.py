@@ -85,8 +85,10 @@ def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
             temperature: float = 1.0) -> torch.Tensor:
     """Exact per-position KL(pi_theta || pi_ref) over the whole vocabulary, (B, R, V) -> (B, R).
 
-    Summed along sampled responses this is an unbiased, never negative and lower-variance
-    estimate of the sequence KL; used for evaluation and to test k1/k3 against.
+    Summed along sampled responses this is an unbiased, never negative and usually
+    lower-variance estimate of the sequence KL (each position's own sampling noise is
+    averaged out; not guaranteed for the sum, as a later position's KL can covary with the
+    tokens before it); used for evaluation and to test k1/k3 against.
     ``mask`` has the shape of the logits without their vocabulary dimension, (B, R).
     """
     temperature = require_temperature(temperature)

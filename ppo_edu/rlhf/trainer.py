@@ -11,8 +11,9 @@ The loop of lesson 4 with tokens as actions. One :meth:`RLHFTrainer.step`:
    clipped value loss, one Adam step per minibatch, gradients clipped;
 5. update beta with the KL controller and log the step's statistics.
 
-Everything stays finite or stops with an error that says where (TRL #229: NaNs trained
-on silently). The learner's own pieces can be plugged in: ``kl_fn``, ``gae_fn`` and
+Everything stays finite or stops with an error that says where (TRL #229: a NaN or inf in
+the policy showed up only as a crash deep in sampling). The learner's own pieces can be
+plugged in: ``kl_fn``, ``gae_fn`` and
 ``value_loss_fn`` have the signatures of :func:`~ppo_edu.rlhf.kl.kl_penalty`,
 :func:`~ppo_edu.rlhf.advantages.token_gae` and :func:`~ppo_edu.rlhf.losses.clipped_value_loss`.
 """
