@@ -56,6 +56,8 @@ def test_ratio_checker_names_the_mistake(wrong, hint):
         (lambda new, old, adv: (torch.exp(new - old) * adv).sum(), "summed"),
         (lambda new, old, adv: (new * adv).mean(), "same gradient at θ_old"),
         (lambda new, old, adv: adv.mean(), "does not depend on θ"),
+        (lambda new, old, adv: ((new - old) * adv).mean(), "used the log-ratio"),
+        (lambda new, old, adv: (torch.exp(old - new) * adv).mean(), "upside down"),
         (lambda new, old, adv: torch.exp(new - old) * adv, "one number"),
         (lambda new, old, adv: ((torch.exp(new - old) - 1) * adv).mean() * 2, "expected"),
         (lambda new, old, adv: (torch.exp(new - old) * (adv - adv.mean()) / (adv.std() + 1e-8)).mean(),
@@ -291,3 +293,14 @@ def test_something_that_is_not_a_function_is_named_and_replaced_by_the_reference
     result = check_ratio.run(None)
     assert not result.passed and "expected a function, got NoneType" in result.message
     assert result.fn is check_ratio.reference
+
+
+def test_a_clipped_term_cut_from_the_graph_is_told_why_the_gradient_is_halved():
+    """Inside the clip range the two terms of the min are equal and torch.minimum splits the
+    gradient between them: a detached clipped term halves it, which the hint explains."""
+    def detached_clip(logprobs, old_logprobs, advantages, epsilon=0.2):
+        r = torch.exp(logprobs - old_logprobs)
+        return torch.minimum(r * advantages, torch.clamp(r, 1 - epsilon, 1 + epsilon).detach() * advantages).mean()
+
+    result = check_clipped_objective.run(detached_clip)
+    assert not result.passed and "half: inside the range the two terms tie" in result.message

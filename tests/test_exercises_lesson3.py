@@ -3,6 +3,7 @@ what is wrong), accept correct solutions."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ppo_edu.advantages import bootstrap_values, compute_gae, td_residuals
@@ -145,7 +146,7 @@ def test_td_and_gae_ignoring_an_episode_end_on_the_last_step_are_rejected():
 
     # the last step of a rollout can be an episode end too: there next_values is the next episode's
     assert "at truncated step (2, 0)" in check_td_residuals.verify(td)
-    assert "expected 9.1836, got 10.0593" in check_gae.verify(gae)
+    assert "last wrong step of env 0 is truncated step (2, 0): expected 3.9100, got 4.9000" in check_gae.verify(gae)
 
 
 def test_bootstrap_wrong_shape_is_named():
@@ -274,3 +275,65 @@ def test_gae_with_a_done_mask_that_goes_negative_is_rejected():
 
     hint = check_gae.verify(wrong)
     assert hint is not None and "expected" in hint
+
+
+def _gae_by_recursion(delta_fn, step):
+    """A learner's GAE: their deltas, then ``step(t, deltas, not_done, A_(t+1)) -> A_t`` backwards."""
+    def gae(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = delta_fn(rewards, values, terminated, truncated, final_values, next_values, gamma)
+        not_done = (~(terminated | truncated)).float()
+        advantages, running = torch.zeros_like(rewards), torch.zeros_like(next_values)
+        for t in reversed(range(len(rewards))):
+            running = step(t, deltas, not_done, running, gamma, lam)
+            advantages[t] = running
+        return advantages, advantages + values
+    return gae
+
+
+def _deltas_without_final_values(rewards, values, terminated, truncated, final_values, next_values,
+                                 gamma):
+    following = torch.cat([values[1:], next_values[None]], 0)  # the next episode's V after a truncation
+    return rewards + gamma * following * (1 - terminated.float()) - values
+
+
+@pytest.mark.parametrize("name, gae, env, where", [
+    ("deltas that bootstrap a truncation from the next row",
+     _gae_by_recursion(_deltas_without_final_values,
+                       lambda t, d, nd, run, g, lm: d[t] + g * lm * nd[t] * run), 0, "truncated step (3, 0)"),
+    ("done_(t+1) instead of done_t",
+     _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm:
+                       d[t] + g * lm * (nd[t + 1] if t + 1 < len(d) else 1.0) * run), 0, "truncated step (3, 0)"),
+    ("delta zeroed at episode ends",
+     _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm: (d[t] + g * lm * run) * nd[t]),
+     0, "truncated step (3, 0)"),
+    ("not_done = 1 - terminated - truncated",
+     lambda r, v, te, tr, fv, nv, gamma, lam: _gae_by_recursion(
+         td_residuals, lambda t, d, nd, run, g, lm: d[t] + g * lm * (1 - te[t].float() - tr[t].float()) * run)(
+         r, v, te, tr, fv, nv, gamma, lam), 1, "terminated-and-truncated step (4, 1)"),
+])
+def test_gae_hint_points_at_the_step_that_is_wrong_not_the_earliest_it_spoils(name, gae, env, where):
+    """An error at step t flows back into every earlier step, so the first wrong index is an
+    innocent step whose own update matches the formula: the hint names the last wrong one."""
+    hint = check_gae.verify(gae)
+    assert hint is not None and f"last wrong step of env {env} is {where}" in hint, (name, hint)
+    assert "inside step" not in hint
+
+
+def test_gae_with_gamma_hard_coded_in_the_recursion_asks_whether_it_is():
+    def wrong(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        return _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm: d[t] + 0.99 * lm * nd[t] * run)(
+            rewards, values, terminated, truncated, final_values, next_values, gamma, lam)
+
+    hint = check_gae.verify(wrong)
+    assert hint is not None and "right for gamma=0.99, lam=0.95: is gamma or lam hard-coded" in hint
+
+
+def test_bootstrap_with_truncation_applied_after_termination_is_told_termination_wins():
+    def truncation_last(values, terminated, truncated, final_values, next_values):
+        following = torch.cat([values[1:], next_values[None]], 0)
+        following = torch.where(terminated, torch.zeros_like(following), following)
+        return torch.where(truncated, final_values, following)  # overrides the termination at (4, 1)
+
+    hint = check_bootstrap_values.verify(truncation_last)
+    assert hint is not None and "at terminated step" in hint
+    assert "also truncated: termination wins, so apply it last" in hint

@@ -122,3 +122,22 @@ def test_last_token_gather_without_squeeze_is_told_the_shape():
 
     message = check_last_token_scores.verify(unsqueezed)
     assert message is not None and "expected shape (3,) (one score per row)" in message
+
+
+@pytest.mark.parametrize("capped", [
+    lambda c, r: -torch.log(torch.sigmoid(c - r) + 1e-8).mean(),  # epsilon inside the log
+    lambda c, r: F.binary_cross_entropy(torch.sigmoid(c - r), torch.ones_like(c)),  # its -100 floor
+    lambda c, r: F.softplus(torch.clamp(r - c, -50, 50)).mean(),  # a clamp
+])
+def test_a_loss_capped_for_confidently_wrong_pairs_is_told_the_numbers_of_both_pairs(capped):
+    """The check scores two pairs (gaps -200 and +3) and compares their mean: the message says
+    so, instead of quoting the mean (about 100) as the loss of the -200 pair alone (about 200)."""
+    message = check_bradley_terry_loss.verify(capped)
+    assert message is not None and "gaps r_chosen - r_rejected = -200 and +3" in message
+    assert "should be about 100.02 (the -200 pair alone costs about 200" in message
+    assert "capped for a confidently wrong pair" in message
+
+
+def test_an_overflowing_exp_is_named_beside_an_underflowing_sigmoid():
+    message = check_bradley_terry_loss.verify(lambda c, r: torch.log1p(torch.exp(r - c)).mean())
+    assert message is not None and "not finite" in message and "exp(200) overflows" in message

@@ -371,3 +371,23 @@ def test_k3_that_goes_negative_is_told_it_never_is():
         return my_kl(lp, ref, m, "k1") if est == "k1" else (torch.exp(log_r) - 1 + log_r) * m
 
     assert "is never negative; yours is" in check_kl_penalty.verify(sign_slip)
+
+
+def test_token_gae_hint_points_at_the_token_that_is_wrong_not_the_earliest_it_spoils():
+    """Bootstrapping a response that fills all R tokens from its own last value is wrong at the
+    last token only; the backward recursion carries it to every earlier one. The hint names the
+    last wrong token, where the mistake is, not token 0."""
+    def bootstraps_a_full_row(rewards, values, mask, gamma=1.0, lam=0.95):
+        m = mask.float()
+        r, v = rewards * m, values * m
+        next_v = torch.cat([v[:, 1:], v[:, -1:]], 1)  # after the last column: its own value, not 0
+        deltas = r + gamma * next_v - v
+        advantages, running = torch.zeros_like(v), torch.zeros_like(v[:, 0])
+        for t in reversed(range(v.shape[1])):
+            running = (deltas[:, t] + gamma * lam * running) * m[:, t]
+            advantages[:, t] = running
+        return advantages, (advantages + v) * m
+
+    hint = check_token_gae.verify(bootstraps_a_full_row)
+    assert hint is not None and "last wrong token of response 0 is (0, 4), its last real token" in hint
+    assert "nothing to bootstrap from" in hint

@@ -76,6 +76,12 @@ def check_cpi(fn):
                     "L^CPI, and its value says nothing about improvement; use the ratio r_t(θ)")
         if torch.isclose(got.detach().float(), adv.mean(), atol=1e-5):
             return "your objective does not depend on θ: multiply the advantages by r_t(θ)"
+        # the ratio checker's two mistakes, made again inside L^CPI
+        if torch.isclose(got.detach().float(), ((new.detach() - old) * adv).mean(), atol=1e-5):
+            return ("you used the log-ratio log pi_theta - log pi_theta_old where L^CPI needs the "
+                    "ratio r_t(θ) = exp(log pi_theta - log pi_theta_old)")
+        if torch.isclose(got.detach().float(), (adv / ratio).mean(), atol=1e-5):
+            return "your ratio is upside down, pi_theta_old / pi_theta; r_t(θ) is pi_theta / pi_theta_old"
         if any(torch.isclose(got.detach().float(), cpi_surrogate(new.detach(), old, normalised),
                              atol=1e-5) for normalised in standardised(adv)):
             return ("you normalised the advantages inside L^CPI: it takes A as given "

@@ -106,10 +106,14 @@ def check_clipped_objective(fn):
             pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
             want_grad = 0.0 if pushing_past else ratio * adv
             if abs(grad.item() - want_grad) > 1e-4:
+                halved = (not pushing_past and want_grad != 0 and abs(grad.item() - want_grad / 2) < 1e-4)
                 return (f"for r = {ratio}, A = {adv} the gradient should be {want_grad:.3f}"
                         + (" (the sample is clipped: it must stop pushing)" if pushing_past else
                            " (inside the clip range L^CLIP's gradient equals L^CPI's)")
-                        + f", yours is {grad.item():.3f}")
+                        + f", yours is {grad.item():.3f}"
+                        + ("; half: inside the range the two terms tie and torch.minimum splits the "
+                           "gradient between them, so your clipped term carries none (.detach() on "
+                           "it, or a clip that is not differentiable?)" if halved else ""))
     if first_wrong is not None:
         ratio, adv, want, got = first_wrong
         where = (f"for A {'>' if adv > 0 else '<'} 0, r = {ratio} (ε = {eps}) the term is {want:.3f}, "

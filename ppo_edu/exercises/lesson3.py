@@ -133,8 +133,10 @@ def check_bootstrap_values(fn):
                         f"final_values[t]")
             return f"at truncated step {idx} expected final_values[t] = {float(expected[idx]):.4f}, got {value:.4f}"
         if kind == "terminated":
+            both = (" This step is also truncated: termination wins, so apply it last (or mask "
+                    "truncation with 'and not terminated')." if case["truncated"][idx] else "")
             return (f"at terminated step {idx} expected 0 (no future after the episode really "
-                    f"ends, whatever final_values says), got {value:.4f}")
+                    f"ends, whatever final_values says), got {value:.4f}.{both}")
         if kind == "last":
             return (f"at the last step {idx} expected next_values[i] = V(s_T) = "
                     f"{float(expected[idx]):.4f}, got {value:.4f}")
@@ -289,14 +291,31 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
     if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):
         return ("you treat truncation as termination: a truncated step must bootstrap from "
                 "final_values (V of the final observation), not from 0")
+    # the cases run (0.99, 0.95) first: failing a later pair means those all passed
+    hard_coded = ("" if (gamma, lam) == (0.99, 0.95) else
+                  "; it was right for gamma=0.99, lam=0.95: is gamma or lam hard-coded (in the "
+                  "recursion, or in the call to td_residuals_fn)?")
     if lam == 0.0:
-        return f"with lam = 0 GAE must equal the TD residuals delta_t; first difference at {idx} {where}"
+        return (f"with lam = 0 GAE must equal the TD residuals delta_t; first difference at {idx} "
+                f"{where}{hard_coded}")
+    # An error made at step t flows back into every earlier step of its environment, so the
+    # first wrong index is usually an innocent step before the bug: point at the last one.
+    t = int((~torch.isclose(got[:, idx[1]].float(), expected[:, idx[1]].float(),
+                            atol=1e-5, rtol=1e-4)).nonzero().max())
+    last = (t, idx[1])
+    kind = _kind_of_step(case, *last)
+    if case["terminated"][last] and case["truncated"][last]:
+        kind = "terminated-and-truncated"
+    after = ("the steps after it are right, so the error is in this step's own delta_t or in "
+             "whether done_t stops the recursion here" if t < got.shape[0] - 1 else
+             "nothing follows it, so A_t must be its own delta_t")
     if lam == 1.0:
-        return (f"with lam = 1 GAE must equal the discounted return minus V(s_t); first "
-                f"difference at {idx} {where}")
-    return (f"at {_kind_of_step(case, *idx)} step {idx} expected {float(expected[idx]):.4f}, got "
-            f"{float(got[idx]):.4f} {where}; the recursion runs backwards: "
-            f"A_t = delta_t + gamma * lam * (1 - done_t) * A_(t+1)")
+        return (f"with lam = 1 GAE must equal the discounted return minus V(s_t); the last wrong "
+                f"step of env {idx[1]} is {kind} step {last}: {after} {where}{hard_coded}")
+    return (f"the last wrong step of env {idx[1]} is {kind} step {last}: expected "
+            f"{float(expected[last]):.4f}, got {float(got[last]):.4f}; {after} "
+            f"(the recursion runs backwards, from the last step: A_t = delta_t + gamma * lam * "
+            f"(1 - done_t) * A_(t+1), done_t = terminated_t or truncated_t) {where}{hard_coded}")
 
 
 __all__ = ["check_bootstrap_values", "check_td_residuals", "check_gae"]

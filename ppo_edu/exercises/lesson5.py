@@ -68,11 +68,17 @@ def check_bradley_terry_loss(fn):
     # A reward model can be confidently wrong: a gap of 200 must give a loss of ~200, not inf.
     value = _scalar(fn(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])))
     want = bradley_terry_loss(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])).item()
+    pairs = "for the two pairs with gaps r_chosen - r_rejected = -200 and +3"
     if value is None or not torch.isfinite(torch.tensor(value)):
-        return ("for r_chosen - r_rejected = -200 your loss is not finite: log(sigmoid(-200)) underflows "
-                "to log(0) = -inf in float32; use F.logsigmoid(x) or F.softplus(-x), which are exact")
+        return (f"{pairs} your loss is not finite: log(sigmoid(-200)) underflows to log(0) = -inf in "
+                "float32 (or exp(200) overflows to inf); use F.logsigmoid(x) or F.softplus(-x), which "
+                "are exact")
     if not _near(value, want, 1e-3):
-        return f"for a gap of -200 the loss should be about {want:.2f}, got {value:.4g}"
+        capped = ("; yours is capped for a confidently wrong pair (an epsilon inside the log, a clamp, "
+                  "or binary cross-entropy's floor at -100), which also leaves that pair no gradient: "
+                  "use F.logsigmoid or F.softplus" if value < want else "")
+        return (f"{pairs} the mean loss should be about {want:.2f} (the -200 pair alone costs about "
+                f"200, the +3 pair about 0.05), got {value:.4g}{capped}")
     # train_reward_model hands it CPU scores, but a loss must also work on GPU tensors, where a
     # target made with torch.ones(n) (a CPU tensor) fails
     return device_hint(fn, torch.randn(5, generator=g), torch.randn(5, generator=g))

@@ -247,10 +247,21 @@ def check_token_gae(fn):
                 idx = first_mismatch(torch.where(real, advantages, expected), expected)
                 if lam == 0.0:
                     return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
-                return (f"at {idx} expected {float(expected[idx]):.4f}, got {float(advantages[idx]):.4f} "
-                        f"{where}; A_t = delta_t + gamma * lam * A_(t+1), computed backwards, with "
-                        "V(s_{t+1}) = 0 after a response's last real token, also when it fills all "
-                        "R tokens (the episode ends there: nothing to bootstrap from)")
+                # an error at token t spoils every earlier token of its response through the
+                # backward recursion: point at the last wrong token, where the error is made
+                row = idx[0]
+                wrong = ~torch.isclose(torch.where(real, advantages, expected)[row].float(),
+                                       expected[row].float(), atol=1e-5, rtol=1e-4)
+                last = (row, int(wrong.nonzero().max()))
+                end = int(mask[row].sum()) - 1
+                after = ("its last real token: nothing follows it, so A_t must be its own delta_t"
+                         if last[1] == end else "a token inside the response; the tokens after it are "
+                         "right, so the error is in this token's own delta_t")
+                return (f"the last wrong token of response {row} is {last}, {after} "
+                        f"(expected {float(expected[last]):.4f}, got {float(advantages[last]):.4f}) "
+                        f"{where}. A_t = delta_t + gamma * lam * A_(t+1), computed backwards, with V(s_{{t+1}}) = 0 "
+                        "after a response's last real token, also when it fills all R tokens (the "
+                        "episode ends there: nothing to bootstrap from)")
             if not close(advantages, expected):
                 return "advantages must be 0 on padding (multiply by the mask)"
             if not close(returns, expected_returns):
