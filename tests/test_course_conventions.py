@@ -275,3 +275,31 @@ def test_the_code_and_notebooks_pass_the_projects_lint_rules():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _discussion_questions(path):
+    """The numbered questions of a lesson's "What to discuss" section, as plain text."""
+    section = next(text(c) for c in cells(path, "markdown") if "What to discuss" in text(c))
+    section = section[section.index("What to discuss"):]
+    return [q.strip() for q in re.findall(r"^\d+\.\s+(.*)$", section, re.M)]
+
+
+def _normalise(s):
+    return re.sub(r"\s+", " ", s.replace("…", "").replace("*", "")).strip()
+
+
+def test_facilitator_notes_cover_every_discussion_question_in_order():
+    """notebooks/FACILITATORS.md has one note per question, headed by the question's opening
+    words: a question added, removed or reworded in a lesson without its note fails here."""
+    notes = (ROOT / "notebooks" / "FACILITATORS.md").read_text()
+    by_lesson = dict(re.findall(r"^## Lesson (\d): .*?\n(.*?)(?=^## Lesson |\Z)", notes, re.M | re.S))
+    assert sorted(by_lesson) == [str(n) for n in range(1, len(SOLUTIONS) + 1)]
+    for number, path in enumerate(SOLUTIONS, start=1):
+        questions = _discussion_questions(path)
+        heads = re.findall(r"^\*\*Q(\d+)\.\*\* (.*)$", by_lesson[str(number)], re.M)
+        assert [int(n) for n, _ in heads] == list(range(1, len(questions) + 1)), path.name
+        for (n, head), question in zip(heads, questions):
+            opening = _normalise(head)
+            assert len(opening) >= 20 and _normalise(question).startswith(opening), (
+                f"{path.name} question {n}: the note's heading {head!r} is not how the question "
+                f"starts: {question[:80]!r}")
