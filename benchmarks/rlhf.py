@@ -7,6 +7,10 @@
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
     python benchmarks/rlhf.py --shaping          # ours with rewards shaped by prefix scores
 
+At the end of each seed every trainer's end point is also marked against issue #5's offline
+targets (reward-model gain >= 1 reference std, VADER gain >= 0.3, KL <= 6 nats, after at
+most 300 s of training; ``--budget 300 --only ours`` is the run that tests them).
+
 Same for both: the shipped tiny SFT model as the initial policy and as the frozen reference,
 the shipped reward model (a ``GPT2ForSequenceClassification``, as TRL requires) read the
 same way, on the text of the prompt and the response re-tokenised, at an EOS after it (TRL
@@ -451,6 +455,8 @@ def compare_seed(args, seed: int) -> dict:
         if len(rows) == 2 and key in ("score_gain", "judge_gain", "kl", "samples_per_s"):
             line += ratio_cell(rows["ours"][key], rows["trl"][key])
         print(line)
+    for name, r in rows.items():
+        print(offline_targets_line(name, r))
     if len(rows) == 2:
         ours, trl = rows["ours"], rows["trl"]
         for name, r in (("ours", ours), ("TRL", trl)):
@@ -480,6 +486,25 @@ def ratio_cell(ours: float, trl: float) -> str:
     if ours < 0 and trl < 0:
         return f"{'n/a':>12} (both gains negative)"
     return f"{'n/a':>12}"  # TRL's is 0
+
+
+# issue #5's offline targets, for at most five minutes of PPO on the 2-core CPU
+OFFLINE_BUDGET_S = 300.0
+OFFLINE_TARGETS = (("score_gain_in_std", "RM gain", 1.0, ">=", "{:+.2f} std"),
+                   ("judge_gain", "VADER gain", 0.3, ">=", "{:+.3f}"),
+                   ("kl", "KL", 6.0, "<=", "{:.2f} nats"))
+
+
+def offline_targets_line(name: str, row: dict) -> str:
+    """One trainer's end point against issue #5's offline targets, each marked met or not, and
+    whether the run kept within the five minutes of training those targets allow."""
+    parts = []
+    for key, label, bound, sense, fmt in OFFLINE_TARGETS:
+        met = row[key] >= bound if sense == ">=" else row[key] <= bound
+        parts.append(f"{label} {fmt.format(row[key])} {'met' if met else 'NOT met'} ({sense} {bound:g})")
+    within = (f"within the targets' {OFFLINE_BUDGET_S:.0f} s" if row["train_s"] <= OFFLINE_BUDGET_S else
+              f"beyond the targets' {OFFLINE_BUDGET_S:.0f} s: not a test of them")
+    return f"{name}: offline targets: " + ", ".join(parts) + f" [{row['train_s']:.0f} s of training, {within}]"
 
 
 def end_point_met(ours: dict, trl: dict) -> bool:

@@ -486,3 +486,16 @@ def test_trl_is_built_in_fp32_with_our_settings(bench, monkeypatch):
     assert (config.learning_rate, config.kl_coef, config.kl_estimator) == (3e-5, 0.1, "k3")
     assert (config.response_length, config.seed, config.adam_epsilon) == (6, 7, 1e-6)
     assert config.temperature == 1.0 and config.stop_token == "eos"
+
+
+def test_offline_targets_line_marks_each_target_and_the_five_minute_budget(bench):
+    row = {"score_gain_in_std": 1.73, "judge_gain": 0.29, "kl": 4.82, "train_s": 299.0}
+    line = bench.offline_targets_line("ours", row)
+    assert line.startswith("ours: offline targets: ")
+    assert "RM gain +1.73 std met (>= 1)" in line and "VADER gain +0.290 NOT met (>= 0.3)" in line
+    assert "KL 4.82 nats met (<= 6)" in line and "within the targets' 300 s" in line
+    edge = bench.offline_targets_line("ours", {**row, "score_gain_in_std": 1.0, "judge_gain": 0.3,
+                                               "kl": 6.0, "train_s": 300.0})
+    assert "NOT" not in edge and "within" in edge  # the bounds themselves meet the targets
+    over = bench.offline_targets_line("TRL", {**row, "kl": 6.01, "train_s": 900.0})
+    assert "KL 6.01 nats NOT met (<= 6)" in over and "beyond the targets' 300 s: not a test of them" in over

@@ -252,6 +252,10 @@ def test_the_end_points_are_gains_over_the_reference_in_its_std_at_the_last_chec
     assert "at our final KL (3.00 nats): ours +2.500 std, TRL +1.500 std (interpolated" in out
     # ours: 2.5 std at 3 nats; TRL: 2.0 std at 4 nats
     assert "end points: ours has at least TRL's reward gain at no more KL; samples/s ratio 3.00" in out
+    # each trainer's end point against issue #5's offline targets (ours: 2.5 std, VADER +0.2, 3 nats)
+    assert ("ours: offline targets: RM gain +2.50 std met (>= 1), VADER gain +0.200 NOT met (>= 0.3), "
+            "KL 3.00 nats met (<= 6) [2 s of training, within the targets' 300 s]") in out
+    assert any(x.startswith("trl: offline targets: RM gain +2.00 std met") for x in out.splitlines())
 
 
 @pytest.mark.parametrize("trl_points, says", [
