@@ -61,6 +61,8 @@ def zero_padding(mask: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[tor
     """
     if mask is None:
         return tensors
+    # a mask of another shape would broadcast: a (3, 1) mask and a (3,) tensor give (3, 3)
+    require_same_shape(mask=mask, **{f"tensors[{i}]": t for i, t in enumerate(tensors)})
     keep = mask.bool()
     return tuple(torch.where(keep, t, torch.zeros_like(t)) for t in tensors)
 

@@ -135,6 +135,9 @@ def response_mask_from_eos(response_ids: torch.Tensor, eos_token_id: int) -> tor
 
     Rows without an EOS (cut off at the length limit) are all ones.
     """
+    if response_ids.dim() != 2:
+        raise ValueError(f"response_ids must have shape (B, R), responses x tokens, got "
+                         f"{tuple(response_ids.shape)}")
     is_eos = (response_ids == eos_token_id).long()
     eos_before = is_eos.cumsum(1) - is_eos  # number of EOS strictly before each position
     return (eos_before == 0).long()

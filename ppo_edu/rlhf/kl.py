@@ -63,9 +63,12 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
 
 
 def sequence_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample KL: the per-token estimates summed over each response, shape (B,)."""
+    """Per-sample KL: the per-token estimates ``kl`` (B, R) summed over each response's real
+    tokens (``mask`` (B, R), 1 on real tokens), shape (B,)."""
     # a (B, 1) or (R,) mask would broadcast and a 0.5 count as 1: checked, as in kl_penalty
     require_same_shape(kl=kl, mask=mask)
+    if kl.dim() != 2:
+        raise ValueError(f"kl and mask must have shape (B, R), responses x tokens, got {tuple(kl.shape)}")
     require_binary("mask", mask)
     return torch.where(mask.bool(), kl, 0.0).sum(1)
 
@@ -173,11 +176,14 @@ def kl_loss_term(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Te
 def expected_term_gradient(term, logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
     """E_{y ~ pi}[grad w.r.t. ``logits`` of ``term(log pi(y), log pi_ref(y))``], exactly.
 
+    ``logits`` and ``ref_logits`` are pi's and pi_ref's logits over the same ``(V,)`` outcomes;
     ``term(logprobs, ref_logprobs)`` maps the ``(V,)`` log-probabilities of every outcome to
     its ``(V,)`` per-outcome loss; the outcomes are weighted by pi(y), which is not
     differentiated (the token was drawn, not chosen by the gradient). Raises ValueError if
     the term has the wrong shape or does not depend on the log-probabilities at all.
     """
+    require_tensor("logits", logits), require_tensor("ref_logits", ref_logits)
+    require_same_shape(logits=logits, ref_logits=ref_logits)  # else pi_ref broadcasts to pi's outcomes
     theta = logits.detach().double().requires_grad_(True)
     logp = torch.log_softmax(theta, -1)
     ref_logp = torch.log_softmax(ref_logits.detach().double(), -1)
