@@ -206,7 +206,8 @@ def continuations(agent, obs, first_actions, horizon: int = 400, seed: int = 0) 
 
 def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates: int = 32,
                  n_truth: int = 128, horizon: int = 400, seed: int = 0) -> list[dict]:
-    """Bias and variance of GAE(gamma, lambda) at M state-action pairs, for each lambda.
+    """Bias and variance of GAE(gamma, lambda) at M state-action pairs, for each lambda:
+    ``obs`` (M, 4) CartPole observations and ``actions`` (M,).
 
     The target is Q^pi(s, a) - V(s): the true action value (mean discounted return of
     ``n_truth`` independent continuations) minus the critic's own baseline (a baseline

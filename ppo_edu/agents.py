@@ -83,6 +83,7 @@ class ActorCritic(nn.Module):
         return _forward(self.actor, obs)
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
+        """pi_theta(.|s) for ``obs`` (..., obs_dim): a ``Categorical`` with batch shape (...)."""
         return Categorical(logits=self.logits(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -118,6 +119,9 @@ class ActorCritic(nn.Module):
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
         """log pi_theta(a|s), entropy and V(s) for given states and actions (with gradients).
+
+        ``obs`` (..., obs_dim) and ``actions`` (...), one action per observation; each of the
+        three results has shape (...).
 
         The same numbers as ``self.distribution(obs)``'s ``log_prob`` and ``entropy``,
         computed from one log-softmax (no ``Categorical`` to build and validate in the

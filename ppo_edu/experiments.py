@@ -107,10 +107,14 @@ def collect_batch(agent: ActorCritic, num_envs: int = 8, num_steps: int = 256, g
 
 
 def cpi_objective(logprobs, old_logprobs, advantages) -> torch.Tensor:
+    """L^CPI = E_t[r_t(theta) A_t] (PPO paper, eq. 6), to maximise: the objective of lesson 1's
+    many epochs. Arguments as in :func:`ppo_edu.objectives.cpi_surrogate` (one shape, e.g. (T,))."""
     return cpi_surrogate(logprobs, old_logprobs, advantages)
 
 
 def clip_objective(epsilon: float = 0.2) -> Objective:
+    """L^CLIP with this ``epsilon`` (PPO paper, eq. 7), to maximise, as an objective with
+    :func:`cpi_objective`'s signature: E_t[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]."""
     def objective(logprobs, old_logprobs, advantages):
         return clipped_surrogate(logprobs, old_logprobs, advantages, epsilon).objective
     objective.__name__ = f"clip_objective(epsilon={epsilon})"

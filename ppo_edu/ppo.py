@@ -196,7 +196,8 @@ class PPOConfig:
 
 
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(A - mean) / (std + eps) over the minibatch: the same step size whatever the reward scale."""
+    """(A - mean) / (std + eps) over the minibatch: the same step size whatever the reward scale.
+    Any shape (one mean and std over every entry); returns the same shape."""
     if advantages.numel() < 2:
         return advantages - advantages.mean()
     return (advantages - advantages.mean()) / (advantages.std() + eps)

@@ -88,7 +88,8 @@ def plot_scores_vs_ratings(ratings, scorers: dict[str, np.ndarray], title: str =
 
 
 def accuracy_by_gap(ratings, scores, edges=(1.0, 1.5, 2.0, 3.0, 4.0, 8.0)) -> list[tuple[float, float, float, int]]:
-    """Pairwise accuracy of ``scores`` on pairs whose rating gap lies in each ``[lo, hi)`` bin."""
+    """Pairwise accuracy of ``scores`` on pairs whose rating gap lies in each ``[lo, hi)`` bin.
+    ``ratings`` and ``scores`` (N,), one per text (arrays or tensors)."""
     ratings = validate_ratings(ratings)
     scores = score_array(scores)
     if scores.shape != ratings.shape:

@@ -64,6 +64,8 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,
                   mask: torch.Tensor) -> torch.Tensor:
     """r_t = -beta kl_t on every real token, plus the score on each row's last real token. (B, R).
 
+    ``scores`` (B,), one per response; ``kl`` and ``mask`` (B, R).
+
     ``kl_coef`` (beta) is a finite number >= 0: a negative one would turn the KL penalty into a
     bonus for leaving the reference. Padding gets 0 whatever ``kl`` holds there."""
     if isinstance(kl_coef, torch.Tensor) and kl_coef.numel() == 1:

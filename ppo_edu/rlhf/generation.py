@@ -51,11 +51,12 @@ class Generation:
 
     @property
     def response_lengths(self) -> torch.Tensor:
+        """Real tokens of each response, its EOS included: (B,)."""
         return self.response_mask.sum(1)
 
     @property
     def last_index(self) -> torch.Tensor:
-        """Index (into the response) of each row's last real token: where its score goes."""
+        """Index (into the response) of each row's last real token, where its score goes: (B,)."""
         return self.response_lengths - 1
 
 
@@ -175,7 +176,8 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
              generator: torch.Generator | None = None) -> Generation:
     """Sample up to ``max_new_tokens`` tokens per prompt with a KV cache; stop rows at EOS.
 
-    ``model`` is a causal LM (e.g. ``policy.lm``). Raises ``FloatingPointError`` if the
+    ``model`` is a causal LM (e.g. ``policy.lm``); ``query_ids`` and ``query_mask`` (B, P), left
+    padded (:func:`encode_prompts`). Raises ``FloatingPointError`` if the
     logits at some step hold NaN or inf, instead of letting ``multinomial`` sample garbage.
     """
     require_temperature(temperature)

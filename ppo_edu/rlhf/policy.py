@@ -93,7 +93,8 @@ class PolicyWithValueHead(nn.Module):
         return logits.float() / temperature, values
 
     def logprobs_and_values(self, input_ids, attention_mask, query_length, temperature=1.0):
-        """(log pi_theta(y_t|s_t), V(s_t), logits) for every response token, (B, R)."""
+        """(log pi_theta(y_t|s_t), V(s_t), logits) for every response token: (B, R), (B, R) and
+        (B, R, V)."""
         logits, values = self(input_ids, attention_mask, query_length, temperature)
         return logprobs_from_logits(logits, input_ids[:, query_length:]), values, logits
 

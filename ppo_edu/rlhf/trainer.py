@@ -354,6 +354,9 @@ class RLHFTrainer:
     # -- 4: PPO epochs ----------------------------------------------------------------------
 
     def ppo_update(self, batch: RolloutBatch) -> dict:
+        """``ppo_epochs`` passes over the batch in shuffled minibatches, one Adam step each, on the
+        loss -L^CLIP + vf_coef * (clipped value loss): PPO paper eq. 9 without its entropy term.
+        Returns the diagnostics averaged over the steps (each measured before its step)."""
         cfg = self.config
         gen = batch.generation
         ids, am, P = gen.input_ids, gen.attention_mask, gen.query_length
