@@ -336,7 +336,7 @@ def test_a_function_that_makes_cpu_tensors_is_caught_before_a_gpu_lesson_calls_i
         return torch.where(mask.bool(), per_token, torch.zeros(logprobs.shape))
 
     hint = lesson5.check_last_token_scores.verify(cpu_positions)
-    assert "right on CPU tensors but fails on meta ones" in hint and "device=mask.device" in hint
+    assert "right on CPU tensors but fails on meta ones" in hint and "device=x.device" in hint
     assert lesson5.check_last_token_scores.verify(device_positions) is None
     assert "fails on meta ones" in lesson6.check_kl_penalty.verify(kl_with_cpu_zeros)
     # the Bradley-Terry loss as a BCE against a target of ones made on the CPU (train_reward_model

@@ -173,7 +173,7 @@ def device_hint(fn: Callable, *args) -> str | None:
             raise
         return (f"your function is right on CPU tensors but fails on {device.type} ones, which is "
                 f"how the lesson calls it on a GPU ({exc}). Make new tensors on the inputs' device: "
-                "torch.arange(n, device=mask.device), torch.zeros_like(x), x.new_zeros(...)")
+                "torch.arange(n, device=x.device), torch.zeros_like(x), x.new_zeros(...)")
     for o in out if isinstance(out, (tuple, list)) else (out,):
         if isinstance(o, torch.Tensor) and o.device.type != device.type:
             return (f"given {device.type} tensors your function answered on {o.device}: keep the "

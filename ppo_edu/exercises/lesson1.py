@@ -85,7 +85,8 @@ def check_cpi(fn):
         if any(torch.isclose(got.detach().float(), cpi_surrogate(new.detach(), old, normalised),
                              atol=1e-5) for normalised in standardised(adv)):
             return ("you normalised the advantages inside L^CPI: it takes A as given "
-                    "(normalising them is the trainer's job, once per batch)")
+                    "(normalising them is the trainer's job: here collect_batch does it once per batch, "
+                    "lesson 4's PPO once per minibatch)")
         if not torch.isclose(got.detach().float(), want, atol=1e-5):
             if torch.isclose(got.detach().float(), -want, atol=1e-5):
                 return ("you returned -L^CPI, a loss to minimise; the exercise asks for L^CPI itself, "
