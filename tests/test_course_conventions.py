@@ -303,3 +303,15 @@ def test_facilitator_notes_cover_every_discussion_question_in_order():
             assert len(opening) >= 20 and _normalise(question).startswith(opening), (
                 f"{path.name} question {n}: the note's heading {head!r} is not how the question "
                 f"starts: {question[:80]!r}")
+
+
+def test_exercises_are_numbered_by_lesson_with_a_difficulty_and_importance_line():
+    """Every lesson heads its exercises alike ("### Exercise N.k — title", then the difficulty
+    and importance line STYLE.md takes from ARENA), numbered 1, 2, ... within lesson N."""
+    heading = re.compile(r"^### Exercise (\d+)\.(\d+) — \S.*\n\*Difficulty: [★☆]{3} · Importance: [★☆]{3}\*$",
+                         re.M)
+    for number, path in enumerate(SOLUTIONS, start=1):
+        markdown = "\n".join(text(c) for c in cells(path, "markdown"))
+        assert markdown.count("### Exercise") == len(heading.findall(markdown)) > 0, path.name
+        assert [(int(n), int(k)) for n, k in heading.findall(markdown)] == [
+            (number, k) for k in range(1, len(heading.findall(markdown)) + 1)], path.name

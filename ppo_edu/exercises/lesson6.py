@@ -33,7 +33,7 @@ def _mask(lengths: list[int], R: int) -> torch.Tensor:
     return (torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]).long()
 
 
-# --------------------------------------------------------------------------- exercise 1
+# --------------------------------------------------------------------------- exercise 6.1
 
 
 def _response_cases() -> list[torch.Tensor]:
@@ -72,7 +72,7 @@ def check_response_mask(fn):
     return device_hint(fn, _response_cases()[0], EOS)
 
 
-# --------------------------------------------------------------------------- exercise 2
+# --------------------------------------------------------------------------- exercise 6.2
 
 
 def _kl_cases():
@@ -125,7 +125,7 @@ def check_kl_penalty(fn):
     return device_hint(fn, *_kl_cases()[0], "k3")
 
 
-# --------------------------------------------------------------------------- exercise 2b
+# --------------------------------------------------------------------------- exercise 6.3
 
 
 def _kl_term_cases():
@@ -184,7 +184,7 @@ def check_kl_loss_term(fn):
     return None
 
 
-# --------------------------------------------------------------------------- exercise 3
+# --------------------------------------------------------------------------- exercise 6.4
 
 
 def _gae_cases():
@@ -269,7 +269,7 @@ def check_token_gae(fn):
     return device_hint(fn, *_gae_cases()[1], 1.0, 0.95)
 
 
-# --------------------------------------------------------------------------- exercise 4
+# --------------------------------------------------------------------------- exercise 6.5
 
 
 def _value_loss_reference(values, old_values, returns, mask, clip_range=0.2):
