@@ -1,7 +1,7 @@
 """The commands and paths the documentation gives exist: every `benchmarks/*.py` or `tools/*.py`
 command quoted in the README, CONTRIBUTING, HISTORY, PROVENANCE, the facilitator notes or a lesson names
 a script that exists and only options its --help lists, and every repository path quoted
-there exists. (A renamed flag or file otherwise leaves the docs quoting a command that fails.)"""
+there exists, as does every `make` target. (A renamed flag or file otherwise leaves the docs quoting a command that fails.)"""
 
 import functools
 import json
@@ -19,6 +19,7 @@ COMMAND = re.compile(r"(?:\.venv/bin/python |python )?((?:benchmarks|tools)/\w+\
 PATH = re.compile(r"(?<![\w/])((?:ppo_edu|tests|tools|benchmarks|notebooks|assets)/[\w./-]+"
                   r"\.(?:py|md|txt|json|ipynb|png|gz|safetensors))")
 PLACEHOLDERS = {"notebooks/NN_name.ipynb"}  # CONTRIBUTING's pattern for a lesson's file name
+MAKE_TARGETS = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
 
 
 @functools.cache
@@ -44,6 +45,9 @@ def problems(text):
                       if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_text(script))]
         found += [f"{p} does not exist" for p in PATH.findall(span)
                   if p not in PLACEHOLDERS and not (ROOT / p).exists()]
+        found += [f"`{span}`: the Makefile has no target {target}"
+                  for target in re.findall(r"(?:^|\s)make (?:[A-Z_]+=\S+ )*([a-z][\w-]*)", span)
+                  if target not in MAKE_TARGETS]
     return sorted(set(found))
 
 
@@ -66,9 +70,11 @@ def test_quoted_commands_and_paths_exist(doc):
 def test_a_renamed_flag_or_file_in_the_docs_is_found():
     text = ("Run `benchmarks/rlhf.py --only ours --no-such-flag --seed S`, then "
             "`python tools/train_reward_model.py --out /tmp/rm` (a dataclass option) and read "
-            "`ppo_edu/rlhf/gone.py` and `benchmarks/missing.py --budget 3`.")
+            "`ppo_edu/rlhf/gone.py` and `benchmarks/missing.py --budget 3`; `make test-full`, "
+            "`PPO_EDU_PROFILE=fast make lab` and `make PYTHON=python3.12 lint`.")
     assert problems(text) == [
         "`benchmarks/rlhf.py --only ours --no-such-flag --seed S`: benchmarks/rlhf.py has no --no-such-flag",
+        "`make PYTHON=python3.12 lint`: the Makefile has no target lint",
         "benchmarks/missing.py does not exist",
         "ppo_edu/rlhf/gone.py does not exist",
     ]
