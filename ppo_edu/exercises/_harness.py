@@ -196,6 +196,16 @@ def first_mismatch(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: f
     return tuple(int(i) for i in bad.nonzero()[0])
 
 
+def last_mismatch(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4):
+    """Index (tuple) of the last entry where ``a`` and ``b`` differ, or None. In a backward
+    recursion (GAE) an error at step t spoils every earlier step: the last wrong one is where
+    it was made."""
+    bad = ~torch.isclose(a.float(), b.float(), atol=atol, rtol=rtol)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in bad.nonzero()[-1])
+
+
 def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:
     """A hint when ``got`` is not a tensor of ``expected``'s shape (``dims`` names the axes)."""
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:

@@ -18,6 +18,7 @@ from ppo_edu.exercises._harness import (
     close,
     describe_type,
     first_mismatch,
+    last_mismatch,
     shape_hint,
     standardised,
 )
@@ -300,8 +301,7 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
                 f"{where}{hard_coded}")
     # An error made at step t flows back into every earlier step of its environment, so the
     # first wrong index is usually an innocent step before the bug: point at the last one.
-    t = int((~torch.isclose(got[:, idx[1]].float(), expected[:, idx[1]].float(),
-                            atol=1e-5, rtol=1e-4)).nonzero().max())
+    (t,) = last_mismatch(got[:, idx[1]], expected[:, idx[1]])
     last = (t, idx[1])
     kind = _kind_of_step(case, *last)
     if case["terminated"][last] and case["truncated"][last]:

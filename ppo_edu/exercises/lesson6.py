@@ -15,6 +15,7 @@ from ppo_edu.exercises._harness import (
     device_hint,
     first_mismatch,
     gradient,
+    last_mismatch,
     nan_hint,
     no_gradient_hint,
     shape_hint,
@@ -250,9 +251,7 @@ def check_token_gae(fn):
                 # an error at token t spoils every earlier token of its response through the
                 # backward recursion: point at the last wrong token, where the error is made
                 row = idx[0]
-                wrong = ~torch.isclose(torch.where(real, advantages, expected)[row].float(),
-                                       expected[row].float(), atol=1e-5, rtol=1e-4)
-                last = (row, int(wrong.nonzero().max()))
+                last = (row, *last_mismatch(torch.where(real, advantages, expected)[row], expected[row]))
                 end = int(mask[row].sum()) - 1
                 after = ("its last real token: nothing follows it, so A_t must be its own delta_t"
                          if last[1] == end else "a token inside the response; the tokens after it are "
