@@ -119,8 +119,9 @@ def plot_seed_sweep(rows: list[dict]):
     if not names:
         raise ValueError("no rows to plot: the sweep returned nothing")
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True, squeeze=False)
+    by_objective = {name: [row for row in rows if row["objective"] == name] for name in names}
     for ax, name in zip(axes[0], names):
-        mine = [row for row in rows if row["objective"] == name]
+        mine = by_objective[name]
         for row in mine:
             ax.plot([0, 1], [row["return_before"], row["return_after"]], marker="o", color="C0", alpha=0.5)
         mean = [np.mean([row[k] for row in mine]) for k in ("return_before", "return_after")]
@@ -134,11 +135,11 @@ def plot_seed_sweep(rows: list[dict]):
     # the labels go on last, once the axes have their final size: seeds that end at about the
     # same return get their labels spread apart (a thin line points to each one's end)
     for ax, name in zip(axes[0], names):
-        ends = [row["return_after"] for row in rows if row["objective"] == name]
+        ends = [row["return_after"] for row in by_objective[name]]
         gap = _label_gap(ax, points=8.5)
         bottom, top = ax.get_ylim()
         heights = spread_labels(ends, gap, low=bottom + gap / 2, high=top - gap / 2)
-        for row, end, height in zip((row for row in rows if row["objective"] == name), ends, heights):
+        for row, end, height in zip(by_objective[name], ends, heights):
             ax.annotate(f"seed {row['seed']}", (1, end), xytext=(1.05, height), textcoords="data",
                         fontsize=7, va="center",
                         arrowprops=dict(arrowstyle="-", color="gray", lw=0.5, shrinkA=0, shrinkB=2))

@@ -1,7 +1,8 @@
-"""The commands and paths the documentation gives exist: every `benchmarks/*.py` or `tools/*.py`
-command quoted in the README, CONTRIBUTING, HISTORY, PROVENANCE, the facilitator notes or a lesson names
-a script that exists and only options its --help lists, and every repository path quoted
-there exists, as does every `make` target. (A renamed flag or file otherwise leaves the docs quoting a command that fails.)"""
+"""The commands and paths the documentation gives exist. Every `benchmarks/*.py` or
+`tools/*.py` command quoted in the README, CONTRIBUTING, HISTORY, PROVENANCE, the facilitator
+notes or a lesson names a script that exists and only options its --help lists; every
+repository path quoted there exists, and so does every `make` target. (A renamed flag or file
+otherwise leaves the docs quoting a command that fails.)"""
 
 import functools
 import json

@@ -258,9 +258,9 @@ def check_token_gae(fn):
                          "right, so the error is in this token's own delta_t")
                 return (f"the last wrong token of response {row} is {last}, {after} "
                         f"(expected {float(expected[last]):.4f}, got {float(advantages[last]):.4f}) "
-                        f"{where}. A_t = delta_t + gamma * lam * A_(t+1), computed backwards, with V(s_{{t+1}}) = 0 "
-                        "after a response's last real token, also when it fills all R tokens (the "
-                        "episode ends there: nothing to bootstrap from)")
+                        f"{where}. A_t = delta_t + gamma * lam * A_(t+1), computed backwards, "
+                        "with V(s_{t+1}) = 0 after a response's last real token, also when it fills "
+                        "all R tokens (the episode ends there: nothing to bootstrap from)")
             if not close(advantages, expected):
                 return "advantages must be 0 on padding (multiply by the mask)"
             if not close(returns, expected_returns):

@@ -8,8 +8,8 @@ A response ends at its first EOS, which belongs to the response (the model chose
 stop: that choice gets a log-probability, a value and the score). Every token after it
 is set to the pad id and masked out. The mask comes from *where* the first EOS is, never
 from comparing token ids with the pad id: with ``pad_token == eos_token`` (the usual GPT-2
-set-up) an id comparison would mask the real EOS too (the review of TRL PR #5303 found TRL's masks,
-``query_responses != pad_token_id``, doing this).
+set-up) an id comparison would mask the real EOS too (the review of TRL PR #5303 found TRL's
+masks, ``query_responses != pad_token_id``, doing this).
 
 Sampling is plain ancestral sampling from softmax(logits / temperature): no top-k, no
 top-p, no repetition penalty. PPO's ratio needs the probability of each sampled token

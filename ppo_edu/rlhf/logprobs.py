@@ -10,9 +10,10 @@ the value head has the same alignment, V(s_t) read at the last token *before* to
 Left padding: a row with ``k`` pad tokens in front must see positions ``0, 1, ...`` for
 its real tokens, not ``k, k + 1, ...``. ``transformers`` does not infer position ids from
 the attention mask in a plain forward call, so every forward here passes them explicitly
-(without them, the logprobs of the same text would change with the amount of padding: the
-family of left/right padding mismatches of TRL #2778, a score read at a right-padding
-position of left-padded rows, and #1482, padded prompts generated from with an all-ones mask). Shapes: ``(B, L)`` batch x tokens, ``(B, L, V)`` with the vocabulary.
+(without them, the logprobs of the same text would change with the amount of padding; the
+same family of left/right padding mismatches as TRL #2778, a score read at a right-padding
+position of left-padded rows, and #1482, padded prompts passed to ``generate`` with an
+all-ones mask). Shapes: ``(B, L)`` batch x tokens, ``(B, L, V)`` with the vocabulary.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def require_left_padded(query_mask: torch.Tensor, name: str = "query_mask") -> N
 
     With right padding (or a pad between real tokens) the first response token would be
     predicted from a pad position and scored at the wrong position: a padding mismatch of the
-    kind of TRL #2778 (a score read at the wrong position), only silent. ``encode_prompts`` pads on the left."""
+    kind of TRL #2778 (a score read at the wrong position), only silent. ``encode_prompts``
+    pads on the left."""
     if query_mask.dim() != 2 or query_mask.shape[1] < 1:
         raise ValueError(f"{name} must have shape (B, P) with P >= 1, got {tuple(query_mask.shape)}")
     m = query_mask.long()

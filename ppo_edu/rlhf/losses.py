@@ -18,8 +18,8 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     Like L^CLIP it is pessimistic: the larger of the two errors, so once V has moved more
     than ``clip_range`` from the value at sampling time *towards* the return, moving it
     further earns nothing (no gradient); a V that has moved away from the return keeps its
-    gradient back. Returns the loss
-    (to minimise) and the fraction of tokens where the clipped error was the larger.
+    gradient back. Returns the loss (to minimise) and the fraction of tokens where the clipped
+    error was the larger.
     values, old_values, returns, mask: ``(B, R)``.
     """
     require_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)

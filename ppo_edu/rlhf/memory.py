@@ -3,8 +3,8 @@
 Used in lesson 6 to check that the Colab settings fit a 16 GB T4, and checked against a
 measured run of the full-size GPT-2 architecture in ``benchmarks/fullsize_gpt2.py``.
 Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-Transformer Models"): s b h (34 + 5 a s / h) bytes per layer in 16-bit, doubled for fp32 (an overestimate:
-their count includes 1-byte dropout masks, and dropout is off here).
+Transformer Models"): s b h (34 + 5 a s / h) bytes per layer in 16-bit, doubled for fp32
+(an overestimate: their count includes 1-byte dropout masks, and dropout is off here).
 """
 
 from __future__ import annotations
