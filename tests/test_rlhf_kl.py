@@ -33,7 +33,7 @@ def test_kl_to_an_identical_policy_is_exactly_zero():
 
 
 def test_k3_is_never_negative_while_k1_can_be():
-    lp, ref = torch.randn(1000), torch.randn(1000)
+    lp, ref = -torch.randn(1000).abs(), -torch.randn(1000).abs()
     mask = torch.ones(1000)
     assert (kl_penalty(lp[None], ref[None], mask[None], "k3") >= 0).all()
     assert (kl_penalty(lp[None], ref[None], mask[None], "k1") < 0).any()
@@ -52,18 +52,35 @@ def test_estimators_are_unbiased_for_the_exact_kl(estimator):
 
 
 def test_padding_contributes_nothing():
-    lp, ref = torch.randn(2, 4), torch.randn(2, 4)
+    lp, ref = -torch.randn(2, 4).abs(), -torch.randn(2, 4).abs()
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     kl = kl_penalty(lp, ref, mask, "k3")
     assert (kl[0, 2:] == 0).all()
     torch.testing.assert_close(sequence_kl(kl, mask), kl.sum(1))
 
 
+@pytest.mark.parametrize("argument", ["logprobs", "ref_logprobs"])
+def test_probabilities_passed_as_log_probabilities_are_refused(argument):
+    """A token's log-probability is <= 0; probabilities in their place would give a k1 "KL"
+    that is a difference of probabilities, and the trainer would penalise it silently."""
+    logp = torch.log_softmax(torch.randn(2, 4, 7), -1)[..., 0]
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    inputs = {"logprobs": logp, "ref_logprobs": logp - 0.1}
+    inputs[argument] = inputs[argument].exp()
+    with pytest.raises(ValueError, match=f"^{argument} must hold log-probabilities .* probabilities passed"):
+        kl_penalty(inputs["logprobs"], inputs["ref_logprobs"], mask)
+    # padding may hold anything, a positive number included; and 0 (probability 1) is fine
+    padded = logp.clone()
+    padded[0, 3] = 5.0
+    padded[1, 0] = 0.0
+    assert torch.isfinite(kl_penalty(padded, padded - 0.1, mask)).all()
+
+
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
 def test_non_finite_padding_does_not_leak_into_the_kl(estimator):
     """Padding may hold anything: an inf log-prob after EOS times a 0 mask would be NaN and
     turn the sample's KL, the batch mean and then beta into NaN (COURSE.md §8, NaN row)."""
-    lp, ref = torch.randn(2, 4), torch.randn(2, 4)
+    lp, ref = -torch.randn(2, 4).abs(), -torch.randn(2, 4).abs()
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     clean = kl_penalty(lp, ref, mask, estimator)
     lp[0, 2], ref[0, 3] = -float("inf"), float("nan")

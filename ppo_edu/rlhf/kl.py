@@ -46,11 +46,13 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     pi_ref of the tokens pi_theta sampled. ``estimator``, with log rho = ref_logprobs -
     logprobs: ``"k1"``, -log rho (unbiased; negative on tokens pi_ref likes more), or
     ``"k3"``, (rho - 1) - log rho (unbiased and never negative). Returns ``(B, R)``; its
-    row sums are the per-sample KL estimates. Padding may hold anything, -inf included.
+    row sums are the per-sample KL estimates. Padding may hold anything, -inf included; a
+    real token's log-probability above 0 is refused (probabilities passed instead of logs).
     """
     require_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask)
     require_binary("mask", mask)
     real = mask.bool()
+    require_token_logprobs(real, logprobs=logprobs, ref_logprobs=ref_logprobs)
     # where, not "* mask": padding may hold anything (an inf log-prob after EOS times 0 is NaN)
     log_ratio = torch.where(real, ref_logprobs - logprobs, 0.0)  # log r_t, 0 on padding
     if estimator == "k1":
@@ -60,6 +62,25 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     else:
         raise ValueError(f"unknown KL estimator {estimator!r}; use one of {ESTIMATORS}")
     return torch.where(real, kl, 0.0)
+
+
+# log_softmax cannot exceed 0; the slack only allows for another kernel's rounding
+LOGPROB_SLACK = 1e-4
+
+
+def require_token_logprobs(real: torch.Tensor, **tensors: torch.Tensor) -> None:
+    """Refuse log-probabilities of tokens that are above 0 on real tokens (``real``, a bool
+    mask of their shape). A token of a finite vocabulary has probability at most 1, so a
+    positive log-probability is not one: most often the probabilities themselves were passed,
+    whose k1 "KL" would be a difference of probabilities and train silently on nonsense."""
+    for name, t in tensors.items():
+        bad = real & (t > LOGPROB_SLACK)
+        if bad.any():
+            index = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name} must hold log-probabilities (<= 0) on real tokens, but it has "
+                f"{t[index].item():.4g} at index {index}: were probabilities passed instead of "
+                "their logs? (take torch.log_softmax of the logits, or .log() of probabilities)")
 
 
 def sequence_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
