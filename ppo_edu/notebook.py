@@ -65,7 +65,8 @@ def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> 
         if not seed.strip().isdecimal() or not seed.strip().isascii():
             raise ValueError(f"{SEED_ENV}={seed!r} is not a seed; use a whole number >= 0")
         settings["seed"] = int(seed)
-    print(f"profile: {profile}  (set {PROFILE_ENV}=fast|full to change)")
+    print(f"profile: {profile}  (to change it in a running notebook: %env {PROFILE_ENV}=fast or =full, "
+          "then run this cell and every cell below it again)")
     for key, value in settings.items():
         origin = (f"  (from {SEED_ENV}; the lesson's text quotes seed 0's run)"
                   if key == "seed" and seed is not None else "")
