@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_device
+from ppo_edu._checks import require_count, require_device, require_same_shape, require_tensor
 from ppo_edu.agents import ActorCritic, NumpyPolicy, require_agent_fits
 
 
@@ -79,6 +79,38 @@ class Rollout:
             "logprobs": self.logprobs.reshape(-1),
             "values": self.values.reshape(-1),
         }
+
+
+def episode_positions(terminated: torch.Tensor, truncated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each step of a rollout that starts at a reset sits in its episode.
+
+    ``terminated``, ``truncated``: the rollout's ``(T, N)`` bool flags. Returns two ``(T, N)``
+    integer tensors: ``since_start``, the number of earlier steps of the same episode in the
+    rollout (0 at an episode's first step; the rollout's first row counts as one, so this
+    holds for a rollout collected right after ``envs.reset``, as a new
+    :class:`RolloutCollector`'s first one is), and ``until_termination``, how many steps
+    after this one the episode terminates (0 on the terminating step itself), or -1 where
+    it does not terminate within the rollout (it is truncated, or still running at the end).
+    """
+    for name, flags in (("terminated", terminated), ("truncated", truncated)):
+        require_tensor(name, flags)
+        if flags.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor, got {flags.dtype}")
+    require_same_shape(terminated=terminated, truncated=truncated)
+    if terminated.dim() != 2:
+        raise ValueError(f"terminated and truncated must have shape (T, N), got {tuple(terminated.shape)}")
+    terminated, truncated = terminated.cpu(), truncated.cpu()
+    ended = terminated | truncated
+    T = terminated.shape[0]
+    since = torch.zeros(terminated.shape, dtype=torch.long)
+    until = torch.full(terminated.shape, -1, dtype=torch.long)
+    for t in range(1, T):  # forwards: an episode starts on the step after an end
+        since[t] = torch.where(ended[t - 1], 0, since[t - 1] + 1)
+    for t in reversed(range(T)):  # backwards: count down to the termination, if it comes
+        after = until[t + 1] if t + 1 < T else torch.full_like(until[t], -1)
+        here = torch.where(ended[t], -1, torch.where(after >= 0, after + 1, -1))
+        until[t] = torch.where(terminated[t], 0, here)
+    return since, until
 
 
 class RolloutCollector:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ppo_edu.agents import ActorCritic
-from ppo_edu.rollout import RolloutCollector, make_cartpole_envs
+from ppo_edu.rollout import RolloutCollector, episode_positions, make_cartpole_envs
 
 
 def short_limit_envs(num_envs: int = 4, max_episode_steps: int = 12, seed: int = 0):
@@ -235,3 +235,38 @@ def test_rollouts_sample_from_an_agent_whose_layers_were_changed():
                                    policy.evaluate_actions(rollout.obs, rollout.actions)[0])
         torch.testing.assert_close(rollout.values, policy.value(rollout.obs))
     assert (rollout.actions == 0).all()
+
+
+def test_episode_positions_by_hand():
+    # env 0: an episode terminated at t = 1, then one still running; env 1: truncated at
+    # t = 1, then one that terminates at t = 3, then a new one; env 2: both flags at t = 2
+    terminated = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    truncated = torch.tensor([[0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    since, until = episode_positions(terminated, truncated)
+    assert since.T.tolist() == [[0, 1, 0, 1, 2], [0, 1, 0, 1, 0], [0, 1, 2, 0, 1]]
+    # termination wins over a truncation on the same step
+    assert until.T.tolist() == [[1, 0, -1, -1, -1], [-1, -1, 1, 0, -1], [2, 1, 0, -1, -1]]
+
+
+def test_episode_positions_agree_with_the_collected_episodes(collected):
+    _, rollout = collected
+    since, until = episode_positions(rollout.terminated, rollout.truncated)
+    ended = rollout.terminated | rollout.truncated
+    # the collector's rollout starts at the reset, so an episode that ends at t has length since + 1
+    lengths = [int(since[t, i]) + 1 for t in range(rollout.num_steps) for i in range(rollout.num_envs)
+               if ended[t, i]]
+    assert sorted(lengths) == sorted(rollout.episode_lengths)
+    # counting down to each termination, and -1 wherever the episode is cut by the limit instead
+    assert (until[rollout.terminated] == 0).all()
+    assert (until[rollout.truncated & ~rollout.terminated] == -1).all()
+    assert ((until[:-1] >= 1) == (until[1:] >= 0) & ~ended[:-1]).all()
+
+
+def test_episode_positions_refuse_bad_flags():
+    flags = torch.zeros(4, 2, dtype=torch.bool)
+    with pytest.raises(TypeError, match="truncated must be a bool tensor"):
+        episode_positions(flags, flags.int())
+    with pytest.raises(ValueError, match="shape mismatch: truncated"):
+        episode_positions(flags, flags[:, :1])
+    with pytest.raises(ValueError, match=r"shape \(T, N\)"):
+        episode_positions(flags.reshape(-1), flags.reshape(-1))
