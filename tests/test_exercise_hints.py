@@ -346,6 +346,15 @@ def test_a_function_that_makes_cpu_tensors_is_caught_before_a_gpu_lesson_calls_i
             r_chosen - r_rejected, torch.ones(len(r_chosen)))
 
     assert "fails on meta ones" in lesson5.check_bradley_terry_loss.verify(bce_with_cpu_target)
+
+    # a detour through numpy passes on the CPU and raises a TypeError on the GPU
+    def kl_through_numpy(logprobs, ref_logprobs, mask, estimator):
+        log_ratio = torch.from_numpy(logprobs.numpy() - ref_logprobs.numpy())
+        per_token = log_ratio if estimator == "k1" else torch.expm1(-log_ratio) + log_ratio
+        return torch.where(mask.bool(), per_token, 0.0)
+
+    hint = lesson6.check_kl_penalty.verify(kl_through_numpy)
+    assert "fails on meta ones" in hint and "numpy works on CPU tensors only" in hint
     monkeypatch.setattr(_harness, "accelerator", lambda: None)  # a CPU runtime: nothing to check
     assert lesson5.check_last_token_scores.verify(cpu_positions) is None
 

@@ -168,6 +168,13 @@ def device_hint(fn: Callable, *args) -> str | None:
     moved = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args]
     try:
         out = fn(*moved)
+    except TypeError as exc:
+        # .numpy() on a GPU tensor: "can't convert cuda:0 device type tensor to numpy"
+        if "numpy" not in str(exc) or "device" not in str(exc):
+            raise
+        return (f"your function is right on CPU tensors but fails on {device.type} ones, which is "
+                f"how the lesson calls it on a GPU ({exc}). numpy works on CPU tensors only: stay in "
+                "torch (torch.where, torch.cumsum, torch.flip, ... have numpy's counterparts)")
     except RuntimeError as exc:
         if "device" not in str(exc):
             raise
