@@ -77,9 +77,10 @@ def settings_for(profiles: dict[str, dict[str, Any]], default: str = "full") -> 
 def expect(condition: Any, message: str, *, measured: bool = True) -> bool:
     """A lesson's check of a claim: an ``AssertionError`` if it fails where its threshold was measured.
 
-    Some thresholds were measured on one setup only (lesson 6's, on the tiny offline models:
-    nobody has run GPT-2 on a GPU with them yet). There ``measured=False``: a failure is
-    printed, with that caveat, instead of stopping "Run all" halfway through the lesson.
+    Some thresholds were measured on one setup only (lessons 5 and 6's, on the tiny offline
+    models on a CPU: nobody has run GPT-2 through them yet, and a GPU draws other samples for
+    the same seed). Elsewhere ``measured=False``: a failure is printed, with that caveat,
+    instead of stopping "Run all" halfway through the lesson.
     Returns whether the claim held.
     """
     if not isinstance(measured, bool):
@@ -89,7 +90,7 @@ def expect(condition: Any, message: str, *, measured: bool = True) -> bool:
         return True
     if measured:
         raise AssertionError(message)
-    print(f"NOT AS EXPECTED: {message}\n  (this check's threshold was measured on the offline setup only, "
-          "not on this one: read it as a finding about your run, and the text's numbers as the offline "
-          "run's)")
+    print(f"NOT AS EXPECTED: {message}\n  (this check's threshold was measured with the tiny offline models "
+          "on a CPU only, not on this setup: read it as a finding about your run, and the text's numbers "
+          "as the offline run's)")
     return False

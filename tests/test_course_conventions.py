@@ -233,7 +233,7 @@ def test_expect_asserts_where_measured_and_prints_elsewhere(capsys):
         notebook.expect(False, "the score did not rise")
     assert notebook.expect(False, "the score did not rise", measured=False) is False
     out = capsys.readouterr().out
-    assert "NOT AS EXPECTED: the score did not rise" in out and "offline setup only" in out
+    assert "NOT AS EXPECTED: the score did not rise" in out and "tiny offline models on a CPU only" in out
     with pytest.raises(TypeError, match="measured must be True or False"):
         notebook.expect(False, "x", measured="offline")  # a truthy string would have asserted by accident
 
