@@ -19,6 +19,7 @@ DOCS = ["README.md", "CONTRIBUTING.md", "benchmarks/HISTORY.md", "notebooks/FACI
 COMMAND = re.compile(r"(?:\.venv/bin/python |python )?((?:benchmarks|tools)/\w+\.py)(.*)")
 PATH = re.compile(r"(?<![\w/])((?:ppo_edu|tests|tools|benchmarks|notebooks|assets)/[\w./-]+"
                   r"\.(?:py|md|txt|json|ipynb|png|gz|safetensors))")
+TEST_ID = re.compile(r"(tests/\w+\.py)::(\w+)")  # a pytest node id: the test must exist
 PLACEHOLDERS = {"notebooks/NN_name.ipynb"}  # CONTRIBUTING's pattern for a lesson's file name
 MAKE_TARGETS = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
 
@@ -46,6 +47,9 @@ def problems(text):
                       if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_text(script))]
         found += [f"{p} does not exist" for p in PATH.findall(span)
                   if p not in PLACEHOLDERS and not (ROOT / p).exists()]
+        found += [f"`{span}`: {path} has no {name}" for path, name in TEST_ID.findall(span)
+                  if (ROOT / path).is_file()
+                  and not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)]
         found += [f"`{span}`: the Makefile has no target {target}"
                   for target in re.findall(r"(?:^|\s)make (?:[A-Z_]+=\S+ )*([a-z][\w-]*)", span)
                   if target not in MAKE_TARGETS]
@@ -72,10 +76,13 @@ def test_a_renamed_flag_or_file_in_the_docs_is_found():
     text = ("Run `benchmarks/rlhf.py --only ours --no-such-flag --seed S`, then "
             "`python tools/train_reward_model.py --out /tmp/rm` (a dataclass option) and read "
             "`ppo_edu/rlhf/gone.py` and `benchmarks/missing.py --budget 3`; `make test-full`, "
-            "`PPO_EDU_PROFILE=fast make lab` and `make PYTHON=python3.12 lint`.")
+            "`PPO_EDU_PROFILE=fast make lab` and `make PYTHON=python3.12 lint`; the tests "
+            "`tests/test_rollout.py::test_no_transition_crosses_a_reset` and "
+            "`tests/test_rollout.py::test_a_renamed_test`.")
     assert problems(text) == [
         "`benchmarks/rlhf.py --only ours --no-such-flag --seed S`: benchmarks/rlhf.py has no --no-such-flag",
         "`make PYTHON=python3.12 lint`: the Makefile has no target lint",
+        "`tests/test_rollout.py::test_a_renamed_test`: tests/test_rollout.py has no test_a_renamed_test",
         "benchmarks/missing.py does not exist",
         "ppo_edu/rlhf/gone.py does not exist",
     ]
