@@ -85,12 +85,12 @@ def episode_positions(terminated: torch.Tensor, truncated: torch.Tensor) -> tupl
     """Where each step of a rollout that starts at a reset sits in its episode.
 
     ``terminated``, ``truncated``: the rollout's ``(T, N)`` bool flags. Returns two ``(T, N)``
-    integer tensors: ``since_start``, the number of earlier steps of the same episode in the
-    rollout (0 at an episode's first step; the rollout's first row counts as one, so this
-    holds for a rollout collected right after ``envs.reset``, as a new
-    :class:`RolloutCollector`'s first one is), and ``until_termination``, how many steps
-    after this one the episode terminates (0 on the terminating step itself), or -1 where
-    it does not terminate within the rollout (it is truncated, or still running at the end).
+    integer tensors: ``since_start``, the number of earlier steps of the same episode (0 at
+    an episode's first step; the rollout's first row is taken to start episodes, which holds
+    for a rollout collected right after ``envs.reset``, such as a new
+    :class:`RolloutCollector`'s first one), and ``until_termination``, how many steps after
+    this one the episode terminates (0 on the terminating step itself), or -1 where it does
+    not terminate within the rollout (it is truncated, or still running at the end).
     """
     for name, flags in (("terminated", terminated), ("truncated", truncated)):
         require_tensor(name, flags)
