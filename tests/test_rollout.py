@@ -259,7 +259,8 @@ def test_episode_positions_agree_with_the_collected_episodes(collected):
     # counting down to each termination, and -1 wherever the episode is cut by the limit instead
     assert (until[rollout.terminated] == 0).all()
     assert (until[rollout.truncated & ~rollout.terminated] == -1).all()
-    assert ((until[:-1] >= 1) == (until[1:] >= 0) & ~ended[:-1]).all()
+    # a step counts down (>= 1) exactly when its episode goes on and the next step counts down or terminates
+    assert ((until[:-1] >= 1) == ((until[1:] >= 0) & ~ended[:-1])).all()
 
 
 def test_episode_positions_refuse_bad_flags():
