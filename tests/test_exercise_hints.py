@@ -359,6 +359,16 @@ def test_a_function_that_makes_cpu_tensors_is_caught_before_a_gpu_lesson_calls_i
     assert lesson5.check_last_token_scores.verify(cpu_positions) is None
 
 
+def test_the_gpu_check_is_cuda_only_apple_mps_is_not_checked(monkeypatch):
+    """The tiny models run on the CPU everywhere, so no lesson calls a learner's function on
+    MPS; checking there would fail a correct float64 answer (MPS has no float64)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _harness.accelerator() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _harness.accelerator() == torch.device("cuda")
+
+
 # --------------------------------------------------------------------------- the harness
 
 

@@ -148,19 +148,22 @@ def _watched(fn: Callable, names: list[str]) -> Callable:
 
 
 def accelerator() -> torch.device | None:
-    """The GPU the lessons move their tensors to (CUDA, else Apple's MPS), or None."""
+    """The GPU the lessons may call the learner's functions on: CUDA, or None.
+
+    Only GPT-2 runs on a GPU, and the lessons' GPU path is Colab's CUDA runtime; the tiny
+    models run on the CPU wherever the lessons run. Apple's MPS is not checked: the tiny
+    models never run there, and a correct answer in float64, which MPS does not support,
+    would be failed for it."""
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
     return None
 
 
 def device_hint(fn: Callable, *args) -> str | None:
     """Call ``fn(*args)`` once more with its tensors on :func:`accelerator` (when there is
-    one), as lessons 5 and 6 call it on a GPU runtime: a hint when it fails there (a tensor
-    made on the CPU inside it, e.g. ``torch.arange(n)``) or answers on another device."""
+    one), as lessons 5 and 6 call it with GPT-2 on a GPU runtime: a hint when it fails there
+    (a tensor made on the CPU inside it, e.g. ``torch.arange(n)``) or answers on another
+    device."""
     device = accelerator()
     if device is None:
         return None
