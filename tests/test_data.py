@@ -225,24 +225,13 @@ def test_load_reviews_imdb_offline_says_what_to_use_instead(monkeypatch):
 
 
 def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
+    from ppo_edu.lm.testing import StandInSplit
+
     calls = []
-
-    class FakeSplit:
-        def __init__(self, rows):
-            self.rows = rows
-
-        def __len__(self):
-            return len(self.rows)
-
-        def select(self, indices):
-            return FakeSplit([self.rows[i] for i in indices])
-
-        def __getitem__(self, key):
-            return [r[key] for r in self.rows]
 
     def load_dataset(name, split):
         calls.append((name, split))
-        return FakeSplit([{"text": "Great.<br /><br />Loved it.", "label": 1},
+        return StandInSplit([{"text": "Great.<br /><br />Loved it.", "label": 1},
                           {"text": "Awful.", "label": 0}, {"text": "Meh.", "label": 0}])
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))

@@ -3,9 +3,10 @@
 
 import pytest
 import torch
-from transformers import DistilBertConfig, DistilBertForSequenceClassification
+from transformers import DistilBertForSequenceClassification
 
 from ppo_edu.lm import load_lm
+from ppo_edu.lm.testing import save_random_sentiment_classifier
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
 from ppo_edu.rlhf.setups import COLAB, OFFLINE, judge_fn, load_prompts, load_reward_fn
 from ppo_edu.rlhf.toy import toy_lm, toy_reward_model, toy_tokenizer
@@ -18,13 +19,7 @@ def colab_like_dirs(tmp_path_factory):
     lm_dir, clf_dir, rm_dir = root / "gpt2", root / "distilbert-imdb", root / "rm"
     toy_lm(tok).save_pretrained(lm_dir)
     tok.save_pretrained(lm_dir)
-    torch.manual_seed(0)
-    clf = DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=len(tok), dim=32, hidden_dim=64, n_layers=1, n_heads=2, max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1}))
-    clf.save_pretrained(clf_dir)
-    tok.save_pretrained(clf_dir)
+    save_random_sentiment_classifier(clf_dir, tok)
     toy_reward_model(tok).save_pretrained(rm_dir)
     tok.save_pretrained(rm_dir)
     return lm_dir, clf_dir, rm_dir

@@ -104,22 +104,17 @@ def build_gpt2(snapshot: Path, texts: list[str]) -> None:
 def build_distilbert_imdb(snapshot: Path, texts: list[str]) -> None:
     """A miniature of ``lvwerra/distilbert-imdb``: DistilBertForSequenceClassification with
     NEGATIVE / POSITIVE labels and a lower-cased WordPiece tokenizer ([CLS] ... [SEP])."""
-    import torch
     from tokenizers import BertWordPieceTokenizer
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertTokenizerFast
+    from transformers import DistilBertTokenizerFast
+
+    from ppo_edu.lm.testing import save_random_sentiment_classifier
 
     snapshot.mkdir(parents=True, exist_ok=True)
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(texts, vocab_size=3000, show_progress=False)
     wordpiece.save_model(str(snapshot))  # vocab.txt
     tokenizer = DistilBertTokenizerFast(vocab_file=str(snapshot / "vocab.txt"), do_lower_case=True)
-    torch.manual_seed(0)
-    classifier = DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1}))
-    classifier.save_pretrained(snapshot)
-    tokenizer.save_pretrained(snapshot)
+    save_random_sentiment_classifier(snapshot, tokenizer, n_layers=2, max_position_embeddings=512)
 
 
 def build_hub_cache(cache: Path, texts: list[str]) -> None:
@@ -135,28 +130,16 @@ def build_hub_cache(cache: Path, texts: list[str]) -> None:
 FAKE_DATASETS = '''"""Stand-in for `datasets` in tools/colab_rehearsal.py: serves stanfordnlp/imdb from a JSON file."""
 import json, os
 
+from ppo_edu.lm.testing import StandInSplit
+
 __version__ = "0.0-colab-rehearsal"
-
-
-class _Split:
-    def __init__(self, rows):
-        self._rows = rows
-
-    def __len__(self):
-        return len(self._rows)
-
-    def select(self, indices):
-        return _Split([self._rows[i] for i in indices])
-
-    def __getitem__(self, column):
-        return [row[column] for row in self._rows]
 
 
 def load_dataset(path, split=None, **kwargs):
     if path != "stanfordnlp/imdb" or split is None:
         raise OSError(f"the rehearsal's stand-in datasets serves stanfordnlp/imdb by split only, not {path!r}")
     with open(os.environ["PPO_EDU_REHEARSAL_IMDB"]) as f:
-        return _Split(json.load(f)[split])
+        return StandInSplit(json.load(f)[split])
 '''
 
 

@@ -7,7 +7,7 @@
 - ``ppo_edu.lm.training``       SFT and reward-model training loops, perplexity, sampling
 - ``ppo_edu.lm.tokenizer``      the byte-level BPE tokenizer (``<|endoftext|>`` = BOS/EOS, ``<|pad|>``)
 - ``ppo_edu.lm.plots``          lesson 5's plots
-- ``ppo_edu.lm.testing``        small random GPT-2 directories for tests (the hub path, offline)
+- ``ppo_edu.lm.testing``        small random GPT-2 and DistilBERT directories for tests (the hub path, offline)
 """
 
 from ppo_edu.lm.bradley_terry import (

@@ -48,3 +48,39 @@ def save_random_gpt2(path, tokenizer, *, n_embd: int = 32, n_layer: int = 2, n_h
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_random_sentiment_classifier(path, tokenizer, *, n_layers: int = 1, max_position_embeddings: int = 128,
+                                     seed: int = 0) -> Path:
+    """Save a randomly initialised miniature of ``lvwerra/distilbert-imdb`` and ``tokenizer`` to
+    ``path``: a ``DistilBertForSequenceClassification`` (width 32) with two labels, NEGATIVE and
+    POSITIVE, named in its config as the hub model's are."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=n_layers, n_heads=2,
+                              max_position_embeddings=max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+                              num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                              label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    DistilBertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+class StandInSplit:
+    """What :func:`ppo_edu.lm.load_reviews` uses of a ``datasets`` split, over a list of row
+    dicts: ``len``, ``select(indices)`` and ``split[column]`` (a list), for tests and
+    ``tools/colab_rehearsal.py``'s stand-in for IMDB."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def select(self, indices) -> StandInSplit:
+        return StandInSplit([self.rows[i] for i in indices])
+
+    def __getitem__(self, column: str) -> list:
+        return [row[column] for row in self.rows]
