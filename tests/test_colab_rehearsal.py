@@ -60,3 +60,14 @@ def test_the_stand_in_imdb_keeps_labels_grouped_and_html_breaks(tmp_path):
     assert labels == sorted(labels) and set(labels) == {0, 1}  # grouped by label, as IMDB stores it
     assert any("<br /><br />" in row["text"] for row in splits["train"])
     assert (tmp_path / "site" / "datasets" / "__init__.py").is_file()
+
+
+def test_bad_arguments_are_refused_by_name(tmp_path, capsys):
+    tool = _tool()
+    (tmp_path / "a-file").write_text("x")
+    for argv, message in ((["--ppo-steps", "0"], "--ppo-steps must be at least 1"),
+                          (["--timeout", "0"], "--timeout must be at least 1 second"),
+                          (["--keep", str(tmp_path / "a-file")], "is a file; pass a folder")):
+        with pytest.raises(SystemExit):
+            tool.main(argv)
+        assert message in capsys.readouterr().err

@@ -199,6 +199,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.ppo_steps < 1:
         parser.error(f"--ppo-steps must be at least 1, got {args.ppo_steps}")
+    if args.timeout < 1:
+        parser.error(f"--timeout must be at least 1 second, got {args.timeout}")
+    if args.keep is not None and args.keep.exists() and not args.keep.is_dir():
+        parser.error(f"--keep {args.keep} is a file; pass a folder (new or existing)")
 
     import nbformat
 
