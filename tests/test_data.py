@@ -232,7 +232,7 @@ def test_load_reviews_imdb_goes_through_datasets_load_dataset(monkeypatch):
     def load_dataset(name, split):
         calls.append((name, split))
         return StandInSplit([{"text": "Great.<br /><br />Loved it.", "label": 1},
-                          {"text": "Awful.", "label": 0}, {"text": "Meh.", "label": 0}])
+                             {"text": "Awful.", "label": 0}, {"text": "Meh.", "label": 0}])
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     texts, labels = load_reviews("imdb", "test")
