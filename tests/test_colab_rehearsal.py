@@ -2,6 +2,7 @@
 the hub replaced by local stand-ins loaded by their hub ids (tools/colab_rehearsal.py)."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,24 @@ def test_bad_arguments_are_refused_by_name(tmp_path, capsys):
         with pytest.raises(SystemExit):
             tool.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_the_kernels_get_the_offline_environment_and_the_caller_keeps_its_own(monkeypatch, tmp_path):
+    tool = _tool()
+    seen = {}
+
+    def rehearse(notebooks, work, timeout):
+        seen.update(os.environ)
+        return []
+
+    for name in ("build_hub_cache", "build_imdb"):
+        monkeypatch.setattr(tool, name, lambda *args: None)
+    monkeypatch.setattr(tool, "snippet_texts", lambda: [])
+    monkeypatch.setattr(tool, "rehearse", rehearse)
+    monkeypatch.setenv("PPO_EDU_SEED", "7")
+    before = dict(os.environ)
+    assert tool.main(["--lesson", "6", "--version", "solution", "--keep", str(tmp_path)]) == 0
+    assert seen["HF_HUB_OFFLINE"] == "1" and seen["HF_HUB_CACHE"] == str(tmp_path / "hub")
+    assert seen["PPO_EDU_PROFILE"] == "full" and "PPO_EDU_SEED" not in seen
+    assert seen["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path / "site")  # the stand-in datasets first
+    assert dict(os.environ) == before

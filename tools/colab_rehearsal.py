@@ -204,8 +204,6 @@ def main(argv=None) -> int:
     if args.keep is not None and args.keep.exists() and not args.keep.is_dir():
         parser.error(f"--keep {args.keep} is a file; pass a folder (new or existing)")
 
-    import nbformat
-
     notebooks = {(lesson, version): rehearsal_notebook(lesson, version, args.ppo_steps)
                  for lesson in args.lesson for version in args.version}
     with tempfile.TemporaryDirectory(prefix="colab-rehearsal-") as tmp:
@@ -216,34 +214,47 @@ def main(argv=None) -> int:
         build_hub_cache(work / "hub", texts)
         build_imdb(work / "site", work / "imdb.json", texts)
         print(f"stand-ins built in {work} ({time.perf_counter() - t0:.0f} s)")
+        saved_env = dict(os.environ)  # the kernels inherit these; the caller's environment is restored below
         os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                           HF_HOME=str(work / "hf-home"), HF_HUB_CACHE=str(work / "hub"),
                           PPO_EDU_REHEARSAL_IMDB=str(work / "imdb.json"), PPO_EDU_PROFILE=args.profile,
                           PYTHONPATH=os.pathsep.join([str(work / "site"), str(ROOT)]))
         os.environ.pop("PPO_EDU_SEED", None)
-        failed = []
-        for (lesson, version), nb in notebooks.items():
-            print(f"\nlesson {lesson}, {version} notebook ({NOTEBOOKS[lesson]}), on its Colab branch ...", flush=True)
-            error, seconds = run_notebook(nb, args.timeout)
-            nbformat.write(nb, work / f"rehearsal_{version}_{NOTEBOOKS[lesson]}")
-            text = printed(nb)
-            for line in text.splitlines():
-                if re.match(r"\s*(setup:|lm = |  colab overrides:|policy and reference:|reward:|prompts:|device:)",
-                            line):
-                    print("  |", line.strip())
-            misses = [line.strip() for line in text.splitlines() if "NOT AS EXPECTED" in line]
-            print(f"  {len(misses)} check(s) on trained models printed NOT AS EXPECTED (untrained stand-ins):")
-            for line in misses:
-                print("   -", line[:160])
-            if error:
-                failed.append(f"lesson {lesson} ({version})")
-                print(f"  FAILED after {seconds:.0f} s: a cell raised\n{error[-3000:]}")
-            else:
-                print(f"  every cell ran ({seconds:.0f} s)")
+        try:
+            failed = rehearse(notebooks, work, args.timeout)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
         if args.keep:
             print(f"\nexecuted notebooks: {args.keep}/rehearsal_*.ipynb")
     print("\nthe Colab branch " + (f"FAILED in: {', '.join(failed)}" if failed else "ran in every notebook rehearsed"))
     return 1 if failed else 0
+
+
+def rehearse(notebooks: dict, work: Path, timeout: int) -> list[str]:
+    """Run each rehearsal notebook, write it to ``work``, print what it printed of its setup and
+    which checks on trained models missed; return the notebooks in which a cell raised."""
+    import nbformat
+
+    failed = []
+    for (lesson, version), nb in notebooks.items():
+        print(f"\nlesson {lesson}, {version} notebook ({NOTEBOOKS[lesson]}), on its Colab branch ...", flush=True)
+        error, seconds = run_notebook(nb, timeout)
+        nbformat.write(nb, work / f"rehearsal_{version}_{NOTEBOOKS[lesson]}")
+        text = printed(nb)
+        for line in text.splitlines():
+            if re.match(r"\s*(setup:|lm = |colab overrides:|policy and reference:|reward:|prompts:|device:)", line):
+                print("  |", line.strip())
+        misses = [line.strip() for line in text.splitlines() if "NOT AS EXPECTED" in line]
+        print(f"  {len(misses)} check(s) on trained models printed NOT AS EXPECTED (untrained stand-ins):")
+        for line in misses:
+            print("   -", line[:160])
+        if error:
+            failed.append(f"lesson {lesson} ({version})")
+            print(f"  FAILED after {seconds:.0f} s: a cell raised\n{error[-3000:]}")
+        else:
+            print(f"  every cell ran ({seconds:.0f} s)")
+    return failed
 
 
 if __name__ == "__main__":
