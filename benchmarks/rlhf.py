@@ -3,7 +3,8 @@
     pip install -e ".[bench]"                    # trl==1.12.0 (the last trl with PPO)
     python benchmarks/rlhf.py                    # 120 s of training each, 1 torch thread
     python benchmarks/rlhf.py --budget 300 --only ours
-    python benchmarks/rlhf.py --steps 215 --only ours  # ~5 min (the README's), same numbers on any load
+    python benchmarks/rlhf.py --steps 215 --only ours  # ~5 min beside another run, same numbers on any load
+    python benchmarks/rlhf.py --steps 500 --only ours --threads 2  # ~5 min alone on 2 cores
     python benchmarks/rlhf.py --seed 0 1 2 3 4   # five seeds in turn, then mean +- std. error
     python benchmarks/rlhf.py --shaping          # ours with rewards shaped by prefix scores
 
@@ -638,8 +639,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="ours only (with --only ours): train exactly this many PPO steps instead of "
                              "--budget seconds, so a seed's numbers do not depend on how busy the machine "
-                             "is (the README's five-minute runs are 215 steps: 235-286 s of training "
-                             "with two runs sharing a 2-core machine)")
+                             "is (the README's five-minute runs: 215 steps, 235-286 s of training with "
+                             "two one-thread runs sharing a 2-core machine; 500 steps, 259-284 s alone "
+                             "with --threads 2)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mini-batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=20)
@@ -669,7 +671,9 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoints", type=int, default=4,
                         help="measure each trainer this many times, evenly over its training budget")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both (1 is fastest for models this small)")
+                        help="torch threads for both (on an idle 2-core machine 2 run our PPO steps about "
+                             "1.5x faster than 1; 1 when two runs share it; each count rounds "
+                             "differently, so it is part of what makes a seed's numbers)")
     parser.add_argument("--seed", type=int, nargs="+", default=[0], metavar="SEED",
                         help="one or more seeds, run one after the other; with several, a summary "
                              "over them (mean +- standard error) follows")

@@ -1,7 +1,7 @@
 """Variants of our RLHF trainer on the offline setup of ``benchmarks/rlhf.py``: does any of
 them move five minutes of PPO off its reward-per-sqrt(nat) curve?
 
-    python benchmarks/rlhf_variants.py                        # the defaults, 215 steps (~5 min)
+    python benchmarks/rlhf_variants.py                        # the defaults, 215 steps (~5 min, 1 thread)
     python benchmarks/rlhf_variants.py --ema 0.9 0.97         # + averaged weights, measured too
     python benchmarks/rlhf_variants.py --no-eos               # fixed-length responses
     python benchmarks/rlhf_variants.py --reward logsigmoid    # a bounded transform of the score
@@ -110,7 +110,9 @@ def default_at(steps: int) -> list[int]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph
-    parser.add_argument("--steps", type=int, default=215, help="PPO steps (215 ~ 5 min, 1 thread)")
+    parser.add_argument("--steps", type=int, default=215,
+                        help="PPO steps (215 ~ 5 min for a 1-thread run beside another; "
+                             "~500 alone with --threads 2)")
     parser.add_argument("--at", type=int, nargs="+", default=None,
                         help="steps after which the policy is measured (default: those of "
                              f"{' '.join(map(str, DEFAULT_AT))} up to --steps, and --steps itself)")

@@ -22,8 +22,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    # The course's models are tiny: one thread is fastest, and on a busy 2-core machine a
-    # second thread spinning at every synchronisation point makes tests up to ~50x slower.
+    # One thread: the lessons' numbers were measured with one (each thread count rounds
+    # differently), and on a busy 2-core machine a second thread spinning at every
+    # synchronisation point makes tests up to ~50x slower. (On an idle one, two threads train
+    # lessons 5-6's tiny GPT-2s 1.5-1.8x faster.)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
