@@ -86,7 +86,8 @@ to run (the budget is wall-clock), so one run says little about the end-point ta
 With several seeds the script ends with a summary: for each figure, the mean over seeds
 and its standard error for both trainers and for the difference ours - TRL paired by
 seed; the seeds where the end-point target holds; and the target read on the means (our
-mean gain at least TRL's, at no more mean KL).
+mean gain at least TRL's, at no more mean KL). With ``--only``, the means and standard
+errors of the one trainer that ran.
 """
 
 from __future__ import annotations
@@ -555,6 +556,31 @@ def summarize_seeds(per_seed: dict[int, dict]) -> dict:
             "met_on_means": gain["ours"][0] >= gain["trl"][0] and kl["ours"][0] <= kl["trl"][0]}
 
 
+def summarize_trainer(per_seed: dict[int, dict], name: str) -> dict:
+    """Over seeds where ``name`` (``ours`` or ``trl``) ran, as with ``--only``: mean +-
+    standard error of each end-point figure. Nothing is paired and no target is read: one
+    trainer has nothing to be compared with."""
+    ran = {s: r[name] for s, r in per_seed.items() if name in r}
+    if not ran:
+        raise ValueError(f"no seed where {name} ran: nothing to summarise")
+    seeds = sorted(ran)
+    table = {}
+    for key, _ in SUMMARY_KEYS:
+        values = [gain_per_sqrt_kl(ran[s]) if key == "gain_per_sqrt_kl" else ran[s][key] for s in seeds]
+        if None not in values:  # gain/sqrt(KL) is undefined at KL <= 0
+            table[key] = mean_and_se(values)
+    return {"seeds": seeds, "name": name, "table": table}
+
+
+def print_trainer_summary(summary: dict) -> None:
+    print(f"\n=== {summary['name']} over seeds {' '.join(map(str, summary['seeds']))}: "
+          "mean +- standard error ===")
+    for key, label in SUMMARY_KEYS:
+        if key in summary["table"]:
+            m, se = summary["table"][key]
+            print(f"{label:>20}{m:>9.3f} +-{se:>5.3f}")
+
+
 def print_summary(summary: dict) -> None:
     seeds, table = summary["seeds"], summary["table"]
     print(f"\n=== over seeds {' '.join(map(str, seeds))}: mean +- standard error "
@@ -707,9 +733,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     per_seed = {seed: compare_seed(args, seed) for seed in args.seed}
-    if len(args.seed) > 1 and not args.only:
+    if len(args.seed) > 1:
         try:
-            print_summary(summarize_seeds(per_seed))
+            if args.only:
+                print_trainer_summary(summarize_trainer(per_seed, args.only))
+            else:
+                print_summary(summarize_seeds(per_seed))
         except ValueError as exc:
             print(f"\nno summary: {exc}")
     wanted = {args.only} if args.only else {"ours", "trl"}

@@ -499,3 +499,20 @@ def test_offline_targets_line_marks_each_target_and_the_five_minute_budget(bench
     assert "NOT" not in edge and "within" in edge  # the bounds themselves meet the targets
     over = bench.offline_targets_line("TRL", {**row, "kl": 6.01, "train_s": 900.0})
     assert "KL 6.01 nats NOT met (<= 6)" in over and "beyond the targets' 300 s: not a test of them" in over
+
+
+def test_one_trainer_summary_over_seeds_for_only_runs(bench, capsys):
+    # --only trl --kl-coef 0.35 --budget 300 --threads 2, seeds 0-2 (the README's table), rounded
+    per_seed = {0: {"trl": _rows(1.901, 5.36, 29.0)}, 1: {"trl": _rows(1.731, 4.48, 29.5)},
+                2: {"trl": _rows(2.022, 4.98, 29.1)}, 3: {}}  # seed 3: TRL could not run, left out
+    summary = bench.summarize_trainer(per_seed, "trl")
+    assert summary["seeds"] == [0, 1, 2]
+    gains = [1.901, 1.731, 2.022]
+    assert summary["table"]["score_gain_in_std"] == pytest.approx(bench.mean_and_se(gains))
+    ratios = [g / k ** 0.5 for g, k in zip(gains, (5.36, 4.48, 4.98))]
+    assert summary["table"]["gain_per_sqrt_kl"][0] == pytest.approx(sum(ratios) / 3)
+    bench.print_trainer_summary(summary)
+    out = capsys.readouterr().out
+    assert "trl over seeds 0 1 2" in out and "1.885 +-" in out  # the mean gain, (1.901+1.731+2.022)/3
+    with pytest.raises(ValueError, match="no seed where ours ran"):
+        bench.summarize_trainer(per_seed, "ours")

@@ -389,13 +389,16 @@ def test_check_setup_args_refuses_no_training_prompts(rlhf, capsys):
     assert "--train-prompts must be >= 1" in capsys.readouterr().err
 
 
-def test_several_seeds_of_one_trainer_print_no_empty_summary(rlhf, monkeypatch, capsys):
-    """The summary pairs ours with TRL: with --only there is nothing to pair, and nothing is
-    printed (not a "no summary" line)."""
-    monkeypatch.setattr(rlhf, "compare_seed", lambda args, seed: {"ours": _row(1.0, 2.0)})
+def test_several_seeds_of_one_trainer_print_its_own_summary(rlhf, monkeypatch, capsys):
+    """With --only there is nothing to pair: several seeds end with the one trainer's means
+    (not the paired table, not a "no summary" line)."""
+    monkeypatch.setattr(rlhf, "compare_seed",
+                        lambda args, seed: {"ours": _row(1.0 + seed, 2.0)})
     assert rlhf.main(["--only", "ours", "--seed", "0", "1", "--eval-prompts", "8"]) == 0
     out = capsys.readouterr().out
-    assert "summary" not in out and "over seeds" not in out
+    assert "no summary" not in out and "ours - TRL" not in out
+    assert "=== ours over seeds 0 1: mean +- standard error ===" in out
+    assert "1.500 +-0.500" in out  # RM gain: seeds 0 and 1 gained 1.0 and 2.0
 
 
 # ------------------------------------------------------------------ load_setup, measure
