@@ -78,7 +78,7 @@ trainers comparable at different KL:
   its budget with TRL earlier in its run, and both trainers' gain per sqrt(nat) rises
   with training. The fair matched reading is TRL's own end point with a fixed coefficient
   that stops it near our KL (``--only trl --kl-coef B``; the README has 0.2, 0.25, 0.35
-  over 300 s: at 0.35 TRL ended level with ours).
+  over 300 s: at 0.35 TRL ended level with ours or a little ahead).
 
 TRL's end point moves from seed to seed (at the default settings its final KL ranged over
 6.3-8.2 nats in two sets of 120-s runs of seeds 0-4 on 2026-12-03), and a little from run
@@ -529,6 +529,11 @@ SUMMARY_KEYS = (("score_gain_in_std", "RM gain (ref. std)"), ("judge_gain", "VAD
                 ("samples_per_s", "samples/s"))
 
 
+def end_point_figure(row: dict, key: str) -> float | None:
+    """One of ``SUMMARY_KEYS``' figures of an end-point row (gain/sqrt(KL) is computed)."""
+    return gain_per_sqrt_kl(row) if key == "gain_per_sqrt_kl" else row[key]
+
+
 def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     """Over seeds where both trainers ran: mean +- standard error of each end-point figure for
     ours and TRL and of the paired difference (ours - TRL, seed by seed; for samples/s the
@@ -538,14 +543,10 @@ def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     if not both:
         raise ValueError("no seed where both trainers ran: nothing to summarise")
     seeds = sorted(both)
-
-    def value(row, key):
-        return gain_per_sqrt_kl(row) if key == "gain_per_sqrt_kl" else row[key]
-
     table = {}
     for key, _ in SUMMARY_KEYS:
-        ours = [value(both[s]["ours"], key) for s in seeds]
-        trl = [value(both[s]["trl"], key) for s in seeds]
+        ours = [end_point_figure(both[s]["ours"], key) for s in seeds]
+        trl = [end_point_figure(both[s]["trl"], key) for s in seeds]
         if None in ours or None in trl:  # gain/sqrt(KL) is undefined at KL <= 0
             continue
         paired = np.divide(ours, trl) if key == "samples_per_s" else np.subtract(ours, trl)
@@ -566,7 +567,7 @@ def summarize_trainer(per_seed: dict[int, dict], name: str) -> dict:
     seeds = sorted(ran)
     table = {}
     for key, _ in SUMMARY_KEYS:
-        values = [gain_per_sqrt_kl(ran[s]) if key == "gain_per_sqrt_kl" else ran[s][key] for s in seeds]
+        values = [end_point_figure(ran[s], key) for s in seeds]
         if None not in values:  # gain/sqrt(KL) is undefined at KL <= 0
             table[key] = mean_and_se(values)
     return {"seeds": seeds, "name": name, "table": table}
