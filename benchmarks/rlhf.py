@@ -218,6 +218,20 @@ def our_config(args) -> dict:
                 max_grad_norm=args.max_grad_norm, seed=args.seed[0] if isinstance(args.seed, list) else args.seed)
 
 
+def annealed_lr(args, progress: float) -> float:
+    """The learning rate for the next step: ``--lr``, or with ``--anneal-lr`` ``--lr`` falling
+    linearly to 0 over the budget (``progress``: steps done of ``--steps``, or seconds of
+    training done of ``--budget``)."""
+    if not args.anneal_lr:
+        return args.lr
+    return args.lr * max(0.0, 1.0 - progress / (args.steps or args.budget))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
              potential_fn=None) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
@@ -230,6 +244,8 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
     checkpoints = Checkpoints(policy.lm, measure_fn, args.steps or args.budget, args.checkpoints)
     seconds, steps = 0.0, 0
     while (steps < args.steps) if args.steps else (seconds < args.budget):
+        if args.anneal_lr:
+            set_lr(trainer.optimizer, annealed_lr(args, steps if args.steps else seconds))
         start = time.perf_counter()
         trainer.step()
         seconds += time.perf_counter() - start
@@ -317,7 +333,7 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
     policy = copy.deepcopy(lm)
     reference = copy.deepcopy(lm)
     value_model = copy.deepcopy(rm)
-    clock = {"start": None, "paused": 0.0, "steps": 0}
+    clock = {"start": None, "paused": 0.0, "steps": 0, "optimizer": None}
     checkpoints = Checkpoints(policy, measure_fn, args.budget, args.checkpoints)
 
     def train_seconds():
@@ -332,6 +348,8 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
             clock["paused"] += checkpoints(train_seconds(), clock["steps"])
             if train_seconds() >= args.budget:
                 raise BudgetReached
+            if args.anneal_lr:  # after TRL's own (constant, see total_episodes) scheduler step
+                set_lr(clock["optimizer"], annealed_lr(args, train_seconds()))
 
     # transformers 5 renamed gradient_checkpointing activation_checkpointing (the old name warns)
     no_checkpointing = ({"activation_checkpointing": False}
@@ -358,6 +376,8 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
                              reward_model=reward_model, value_model=value_model,
                              train_dataset=dataset, eval_dataset=dataset, callbacks=[StopAtBudget()])
         trainer.remove_callback(PrinterCallback)  # printed a metrics dict every step (disable_tqdm)
+        if args.anneal_lr:
+            clock["optimizer"] = trainer.optimizer  # the first step runs at --lr, as ours' does
         # TRL seeds torch but shuffles its minibatches with numpy's global generator
         np.random.seed(args.seed)
         try:
@@ -411,7 +431,7 @@ def compare_seed(args, seed: int) -> dict:
           f"evaluation prompts, batch {args.batch_size}/{args.mini_batch_size}, "
           f"{args.ppo_epochs} PPO epochs, {args.max_new_tokens} "
           f"new tokens, {'ours: rewards shaped by prefix scores, ' if args.shaping else ''}"
-          f"lr {args.lr}, KL coef {args.kl_coef}{f' ({ours_kl})' if ours_runs else ''}, "
+          f"lr {args.lr}{' annealed linearly to 0' if args.anneal_lr else ''}, KL coef {args.kl_coef}{f' ({ours_kl})' if ours_runs else ''}, "
           f"{args.kl_estimator} in the reward, "
           f"{ours_clip}"
           f"{f'{args.steps} steps' if args.steps else f'budget {args.budget:.0f} s'}, "
@@ -679,6 +699,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ppo-epochs", type=int, default=4,
                         help="passes over each batch, for both trainers")
     parser.add_argument("--lr", type=float, default=RLHFConfig.learning_rate)
+    parser.add_argument("--anneal-lr", action="store_true",
+                        help="both: the learning rate falls linearly from --lr to 0 over the budget "
+                             "(--budget seconds of training, or --steps), as lesson 4's PPO anneals "
+                             "and as TRL's default linear schedule does over its planned episodes "
+                             "(this script plans 10^7, so without the flag TRL's rate stays put)")
     parser.add_argument("--kl-coef", type=float, default=RLHFConfig.init_kl_coef)
     parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl,
                         help="ours: the adaptive KL controller's target, nats per response "

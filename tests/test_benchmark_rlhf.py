@@ -54,7 +54,7 @@ def _ours_args(**overrides) -> argparse.Namespace:
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
         "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "kl_estimator": "k1",
-        "max_grad_norm": 1.0, "seed": 0,
+        "max_grad_norm": 1.0, "seed": 0, "anneal_lr": False,
         "budget": 0.5, "steps": None, "checkpoints": 2, **overrides})
 
 
@@ -403,6 +403,10 @@ def test_the_header_of_a_trl_run_names_none_of_ours_settings(bench, monkeypatch,
     assert "KL coef 0.2, k1 in the reward" in headers["trl"] and "ours" not in headers["trl"]
     assert "KL coef 0.2 (ours: adaptive, target 5 nats, horizon 300)" in headers["ours"]
     assert "ours' gradient norm clipped at 1" in headers["ours"]
+    assert "lr 5e-05, KL coef" in headers["trl"] and "annealed" not in headers["trl"] + headers["ours"]
+    with pytest.raises(Loaded):
+        bench.main(["--only", "trl", "--eval-prompts", "8", "--anneal-lr"])
+    assert "lr 5e-05 annealed linearly to 0, KL coef" in capsys.readouterr().out
 
 
 def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(bench, monkeypatch, capsys):
@@ -430,7 +434,7 @@ def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(
     args = argparse.Namespace(
         lm="tiny", rm="tiny", fixed_kl=False, target_kl=5.0, kl_horizon=300, batch_size=32,
         mini_batch_size=8, ppo_epochs=4, max_new_tokens=20, shaping=False, lr=5e-5, kl_coef=0.2,
-        kl_estimator="k1", max_grad_norm=1.0, steps=None, budget=120.0, threads=1, only=None)
+        kl_estimator="k1", max_grad_norm=1.0, steps=None, budget=120.0, threads=1, only=None, anneal_lr=False)
     bench.compare_seed(args, 0)
     out = capsys.readouterr().out
 

@@ -34,7 +34,7 @@ def _args(**overrides):
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 3, "lr": 3e-5, "max_new_tokens": 7,
         "kl_coef": 0.15, "fixed_kl": False, "target_kl": 4.5, "kl_horizon": 250, "kl_estimator": "k3",
-        "max_grad_norm": 0.7, "seed": 5, "budget": 4.0, "steps": None, "checkpoints": 2,
+        "max_grad_norm": 0.7, "seed": 5, "anneal_lr": False, "budget": 4.0, "steps": None, "checkpoints": 2,
         "trl_adam_eps": 1e-6, **overrides})
 
 
@@ -131,6 +131,7 @@ def fake_trl(monkeypatch):
     class PPOTrainer:
         def __init__(self, args, callbacks, **kwargs):
             self.args, self.callbacks = args, list(callbacks)
+            self.optimizer = SimpleNamespace(param_groups=[{"lr": args.learning_rate}])
             seen["config"] = args
 
         def remove_callback(self, callback):
@@ -141,6 +142,7 @@ def fake_trl(monkeypatch):
             for cb in self.callbacks:
                 cb.on_train_begin()
             while True:
+                seen.setdefault("step_lrs", []).append(self.optimizer.param_groups[0]["lr"])
                 seen["clock"].t += 1.0
                 for cb in self.callbacks:
                     cb.on_step_end()
@@ -188,6 +190,57 @@ def test_trls_clock_samples_per_second_budget_and_minibatch_seed(rlhf, fake_trl,
     config = fake_trl["config"]
     assert (config.num_mini_batches, config.per_device_train_batch_size, config.seed) == (2, 4, 5)
     assert config.bf16 is False and config.gradient_checkpointing is False
+
+
+def test_anneal_lr_gives_both_trainers_one_linear_schedule_on_their_training_clocks(rlhf, fake_trl,
+                                                                                   monkeypatch):
+    """--anneal-lr: each step runs at --lr x (1 - training done / budget), the first at --lr, on
+    the training clock (a 10-s measurement at the half-way checkpoint is not training, so it must
+    not move the rate), for ours and TRL alike; --steps anneals ours over steps. Without the flag
+    the rate stays put. Mutants: the schedule read the wall clock, started one step late, or
+    was not given to TRL."""
+    from ppo_edu.lm.models import TINY_LM_DIR, load_tokenizer
+
+    clock = FakeClock()
+    monkeypatch.setattr(rlhf, "time", clock)
+
+    def measure(policy):
+        clock.t += 10.0
+        return {"kl": 0.5}
+
+    our_lrs = []
+
+    class Trainer:
+        def __init__(self, policy, reference, tokenizer, reward_fn, prompts, config, potential_fn=None):
+            self.optimizer = SimpleNamespace(param_groups=[{"lr": config.learning_rate}] * 2)
+            self.kl_ctl = SimpleNamespace(value=0.1)
+
+        def step(self):
+            our_lrs.append([g["lr"] for g in self.optimizer.param_groups])
+            clock.t += 1.0
+
+    monkeypatch.setattr(rlhf, "RLHFTrainer", Trainer)
+    monkeypatch.setattr(rlhf, "PolicyWithValueHead", lambda lm: SimpleNamespace(lm=lm))
+    monkeypatch.setattr(rlhf, "frozen_reference", lambda policy: None)
+    schedule = [3e-5 * f for f in (1.0, 0.75, 0.5, 0.25)]
+    for overrides in ({"budget": 4.0}, {"steps": 4, "budget": 1e-9}):
+        our_lrs.clear()
+        rlhf.run_ours("lm", None, None, [], _args(anneal_lr=True, **overrides), measure)
+        assert our_lrs == [pytest.approx([lr, lr]) for lr in schedule]  # every parameter group
+    our_lrs.clear()
+    rlhf.run_ours("lm", None, None, [], _args(budget=4.0), measure)
+    assert our_lrs == [[3e-5, 3e-5]] * 4
+
+    fake_trl["clock"] = clock
+    tokenizer = load_tokenizer(TINY_LM_DIR)
+    rm = torch.nn.Module()
+    rm.score = torch.nn.Linear(2, 1)
+    rlhf.run_trl(torch.nn.Linear(2, 2), tokenizer, rm, ["the film", "a story"],
+                 _args(anneal_lr=True, budget=4.0), measure)
+    assert fake_trl["step_lrs"] == pytest.approx(schedule)
+    fake_trl["step_lrs"].clear()
+    rlhf.run_trl(torch.nn.Linear(2, 2), tokenizer, rm, ["the film", "a story"], _args(budget=4.0), measure)
+    assert fake_trl["step_lrs"] == [3e-5] * 4
 
 
 # ------------------------------------------------------------------ compare_seed's end points and lines
