@@ -80,6 +80,15 @@ trainers comparable at different KL:
   that stops it near our KL (``--only trl --kl-coef B``; the README has 0.2, 0.25, 0.35
   over 300 s: at 0.35 TRL ended level with ours or a little ahead).
 
+``--anneal-lr`` lowers both trainers' learning rates linearly from ``--lr`` to 0 over the
+budget, each on its own training clock. Without it neither anneals: TRL's default linear
+schedule is spread over the 10^7 episodes this script plans. Over 300 s with two threads,
+annealing raised ours' gain per sqrt(nat) on every seed (paired +0.057 +- 0.004, seeds
+0-4, shaped), and ours then ended ahead of TRL annealed at beta 0.3 per sqrt(nat) on every
+seed (+0.041 +- 0.005), though 0.1-0.25 nats further out on four of them. Against TRL
+annealed at beta 0.25, which ended 0.6-0.9 nats further out than ours, ours' end point had
+at least TRL's gain at no more KL on seeds 1-4 (the README has the tables).
+
 TRL's end point moves from seed to seed (at the default settings its final KL ranged over
 6.3-8.2 nats in two sets of 120-s runs of seeds 0-4 on 2026-12-03), and a little from run
 to run (the budget is wall-clock), so one run says little about the end-point target.
