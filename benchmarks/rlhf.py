@@ -228,11 +228,8 @@ def our_config(args) -> dict:
 
 
 def annealed_lr(args, progress: float) -> float:
-    """The learning rate for the next step: ``--lr``, or with ``--anneal-lr`` ``--lr`` falling
-    linearly to 0 over the budget (``progress``: steps done of ``--steps``, or seconds of
-    training done of ``--budget``)."""
-    if not args.anneal_lr:
-        return args.lr
+    """``--anneal-lr``'s rate for the next step: ``--lr`` falling linearly to 0 over the budget
+    (``progress``: steps done of ``--steps``, or seconds of training done of ``--budget``)."""
     return args.lr * max(0.0, 1.0 - progress / (args.steps or args.budget))
 
 

@@ -212,7 +212,7 @@ def test_anneal_lr_gives_both_trainers_one_linear_schedule_on_their_training_clo
 
     class Trainer:
         def __init__(self, policy, reference, tokenizer, reward_fn, prompts, config, potential_fn=None):
-            self.optimizer = SimpleNamespace(param_groups=[{"lr": config.learning_rate}] * 2)
+            self.optimizer = SimpleNamespace(param_groups=[{"lr": config.learning_rate} for _ in range(2)])
             self.kl_ctl = SimpleNamespace(value=0.1)
 
         def step(self):
