@@ -38,6 +38,26 @@ def test_checkpoints_fire_once_per_due_point_and_report_their_own_time(bench):
     assert [r["steps"] for r in cp.rows] == [2, 4, 5]
     assert [r["train_s"] for r in cp.rows] == [2.6, 8.0, 10.0]
     assert cp(11.0, 6) == 0.0 and len(calls) == 3  # nothing is due after the budget
+    assert cp.finish(11.0, 6) == 0.0 and len(calls) == 3  # the end was measured already
+
+
+def test_finish_measures_a_run_that_stopped_short_of_its_last_checkpoint_once(bench):
+    """--within-budget stops before the budget, where the last checkpoint is due: finish()
+    measures the end there, once, whatever was still due (a run of one step misses them all)."""
+    calls = []
+
+    def measure(policy):
+        calls.append(policy)
+        return {"kl": 1.0}
+
+    cp = bench.Checkpoints("policy", measure, budget=10.0, n=4)
+    cp(2.6, 2)
+    cp.finish(9.4, 7)
+    assert [(r["train_s"], r["steps"]) for r in cp.rows] == [(2.6, 2), (9.4, 7)]
+    assert cp.finish(9.4, 7) == 0.0 and len(calls) == 2
+    short = bench.Checkpoints("policy", measure, budget=10.0, n=4)
+    short.finish(1.0, 1)
+    assert [r["steps"] for r in short.rows] == [1] and len(calls) == 3
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +74,7 @@ def _ours_args(**overrides) -> argparse.Namespace:
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "lr": 5e-5, "max_new_tokens": 4,
         "kl_coef": 0.2, "fixed_kl": False, "target_kl": 5.0, "kl_horizon": 300, "kl_estimator": "k1",
-        "max_grad_norm": 1.0, "seed": 0, "anneal_lr": False,
+        "max_grad_norm": 1.0, "seed": 0, "anneal_lr": False, "within_budget": False,
         "budget": 0.5, "steps": None, "checkpoints": 2, **overrides})
 
 
@@ -407,6 +427,10 @@ def test_the_header_of_a_trl_run_names_none_of_ours_settings(bench, monkeypatch,
     with pytest.raises(Loaded):
         bench.main(["--only", "trl", "--eval-prompts", "8", "--anneal-lr"])
     assert "lr 5e-05 annealed linearly to 0, KL coef" in capsys.readouterr().out
+    assert "no step started" not in headers["trl"] + headers["ours"]
+    with pytest.raises(Loaded):
+        bench.main(["--only", "ours", "--eval-prompts", "8", "--within-budget"])
+    assert "budget 120 s (no step started that would end past it), " in capsys.readouterr().out
 
 
 def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(bench, monkeypatch, capsys):
@@ -434,7 +458,8 @@ def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(
     args = argparse.Namespace(
         lm="tiny", rm="tiny", fixed_kl=False, target_kl=5.0, kl_horizon=300, batch_size=32,
         mini_batch_size=8, ppo_epochs=4, max_new_tokens=20, shaping=False, lr=5e-5, kl_coef=0.2,
-        kl_estimator="k1", max_grad_norm=1.0, steps=None, budget=120.0, threads=1, only=None, anneal_lr=False)
+        kl_estimator="k1", max_grad_norm=1.0, steps=None, budget=120.0, threads=1, only=None, anneal_lr=False,
+        within_budget=False)
     bench.compare_seed(args, 0)
     out = capsys.readouterr().out
 

@@ -34,7 +34,7 @@ def _args(**overrides):
     return argparse.Namespace(**{
         "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 3, "lr": 3e-5, "max_new_tokens": 7,
         "kl_coef": 0.15, "fixed_kl": False, "target_kl": 4.5, "kl_horizon": 250, "kl_estimator": "k3",
-        "max_grad_norm": 0.7, "seed": 5, "anneal_lr": False, "budget": 4.0, "steps": None, "checkpoints": 2,
+        "max_grad_norm": 0.7, "seed": 5, "anneal_lr": False, "within_budget": False, "budget": 4.0, "steps": None, "checkpoints": 2,
         "trl_adam_eps": 1e-6, **overrides})
 
 
@@ -243,6 +243,62 @@ def test_anneal_lr_gives_both_trainers_one_linear_schedule_on_their_training_clo
     assert fake_trl["step_lrs"] == [3e-5] * 4
 
 
+def test_a_step_fits_if_the_longest_of_the_last_ten_steps_would_end_within_the_budget(rlhf):
+    """--within-budget's prediction: the first step always starts; then the next step is taken
+    to last as long as the longest of the last ten, and may end exactly at the budget. Mutants
+    used the last step only, or every step since the start."""
+    assert rlhf.next_step_fits(0.0, [], 1.0) and rlhf.next_step_fits(50.0, [], 1.0)
+    assert rlhf.next_step_fits(9.0, [0.5, 1.0, 0.5], 10.0)  # ends at 10.0 exactly
+    assert not rlhf.next_step_fits(9.1, [0.5, 1.0, 0.5], 10.0)  # the last step alone (0.5) would fit
+    assert rlhf.next_step_fits(9.1, [5.0] + [0.5] * 10, 10.0)  # the 5-s step is 11 steps back
+
+
+def test_within_budget_stops_both_trainers_before_the_budget_and_measures_their_end(rlhf, fake_trl,
+                                                                                    monkeypatch):
+    """--within-budget: no step starts that would end past --budget, predicted on the training
+    clock (a 10-s measurement is not a step's time), and the end of training is measured even
+    though the last checkpoint (due at the budget) is never reached. Without the flag both stop
+    after the first step that ends at or past the budget. 1-s steps, a 4.5-s budget."""
+    from ppo_edu.lm.models import TINY_LM_DIR, load_tokenizer
+
+    clock = FakeClock()
+    monkeypatch.setattr(rlhf, "time", clock)
+
+    def measure(policy):
+        clock.t += 10.0
+        return {"kl": 0.5}
+
+    class Trainer:
+        def __init__(self, policy, reference, tokenizer, reward_fn, prompts, config, potential_fn=None):
+            self.kl_ctl = SimpleNamespace(value=0.1)
+
+        def step(self):
+            clock.t += 1.0
+
+    monkeypatch.setattr(rlhf, "RLHFTrainer", Trainer)
+    monkeypatch.setattr(rlhf, "PolicyWithValueHead", lambda lm: SimpleNamespace(lm=lm))
+    monkeypatch.setattr(rlhf, "frozen_reference", lambda policy: None)
+    fake_trl["clock"] = clock
+    tokenizer = load_tokenizer(TINY_LM_DIR)
+    rm = torch.nn.Module()
+    rm.score = torch.nn.Linear(2, 1)
+
+    def run(name, within):
+        args = _args(budget=4.5, checkpoints=2, within_budget=within)
+        if name == "ours":
+            return rlhf.run_ours("lm", None, None, [], args, measure)
+        return rlhf.run_trl(torch.nn.Linear(2, 2), tokenizer, rm, ["the film", "a story"], args, measure)
+
+    for name in ("ours", "trl"):
+        curve, speed = run(name, True)
+        assert speed["steps"] == 4 and speed["train_s"] == pytest.approx(4.0), name
+        # the half-way checkpoint (due at 2.25 s) after step 3, the end after step 4
+        assert [(r["steps"], r["train_s"]) for r in curve] == [(3, pytest.approx(3.0)), (4, pytest.approx(4.0))]
+        curve, speed = run(name, False)
+        assert speed["steps"] == 5 and speed["train_s"] == pytest.approx(5.0), name
+        assert [r["steps"] for r in curve] == [3, 5]
+
+
 # ------------------------------------------------------------------ compare_seed's end points and lines
 BASE = {"score": 1.0, "score_std": 2.0, "judge": 0.1, "kl": 0.0, "ref_nll": 3.0}
 
@@ -389,6 +445,7 @@ def _refused(rlhf, monkeypatch, argv) -> str:
     (["--only", "ours", "--steps", "0"], "--steps must be >= 1"),  # ran on --budget seconds instead
     (["--only", "ours", "--eval-prompts", "1051"], "--eval-prompts must be in 1..1050"),  # no training prompt
     (["--only", "trl", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
+    (["--only", "ours", "--steps", "9", "--within-budget"], "give one or the other"),  # ignored one
 ])
 def test_main_refuses_settings_that_would_run_wrongly(rlhf, monkeypatch, capsys, argv, message):
     _refused(rlhf, monkeypatch, argv)
