@@ -392,6 +392,50 @@ def test_train_stops_at_the_time_budget(tok, monkeypatch):
     assert len(history) == 1
 
 
+def test_anneal_lr_falls_linearly_over_the_steps_or_the_time_budget_and_is_set_back(tok, monkeypatch):
+    """train(anneal_lr=True): step i of n runs at lr x (1 - i/n), the first at the full rate;
+    under a time budget (a clock that only the steps move, 1 s each) at lr x (1 - s/budget);
+    with both, the lower of the two; afterwards the rate is config.learning_rate again, and
+    without the flag it never moves. Every parameter group gets the rate."""
+    import types
+
+    import ppo_edu.rlhf.trainer as trainer_module
+
+    clock = types.SimpleNamespace(t=0.0)
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock.t))
+    trainer = make_trainer(tok, learning_rate=4e-4)
+    trainer.optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 4e-4})
+    rates = []
+
+    def step():
+        rates.append([g["lr"] for g in trainer.optimizer.param_groups])
+        clock.t += 1.0
+        trainer.history.append({"score": 0.0, "kl": 0.0})
+        return trainer.history[-1]
+
+    monkeypatch.setattr(trainer, "step", step)
+    for kwargs, fractions in (({"steps": 4}, [1, 0.75, 0.5, 0.25]),
+                              ({"time_budget_s": 4.0}, [1, 0.75, 0.5, 0.25]),
+                              ({"steps": 2, "time_budget_s": 8.0}, [1, 0.5]),  # steps run out first
+                              ({"steps": 8, "time_budget_s": 2.0}, [1, 0.5])):
+        rates.clear()
+        trainer.train(progress=False, anneal_lr=True, **kwargs)
+        assert rates == [pytest.approx([4e-4 * f] * 2) for f in fractions], kwargs
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == [4e-4, 4e-4]
+    rates.clear()
+    trainer.train(steps=3, progress=False)
+    assert rates == [[4e-4, 4e-4]] * 3
+
+
+def test_each_step_records_the_rate_it_ran_at_and_anneal_lr_must_be_a_bool(tok):
+    trainer = make_trainer(tok, learning_rate=2e-4)
+    history = trainer.train(steps=2, progress=False, anneal_lr=True)
+    assert [row["learning_rate"] for row in history] == pytest.approx([2e-4, 1e-4])
+    assert trainer.step()["learning_rate"] == 2e-4  # set back after the annealed call
+    with pytest.raises(ValueError, match="anneal_lr must be True or False, got 'yes'"):
+        trainer.train(steps=1, progress=False, anneal_lr="yes")
+
+
 def test_k1_trains_without_the_k3_warning(tok):
     import warnings
 

@@ -436,6 +436,7 @@ class RLHFTrainer:
             **update_stats,
             "explained_variance": (1 - (returns - values).var() / var).item() if var > 0 else float("nan"),
             "samples_per_s": self.config.batch_size / seconds,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],  # the rate this step's update ran at
             "time_s": self.elapsed,
         }
         if judge is not None:
@@ -443,10 +444,24 @@ class RLHFTrainer:
         self.history.append(stats)
         return stats
 
+    def set_learning_rate(self, lr: float) -> None:
+        """Adam's step size for the steps that follow, in every parameter group."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def train(self, steps: int | None = None, time_budget_s: float | None = None,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True, anneal_lr: bool = False) -> list[dict]:
         """Run ``steps`` PPO steps, or as many as fit in ``time_budget_s`` seconds (or both:
-        whichever ends first). Returns the whole history (a list of dicts, one per step)."""
+        whichever ends first). Returns the whole history (a list of dicts, one per step).
+
+        ``anneal_lr``: the learning rate falls linearly from ``config.learning_rate`` towards 0
+        over this call, as lesson 4's PPO anneals it. Step i of ``steps`` runs at the rate times
+        1 - i / steps; under a time budget, times 1 - seconds so far / ``time_budget_s`` (with
+        both, the lower). The first step runs at the full rate, and the rate is set back to
+        ``config.learning_rate`` when the call returns. Each step's rate is in its stats
+        (``learning_rate``)."""
+        if not isinstance(anneal_lr, (bool, np.bool_)):
+            raise ValueError(f"anneal_lr must be True or False, got {anneal_lr!r}")
         if steps is None and time_budget_s is None:
             raise ValueError("give steps, time_budget_s, or both")
         if steps is not None:
@@ -458,13 +473,22 @@ class RLHFTrainer:
         total = steps if steps is not None else None
         bar = tqdm(total=total, disable=not progress, desc="PPO")
         start, done = time.perf_counter(), 0
-        while (steps is None or done < steps) and (
-                time_budget_s is None or time.perf_counter() - start < time_budget_s):
-            stats = self.step()
-            done += 1
-            bar.update(1)
-            bar.set_postfix(score=f"{stats['score']:.2f}", kl=f"{stats['kl']:.2f}")
-        bar.close()
+        try:
+            while (steps is None or done < steps) and (
+                    time_budget_s is None or time.perf_counter() - start < time_budget_s):
+                if anneal_lr:
+                    left = [1 - done / steps] if steps is not None else []
+                    if time_budget_s is not None:
+                        left.append(1 - (time.perf_counter() - start) / time_budget_s)
+                    self.set_learning_rate(self.config.learning_rate * max(0.0, min(left)))
+                stats = self.step()
+                done += 1
+                bar.update(1)
+                bar.set_postfix(score=f"{stats['score']:.2f}", kl=f"{stats['kl']:.2f}")
+        finally:
+            if anneal_lr:
+                self.set_learning_rate(self.config.learning_rate)
+            bar.close()
         return self.history
 
     def describe(self) -> str:
