@@ -298,6 +298,13 @@ def test_within_budget_stops_both_trainers_before_the_budget_and_measures_their_
         assert speed["steps"] == 5 and speed["train_s"] == pytest.approx(5.0), name
         assert [r["steps"] for r in curve] == [3, 5]
 
+    # ours predicts from the step it has just taken: after a 3-s step at 4 s, no step fits in 6 s
+    durations = iter([1.0, 3.0, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(Trainer, "step", lambda self: setattr(clock, "t", clock.t + next(durations)))
+    curve, speed = rlhf.run_ours("lm", None, None, [], _args(budget=6.0, checkpoints=1, within_budget=True),
+                                 measure)
+    assert speed["steps"] == 2 and speed["train_s"] == pytest.approx(4.0)
+
 
 # ------------------------------------------------------------------ compare_seed's end points and lines
 BASE = {"score": 1.0, "score_std": 2.0, "judge": 0.1, "kl": 0.0, "ref_nll": 3.0}
