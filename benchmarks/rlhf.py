@@ -127,6 +127,7 @@ from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_re
 from ppo_edu.rlhf.evaluation import evaluate_policy
 from ppo_edu.rlhf.setups import load_prompts
 from ppo_edu.rlhf.shaping import reward_model_potentials
+from ppo_edu.rlhf.trainer import set_learning_rate
 
 
 def longest_prompt_and_context(lm: str, seeds) -> tuple[int, int]:
@@ -258,11 +259,6 @@ def next_step_fits(train_s: float, step_seconds: list[float], budget: float) -> 
     return not step_seconds or train_s + max(step_seconds[-LOOKAHEAD_STEPS:]) <= budget
 
 
-def set_lr(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
              potential_fn=None) -> tuple[list[dict], dict]:
     policy = PolicyWithValueHead(copy.deepcopy(lm))
@@ -277,7 +273,7 @@ def run_ours(lm, tokenizer, reward_fn, train_prompts, args, measure_fn,
     while (steps < args.steps) if args.steps else (seconds < args.budget and (
             not args.within_budget or next_step_fits(seconds, step_seconds, args.budget))):
         if args.anneal_lr:
-            set_lr(trainer.optimizer, annealed_lr(args, steps if args.steps else seconds))
+            set_learning_rate(trainer.optimizer, annealed_lr(args, steps if args.steps else seconds))
         start = time.perf_counter()
         trainer.step()
         step_seconds.append(time.perf_counter() - start)
@@ -387,7 +383,7 @@ def run_trl(lm, tokenizer, rm, train_prompts, args, measure_fn) -> tuple[list[di
                     now, clock["step_seconds"], args.budget)):
                 raise BudgetReached
             if args.anneal_lr:  # after TRL's own (constant, see total_episodes) scheduler step
-                set_lr(clock["optimizer"], annealed_lr(args, train_seconds()))
+                set_learning_rate(clock["optimizer"], annealed_lr(args, now))
 
     # transformers 5 renamed gradient_checkpointing activation_checkpointing (the old name warns)
     no_checkpointing = ({"activation_checkpointing": False}

@@ -138,6 +138,12 @@ class RLHFConfig:
                              "kl_horizon > batch_size / 5, or beta could reach 0 or flip sign")
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """``optimizer``'s step size for the steps that follow, in every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def describe(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -444,11 +450,6 @@ class RLHFTrainer:
         self.history.append(stats)
         return stats
 
-    def set_learning_rate(self, lr: float) -> None:
-        """Adam's step size for the steps that follow, in every parameter group."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
     def train(self, steps: int | None = None, time_budget_s: float | None = None,
               progress: bool = True, anneal_lr: bool = False) -> list[dict]:
         """Run ``steps`` PPO steps, or as many as fit in ``time_budget_s`` seconds (or both:
@@ -480,14 +481,14 @@ class RLHFTrainer:
                     left = [1 - done / steps] if steps is not None else []
                     if time_budget_s is not None:
                         left.append(1 - (time.perf_counter() - start) / time_budget_s)
-                    self.set_learning_rate(self.config.learning_rate * max(0.0, min(left)))
+                    set_learning_rate(self.optimizer, self.config.learning_rate * max(0.0, min(left)))
                 stats = self.step()
                 done += 1
                 bar.update(1)
                 bar.set_postfix(score=f"{stats['score']:.2f}", kl=f"{stats['kl']:.2f}")
         finally:
             if anneal_lr:
-                self.set_learning_rate(self.config.learning_rate)
+                set_learning_rate(self.optimizer, self.config.learning_rate)
             bar.close()
         return self.history
 
