@@ -732,7 +732,7 @@ def main(argv=None) -> int:
     parser.add_argument("--within-budget", action="store_true",
                         help="both: start no step that is predicted to end past --budget (predicted "
                              f"from the longest of the last {LOOKAHEAD_STEPS} steps), so that training "
-                             "stays within it; without it each trainer stops after the first step "
+                             "stays within it unless a step runs longer than all of those; without it each trainer stops after the first step "
                              "that ends at or past the budget, up to one step over")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mini-batch-size", type=int, default=8)
