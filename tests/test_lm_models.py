@@ -152,6 +152,47 @@ def test_shipped_reward_model_loads():
     assert model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
 
 
+def test_loaded_gpt2s_run_gelu_new_as_one_kernel_and_compute_the_same_function(tmp_path, tokenizer):
+    """The loaders swap GPT-2's gelu_new modules for torch's tanh GELU (a speed-up, not a
+    change of model): the logits match transformers' own loading, and the config still
+    says gelu_new, so a saved model is the same model."""
+    from transformers.activations import NewGELUActivation
+
+    from ppo_edu.lm.models import TanhGELU
+    from ppo_edu.rlhf import PolicyWithValueHead
+
+    path = save_random_gpt2(tmp_path / "lm", tokenizer, n_layer=3)
+    rm_path = save_random_gpt2(tmp_path / "rm", tokenizer, kind="rm")
+    x = torch.tensor([tokenizer("A gripping drama, a true delight.")["input_ids"]])
+    for model, plain in ((load_lm(path)[0], GPT2LMHeadModel.from_pretrained(path)),
+                         (load_reward_model(rm_path)[0], GPT2ForSequenceClassification.from_pretrained(rm_path)),
+                         (PolicyWithValueHead.from_pretrained(path).lm, GPT2LMHeadModel.from_pretrained(path))):
+        kinds = [type(m) for m in model.modules()]
+        assert NewGELUActivation not in kinds
+        assert kinds.count(TanhGELU) == model.config.n_layer
+        assert model.config.activation_function == "gelu_new"
+        assert sum(isinstance(m, NewGELUActivation) for m in plain.modules()) == model.config.n_layer
+        torch.testing.assert_close(model(x).logits, plain.eval()(x).logits, rtol=1e-5, atol=1e-5)
+    shipped = load_lm("tiny")[0]
+    assert [type(m) for m in shipped.modules()].count(TanhGELU) == shipped.config.n_layer
+
+
+def test_the_fused_gelu_is_gelu_new_to_float_rounding():
+    from transformers.activations import NewGELUActivation
+
+    from ppo_edu.lm.models import TanhGELU, use_fused_gelu
+
+    x = torch.linspace(-12, 12, 10_001, dtype=torch.float64)
+    torch.testing.assert_close(TanhGELU()(x), NewGELUActivation()(x), rtol=1e-12, atol=1e-12)
+    x32 = x.float()
+    assert (TanhGELU()(x32) - NewGELUActivation()(x32)).abs().max() < 1e-5
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), NewGELUActivation(),
+                                torch.nn.Sequential(NewGELUActivation()))
+    assert use_fused_gelu(model) == 2
+    assert isinstance(model[1], TanhGELU) and isinstance(model[2][0], TanhGELU)
+    assert use_fused_gelu(model) == 0  # nothing left to swap
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("bad", ["./no-such-model", "/tmp/no/such/model", "no/such/model", Path("no-such-dir")])
 def test_nonexistent_model_directory_is_a_clear_error(bad):

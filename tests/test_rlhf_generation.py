@@ -254,6 +254,39 @@ def test_tokens_are_sampled_from_the_tempered_policy_itself():
     assert abs(sampled.mean() + entropy) < 4 * standard_error, (sampled.mean().item(), -entropy.item())
 
 
+def test_sampled_tokens_follow_the_probabilities_and_never_take_an_impossible_one():
+    """The inverse-CDF sampler draws each token at its probability (within 4.5 standard errors
+    over 200,000 draws), never one of probability 0, and repeats itself from the same seed."""
+    from ppo_edu.rlhf.generation import sample_tokens
+
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.001, 0.0, 0.299, 0.0])
+    n = 200_000
+    tokens = sample_tokens(probs.expand(n, -1), torch.Generator().manual_seed(0))
+    assert tokens.shape == (n,) and tokens.dtype == torch.long
+    share = torch.bincount(tokens, minlength=probs.numel()).double() / n
+    assert share[probs == 0].sum() == 0
+    error = (probs.double() * (1 - probs.double()) / n).sqrt()
+    assert ((share - probs.double()).abs() <= 4.5 * error + 1e-12).all(), (share, probs)
+    again = sample_tokens(probs.expand(n, -1), torch.Generator().manual_seed(0))
+    assert torch.equal(tokens, again)
+    other = sample_tokens(probs.expand(n, -1), torch.Generator().manual_seed(1))
+    assert not torch.equal(tokens, other)
+    # rows differ: each row draws from its own distribution; unnormalised rows work too
+    rows = torch.tensor([[0.0, 0.0, 3.0], [2.0, 0.0, 0.0]])
+    assert sample_tokens(rows, torch.Generator().manual_seed(0)).tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("uniform, expected", [(0.0, 1), (0.2499, 1), (0.25, 3), (0.9999, 3), (1.0, 3)])
+def test_the_inverse_cdf_boundaries(uniform, expected):
+    """Token 1 covers [0, 0.25) of the mass and token 3 [0.25, 1); tokens 0, 2 and 4 have none.
+    A uniform at the total (float rounding of u times the total) picks the last possible token,
+    not the impossible token 4 after it."""
+    from ppo_edu.rlhf.generation import inverse_cdf_tokens
+
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]])
+    assert inverse_cdf_tokens(probs, torch.tensor([uniform])).tolist() == [expected]
+
+
 def test_a_prompt_that_spells_a_special_token_is_encoded_as_characters(tok):
     # "<|pad|>" typed in a prompt must not become the pad id (the attention mask would then
     # hold a 1 on a pad id) nor "<|endoftext|>" a document boundary in mid-prompt.

@@ -75,7 +75,7 @@ def test_prefix_potentials_of_long_prompts_take_several_passes_and_stay_exact(ti
     long_prompt = " ".join(["The film was long and the plot was thin"] * 11) + " and slow"  # 101 tokens
     q, qm = encode_prompts(tokenizer, [long_prompt, "Funny"], 128, 20, add_bos=True)
     gen = generate(lm, q, qm, 20, tokenizer.eos_token_id, tokenizer.pad_token_id, 1.0,
-                   torch.Generator().manual_seed(24))  # a seed whose long-prompt response runs to 20
+                   torch.Generator().manual_seed(22))  # a seed whose long-prompt response runs to 20
     P, L = int(qm[0].sum()) - 1, int(gen.response_lengths[0])  # without the BOS
     assert P + L <= 128 < P + 2 * L - 1, (P, L)  # one pass would not fit
     passes = []

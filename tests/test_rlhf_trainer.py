@@ -35,6 +35,49 @@ def test_a_step_reports_every_statistic(tok):
         assert key in stats and np.isfinite(stats[key]), key
 
 
+def test_the_trainer_steps_with_fused_adam_and_falls_back_where_torch_has_none(tok, monkeypatch):
+    from ppo_edu.rlhf import trainer as trainer_module
+
+    trainer = make_trainer(tok)
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    assert trainer.optimizer.defaults["fused"] is True and trainer.optimizer.defaults["eps"] == 1e-5
+    n = sum(1 for _ in trainer.policy.parameters())
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == n  # a generator, listed once
+
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                               "supported devices")
+        return real_adam(params, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.torch.optim, "Adam", adam_without_fused)
+    fallback = make_trainer(tok)
+    assert not fallback.optimizer.defaults.get("fused")
+    assert sum(len(g["params"]) for g in fallback.optimizer.param_groups) == n
+    assert fallback.optimizer.param_groups[0]["lr"] == fallback.config.learning_rate
+
+
+def test_fused_adam_takes_the_steps_plain_adam_takes():
+    from ppo_edu.rlhf.trainer import make_adam
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(16, 4)
+    b = torch.nn.Linear(16, 4)
+    b.load_state_dict(a.state_dict())
+    start = a.weight.detach().clone()
+    fused, plain = make_adam(a.parameters(), 1e-2), torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5)
+    for _ in range(5):
+        x = torch.randn(8, 16)
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
+    assert (a.weight - start).abs().max() > 1e-2  # five steps of 1e-2 moved it
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_the_first_step_has_exactly_zero_kl_and_ratio_one(tok, temperature):
     """Policy == reference and no dropout: KL is 0 and the first minibatch's ratio is 1. At

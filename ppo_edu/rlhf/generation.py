@@ -170,6 +170,41 @@ def cache_of(output):
     return cache
 
 
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def inverse_cdf_tokens(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Row b's token: the first index whose cumulative probability exceeds ``uniforms[b]`` times
+    the row's total. ``probs`` (B, V) >= 0, ``uniforms`` (B,) in [0, 1) -> (B,) token ids.
+
+    A token of probability 0 is never chosen (its cumulative sum equals its left neighbour's),
+    and a product that float rounding puts at the total picks the row's last token of
+    positive probability. Sums run in float64 (float32 on Apple's MPS, which has no float64)."""
+    dtype = _sum_dtype(probs.device)
+    cdf = probs.to(dtype).cumsum(-1)
+    target = (uniforms.to(dtype) * cdf[:, -1]).unsqueeze(1)
+    tokens = torch.searchsorted(cdf, target, right=True).squeeze(1)
+    vocabulary = probs.shape[-1]
+    beyond = tokens >= vocabulary
+    if beyond.any():
+        last_positive = vocabulary - 1 - (probs.flip(-1) > 0).long().argmax(-1)
+        tokens = torch.where(beyond, last_positive, tokens)
+    return tokens
+
+
+def sample_tokens(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of ``probs`` (B, V), drawn from that row's distribution: (B,) ids.
+
+    ``torch.multinomial`` draws the same distribution, but on a CPU it took 2.7 ms for 32 rows of
+    4,097 tokens, where this inverse-CDF draw (one uniform number per row, a cumulative sum and a
+    binary search) took 0.1 ms: on the tiny GPT-2, 50 ms of a 0.9-s PPO step. The same
+    ``generator`` seed gives the same tokens."""
+    uniforms = torch.rand(probs.shape[0], generator=generator, device=probs.device,
+                          dtype=_sum_dtype(probs.device))
+    return inverse_cdf_tokens(probs, uniforms)
+
+
 @torch.no_grad()
 def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int,
              eos_token_id: int, pad_token_id: int, temperature: float = 1.0,
@@ -178,7 +213,7 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
 
     ``model`` is a causal LM (e.g. ``policy.lm``); ``query_ids`` and ``query_mask`` (B, P), left
     padded (:func:`encode_prompts`). Raises ``FloatingPointError`` if the
-    logits at some step hold NaN or inf, instead of letting ``multinomial`` sample garbage.
+    logits at some step hold NaN or inf, instead of letting the sampler draw garbage.
     """
     require_temperature(temperature)
     # a whole number: 2.5 passed a ">= 1" test and failed after the first forward pass
@@ -204,7 +239,7 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
                 f"the policy's logits hold NaN/inf at generation step {step} for rows "
                 f"{bad.nonzero().flatten().tolist()}: the model's weights have diverged"
             )
-        token = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+        token = sample_tokens(torch.softmax(logits, -1), generator)
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         tokens.append(token)
         newly_real = (~finished).long()
