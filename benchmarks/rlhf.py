@@ -93,8 +93,10 @@ seed (+0.041 +- 0.005), though 0.1-0.25 nats further out on four of them. Agains
 annealed at beta 0.25, which ended 0.6-0.9 nats further out than ours, ours' end point had
 at least TRL's gain at no more KL on seeds 1-4. Measured again with ``--within-budget`` on
 a slower day (ours made 383-447 steps instead of about 530), that held on seed 1 only, and
-against beta 0.3 on none, while ours stayed ahead per sqrt(nat) on every seed (the README
-has the tables).
+against beta 0.3 on none, while ours stayed ahead per sqrt(nat) on every seed. With the
+faster steps of 2026-12-06 (532-568 steps), against beta 0.25 it held on one seed of five
+again, ours ahead per sqrt(nat) on every seed (+0.059 +- 0.011) and TRL about a nat further
+out (the README has the tables).
 
 TRL's end point moves from seed to seed (at the default settings its final KL ranged over
 6.3-8.2 nats in two sets of 120-s runs of seeds 0-4 on 2026-12-03), and a little from run
