@@ -43,6 +43,7 @@ from ppo_edu._checks import (
 from ppo_edu.advantages import compute_gae
 from ppo_edu.agents import ActorCritic
 from ppo_edu.objectives import approx_kl, clipped_surrogate, cpi_surrogate
+from ppo_edu.optim import adam
 from ppo_edu.rollout import Rollout, RolloutCollector, make_cartpole_envs
 
 AdvantageFn = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]
@@ -377,10 +378,7 @@ def make_envs(config: PPOConfig) -> gym.vector.VectorEnv:
 def make_optimizer(agent: ActorCritic, config: PPOConfig) -> torch.optim.Adam:
     """Adam with eps 1e-5 (as in the PPO implementations); the fused kernel where torch has
     it, which updates all parameters in one call instead of ~10 small ops per tensor."""
-    try:
-        return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
-    except (RuntimeError, TypeError):  # older torch, or a device without fused Adam
-        return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
+    return adam(agent.parameters(), config.learning_rate)
 
 
 def _advantage_pair(out) -> tuple[torch.Tensor, torch.Tensor]:

@@ -465,6 +465,27 @@ def test_the_optimizer_is_adam_with_eps_1e_5_at_the_config_learning_rate():
     assert optimizer.param_groups[0]["eps"] == 1e-5 and optimizer.param_groups[0]["lr"] == 7e-4
 
 
+def test_without_fused_adam_the_optimizer_still_gets_every_parameter(monkeypatch):
+    """Where torch has no fused Adam for the device, plain Adam takes over, with all the agent's
+    parameters (it was handed a generator that the failed fused attempt had already drained)."""
+    from ppo_edu.ppo import make_optimizer
+
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused(params, *args, fused=None, **kwargs):
+        params = list(params)  # as torch does, before an older torch refused the device
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                               "supported devices")
+        return real_adam(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+    agent = ActorCritic(4, 2)
+    optimizer = make_optimizer(agent, PPOConfig(learning_rate=7e-4))
+    assert not optimizer.defaults.get("fused")
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(agent.parameters()))
+
+
 def test_the_entropy_bonus_raises_the_policy_entropy():
     """With zero advantages the surrogate has no gradient and the critic has its own weights:
     only c2 S moves the actor, towards a more random policy (a flipped sign: a surer one)."""

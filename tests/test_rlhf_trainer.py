@@ -36,8 +36,6 @@ def test_a_step_reports_every_statistic(tok):
 
 
 def test_the_trainer_steps_with_fused_adam_and_falls_back_where_torch_has_none(tok, monkeypatch):
-    from ppo_edu.rlhf import trainer as trainer_module
-
     trainer = make_trainer(tok)
     assert isinstance(trainer.optimizer, torch.optim.Adam)
     assert trainer.optimizer.defaults["fused"] is True and trainer.optimizer.defaults["eps"] == 1e-5
@@ -47,12 +45,13 @@ def test_the_trainer_steps_with_fused_adam_and_falls_back_where_torch_has_none(t
     real_adam = torch.optim.Adam
 
     def adam_without_fused(params, *args, fused=None, **kwargs):
+        params = list(params)  # as torch does, before an older torch refused the device
         if fused:
             raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
                                "supported devices")
         return real_adam(params, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module.torch.optim, "Adam", adam_without_fused)
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
     fallback = make_trainer(tok)
     assert not fallback.optimizer.defaults.get("fused")
     assert sum(len(g["params"]) for g in fallback.optimizer.param_groups) == n
@@ -60,14 +59,14 @@ def test_the_trainer_steps_with_fused_adam_and_falls_back_where_torch_has_none(t
 
 
 def test_fused_adam_takes_the_steps_plain_adam_takes():
-    from ppo_edu.rlhf.trainer import make_adam
+    from ppo_edu.optim import adam
 
     torch.manual_seed(0)
     a = torch.nn.Linear(16, 4)
     b = torch.nn.Linear(16, 4)
     b.load_state_dict(a.state_dict())
     start = a.weight.detach().clone()
-    fused, plain = make_adam(a.parameters(), 1e-2), torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5)
+    fused, plain = adam(a.parameters(), 1e-2), torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5)
     for _ in range(5):
         x = torch.randn(8, 16)
         for model, opt in ((a, fused), (b, plain)):

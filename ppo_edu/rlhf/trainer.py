@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ppo_edu._checks import require_count, require_seed, require_text_list
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
+from ppo_edu.optim import adam
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
 from ppo_edu.rlhf.generation import (
     Generation,
@@ -136,18 +137,6 @@ class RLHFConfig:
             raise ValueError(f"kl_horizon={self.kl_horizon} with batch_size={self.batch_size}: the controller "
                              "scales beta by 1 + e * batch_size / kl_horizon with e down to -0.2, so it needs "
                              "kl_horizon > batch_size / 5, or beta could reach 0 or flip sign")
-
-
-def make_adam(parameters, lr: float) -> torch.optim.Adam:
-    """Adam with eps 1e-5, as lesson 4's PPO has it: the fused kernel where torch has one for the
-    parameters' device (TRL's default optimizer is fused too). Unfused, Adam runs ~10 small
-    operations per tensor, which on the tiny GPT-2 on a 2-core CPU was about a tenth of a PPO
-    step's time."""
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=lr, eps=1e-5, fused=True)
-    except (RuntimeError, TypeError):  # older torch, or a device without fused Adam
-        return torch.optim.Adam(parameters, lr=lr, eps=1e-5)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -291,7 +280,7 @@ class RLHFTrainer:
         encode_prompts(tokenizer, self.prompts, self.context_length, config.max_new_tokens,
                        add_bos=config.add_bos)  # fail early, before any training
         self.policy.eval()  # dropout is off anyway; eval() also keeps it off in wrapped modules
-        self.optimizer = make_adam(policy.parameters(), config.learning_rate)
+        self.optimizer = adam(policy.parameters(), config.learning_rate)
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
                        if config.adaptive_kl else FixedKLController(config.init_kl_coef))
         self.rng = np.random.default_rng(config.seed)
