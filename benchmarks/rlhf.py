@@ -204,7 +204,8 @@ def load_setup(args):
 def measure(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn, args) -> dict:
     result = evaluate_policy(lm, reference, tokenizer, eval_prompts, reward_fn, judge_fn,
                              max_new_tokens=args.max_new_tokens, seed=12345)
-    return result.summary()
+    # each prompt's score and KL too, for the end points' paired standard errors
+    return {**result.summary(), "scores": result.scores, "kls": result.kls}
 
 
 class Checkpoints:
@@ -536,7 +537,25 @@ def compare_seed(args, seed: int) -> dict:
         print(f"end points: ours {'has' if end_point_met(ours, trl) else 'does not have'} at least "
               f"TRL's reward gain at no more KL; samples/s ratio "
               f"{ours['samples_per_s'] / trl['samples_per_s']:.2f}")
+        gain, gain_se = paired_difference(ours["scores"], trl["scores"])
+        kl, kl_se = paired_difference(ours["kls"], trl["kls"])
+        print(f"end points, ours - TRL prompt by prompt over the {len(ours['scores'])} evaluation "
+              f"prompts: RM gain {gain / base['score_std']:+.3f} +- {gain_se / base['score_std']:.3f} "
+              f"std, KL {kl:+.2f} +- {kl_se:.2f} nats (+- one standard error: the noise of "
+              f"sampling one response per prompt, not of training)")
     return rows
+
+
+def paired_difference(ours, trl) -> tuple[float, float]:
+    """Mean and standard error of ours - TRL in a per-prompt figure (each prompt's score or
+    KL). Both end points answer the same evaluation prompts, so the difference is taken prompt
+    by prompt and the prompts' own spread cancels; what is left is the noise of the one
+    response sampled per prompt. It says whether an end-point verdict could flip on another
+    evaluation draw, not on another training run."""
+    d = np.asarray(ours, dtype=float) - np.asarray(trl, dtype=float)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"need one figure per evaluation prompt, at least two prompts; got shape {d.shape}")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def ratio_cell(ours: float, trl: float) -> str:

@@ -437,7 +437,7 @@ def test_the_end_table_prints_counts_as_integers_and_no_ratio_of_opposite_gains(
     def row(gain, judge, steps):
         return {"train_s": 120.0, "steps": steps, "score": gain, "score_std": 1.0, "judge": judge,
                 "ref_nll": 3.0, "kl": 4.0, "score_gain": gain, "judge_gain": judge,
-                "score_gain_in_std": gain}
+                "score_gain_in_std": gain, "scores": [gain, gain], "kls": [4.0, 4.0]}
 
     def ours(*args):
         return [row(1.5, -0.1, 5)], {"steps": 5, "samples": 160, "train_s": 120.0,

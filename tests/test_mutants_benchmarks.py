@@ -310,9 +310,12 @@ def test_within_budget_stops_both_trainers_before_the_budget_and_measures_their_
 BASE = {"score": 1.0, "score_std": 2.0, "judge": 0.1, "kl": 0.0, "ref_nll": 3.0}
 
 
-def _policy_row(score, judge, kl):
-    # the policy's own score std (5.0) differs from the reference's (2.0): gains are in the reference's
-    return {"score": score, "score_std": 5.0, "judge": judge, "kl": kl, "ref_nll": 3.1}
+def _policy_row(score, judge, kl, scores=None, kls=None):
+    # the policy's own score std (5.0) differs from the reference's (2.0): gains are in the reference's;
+    # scores and kls: each of four evaluation prompts' (their means are score and kl)
+    return {"score": score, "score_std": 5.0, "judge": judge, "kl": kl, "ref_nll": 3.1,
+            "scores": np.full(4, score) if scores is None else np.asarray(scores),
+            "kls": np.full(4, kl) if kls is None else np.asarray(kls)}
 
 
 def _compare(rlhf, monkeypatch, trl_points, ours_points=((2.0, 0.2, 1.0), (6.0, 0.3, 3.0))):
@@ -372,6 +375,24 @@ def test_the_end_points_are_gains_over_the_reference_in_its_std_at_the_last_chec
     assert ("ours: offline targets: RM gain +2.50 std met (>= 1), VADER gain +0.200 NOT met (>= 0.3), "
             "KL 3.00 nats met (<= 6) [2 s of training, within the targets' 300 s]") in out
     assert any(x.startswith("trl: offline targets: RM gain +2.00 std met") for x in out.splitlines())
+
+
+def test_the_end_points_difference_is_paired_prompt_by_prompt_with_its_standard_error(rlhf, monkeypatch, capsys):
+    """The evaluation's noise in the end-point verdict: ours - TRL prompt by prompt (the same
+    prompts), mean +- sample std / sqrt(n), the score's in the reference's std. TRL's scores
+    follow ours' pattern a point lower, so paired they differ by exactly 1 on every prompt
+    (an unpaired standard error would be 0.20 std); the KLs differ by -2, -1, -1, 0."""
+    pattern = np.array([-0.5, 0.5, -0.5, 0.5])
+    _compare(rlhf, monkeypatch,
+             ours_points=((2.0, 0.2, 1.0), (6.0, 0.3, 3.0, 6.0 + pattern, [2.0, 3.0, 3.0, 4.0])),
+             trl_points=((3.0, 0.15, 2.0), (5.0, 0.35, 4.0, 5.0 + pattern, [4.0, 4.0, 4.0, 4.0])))
+    out = capsys.readouterr().out
+    # gain: +1 / 2.0 (the reference's std); KL: mean -1, sample std sqrt(2/3), / 2 = 0.41 (ddof 0: 0.35)
+    assert ("end points, ours - TRL prompt by prompt over the 4 evaluation prompts: RM gain +0.500 +- 0.000 "
+            "std, KL -1.00 +- 0.41 nats") in out
+    assert rlhf.paired_difference([1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) == pytest.approx((7 / 3, np.sqrt(7 / 3) / np.sqrt(3)))
+    with pytest.raises(ValueError, match="one figure per evaluation prompt"):
+        rlhf.paired_difference([1.0], [0.0])
 
 
 @pytest.mark.parametrize("trl_points, says", [
@@ -537,11 +558,13 @@ def test_measure_uses_the_run_length_and_one_sampling_seed_for_every_seed(rlhf, 
 
     def evaluate_policy(*args, **kwargs):
         calls.append(kwargs)
-        return SimpleNamespace(summary=lambda: {"score": 0.0})
+        return SimpleNamespace(summary=lambda: {"score": 0.0}, scores=np.ones(3), kls=np.zeros(3))
 
     monkeypatch.setattr(rlhf, "evaluate_policy", evaluate_policy)
     for seed in (0, 4):
-        rlhf.measure(None, None, None, [], None, None, argparse.Namespace(max_new_tokens=9, seed=seed))
+        measured = rlhf.measure(None, None, None, [], None, None, argparse.Namespace(max_new_tokens=9, seed=seed))
+        # with each prompt's score and KL, for the end points' paired standard errors
+        assert measured["scores"].tolist() == [1.0] * 3 and measured["kls"].tolist() == [0.0] * 3
     assert calls == [{"max_new_tokens": 9, "seed": 12345}] * 2
 
 

@@ -106,6 +106,8 @@ def test_evaluate_policy_in_chunks_at_a_temperature_pairs_each_prompt_with_its_o
     assert result.responses == responses
     assert result.texts == [p + r for p, r in zip(prompts, responses)]
     assert result.kl == pytest.approx(torch.cat(kls).mean().item(), rel=1e-4)
+    assert result.kls == pytest.approx(torch.cat(kls).numpy(), rel=1e-4)  # each prompt's own
+    assert result.kls.min() < 0.9 * result.kls.max()  # they differ: the order is checked
     scores = lengths(result.texts).numpy()
     assert result.score_std == pytest.approx(float(np.std(scores)), rel=1e-6)  # population std
     assert result.score_std != pytest.approx(float(np.std(scores, ddof=1)), rel=1e-3)

@@ -39,7 +39,8 @@ class PolicyEval:
     response_length: float
     texts: list[str] = field(repr=False)
     responses: list[str] = field(repr=False)
-    scores: np.ndarray = field(repr=False)
+    scores: np.ndarray = field(repr=False)  # one per prompt, in the prompts' order
+    kls: np.ndarray = field(repr=False)  # each sample's KL, nats (their mean is ``kl``)
 
     def summary(self) -> dict:
         return {k: getattr(self, k) for k in
@@ -136,9 +137,10 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     scores = check_scores(reward_fn(texts), len(texts), texts).cpu().numpy()
     judge = (check_scores(judge_fn(texts), len(texts), texts, "judge_fn").mean().item()
              if judge_fn is not None else float("nan"))
+    sample_kls = torch.cat(kls)
     return PolicyEval(
         score=float(scores.mean()), score_std=float(scores.std()), judge=judge,
-        kl=torch.cat(kls).mean().item(), ref_nll=torch.cat(nlls).mean().item(),
+        kl=sample_kls.mean().item(), ref_nll=torch.cat(nlls).mean().item(),
         distinct2=distinct_n(responses), response_length=torch.cat(lengths).mean().item(),
-        texts=texts, responses=responses, scores=scores,
+        texts=texts, responses=responses, scores=scores, kls=sample_kls.numpy(),
     )
