@@ -568,9 +568,11 @@ def paired_difference(ours, trl) -> tuple[float, float]:
     by prompt and the prompts' own spread cancels; what is left is the noise of the one
     response sampled per prompt. It says whether an end-point verdict could flip on another
     evaluation draw, not on another training run."""
-    d = np.asarray(ours, dtype=float) - np.asarray(trl, dtype=float)
-    if d.ndim != 1 or len(d) < 2:
-        raise ValueError(f"need one figure per evaluation prompt, at least two prompts; got shape {d.shape}")
+    ours, trl = np.asarray(ours, dtype=float), np.asarray(trl, dtype=float)
+    if ours.ndim != 1 or ours.shape != trl.shape or len(ours) < 2:  # no broadcasting of one figure
+        raise ValueError("need one figure per evaluation prompt from each trainer, at least two prompts; "
+                         f"got shapes {ours.shape} and {trl.shape}")
+    d = ours - trl
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 

@@ -393,6 +393,8 @@ def test_the_end_points_difference_is_paired_prompt_by_prompt_with_its_standard_
     assert rlhf.paired_difference([1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) == pytest.approx((7 / 3, np.sqrt(7 / 3) / np.sqrt(3)))
     with pytest.raises(ValueError, match="one figure per evaluation prompt"):
         rlhf.paired_difference([1.0], [0.0])
+    with pytest.raises(ValueError, match=r"got shapes \(1,\) and \(3,\)"):  # would broadcast to 3 prompts
+        rlhf.paired_difference([1.0], [0.0, 1.0, 2.0])
 
 
 @pytest.mark.parametrize("trl_points, says", [
