@@ -41,6 +41,23 @@ def close_figures():
         pyplot.close("all")
 
 
+@pytest.fixture
+def torch_without_fused_adam(monkeypatch):
+    """torch.optim.Adam as an older torch behaves on a device without a fused kernel: it lists
+    its parameters, then refuses ``fused=True``. ``ppo_edu.optim.adam`` must fall back to
+    plain Adam with every parameter (both PPO trainers build their optimizer with it)."""
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused(params, *args, fused=None, **kwargs):
+        params = list(params)  # as torch does, before an older torch refused the device
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                               "supported devices")
+        return real_adam(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+
+
 @pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark("rlhf_variants.py")``: a script of ``benchmarks/`` as a module. The

@@ -465,21 +465,11 @@ def test_the_optimizer_is_adam_with_eps_1e_5_at_the_config_learning_rate():
     assert optimizer.param_groups[0]["eps"] == 1e-5 and optimizer.param_groups[0]["lr"] == 7e-4
 
 
-def test_without_fused_adam_the_optimizer_still_gets_every_parameter(monkeypatch):
+def test_without_fused_adam_the_optimizer_still_gets_every_parameter(torch_without_fused_adam):
     """Where torch has no fused Adam for the device, plain Adam takes over, with all the agent's
     parameters (it was handed a generator that the failed fused attempt had already drained)."""
     from ppo_edu.ppo import make_optimizer
 
-    real_adam = torch.optim.Adam
-
-    def adam_without_fused(params, *args, fused=None, **kwargs):
-        params = list(params)  # as torch does, before an older torch refused the device
-        if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
-                               "supported devices")
-        return real_adam(params, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
     agent = ActorCritic(4, 2)
     optimizer = make_optimizer(agent, PPOConfig(learning_rate=7e-4))
     assert not optimizer.defaults.get("fused")

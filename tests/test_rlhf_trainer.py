@@ -35,23 +35,16 @@ def test_a_step_reports_every_statistic(tok):
         assert key in stats and np.isfinite(stats[key]), key
 
 
-def test_the_trainer_steps_with_fused_adam_and_falls_back_where_torch_has_none(tok, monkeypatch):
+def test_the_trainer_steps_with_fused_adam(tok):
     trainer = make_trainer(tok)
     assert isinstance(trainer.optimizer, torch.optim.Adam)
     assert trainer.optimizer.defaults["fused"] is True and trainer.optimizer.defaults["eps"] == 1e-5
     n = sum(1 for _ in trainer.policy.parameters())
     assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == n  # a generator, listed once
 
-    real_adam = torch.optim.Adam
 
-    def adam_without_fused(params, *args, fused=None, **kwargs):
-        params = list(params)  # as torch does, before an older torch refused the device
-        if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
-                               "supported devices")
-        return real_adam(params, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+def test_the_trainer_falls_back_to_plain_adam_where_torch_has_no_fused_one(tok, torch_without_fused_adam):
+    n = sum(1 for _ in make_trainer(tok).policy.parameters())
     fallback = make_trainer(tok)
     assert not fallback.optimizer.defaults.get("fused")
     assert sum(len(g["params"]) for g in fallback.optimizer.param_groups) == n
