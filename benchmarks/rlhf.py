@@ -90,8 +90,8 @@ trainers comparable at different KL:
   would only see the way out. This reading flatters ours: it compares ours at the end of
   its budget with TRL earlier in its run, and both trainers' gain per sqrt(nat) rises
   with training. The fair matched reading is TRL's own end point with a fixed coefficient
-  that stops it near our KL (``--only trl --kl-coef B``; the README has 0.2, 0.25, 0.35
-  over 300 s: at 0.35 TRL ended level with ours or a little ahead).
+  that stops it near our KL (``--only trl --kl-coef B``; ``benchmarks/HISTORY.md`` has 0.2, 0.25,
+  0.35 over 300 s: at 0.35 TRL ended level with ours or a little ahead).
 
 ``--anneal-lr`` lowers both trainers' learning rates linearly from ``--lr`` to 0 over the
 budget, each on its own training clock. Without it neither anneals: TRL's default linear
@@ -105,7 +105,7 @@ a slower day (ours made 383-447 steps instead of about 530), that held on seed 1
 against beta 0.3 on none, while ours stayed ahead per sqrt(nat) on every seed. With the
 faster steps of 2026-12-06 (532-568 steps), against beta 0.25 it held on one seed of five
 again, ours ahead per sqrt(nat) on every seed (+0.059 +- 0.011) and TRL about a nat further
-out (the README has the tables). With ours' controller aimed at 5.7 nats instead of 5
+out (``benchmarks/HISTORY.md`` has the tables). With ours' controller aimed at 5.7 nats instead of 5
 (``--target-kl 5.7``, chosen before the run so that both trainers spend the 6-nat bound:
 TRL at beta 0.25 ends near 6), ours met all three offline targets on all ten seeds 0-9
 (2026-12-07, 5.46-5.91 nats) and the end-point target on five of them and on the means (ours
@@ -765,7 +765,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="ours only (with --only ours): train exactly this many PPO steps instead of "
                              "--budget seconds, so a seed's numbers do not depend on how busy the machine "
-                             "is (the README's five-minute runs: 215 steps, 235-286 s of training with "
+                             "is (benchmarks/HISTORY.md's five-minute runs: 215 steps, 235-286 s of training with "
                              "two one-thread runs sharing a 2-core machine; 500 steps, 259-284 s alone "
                              "with --threads 2)")
     parser.add_argument("--within-budget", action="store_true",

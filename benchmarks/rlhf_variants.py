@@ -10,7 +10,7 @@ them move five minutes of PPO off its reward-per-sqrt(nat) curve?
 Issue #5 asks for a VADER gain of 0.3 at <= 6 nats of KL after five minutes of PPO. Along
 this reward model VADER rises about 0.15 per reference std of reward-model gain, so that
 needs about 2 std at <= 6 nats, 0.8-0.85 std per sqrt(nat); five minutes of PPO reach
-0.7-0.8 (README). Each variant below changes one thing that could plausibly spend the KL
+0.7-0.8 (``benchmarks/HISTORY.md``). Each variant below changes one thing that could plausibly spend the KL
 better, and the script prints, at ``--at`` steps, what the defaults print: reward-model
 gain in reference std, VADER gain, the exact KL to the reference, gain per sqrt(nat), and
 VADER gain per std, on the held-out evaluation prompts of ``benchmarks/rlhf.py`` (same seed,
@@ -99,7 +99,7 @@ class WeightAverages:
                 p.lerp_(online[name], 1 - d)
 
 
-DEFAULT_AT = (50, 100, 150, 215)  # with the default 215 steps: the README's measurements
+DEFAULT_AT = (50, 100, 150, 215)  # with the default 215 steps: the five-minute runs in HISTORY.md
 
 
 def default_at(steps: int) -> list[int]:
