@@ -34,7 +34,9 @@ class PolicyEval:
     score_std: float  # population std (ddof 0) of the scores; the trainer's per-batch one is ddof 1
     judge: float  # held-out judge (nan if none)
     kl: float  # per-sample KL(pi || pi_ref), nats
-    ref_nll: float  # mean per-token negative log-likelihood under pi_ref (fluency: lower is better)
+    # negative log-likelihood per token under pi_ref, averaged within each response and then over
+    # responses, so each response counts once whatever its length (fluency: lower is better)
+    ref_nll: float
     distinct2: float  # distinct bigrams / all bigrams of the responses (diversity)
     response_length: float
     texts: list[str] = field(repr=False)
