@@ -85,9 +85,9 @@ class PPOConfig:
     learning_rate: float = 3e-3
     """Adam step size at the start."""
     anneal_lr: bool = True
-    """decay the learning rate linearly towards 0 (update k of K, counting from 0, runs at
-    1 - k/K of it: the first at the full rate, the last at 1/K; the history's ``update``
-    counts from 1)."""
+    """decay the learning rate linearly towards 0 (update u of U, counting from 0, runs at
+    1 - u/U of it: the first at the full rate, the last at 1/U; the history's ``update``
+    counts from 1). U updates, not the K epochs of each."""
     update_epochs: int = 10
     """K, passes over each batch."""
     minibatch_size: int = 256
