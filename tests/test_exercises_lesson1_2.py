@@ -304,3 +304,23 @@ def test_a_clipped_term_cut_from_the_graph_is_told_why_the_gradient_is_halved():
 
     result = check_clipped_objective.run(detached_clip)
     assert not result.passed and "half: inside the range the two terms tie" in result.message
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_cpi, lambda n, o, a: (ratio(n, o) * a).mean(dim=0, keepdim=True)),
+    (check_clipped_objective,
+     lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean().reshape(1)),
+    (check_clip_fraction, lambda n, o, e: ((ratio(n, o) - 1).abs() > e).float().mean(dim=0, keepdim=True)),
+])
+def test_a_scalar_of_shape_one_is_refused_and_its_shape_named(check, wrong):
+    """The exercises ask for a 0-dimensional tensor: shape (1,) holds the right number but is not it."""
+    result = check.run(wrong)
+    assert not result.passed and result.fn is check.reference, result.message
+    assert "0-dimensional tensor" in result.message and "shape (1,)" in result.message, result.message
+
+
+def test_l_clip_without_the_mean_is_asked_about_the_mean():
+    # on the single-sample cases the terms alone have shape (1,): the hint names the missing mean
+    wrong = lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a)
+    message = check_clipped_objective.run(wrong).message
+    assert "shape (1,)" in message and "leave out the mean" in message, message

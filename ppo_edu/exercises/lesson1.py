@@ -68,6 +68,9 @@ def check_cpi(fn):
             return hint
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"L^CPI is one number (a mean over samples); you returned {describe_type(got)}"
+        if got.dim() != 0:  # the trainer's loss.backward() and .item() want the scalar, shape ()
+            return (f"L^CPI is one number, a 0-dimensional tensor (shape (), what .mean() over every "
+                    f"sample returns); you returned {describe_type(got)}: no keepdim=True, no reshape")
         ratio = torch.exp(new.detach() - old)
         if torch.isclose(got.detach().float(), (ratio * adv).sum(), atol=1e-5):
             return "you summed over samples; Ê_t is a mean (with a sum the step size grows with the batch)"

@@ -70,6 +70,20 @@ _INSIDE_NORMALISATION = (
     "trainer's job, once per minibatch)")
 
 
+def _scalar_hint(got) -> str | None:
+    """The hint for an L^CLIP that is not one number in a 0-dimensional tensor, else None."""
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
+    if got.dim() != 0:  # the trainer's loss.backward() and .item() want the scalar, shape ()
+        if got.shape == (1,):  # the single-sample cases' shape: the mean may be missing
+            return ("L^CLIP is one number, a 0-dimensional tensor (shape (), what .mean() over every "
+                    "sample returns); you returned a tensor of shape (1,): did you leave out the mean, "
+                    "or keep its dimension (keepdim=True)?")
+        return (f"L^CLIP is one number, a 0-dimensional tensor (shape (), what .mean() over every "
+                f"sample returns); you returned {describe_type(got)}")
+    return None
+
+
 def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | None:
     """Name the mistake whose formula reproduces every (r, A, got) triple, if one does."""
     for formula, hint in _MISTAKES:
@@ -88,8 +102,8 @@ def check_clipped_objective(fn):
             got = fn(new, old, a, eps)
             if (hint := float_hint(got, "L^CLIP")) is not None:
                 return hint
-            if not isinstance(got, torch.Tensor) or got.numel() != 1:
-                return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
+            if (hint := _scalar_hint(got)) is not None:
+                return hint
             want = clipped_objective_reference(new.detach(), old, a, eps).item()
             if not math.isfinite(got.item()):
                 return (f"for a single sample (r = {ratio}, A = {adv}) your L^CLIP is {got.item()}. "
@@ -125,8 +139,8 @@ def check_clipped_objective(fn):
     new = old + 0.4 * torch.randn(64, generator=g)
     adv = torch.randn(64, generator=g)
     got, want = fn(new, old, adv, 0.1), clipped_objective_reference(new, old, adv, 0.1)
-    if not isinstance(got, torch.Tensor) or got.numel() != 1:
-        return f"L^CLIP is one number (a mean over samples); on a batch of 64 you returned {describe_type(got)}"
+    if (hint := _scalar_hint(got)) is not None:
+        return "on a batch of 64: " + hint
     if (hint := nan_hint(got, "on a batch of 64 your L^CLIP")) is not None:
         return hint
     if torch.isclose(got.float().reshape(()), want * 64, atol=1e-4):
@@ -177,6 +191,10 @@ def check_clip_fraction(fn):
                 f"(you returned a Python {type(got).__name__}: leave out the .item())")
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"the clip fraction is one number in [0, 1]; you returned {describe_type(got)}"
+    if got.dim() != 0:
+        return ("return the clip fraction as a 0-dimensional tensor (shape (), what .mean() over every "
+                f"sample returns), as the exercise asks; you returned {describe_type(got)}: no "
+                "keepdim=True, no reshape")
     got = float(got)
     if not math.isfinite(got):
         return f"the clip fraction is a share in [0, 1]; you returned {got}"
