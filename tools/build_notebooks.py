@@ -40,6 +40,9 @@ MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)[\s_-]*SOLUTION", re.IGNORECASE)
 INSTALL_RE = re.compile(r'^(\s*)!?pip install -q "ppo-edu(\[colab\])? @ git\+https://github\.com/[^"]*"\s*$')
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 GENERATED_TAG = "generated-banner"
+# The lessons whose checks also run the learner's function on GPU tensors when there is a GPU
+# (``device_hint`` in ppo_edu/exercises): GPT-2 runs there. Lessons 1-4 run on the CPU.
+GPU_LESSONS = ("05", "06")
 
 
 def solution_notebooks() -> list[Path]:
@@ -120,6 +123,17 @@ def stub_lines(lines: list[str], where: str) -> list[str]:
     return out
 
 
+def banner_rules(name: str) -> str:
+    """The banner's line on what the checks enforce: the device rule only where they check it."""
+    unchanged = ("leave the input tensors as they are (compute on copies or build new tensors, "
+                 "no `x[...] = ...` or `x.add_(...)` on an argument)")
+    if not name.startswith(GPU_LESSONS):
+        return f"> A rule every check enforces: {unchanged}."
+    return (f"> Two rules the checks enforce: {unchanged}, and create any new tensor on the inputs' "
+            "device (`torch.zeros_like(x)`, `x.new_zeros(...)`, `device=x.device`), since on a GPU "
+            "runtime the lesson calls your function with GPU tensors (and the checks try it on them).")
+
+
 def exercise_version(nb: dict, name: str) -> dict:
     ex = copy.deepcopy(nb)
     for i, cell in enumerate(ex["cells"]):
@@ -134,10 +148,7 @@ def exercise_version(nb: dict, name: str) -> dict:
             "`tools/build_notebooks.py`; edit the solution notebook, not this file.\n",
             "> Fill in each `raise NotImplementedError` and run the check cell after it. "
             "Stuck? Keep going: every later cell falls back to `ppo_edu`'s reference.\n",
-            "> Two rules every check enforces: leave the input tensors as they are (compute on copies "
-            "or build new tensors, no `x[...] = ...` or `x.add_(...)` on an argument), and create any "
-            "new tensor on the inputs' device (`torch.zeros_like(x)`, `x.new_zeros(...)`, "
-            "`device=x.device`), since on a GPU runtime the lesson calls your function with GPU tensors.",
+            banner_rules(name),
         ],
     }
     ex["cells"].insert(0, banner)
