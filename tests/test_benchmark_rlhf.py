@@ -375,10 +375,10 @@ def _accepted(bench, monkeypatch, argv) -> bool:
 def test_trl_with_fewer_training_prompts_than_a_batch_is_refused_at_once(bench, monkeypatch, capsys,
                                                                           flags, batch, train):
     """TRL's dataloader drops an incomplete batch: with no full batch, train() looped forever
-    and the budget callback that stops it was never reached (the run hung, even with 2 s)."""
-    start = time.perf_counter()
+    and the budget callback that stops it was never reached (the run hung, even with 2 s). The
+    refusal comes before any model loads (``_accepted`` fails the test if they load), so it cannot
+    hang."""
     assert not _accepted(bench, monkeypatch, flags)
-    assert time.perf_counter() - start < 30
     err = capsys.readouterr().err
     assert f"--batch-size {batch} is more than the {train} training prompts" in err
     assert "never stop" in err and "--only ours" in err
