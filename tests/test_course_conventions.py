@@ -259,7 +259,7 @@ def test_lesson_6_checks_trained_models_with_expect_and_asserts_offline():
 def test_lesson_5_asserts_its_trained_model_checks_with_the_tiny_model():
     source = "\n".join(text(c) for c in cells(ROOT / "notebooks" / "05_sft_reward_model.ipynb", "code"))
     calls = source.count("expect(")
-    assert calls == 3 and source.count("measured=MEASURED)") == calls
+    assert calls == 5 and source.count("measured=MEASURED)") == calls
     assert 'MEASURED = LM == "tiny" and device.type == "cpu"' in source
 
 
