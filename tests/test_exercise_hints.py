@@ -74,6 +74,57 @@ def test_in_place_answers_are_rejected_by_every_checker_that_passes_tensors():
         assert hint is not None and f"changed its argument `{argument}` in place" in hint, (check, hint)
 
 
+def test_an_in_place_change_that_autograd_refuses_gets_the_in_place_hint(capsys):
+    """`logprobs -= old_logprobs` on an argument that requires grad: torch raises before the
+    watcher could compare, and its message alone did not say which input or why it matters."""
+    def subtracts_in_logprobs(logprobs, old_logprobs):
+        logprobs -= old_logprobs
+        return torch.exp(logprobs)
+
+    def shifts_values(values, old_values, returns, epsilon):
+        values -= old_values
+        return clipped_value_loss(values + old_values, old_values, returns, epsilon)
+
+    for check, wrong, argument in ((lesson1.check_ratio, subtracts_in_logprobs, "logprobs"),
+                                   (lesson4.check_value_loss, shifts_values, "values")):
+        hint = check.verify(wrong)
+        assert hint is not None and f"tried to change its argument `{argument}` in place" in hint, hint
+        assert f"{argument}.clone()" in hint
+        assert hint.endswith("RuntimeError: a leaf Variable that requires grad is being used in an "
+                             "in-place operation.")
+    assert lesson1.check_ratio(subtracts_in_logprobs) is probability_ratio
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "❌" in out and "`logprobs` in place" in out
+    assert lesson1.check_ratio.verify(lambda new, old: torch.exp(new - old)) is None
+
+    def both_scores(r_chosen, r_rejected):  # the loss takes two arguments that require grad
+        r_rejected -= r_chosen
+        return bradley_terry_loss(torch.zeros_like(r_rejected), r_rejected)
+
+    hint = lesson5.check_bradley_terry_loss.verify(both_scores)
+    assert "tried to change its argument `r_rejected` in place" in hint and "r_chosen" not in hint
+
+    def both_changed(r_chosen, r_rejected):
+        r_chosen -= r_rejected
+        r_rejected -= r_rejected
+        return bradley_terry_loss(r_chosen, r_rejected)
+
+    hint = lesson5.check_bradley_terry_loss.verify(both_changed)
+    assert "tried to change its argument `r_chosen` or `r_rejected` in place" in hint
+
+
+def test_a_refused_in_place_change_of_a_tensor_the_function_made_is_not_blamed_on_an_input():
+    def own_leaf(logprobs, old_logprobs):
+        out = torch.zeros_like(logprobs, requires_grad=True)
+        out += torch.exp(logprobs - old_logprobs)
+        return out
+
+    with pytest.raises(RuntimeError, match="leaf Variable"):  # torch's error, as it was raised
+        lesson1.check_ratio.verify(own_leaf)
+    message = lesson1.check_ratio.run(own_leaf).message
+    assert "your function raised RuntimeError: a leaf Variable" in message and "argument" not in message
+
+
 def test_the_references_still_pass_with_their_inputs_watched():
     for check in (lesson1.check_ratio, lesson1.check_cpi, lesson2.check_clipped_objective,
                   lesson2.check_clip_fraction, lesson3.check_bootstrap_values, lesson3.check_td_residuals,

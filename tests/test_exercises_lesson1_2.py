@@ -114,6 +114,9 @@ def test_a_finished_function_calling_an_unfinished_one_is_told_which(capsys):
         (lambda n, o, a, e: (ratio(n, o) * a).mean(), "the clip never acts"),
         (lambda n, o, a, e: (clamp(ratio(n, o), e) * a).mean(), "clip(r)·A alone"),
         (lambda n, o, a, e: torch.maximum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "you took the max"),
+        # min(r, clip(r))·A: right for A > 0 only, a max for A < 0
+        (lambda n, o, a, e: (torch.min(ratio(n, o), clamp(ratio(n, o), e)) * a).mean(),
+         "you took A out of the min"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o) * a, e)).mean(), "not the product"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, ratio(n, o) * a.clamp(-e, e)).mean(),
          "you clipped the advantages"),
@@ -324,3 +327,11 @@ def test_l_clip_without_the_mean_is_asked_about_the_mean():
     wrong = lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o), e) * a)
     message = check_clipped_objective.run(wrong).message
     assert "shape (1,)" in message and "leave out the mean" in message, message
+
+
+def test_a_taken_out_of_the_min_is_told_to_keep_it_inside():
+    hint = check_clipped_objective.verify(
+        lambda n, o, a, e: (torch.min(ratio(n, o), clamp(ratio(n, o), e)) * a).mean())
+    assert "only for A > 0 (for A < 0 it is the max): keep A inside both terms of the min" in hint
+    assert check_clipped_objective.verify(
+        lambda n, o, a, e: torch.min(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean()) is None

@@ -337,3 +337,25 @@ def test_bootstrap_with_truncation_applied_after_termination_is_told_termination
     hint = check_bootstrap_values.verify(truncation_last)
     assert hint is not None and "at terminated step" in hint
     assert "also truncated: termination wins, so apply it last" in hint
+
+
+@pytest.mark.parametrize("factor, named", [
+    (lambda g, lm: g, "multiplies A_(t+1) by gamma only: lam is missing"),
+    (lambda g, lm: lm, "multiplies A_(t+1) by lam only: gamma is missing"),
+    (lambda g, lm: 1.0, "adds A_(t+1) with no factor: gamma and lam are both missing"),
+])
+def test_gae_with_a_wrong_factor_of_the_next_advantage_is_told_which(factor, named):
+    """gamma or lam left out of gamma * lam * A_(t+1) was blamed on the step's own delta_t (the
+    last step of an episode is right, the one before it is the last wrong one)."""
+    wrong = _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm: d[t] + factor(g, lm) * nd[t] * run)
+    hint = check_gae.verify(wrong)
+    assert hint is not None and named in hint and "A_t = delta_t + gamma * lam * A_(t+1)" in hint
+    assert "own delta_t" not in hint
+    assert check_gae.verify(my_gae) is None
+
+
+def test_gae_with_another_wrong_factor_is_pointed_at_the_term_too():
+    # gamma twice: no named mistake, so the per-step hint, which must not blame delta_t alone
+    wrong = _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm: d[t] + g * g * lm * nd[t] * run)
+    hint = check_gae.verify(wrong)
+    assert hint is not None and "own delta_t, in the gamma * lam * A_(t+1) term, or in whether done_t" in hint

@@ -66,6 +66,8 @@ def test_last_token_checker_reports_the_stub():
     # the first padding position, read as argmax of mask == 0 (0 on a row with no padding)
     (lambda s, m: s[torch.arange(s.size(0)), (m == 0).int().argmax(-1)], "off by one"),
     (lambda s, m: s[:, 0], "expected"),
+    # argmax returns the first maximum: the first real token (on the right-padded batch, column 0)
+    (lambda s, m: s.gather(1, m.argmax(-1, keepdim=True)).squeeze(1), "you read the first real token"),
     (lambda s, m: (s * m).sum(-1), "expected"),
 ])
 def test_last_token_checker_rejects_typical_mistakes_with_a_hint(wrong, hint):
@@ -141,3 +143,16 @@ def test_a_loss_capped_for_confidently_wrong_pairs_is_told_the_numbers_of_both_p
 def test_an_overflowing_exp_is_named_beside_an_underflowing_sigmoid():
     message = check_bradley_terry_loss.verify(lambda c, r: torch.log1p(torch.exp(r - c)).mean())
     assert message is not None and "not finite" in message and "exp(200) overflows" in message
+
+
+def test_the_argmax_of_the_mask_is_told_it_finds_the_first_real_token():
+    def first_one(token_scores, attention_mask):
+        return token_scores.gather(1, attention_mask.argmax(-1, keepdim=True)).squeeze(1)
+
+    def last_one(token_scores, attention_mask):
+        positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+        return token_scores.gather(1, (positions * attention_mask).argmax(-1, keepdim=True)).squeeze(1)
+
+    hint = check_last_token_scores.verify(first_one)
+    assert "argmax returns the first maximum" in hint and "not the last one" in hint
+    assert check_last_token_scores.verify(last_one) is None

@@ -105,6 +105,15 @@ def test_kl_on_padding_is_caught():
     assert "padding must contribute 0" in hint
 
 
+def test_kl_on_padding_is_told_to_use_where_not_a_product_with_the_mask():
+    # padding may hold -inf log-probabilities, where "* mask" gives NaN: recommend torch.where
+    hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, torch.ones_like(m), est))
+    assert "torch.where(mask.bool(), kl, 0.0)" in hint and "safe only while the padding is finite" in hint
+    assert "(multiply by the mask)" not in hint
+    assert check_kl_penalty.verify(lambda lp, ref, m, est: torch.where(
+        m.bool(), my_kl(lp, ref, torch.ones_like(m), est), 0.0)) is None
+
+
 def test_k3_with_the_ratio_upside_down_is_caught():
     hint = check_kl_penalty.verify(lambda lp, ref, m, est: my_kl(lp, ref, m, "k1") if est == "k1"
                                    else my_kl(ref, lp, m, "k3"))
@@ -391,3 +400,46 @@ def test_token_gae_hint_points_at_the_token_that_is_wrong_not_the_earliest_it_sp
     hint = check_token_gae.verify(bootstraps_a_full_row)
     assert hint is not None and "last wrong token of response 0 is (0, 4), its last real token" in hint
     assert "nothing to bootstrap from" in hint
+
+
+def _gae_with(factor, delta_gamma=None):
+    """my_gae with ``factor(gamma, lam)`` in front of A_(t+1) and ``delta_gamma(gamma)`` in delta_t."""
+    def gae(rewards, values, mask, gamma, lam):
+        values = values * mask
+        B, R = values.shape
+        advantages, last = torch.zeros_like(values), torch.zeros(B)
+        g = gamma if delta_gamma is None else delta_gamma(gamma)
+        for t in reversed(range(R)):
+            next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < R else torch.zeros(B)
+            delta = rewards[:, t] * mask[:, t] + g * next_value - values[:, t]
+            last = (delta + factor(gamma, lam) * last) * mask[:, t]
+            advantages[:, t] = last
+        return advantages, (advantages + values) * mask
+    return gae
+
+
+@pytest.mark.parametrize("factor, named", [
+    # gamma = 1 in the first cases: gamma alone and no factor at all give the same numbers there
+    (lambda g, lm: g, "multiplies A_(t+1) by gamma only (gamma = 1 here: or by nothing at all): lam is missing"),
+    (lambda g, lm: 1.0, "multiplies A_(t+1) by gamma only (gamma = 1 here: or by nothing at all): lam is missing"),
+    # right for every gamma = 1 case, wrong at gamma = 0.9
+    (lambda g, lm: lm, "multiplies A_(t+1) by lam only: gamma is missing"),
+])
+def test_gae_with_a_wrong_factor_of_the_next_advantage_is_told_which(factor, named):
+    """Leaving lam out of gamma * lam * A_(t+1) was blamed on a token's own delta_t
+    ("expected 0.7375, got 0.7500"); leaving gamma out passed every gamma = 1 case, then got
+    the same hint at gamma = 0.9."""
+    hint = check_token_gae.verify(_gae_with(factor))
+    assert hint is not None and named in hint and "A_t = delta_t + gamma * lam * A_(t+1)" in hint, hint
+    assert "own delta_t" not in hint
+    assert check_token_gae.verify(_gae_with(lambda g, lm: g * lm)) is None
+
+
+def test_gae_wrong_only_where_gamma_is_not_1_asks_whether_gamma_is_missing():
+    hint = check_token_gae.verify(_gae_with(lambda g, lm: g * lm, delta_gamma=lambda g: 1.0))  # r + V' - V
+    assert hint is not None and "(gamma=0.9, lam=0.8)" in hint
+    assert "It was right for every gamma = 1 case: is gamma missing somewhere" in hint
+    # gamma twice: no named mistake, so the per-token hint, which must not blame delta_t alone
+    hint = check_token_gae.verify(_gae_with(lambda g, lm: g * g * lm))
+    assert hint is not None and "own delta_t or in the gamma * lam * A_(t+1) term" in hint
+    assert "is gamma missing somewhere" in hint

@@ -102,14 +102,66 @@ def _unfinished(fn: Callable, exc: NotImplementedError) -> str | None:
 
 
 class InputChanged(Exception):
-    """The learner's function changed one of its input tensors in place."""
+    """The learner's function changed one of its input tensors in place.
 
-    def __init__(self, argument: str):
-        self.hint = (f"your function changed its argument `{argument}` in place (an indexed "
-                     f"assignment such as {argument}[...] = ..., +=, or a method ending in _ such "
-                     f"as .mul_()). The caller uses `{argument}` again afterwards, and would get "
-                     f"your changes: compute on a copy ({argument}.clone()) or build a new tensor")
+    ``refused`` is torch's message when autograd stopped the change before it happened (an
+    in-place operation on an argument that requires grad); ``arguments`` then names each
+    argument that was refused (see :func:`_refused_arguments`)."""
+
+    def __init__(self, *arguments: str, refused: str | None = None):
+        named = " or ".join(f"`{a}`" for a in arguments)
+        one = arguments[0] if len(arguments) == 1 else "x"
+        verb = "changed" if refused is None else "tried to change"
+        self.hint = (f"your function {verb} its argument {named} in place (an indexed "
+                     f"assignment such as {one}[...] = ..., +=, or a method ending in _ such "
+                     f"as .mul_()). The caller uses {named} again afterwards, and would get "
+                     f"your changes: compute on a copy ({one}.clone()) or build a new tensor")
+        if refused is not None:
+            self.hint += (". Torch refused that in-place operation on an input that requires "
+                          f"grad: RuntimeError: {refused}")
         super().__init__(self.hint)
+
+
+def _refused_in_place(exc: BaseException) -> bool:
+    """True for autograd's refusal of an in-place operation on a leaf that requires grad."""
+    return ("leaf Variable that requires grad" in str(exc) and "in-place" in str(exc)
+            and isinstance(exc, RuntimeError))
+
+
+def _fresh(value):
+    """A copy of a tensor argument, a leaf again if it was one; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    return value
+
+
+def _refused_arguments(fn: Callable, args: tuple, kwargs: dict, labelled: list) -> list[str]:
+    """The labels of the arguments whose in-place change autograd refused, found by calling
+    ``fn`` again on copies: a leaf argument that requires grad, passed as a non-leaf copy
+    (which autograd lets change), lets the call through. Empty when the call is refused with
+    every such argument a non-leaf: the refused leaf is one the function made itself."""
+    slots = [*range(len(args)), *kwargs]
+    candidates = [(slot, label) for slot, (label, arg) in zip(slots, labelled)
+                  if isinstance(arg, torch.Tensor) and arg.requires_grad and arg.is_leaf]
+
+    def refused(unleafed) -> bool:
+        again_args, again_kwargs = [_fresh(a) for a in args], {k: _fresh(v) for k, v in kwargs.items()}
+        for slot in unleafed:
+            if isinstance(slot, int):
+                again_args[slot] = again_args[slot].clone()
+            else:
+                again_kwargs[slot] = again_kwargs[slot].clone()
+        try:
+            fn(*again_args, **again_kwargs)
+        except Exception as exc:  # noqa: BLE001 - only autograd's refusal matters here
+            return _refused_in_place(exc)
+        return False
+
+    if not candidates or refused([slot for slot, _ in candidates]):
+        return []
+    # each alone; when none is alone (two changed in place), all of them
+    culprits = [label for slot, label in candidates if not refused([slot])]
+    return culprits or [label for _, label in candidates]
 
 
 def _parameter_names(fn: Callable) -> list[str]:
@@ -137,7 +189,15 @@ def _watched(fn: Callable, names: list[str]) -> Callable:
         labelled += list(kwargs.items())
         before = [(label, arg, arg.detach().clone()) for label, arg in labelled
                   if isinstance(arg, torch.Tensor)]
-        out = fn(*args, **kwargs)
+        try:
+            out = fn(*args, **kwargs)
+        except RuntimeError as exc:
+            # autograd stops `logprobs -= old_logprobs` on an argument that requires grad
+            # before the comparison below could see it: the same mistake, the same hint
+            culprits = _refused_arguments(fn, args, kwargs, labelled) if _refused_in_place(exc) else []
+            if not culprits:  # not an argument: a leaf the function made itself
+                raise
+            raise InputChanged(*culprits, refused=str(exc)) from exc
         for label, arg, copy in before:
             if not _unchanged(copy, arg):
                 raise InputChanged(label)
@@ -214,6 +274,28 @@ def last_mismatch(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: fl
     if not bad.any():
         return None
     return tuple(int(i) for i in bad.nonzero()[-1])
+
+
+def recursion_factor_hint(matches: Callable[[float], bool], gamma: float, lam: float) -> str | None:
+    """The hint for a GAE recursion that multiplies A_(t+1) by gamma alone, lam alone or
+    nothing instead of gamma * lam, else None. ``matches(factor)`` tells whether the learner's
+    advantages are the recursion's with ``factor`` in place of gamma * lam (called only on
+    answers that differ from the right one, so a factor equal to gamma * lam never matches).
+
+    Left alone, such a mistake is blamed on a step's own delta_t: the last step of an episode is
+    right (nothing follows it), the one before is the first wrong one."""
+    formula = "A_t = delta_t + gamma * lam * A_(t+1)"
+    if gamma != 1.0 and lam != 1.0 and matches(1.0):
+        return (f"your recursion adds A_(t+1) with no factor: gamma and lam are both missing, "
+                f"{formula}")
+    if matches(gamma):  # with gamma = 1 also no factor at all
+        unit = " (gamma = 1 here: or by nothing at all)" if gamma == 1.0 else ""
+        return f"your recursion multiplies A_(t+1) by gamma only{unit}: lam is missing, {formula}"
+    if matches(lam):  # with lam = 1 also no factor at all
+        unit = " (lam = 1 here: or by nothing at all)" if lam == 1.0 else ""
+        return (f"your recursion multiplies A_(t+1) by lam only{unit}: gamma is missing, {formula} "
+                "(the gamma in delta_t discounts V(s_(t+1)), not the advantages that follow)")
+    return None
 
 
 def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:

@@ -47,6 +47,9 @@ _MISTAKES = [
      "you used clip(r)·A alone; take the min with r·A so that moves that make the objective "
      "worse are never clipped away"),
     (lambda r, a, e: max(r * a, _clip(r, e) * a), "you took the max; L^CLIP takes the min (a pessimistic bound)"),
+    (lambda r, a, e: min(r, _clip(r, e)) * a,
+     ("you took A out of the min, min(r, clip(r))·A; that equals min(r·A, clip(r)·A) only for "
+      "A > 0 (for A < 0 it is the max): keep A inside both terms of the min")),
     (lambda r, a, e: min(r * a, min(max(r * a, 1 - e), 1 + e)), "clip the ratio r, not the product r·A"),
     (lambda r, a, e: min(r * a, r * min(max(a, -e), e)),
      ("you clipped the advantages to [−ε, ε]; clip the ratio r to [1−ε, 1+ε]: the clip limits "

@@ -19,6 +19,7 @@ from ppo_edu.exercises._harness import (
     describe_type,
     first_mismatch,
     last_mismatch,
+    recursion_factor_hint,
     shape_hint,
     standardised,
 )
@@ -203,14 +204,17 @@ def _leaky_gae(case, gamma, lam):
     return adv
 
 
-def _gae_stopping_at(case, gamma, lam, stop: torch.Tensor, start: torch.Tensor | None = None):
-    """GAE whose recursion stops where ``stop`` is True and starts from ``start`` (0 if None)."""
+def _gae_stopping_at(case, gamma, lam, stop: torch.Tensor, start: torch.Tensor | None = None,
+                     factor: float | None = None):
+    """GAE whose recursion stops where ``stop`` is True and starts from ``start`` (0 if None),
+    multiplying A_(t+1) by ``factor`` (gamma * lam if None)."""
     deltas = td_residuals(**case, gamma=gamma)
     keep = 1.0 - stop.to(deltas.dtype)
+    factor = gamma * lam if factor is None else factor
     adv = torch.zeros_like(deltas)
     running = torch.zeros_like(case["next_values"]) if start is None else start.clone()
     for t in reversed(range(deltas.shape[0])):
-        running = deltas[t] + gamma * lam * keep[t] * running
+        running = deltas[t] + factor * keep[t] * running
         adv[t] = running
     return adv
 
@@ -292,6 +296,11 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
     if close(got, compute_gae(**as_termination, gamma=gamma, lam=lam)[0]):
         return ("you treat truncation as termination: a truncated step must bootstrap from "
                 "final_values (V of the final observation), not from 0")
+    done = case["terminated"] | case["truncated"]
+    hint = recursion_factor_hint(
+        lambda factor: close(got, _gae_stopping_at(case, gamma, lam, done, factor=factor)), gamma, lam)
+    if hint is not None:
+        return f"{hint} {where}"
     # the cases run (0.99, 0.95) first: failing a later pair means those all passed
     hard_coded = ("" if (gamma, lam) == (0.99, 0.95) else
                   "; it was right for gamma=0.99, lam=0.95: is gamma or lam hard-coded (in the "
@@ -306,9 +315,9 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
     kind = _kind_of_step(case, *last)
     if case["terminated"][last] and case["truncated"][last]:
         kind = "terminated-and-truncated"
-    after = ("the steps after it are right, so the error is in this step's own delta_t or in "
-             "whether done_t stops the recursion here" if t < got.shape[0] - 1 else
-             "nothing follows it, so A_t must be its own delta_t")
+    after = ("the steps after it are right, so the error is in this step's own delta_t, in "
+             "the gamma * lam * A_(t+1) term, or in whether done_t stops the recursion here"
+             if t < got.shape[0] - 1 else "nothing follows it, so A_t must be its own delta_t")
     if lam == 1.0:
         return (f"with lam = 1 GAE must equal the discounted return minus V(s_t); the last wrong "
                 f"step of env {idx[1]} is {kind} step {last}: {after} {where}{hard_coded}")

@@ -123,6 +123,14 @@ def check_last_token_scores(fn):
         if torch.allclose(got, scores[:, -1]):
             return (f"on a {name} batch you read the last column, which is padding for the shorter rows: "
                     "find each row's last position where attention_mask is 1")
+        row = int((~torch.isclose(got, want)).nonzero()[0])
+        where = (f"on a {name} batch, row {row} (mask {mask[row].tolist()}): expected "
+                 f"{want[row].item():.4f}, got {got[row].item():.4f}")
+        if torch.allclose(got, scores.gather(1, mask.argmax(-1, keepdim=True)).squeeze(1)):
+            return (f"{where}. argmax returns the first maximum: you read the first real token, "
+                    "not the last one (attention_mask.argmax(-1) is each row's first 1). Use the "
+                    "largest index where the mask is 1, e.g. "
+                    "(torch.arange(L, device=mask.device) * mask).argmax(-1)")
         lengths = mask.sum(-1)
         in_range = lengths.clamp(max=mask.size(1) - 1)
         first_pad = (mask == 0).int().argmax(-1)  # 0 on a row with no padding
@@ -135,8 +143,6 @@ def check_last_token_scores(fn):
         if name == "left-padded" and torch.allclose(got, scores.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)):
             return ("with left padding (real tokens at the end) len(row) - 1 is not the last real position; "
                     "use the largest index where the mask is 1, which works for both paddings")
-        row = int((~torch.isclose(got, want)).nonzero()[0])
-        return (f"on a {name} batch, row {row} (mask {mask[row].tolist()}): expected "
-                f"{want[row].item():.4f}, got {got[row].item():.4f}")
+        return where
     right = _masks()[0][1]
     return device_hint(fn, torch.randn(right.shape, generator=g), right)

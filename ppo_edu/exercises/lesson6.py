@@ -18,6 +18,7 @@ from ppo_edu.exercises._harness import (
     last_mismatch,
     nan_hint,
     no_gradient_hint,
+    recursion_factor_hint,
     shape_hint,
     standardised,
 )
@@ -99,7 +100,10 @@ def check_kl_penalty(fn):
                 continue
             real = mask.bool()
             if close(got[real], expected[real]):
-                return "right on real tokens, but padding must contribute 0 (multiply by the mask)"
+                return ("right on real tokens, but padding must contribute 0: "
+                        "torch.where(mask.bool(), kl, 0.0). Multiplying by the mask is safe only "
+                        "while the padding is finite: padding may hold -inf log-probabilities, and "
+                        "-inf * 0 is NaN")
             if estimator == "k1" and (close(got, expected.abs()) or close(got, expected.clamp(min=0))):
                 return ("k1 = log pi_theta(y_t) - log pi_ref(y_t) is negative on some tokens, and "
                         "that is right: only its average over tokens sampled from pi_theta estimates "
@@ -202,6 +206,20 @@ def _gae_cases():
     return out
 
 
+def _token_gae_with_factor(rewards, values, mask, gamma, factor):
+    """Token GAE whose recursion multiplies A_(t+1) by ``factor`` instead of gamma * lam."""
+    real, m = mask.bool(), mask.to(values.dtype)
+    rewards, values = torch.where(real, rewards, 0.0), torch.where(real, values, 0.0)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    deltas = rewards + gamma * next_values - values
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        running = (deltas[:, t] + factor * running) * m[:, t]
+        advantages[:, t] = running
+    return advantages
+
+
 @checker("GAE over response tokens with a mask", token_gae)
 def check_token_gae(fn):
     """``fn(rewards, values, mask, gamma, lam)`` -> (advantages, returns), each (B, R)."""
@@ -245,6 +263,15 @@ def check_token_gae(fn):
                     return ("you whitened the advantages inside: return them as they are (the trainer "
                             "whitens once over the whole batch, after GAE, over real tokens only; the "
                             "returns need the raw ones)")
+                hint = recursion_factor_hint(
+                    lambda factor: close(advantages[real], _token_gae_with_factor(
+                        rewards, values, mask, gamma, factor)[real]), gamma, lam)
+                if hint is not None:
+                    return f"{hint} {where}"
+                # gamma = 1 runs first: failing gamma = 0.9 means every gamma = 1 case passed
+                unit_gamma = ("" if gamma == 1.0 else ". It was right for every gamma = 1 case: is "
+                              "gamma missing somewhere (in delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), "
+                              "or in gamma * lam * A_(t+1))?")
                 idx = first_mismatch(torch.where(real, advantages, expected), expected)
                 if lam == 0.0:
                     return f"with lam = 0 GAE is the TD residual delta_t; first difference at {idx} {where}"
@@ -255,14 +282,16 @@ def check_token_gae(fn):
                 end = int(mask[row].sum()) - 1
                 after = ("its last real token: nothing follows it, so A_t must be its own delta_t"
                          if last[1] == end else "a token inside the response; the tokens after it are "
-                         "right, so the error is in this token's own delta_t")
+                         "right, so the error is in this token's own delta_t or in the "
+                         "gamma * lam * A_(t+1) term")
                 return (f"the last wrong token of response {row} is {last}, {after} "
                         f"(expected {float(expected[last]):.4f}, got {float(advantages[last]):.4f}) "
                         f"{where}. A_t = delta_t + gamma * lam * A_(t+1), computed backwards, "
                         "with V(s_{t+1}) = 0 after a response's last real token, also when it fills "
-                        "all R tokens (the episode ends there: nothing to bootstrap from)")
+                        f"all R tokens (the episode ends there: nothing to bootstrap from){unit_gamma}")
             if not close(advantages, expected):
-                return "advantages must be 0 on padding (multiply by the mask)"
+                return ("advantages must be 0 on padding: torch.where(mask.bool(), advantages, 0.0) (multiplying "
+                        "by the mask is safe only while the padding is finite)")
             if not close(returns, expected_returns):
                 return "returns = advantages + values on real tokens, 0 on padding"
     return device_hint(fn, *_gae_cases()[1], 1.0, 0.95)
