@@ -4,6 +4,7 @@ sqrt(nat) of KL."""
 
 import argparse
 import importlib.util
+import math
 import time
 from pathlib import Path
 
@@ -137,12 +138,17 @@ def test_fixed_kl_refuses_the_adaptive_controllers_settings(bench, capsys):
 
 def test_gain_on_the_way_out_reads_a_rising_path_and_refuses_otherwise(bench):
     rows = [{"kl": 2.0, "score_gain_in_std": 0.5}, {"kl": 4.0, "score_gain_in_std": 1.5}]
-    assert bench.gain_on_the_way_out(rows, 1.0) == pytest.approx(0.25)  # from the reference (0, 0)
-    assert bench.gain_on_the_way_out(rows, 3.0) == pytest.approx(1.0)
+    # linear in sqrt(KL): gain grows like sqrt(KL), which a straight line in KL would undercut
+    assert bench.gain_on_the_way_out(rows, 1.0) == pytest.approx(0.5 / math.sqrt(2))  # from (0, 0)
+    assert bench.gain_on_the_way_out(rows, 3.0) == pytest.approx(
+        0.5 + 1.0 * (math.sqrt(3) - math.sqrt(2)) / (2 - math.sqrt(2)))
     assert bench.gain_on_the_way_out(rows, 4.0) == pytest.approx(1.5)
     assert bench.gain_on_the_way_out(rows, 4.5) is None  # never got that far
     back = [{"kl": 6.0, "score_gain_in_std": 1.8}, {"kl": 5.0, "score_gain_in_std": 1.6}]
-    assert bench.gain_on_the_way_out(back, 5.5) == pytest.approx(1.8 * 5.5 / 6.0)
+    assert bench.gain_on_the_way_out(back, 5.5) == pytest.approx(1.8 * math.sqrt(5.5 / 6.0))
+    # the docstring's example: +2.0 std at 7 nats, read at 5 nats
+    assert bench.gain_on_the_way_out([{"kl": 7.0, "score_gain_in_std": 2.0}], 5.0) == pytest.approx(
+        2.0 * math.sqrt(5 / 7))
     assert bench.gain_on_the_way_out(back + [{"kl": 7.0, "score_gain_in_std": 2.0}], 6.5) is None
 
 

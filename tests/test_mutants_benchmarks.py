@@ -4,6 +4,7 @@ training: trainers, models and clocks are replaced by stubs where the figure is 
 bookkeeping)."""
 
 import argparse
+import math
 import re
 import sys
 import types
@@ -44,7 +45,8 @@ def test_trls_gain_at_our_kl_reads_through_a_stretch_where_its_kl_stayed_put(rlh
     the next checkpoint (a `<=` in the went-down test returned "n/a")."""
     rows = [{"kl": 2.0, "score_gain_in_std": 0.5}, {"kl": 2.0, "score_gain_in_std": 0.7},
             {"kl": 4.0, "score_gain_in_std": 1.5}]
-    assert rlhf.gain_on_the_way_out(rows, 3.0) == pytest.approx(0.7 + (1.5 - 0.7) * (3.0 - 2.0) / (4.0 - 2.0))
+    assert rlhf.gain_on_the_way_out(rows, 3.0) == pytest.approx(
+        0.7 + (1.5 - 0.7) * (math.sqrt(3.0) - math.sqrt(2.0)) / (2.0 - math.sqrt(2.0)))
 
 
 # ------------------------------------------------------------------ our_config and run_ours' figures
@@ -367,8 +369,8 @@ def test_the_end_points_are_gains_over_the_reference_in_its_std_at_the_last_chec
         return next(x for x in out.splitlines() if x.strip().startswith(label)).split()
 
     assert line("samples/s") == ["samples/s", "30.000", "10.000", "3.00"]  # the ratio column, ours / TRL
-    # TRL's path (2 nats, 1.0 std) -> (4 nats, 2.0 std) read at our 3 nats: 1.5 std
-    assert "at our final KL (3.00 nats): ours +2.500 std, TRL +1.500 std (interpolated" in out
+    # TRL's path (2 nats, 1.0 std) -> (4 nats, 2.0 std) read at our 3 nats, linearly in sqrt(KL): 1.543 std
+    assert "at our final KL (3.00 nats): ours +2.500 std, TRL +1.543 std (interpolated" in out
     # ours: 2.5 std at 3 nats; TRL: 2.0 std at 4 nats
     assert "end points: ours has at least TRL's reward gain at no more KL; samples/s ratio 3.00" in out
     # each trainer's end point against issue #5's offline targets (ours: 2.5 std, VADER +0.2, 3 nats)
