@@ -23,7 +23,12 @@ Stable-Baselines3 runs rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
 lr 1e-3, linear clip 0.2). Ours runs ``PPOConfig()``'s defaults, which make 10 passes over
 each rollout at lr 3e-3: SB3 takes twice ours' gradient steps per rollout, so the
 wall-clock ratio mixes the two libraries' speed with their settings' work
-(``--sb3-epochs 10`` gives SB3 ours' count of passes). Both get the same
+(``--sb3-epochs 10`` gives SB3 ours' count of passes). The value losses differ too: ours
+clips the value change (by 0.2, annealed with the policy's clip range) and weights the
+squared error 0.25 (a factor 1/2 times ``value_coef`` 0.5); SB3's is unclipped
+(``clip_range_vf=None``) and weighted 0.5 (``vf_coef`` times ``F.mse_loss``). Actor and
+critic are separate networks on both sides, but the gradient norm is clipped at 0.5 over
+both together, so the critic's share of that norm also sizes the actor's step. Both get the same
 budget (``--budget``, rounded down to whole rollouts of 256 env steps, the rollout size of
 both), over which both anneal their learning rate and clip range linearly (SB3's
 schedules follow ``learn(total_timesteps)``, ours ``total_timesteps``).
@@ -189,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--budget must be at least one rollout ({ROLLOUT} env steps) and --eval-every "
                      f"at least 1; got {args.budget} and {args.eval_every}")
     # whole rollouts: ours trains budget // 256 of them, SB3 runs until it reaches the budget
-    # (a last partial rollout, annealed past zero), so both get the same multiple of 256
+    # (without the rounding, one more partial rollout, annealed past zero), so both get the
+    # same multiple of 256
     args.budget -= args.budget % ROLLOUT
     if args.eval_every > args.budget:
         parser.error(f"--eval-every {args.eval_every} is more than the budget of {args.budget} env "

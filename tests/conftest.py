@@ -16,7 +16,10 @@ os.environ.setdefault("PPO_EDU_PROFILE", "fast")
 # shell (PPO_EDU_SEED, ppo_edu.notebook); nbval's kernels inherit this process's environment.
 os.environ.pop("PPO_EDU_SEED", None)
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a model hub
+# nothing in the tests may reach a model or dataset hub, whatever the shell exported (setdefault
+# left an exported HF_HUB_OFFLINE=0 in force)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

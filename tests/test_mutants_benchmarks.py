@@ -1023,7 +1023,7 @@ def test_fullsize_checks_the_context_of_the_model_it_builds(fullsize):
 def test_fullsize_memory_figures(fullsize):
     """The estimate printed is ppo_edu.rlhf.memory's total for the run's shapes (queries of
     prompt_words + 1 tokens, the BOS); the measured peak is above what the process held before,
-    in GiB (ru_maxrss is KiB on Linux; statm's second field is the resident pages)."""
+    in GiB (VmHWM is kB; statm's second field is the resident pages)."""
     from ppo_edu.rlhf.memory import estimate_ppo_memory
 
     result = fullsize.run(batch_size=4, mini_batch_size=2, ppo_epochs=1, prompt_words=4, max_new_tokens=4,
@@ -1034,6 +1034,16 @@ def test_fullsize_memory_figures(fullsize):
     current, peak = fullsize.current_rss_gib(), fullsize.peak_rss_gib()
     assert 0.05 < current <= peak + 0.01 < 64  # ru_maxrss can lag the resident size by a few pages
     assert 0 <= result["peak_gib"] < peak - 0.05  # minus the RSS before the models were built
+
+
+def test_fullsize_peak_is_this_runs_not_an_earlier_one_in_the_process(fullsize):
+    """An earlier, larger peak in the same process (a test suite, a notebook) is not this run's:
+    ru_maxrss never comes down, and reported the half GiB allocated and freed here."""
+    big = torch.ones(128 * 1024 * 1024)  # 0.5 GiB, touched, then freed
+    del big
+    result = fullsize.run(batch_size=2, mini_batch_size=2, ppo_epochs=1, prompt_words=4, max_new_tokens=4,
+                          config_overrides={"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64}, verbose=False)
+    assert 0 <= result["peak_gib"] < 0.25
 
 
 def test_fullsize_step_config_passes_the_step_shapes(fullsize):

@@ -63,7 +63,10 @@ SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def download_sdist(dest: Path) -> Path:
-    # --require-hashes: pip checks the file before it prepares (runs) anything from it
+    # --require-hashes: pip checks the sdist's hash before it prepares its metadata (which runs
+    # the checked sdist's setup.py). The build backend pip installs for that step (setuptools,
+    # in an isolated environment) is not hash-checked: pip's --require-hashes does not cover
+    # build dependencies (pypa/pip#11974, #13984). Nothing from the sdist is installed or imported.
     requirements = dest / "requirements.txt"
     requirements.write_text(f"vaderSentiment==3.3.2 --hash=sha256:{SDIST_SHA256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",

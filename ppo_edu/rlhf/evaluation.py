@@ -97,8 +97,11 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     the reference's negative log-likelihood per token (both models run in eval mode, dropout
     off; their train/eval modes are restored afterwards). ``max_new_tokens``, ``temperature``
     and ``add_bos`` (a BOS before each prompt, see ``encode_prompts``) as in training;
-    ``seed`` seeds the sampling, so two policies can be compared on the same draws;
-    ``batch_size`` prompts are generated at a time.
+    ``seed`` seeds the sampling, so two policies start from the same random draws (only
+    start: generation stops a chunk once all its responses have ended, so from the second
+    chunk on, two policies whose responses end at other lengths draw other numbers; the
+    comparison stays unbiased, the pairing just less tight); ``batch_size`` prompts are
+    generated at a time.
     """
     from ppo_edu.rlhf.trainer import check_scores
 
