@@ -32,7 +32,7 @@ def test_the_colab_branch_of_lessons_5_and_6_runs_every_cell():
     assert "| lm = gpt2" in out
     assert "| setup: colab" in out and "ppo_steps = 2, overopt_steps = 2" in out
     assert "| policy and reference: gpt2" in out and "| reward: lvwerra/distilbert-imdb" in out
-    assert "| prompts: openings of imdb (train split)" in out
+    assert "| prompts: openings of imdb (test split)" in out
     # untrained stand-ins miss the trained-model checks; on this branch those print, not stop
     lesson6 = out.split("lesson 6,")[1]
     assert "NOT AS EXPECTED: the reward-model score rose by only" in lesson6

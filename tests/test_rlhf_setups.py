@@ -28,6 +28,8 @@ def colab_like_dirs(tmp_path_factory):
 def test_the_two_setups_name_the_models_of_the_lesson():
     assert OFFLINE["policy"] == "tiny" and OFFLINE["prompt_split"] == "test"
     assert COLAB["policy"] == "gpt2" and COLAB["reward"] == "lvwerra/distilbert-imdb"
+    # prompts from reviews neither reward model trained on: the snippets' and IMDB's test splits
+    assert COLAB["prompts"] == "imdb" and COLAB["prompt_split"] == "test"
 
 
 def _classifier_logits(clf_dir, texts):

@@ -19,8 +19,11 @@ from ppo_edu.rlhf.evaluation import opening_prompts
 
 OFFLINE = dict(policy="tiny", reward="tiny", prompts="snippets", prompt_split="test")
 """The tiny SFT model, its Bradley-Terry reward model, openings of held-out test snippets."""
-COLAB = dict(policy="gpt2", reward="lvwerra/distilbert-imdb", prompts="imdb", prompt_split="train")
-"""GPT-2 (124M), IMDB review openings, the positive logit of an IMDB sentiment classifier."""
+COLAB = dict(policy="gpt2", reward="lvwerra/distilbert-imdb", prompts="imdb", prompt_split="test")
+"""GPT-2 (124M), openings of IMDB *test* reviews, the positive logit of an IMDB sentiment
+classifier. The classifier was fine-tuned on IMDB's train split (one epoch of 1,563 steps of
+16, its model card says: the 25,000 train reviews), so, as offline, the prompts come from
+reviews the reward never trained on (until 2026-12-07 they were train reviews)."""
 
 
 def load_reward_fn(name: str, device="cpu", revision: str | None = None):
