@@ -208,13 +208,11 @@ def _gae_cases():
 
 def _token_gae_with_factor(rewards, values, mask, gamma, factor):
     """Token GAE whose recursion multiplies A_(t+1) by ``factor`` instead of gamma * lam."""
-    real, m = mask.bool(), mask.to(values.dtype)
-    rewards, values = torch.where(real, rewards, 0.0), torch.where(real, values, 0.0)
-    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
-    deltas = rewards + gamma * next_values - values
-    advantages = torch.zeros_like(values)
-    running = torch.zeros_like(values[:, 0])
-    for t in reversed(range(values.shape[1])):
+    deltas = token_gae(rewards, values, mask, gamma, lam=0.0)[0]  # delta_t, 0 on padding
+    m = mask.to(deltas.dtype)
+    advantages = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[:, 0])
+    for t in reversed(range(deltas.shape[1])):
         running = (deltas[:, t] + factor * running) * m[:, t]
         advantages[:, t] = running
     return advantages
