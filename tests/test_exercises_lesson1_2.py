@@ -116,7 +116,9 @@ def test_a_finished_function_calling_an_unfinished_one_is_told_which(capsys):
         (lambda n, o, a, e: torch.maximum(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean(), "you took the max"),
         # min(r, clip(r))·A: right for A > 0 only, a max for A < 0
         (lambda n, o, a, e: (torch.min(ratio(n, o), clamp(ratio(n, o), e)) * a).mean(),
-         "you took A out of the min"),
+         "A taken out of the min"),
+        # r clipped at 1+ε only, no min: the same terms, so the same hint names it
+        (lambda n, o, a, e: (ratio(n, o).clamp(max=1 + e) * a).mean(), "r clipped at 1+ε only"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, clamp(ratio(n, o) * a, e)).mean(), "not the product"),
         (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, ratio(n, o) * a.clamp(-e, e)).mean(),
          "you clipped the advantages"),
@@ -332,6 +334,6 @@ def test_l_clip_without_the_mean_is_asked_about_the_mean():
 def test_a_taken_out_of_the_min_is_told_to_keep_it_inside():
     hint = check_clipped_objective.verify(
         lambda n, o, a, e: (torch.min(ratio(n, o), clamp(ratio(n, o), e)) * a).mean())
-    assert "only for A > 0 (for A < 0 it is the max): keep A inside both terms of the min" in hint
+    assert "only for A > 0 (for A < 0 it is the max): clip r on both sides and keep A inside both terms of the min" in hint
     assert check_clipped_objective.verify(
         lambda n, o, a, e: torch.min(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean()) is None

@@ -65,7 +65,8 @@ def test_last_token_checker_reports_the_stub():
     (lambda s, m: s.gather(1, m.sum(-1).clamp(max=s.size(1) - 1).unsqueeze(1)).squeeze(1), "off by one"),
     # the first padding position, read as argmax of mask == 0 (0 on a row with no padding)
     (lambda s, m: s[torch.arange(s.size(0)), (m == 0).int().argmax(-1)], "off by one"),
-    (lambda s, m: s[:, 0], "expected"),
+    # column 0 gives argmax's answer on the right-padded batch: the hint must not blame argmax
+    (lambda s, m: s[:, 0], "You read each row's first token (column 0)"),
     # argmax returns the first maximum: the first real token (on the right-padded batch, column 0)
     (lambda s, m: s.gather(1, m.argmax(-1, keepdim=True)).squeeze(1), "you read the first real token"),
     (lambda s, m: (s * m).sum(-1), "expected"),

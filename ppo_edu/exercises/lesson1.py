@@ -68,7 +68,7 @@ def check_cpi(fn):
             return hint
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"L^CPI is one number (a mean over samples); you returned {describe_type(got)}"
-        if got.dim() != 0:  # the trainer's loss.backward() and .item() want the scalar, shape ()
+        if got.dim() != 0:  # the exercise asks for a 0-d scalar, what .mean() returns (shape (1,) would also backprop)
             return (f"L^CPI is one number, a 0-dimensional tensor (shape (), what .mean() over every "
                     f"sample returns); you returned {describe_type(got)}: no keepdim=True, no reshape")
         ratio = torch.exp(new.detach() - old)

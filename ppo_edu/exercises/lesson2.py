@@ -48,8 +48,10 @@ _MISTAKES = [
      "worse are never clipped away"),
     (lambda r, a, e: max(r * a, _clip(r, e) * a), "you took the max; L^CLIP takes the min (a pessimistic bound)"),
     (lambda r, a, e: min(r, _clip(r, e)) * a,
-     ("you took A out of the min, min(r, clip(r))·A; that equals min(r·A, clip(r)·A) only for "
-      "A > 0 (for A < 0 it is the max): keep A inside both terms of the min")),
+     # the same terms as r clipped at 1+ε only, r.clamp(max=1+ε)·A: name both
+     ("your terms are min(r, 1+ε)·A: A taken out of the min, min(r, clip(r))·A, or r clipped at "
+      "1+ε only. min(r, clip(r))·A equals min(r·A, clip(r)·A) only for A > 0 (for A < 0 it is "
+      "the max): clip r on both sides and keep A inside both terms of the min")),
     (lambda r, a, e: min(r * a, min(max(r * a, 1 - e), 1 + e)), "clip the ratio r, not the product r·A"),
     (lambda r, a, e: min(r * a, r * min(max(a, -e), e)),
      ("you clipped the advantages to [−ε, ε]; clip the ratio r to [1−ε, 1+ε]: the clip limits "
@@ -77,7 +79,7 @@ def _scalar_hint(got) -> str | None:
     """The hint for an L^CLIP that is not one number in a 0-dimensional tensor, else None."""
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
         return f"L^CLIP is one number (a mean over samples); you returned {describe_type(got)}"
-    if got.dim() != 0:  # the trainer's loss.backward() and .item() want the scalar, shape ()
+    if got.dim() != 0:  # the exercise asks for a 0-d scalar, what .mean() returns (shape (1,) would also backprop)
         if got.shape == (1,):  # the single-sample cases' shape: the mean may be missing
             return ("L^CLIP is one number, a 0-dimensional tensor (shape (), what .mean() over every "
                     "sample returns); you returned a tensor of shape (1,): did you leave out the mean, "

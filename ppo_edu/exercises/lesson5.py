@@ -91,6 +91,18 @@ def _masks():
     return [("right-padded", right), ("left-padded", left), ("with a one-token row", single)]
 
 
+def _reads_column_0(fn) -> bool:
+    """Whether ``fn`` returns column 0 on a left-padded batch, where that is padding."""
+    mask = _masks()[1][1]
+    scores = torch.randn(mask.shape, generator=torch.Generator().manual_seed(4))
+    try:
+        got = fn(scores.clone(), mask.clone())
+        return isinstance(got, torch.Tensor) and got.shape == scores[:, 0].shape and bool(
+            torch.allclose(got.float(), scores[:, 0]))
+    except Exception:  # noqa: BLE001 - any failure here only means "not column 0"
+        return False
+
+
 @checker("score at the last real token", reference=last_token_scores)
 def check_last_token_scores(fn):
     g = torch.Generator().manual_seed(3)
@@ -127,6 +139,11 @@ def check_last_token_scores(fn):
         where = (f"on a {name} batch, row {row} (mask {mask[row].tolist()}): expected "
                  f"{want[row].item():.4f}, got {got[row].item():.4f}")
         if torch.allclose(got, scores.gather(1, mask.argmax(-1, keepdim=True)).squeeze(1)):
+            # right padding puts every first real token in column 0: tell the two apart on left padding
+            if torch.allclose(got, scores[:, 0]) and _reads_column_0(fn):
+                return (f"{where}. You read each row's first token (column 0), not its last real "
+                        "one: use the largest index where the mask is 1, e.g. "
+                        "(torch.arange(L, device=mask.device) * mask).argmax(-1)")
             return (f"{where}. argmax returns the first maximum: you read the first real token, "
                     "not the last one (attention_mask.argmax(-1) is each row's first 1). Use the "
                     "largest index where the mask is 1, e.g. "
