@@ -26,7 +26,8 @@ unless told:
   process's peak RSS, not GPU memory.
 
 It prints the step's time, the process's peak memory (peak RSS minus the RSS before the
-models were built) and ``ppo_edu.rlhf.memory``'s estimate for the same settings, with no
+models were built; where there is no ``/proc``, as on macOS, the rise of ``ru_maxrss``, which
+a fresh process reports correctly) and ``ppo_edu.rlhf.memory``'s estimate for the same settings, with no
 reward model, so that the estimate lesson 6 uses to size the Colab run is checked against a
 measurement.
 """
@@ -34,8 +35,14 @@ measurement.
 from __future__ import annotations
 
 import argparse
-import resource
+import sys
 import time
+from pathlib import Path
+
+try:
+    import resource  # not on Windows
+except ImportError:
+    resource = None
 
 import torch
 
@@ -57,31 +64,44 @@ def word_tokenizer(vocab_size: int = GPT2_VOCAB):
                                    bos_token="<|endoftext|>", pad_token="<|pad|>")
 
 
-def reset_peak_rss() -> None:
+PROC = Path("/proc/self")  # Linux's view of this process; a test points it elsewhere
+
+
+def reset_peak_rss() -> bool:
     """Reset the kernel's high-water mark of this process's resident set (Linux 4.0 and later),
     so that :func:`peak_rss_gib` reports the peak from here on, not an earlier one in the same
-    process (a test suite, a notebook, a second :func:`run`): ``ru_maxrss``, used until
-    2026-12-07, never comes down."""
+    process (a test suite, a notebook, a second :func:`run`). False where that cannot be done
+    (macOS and Windows have no ``/proc``; a sandbox may refuse the write): the peak is then
+    ``ru_maxrss``'s, which never comes down."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError as exc:
-        raise RuntimeError("cannot reset the peak resident set (/proc/self/clear_refs): this "
-                           "benchmark's memory figures need Linux 4.0 or later") from exc
+        (PROC / "clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
-def peak_rss_gib() -> float:
-    """The resident set's high-water mark since the last :func:`reset_peak_rss` (VmHWM), GiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
+def peak_rss_gib() -> float | None:
+    """The resident set's high-water mark, GiB: VmHWM (since the last :func:`reset_peak_rss`)
+    where ``/proc`` has it, else ``ru_maxrss`` (the process's whole life), else None."""
+    try:
+        for line in (PROC / "status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024 ** 2  # kB
-    raise RuntimeError("no VmHWM line in /proc/self/status: this benchmark's memory figures need Linux")
+    except OSError:
+        pass
+    if resource is None:
+        return None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 1024 ** (3 if sys.platform == "darwin" else 2)  # bytes on macOS, kB on Linux
 
 
-def current_rss_gib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 1024 ** 3
+def current_rss_gib() -> float | None:
+    """The resident set now, GiB, where ``/proc`` has it, else None."""
+    try:
+        pages = int((PROC / "statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * resource.getpagesize() / 1024 ** 3
 
 
 def step_config(batch_size: int, mini_batch_size: int, ppo_epochs: int, prompt_words: int,
@@ -109,8 +129,10 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
 
     cfg = step_config(batch_size, mini_batch_size, ppo_epochs, prompt_words, max_new_tokens,
                       (config_overrides or {}).get("n_positions", 1024))  # first
-    reset_peak_rss()
-    base_rss = current_rss_gib()
+    # the peak above the RSS before the models; without /proc, above the high-water mark so far
+    # (in a fresh process, about the same: memory has only grown since it started)
+    exact = reset_peak_rss() and current_rss_gib() is not None
+    base_rss = current_rss_gib() if exact else peak_rss_gib()
     tokenizer = word_tokenizer()
     overrides = dict(config_overrides or {})
     config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
@@ -133,7 +155,8 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
     t0 = time.perf_counter()
     stats = trainer.step()
     step_s = time.perf_counter() - t0
-    peak = peak_rss_gib() - base_rss
+    peak_now = peak_rss_gib()
+    peak = None if peak_now is None or base_rss is None else peak_now - base_rss
     estimate = estimate_ppo_memory(
         n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, vocab_size=config.vocab_size,
         n_positions=config.n_positions, batch_size=batch_size, mini_batch_size=mini_batch_size,
@@ -145,6 +168,7 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
         "build_s": build_s, "step_s": step_s, "peak_gib": peak, "estimate_gib": estimate[-1][1],
         "response_length": stats["response_length"], "kl": stats["kl"],
         "threads": torch.get_num_threads(),
+        "peak_method": "VmHWM" if exact else ("ru_maxrss" if peak is not None else None),
     }
     if verbose:
         print(f"GPT-2 architecture: {n_params:,} parameters (formula {result['parameters_formula']:,}), "
@@ -153,7 +177,13 @@ def run(batch_size: int = 8, mini_batch_size: int = 4, ppo_epochs: int = 2, prom
               f"tokens, {ppo_epochs} epochs of minibatches of {mini_batch_size}, "
               f"{torch.get_num_threads()} torch threads")
         print(f"  time:        {step_s:.1f} s  (mean response length {stats['response_length']:.1f})")
-        print(f"  peak memory: {peak:.2f} GiB above the {base_rss:.2f} GiB the process held before")
+        if peak is None:
+            print("  peak memory: not measured (this system has neither /proc nor the resource module)")
+        elif exact:
+            print(f"  peak memory: {peak:.2f} GiB above the {base_rss:.2f} GiB the process held before")
+        else:
+            print(f"  peak memory: {peak:.2f} GiB above the process's earlier high-water mark of "
+                  f"{base_rss:.2f} GiB (ru_maxrss: no /proc to reset it, so run this in a fresh process)")
         print("  estimate (ppo_edu.rlhf.memory, fp32, same settings):")
         print("    " + format_table(estimate).replace("\n", "\n    "))
     return result

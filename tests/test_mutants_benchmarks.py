@@ -1046,6 +1046,25 @@ def test_fullsize_peak_is_this_runs_not_an_earlier_one_in_the_process(fullsize):
     assert 0 <= result["peak_gib"] < 0.25
 
 
+def test_fullsize_without_proc_falls_back_to_ru_maxrss(fullsize, monkeypatch, tmp_path, capsys):
+    """macOS has no /proc: the peak is then the rise of ru_maxrss, said so, not a crash; with
+    no resource module either (Windows) it is None and the output says it was not measured."""
+    monkeypatch.setattr(fullsize, "PROC", tmp_path / "no-proc")
+    assert fullsize.reset_peak_rss() is False and fullsize.current_rss_gib() is None
+    import resource
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert fullsize.peak_rss_gib() == pytest.approx(kb / 1024 ** 2, rel=0.01)
+    tiny = dict(batch_size=2, mini_batch_size=2, ppo_epochs=1, prompt_words=4, max_new_tokens=4,
+                config_overrides={"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64})
+    result = fullsize.run(**tiny)
+    assert result["peak_method"] == "ru_maxrss" and 0 <= result["peak_gib"] < 1
+    assert "ru_maxrss: no /proc to reset it" in capsys.readouterr().out
+    monkeypatch.setattr(fullsize, "resource", None)
+    result = fullsize.run(**tiny)
+    assert result["peak_gib"] is None and result["peak_method"] is None
+    assert "peak memory: not measured" in capsys.readouterr().out
+
+
 def test_fullsize_step_config_passes_the_step_shapes(fullsize):
     cfg = fullsize.step_config(16, 4, 3, prompt_words=8, max_new_tokens=12)
     assert (cfg.batch_size, cfg.mini_batch_size, cfg.ppo_epochs, cfg.max_new_tokens) == (16, 4, 3, 12)
