@@ -6,7 +6,10 @@ import torch
 
 
 def require_same_shape(**tensors: torch.Tensor) -> None:
-    """Raise ValueError unless every tensor has the same shape, naming each argument."""
+    """Raise ValueError unless every tensor has the same shape, naming each argument (and
+    TypeError, naming it, for one that is not a tensor: a list has no ``.shape``)."""
+    for name, t in tensors.items():
+        require_tensor(name, t)
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     first_name, first_shape = next(iter(shapes.items()))
     for name, shape in shapes.items():
@@ -73,6 +76,34 @@ def require_text_list(name: str, texts) -> None:
     characters would become one-character texts (or prompts), with no error anywhere."""
     if isinstance(texts, str):
         raise TypeError(f"{name} must be a list of strings, got a single str (wrap it in a list)")
+
+
+def text_list(name: str, texts) -> list[str]:
+    """``texts`` (a list, tuple, numpy array, generator, set, ... of strings) as a list, or
+    TypeError naming ``name``: for a single ``str`` (see :func:`require_text_list`), for
+    something that is not iterable, and for an element that is not a string (its index)."""
+    require_text_list(name, texts)
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"{name} must be a list (or another iterable) of strings, got "
+                        f"{type(texts).__name__}") from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
+    return texts
+
+
+def require_bool(name: str, value) -> bool:
+    """``value`` unchanged, or ValueError unless it is True or False (a numpy bool too): the
+    string "False" is true, and ``if "no":`` runs the branch."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def require_positive(name: str, value) -> float:

@@ -92,12 +92,26 @@ def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
 
     delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V(s_{t+1}) = 0 after the last real
     token; A_t = delta_t + gamma lambda A_{t+1}; returns = A + V (the critic's target).
-    Everything is 0 on padding. rewards, values, mask: ``(B, R)``.
+    Everything is 0 on padding. rewards, values, mask: ``(B, R)``. The outputs are in the
+    floating-point type of rewards and values together (``torch.promote_types``), or torch's
+    default float type when both are integer or boolean: integer buffers would round every
+    advantage towards 0.
     """
     require_same_shape(rewards=rewards, values=values, mask=mask)
     _require_prefix_mask(mask)
+    for name, value in (("gamma", gamma), ("lam", lam)):
+        # True passed as 1.0 and "1.0" failed a comparison naming neither
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
     if not (0.0 < gamma <= 1.0) or not (0.0 <= lam <= 1.0):
         raise ValueError(f"need 0 < gamma <= 1 and 0 <= lam <= 1, got {gamma}, {lam}")
+    for name, value in (("rewards", rewards), ("values", values)):
+        if value.is_complex():
+            raise TypeError(f"{name} must be a real tensor, got {value.dtype}")
+    dtype = torch.promote_types(rewards.dtype, values.dtype)
+    if not dtype.is_floating_point:  # e.g. torch.zeros_like(mask) as the values: all-zero advantages
+        dtype = torch.get_default_dtype()
+    rewards, values = rewards.to(dtype), values.to(dtype)  # no copy when already of that type
     m = mask.to(values.dtype)
     real = mask.bool()
     # padding may hold anything (even NaN): replace it, rather than multiply it, by 0

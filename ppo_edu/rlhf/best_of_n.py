@@ -27,8 +27,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count, require_seed, require_text_list
-from ppo_edu.rlhf.generation import context_length_of, encode_prompts, generate, require_pad_token
+from ppo_edu._checks import require_bool, require_count, require_seed, text_list
+from ppo_edu.rlhf.generation import (
+    context_length_of,
+    encode_prompts,
+    generate,
+    require_one_vocabulary,
+    require_pad_token,
+)
 
 
 def best_of_n_kl(n: int) -> float:
@@ -101,16 +107,21 @@ def sample_and_score(lm, tokenizer, prompts: Sequence[str], reward_fn: Callable[
 
     ``max_new_tokens``, ``temperature`` and ``add_bos`` (a BOS before each prompt, see
     ``encode_prompts``) as in training; ``seed`` seeds the sampling; ``batch_size`` prompts
-    are generated at a time; ``progress`` shows a bar over the samples drawn.
+    are generated at a time; ``progress`` shows a bar over the samples drawn. ``prompts`` is a
+    list (or any iterable) of strings; ``lm`` a causal LM over the tokenizer's vocabulary.
     """
     from ppo_edu.rlhf.trainer import check_scores
 
-    require_text_list("prompts", prompts)  # else each character would be a prompt of its own
+    # a list, tuple, numpy array, generator...; a single str: each character a prompt of its own
+    prompts = text_list("prompts", prompts)
     if not prompts:
         raise ValueError("prompts is empty")
     num_samples = require_count("num_samples", num_samples)
     batch_size = require_count("batch_size", batch_size)
+    require_bool("add_bos", add_bos)
     pad_id = require_pad_token(tokenizer)
+    context_length_of(lm)  # a PolicyWithValueHead or a reward model: a clear TypeError
+    require_one_vocabulary(lm, None, tokenizer)  # else "index out of range" inside the model
     device = next(lm.parameters()).device
     generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))
     was_training = lm.training

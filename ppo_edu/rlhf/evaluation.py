@@ -8,17 +8,19 @@ also serves to compare trainers whose own KL estimates differ.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_seed, require_text_list
+from ppo_edu._checks import require_bool, require_count, require_seed, require_text_list, text_list
 from ppo_edu.rlhf.generation import (
     context_length_of,
     encode_prompts,
     generate,
+    require_one_vocabulary,
     require_pad_token,
     require_reference_on,
 )
@@ -57,8 +59,13 @@ def opening_prompts(texts: Sequence[str], min_words: int = 2, max_words: int = 4
 
     An opening always leaves at least one word to continue, so a text of ``min_words``
     words or fewer gives no prompt and is skipped: the result can be shorter than
-    ``texts`` and does not line up with it.
+    ``texts`` and does not line up with it. ``texts`` is a list (or any iterable) of
+    strings; ``min_words`` and ``max_words`` are whole numbers of words.
     """
+    texts = text_list("texts", texts)  # a single str: its characters were the texts
+    for name, value in (("min_words", min_words), ("max_words", max_words)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # 2.5 ran as 2 or 3
+            raise ValueError(f"{name} must be an integer number of words, got {value!r}")
     if min_words < 1 or max_words < min_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
     rng = np.random.default_rng(require_seed("seed", seed))
@@ -101,17 +108,26 @@ def evaluate_policy(lm, reference, tokenizer, prompts: Sequence[str],
     start: generation stops a chunk once all its responses have ended, so from the second
     chunk on, two policies whose responses end at other lengths draw other numbers; the
     comparison stays unbiased, the pairing just less tight); ``batch_size`` prompts are
-    generated at a time.
+    generated at a time, all from one generator, so the samples depend on ``batch_size`` too:
+    the same ``seed`` with another ``batch_size`` draws other samples (compare policies with
+    the same ``batch_size``).
+
+    ``prompts`` is a list (or any iterable) of strings; ``lm`` and ``reference`` are causal
+    LMs (a PolicyWithValueHead's ``.lm``) over the tokenizer's vocabulary.
     """
     from ppo_edu.rlhf.trainer import check_scores
 
-    require_text_list("prompts", prompts)  # else each character would be a prompt of its own
+    # a list, tuple, numpy array, generator...; a single str: each character a prompt of its own
+    prompts = text_list("prompts", prompts)
     if not prompts:
         raise ValueError("prompts is empty: there is nothing to evaluate the policy on")
     batch_size = require_count("batch_size", batch_size)
+    require_bool("add_bos", add_bos)
     pad_id = require_pad_token(tokenizer)
+    context_length_of(lm)  # a PolicyWithValueHead or a reward model: a clear TypeError
     device = next(lm.parameters()).device
     require_reference_on(reference, device)
+    require_one_vocabulary(lm, reference, tokenizer)  # else "index out of range" inside the model
     generator = torch.Generator(device=device).manual_seed(require_seed("seed", seed))
     was_training = lm.training
     # the reference in eval mode too: with its dropout on, the KL and the fluency would be

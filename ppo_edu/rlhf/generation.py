@@ -19,13 +19,19 @@ under the policy that sampled it, and those filters would change that policy sil
 from __future__ import annotations
 
 import inspect
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-from ppo_edu._checks import require_count, require_same_shape
+from ppo_edu._checks import require_bool, require_count, require_same_shape
 from ppo_edu.lm.reward import _context_length, text_ids
-from ppo_edu.rlhf.logprobs import position_ids_from_mask, require_left_padded, require_temperature
+from ppo_edu.rlhf.logprobs import (
+    position_ids_from_mask,
+    require_causal_lm,
+    require_left_padded,
+    require_temperature,
+)
 
 
 @dataclass
@@ -87,6 +93,24 @@ def require_reference_on(reference, device: torch.device) -> None:
                          f"move it there (reference.to({str(device)!r}))")
 
 
+def require_one_vocabulary(lm, reference, tokenizer) -> None:
+    """The tokenizer's ids must index the policy's embedding, and pi_ref (``reference``, or None
+    where there is none) must share it: a pad token added to the tokenizer without resizing the
+    model failed only inside the first forward pass ("index out of range in self"), and a
+    reference over other tokens gave a KL of nothing."""
+    rows = lm.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the policy's embedding has {rows} "
+                         "rows: after adding a token (a pad token), call lm.resize_token_embeddings("
+                         "len(tokenizer)) (ppo_edu.lm.load_lm does both)")
+    get = getattr(reference, "get_input_embeddings", None)
+    ref_rows = get().num_embeddings if get is not None else None
+    if ref_rows is not None and ref_rows != rows:
+        raise ValueError(f"the reference model's embedding has {ref_rows} rows and the policy's {rows}: "
+                         "they must share one vocabulary (make the reference with "
+                         "ppo_edu.rlhf.frozen_reference(policy))")
+
+
 def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_tokens: int,
                    device: torch.device | str = "cpu", add_bos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenise ``prompts`` and pad them on the left: ``(query_ids, query_mask)``, shape (B, P).
@@ -98,6 +122,7 @@ def encode_prompts(tokenizer, prompts: list[str], context_length: int, max_new_t
     Raises a clear error for an empty list, an empty prompt, or a prompt that leaves no
     room for ``max_new_tokens`` in the model's ``context_length`` (GPT-2: 1024).
     """
+    require_bool("add_bos", add_bos)  # "False" and "no" are true: a BOS came anyway
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
         raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
     if len(prompts) == 0:
@@ -145,12 +170,31 @@ def response_mask_from_eos(response_ids: torch.Tensor, eos_token_id: int) -> tor
 
 
 def context_length_of(model) -> int:
-    from ppo_edu.rlhf.policy import PolicyWithValueHead
-
-    if isinstance(model, PolicyWithValueHead):  # was "'PolicyWithValueHead' object has no attribute 'config'"
-        raise TypeError("this takes the language model, and got a PolicyWithValueHead: pass its .lm "
-                        "(e.g. evaluate_policy(trainer.policy.lm, ...))")
+    """The context length of ``model``, a causal LM (TypeError for a PolicyWithValueHead or a
+    model with no LM head, see :func:`~ppo_edu.rlhf.logprobs.require_causal_lm`)."""
+    require_causal_lm(model)
     return _context_length(model)
+
+
+def _require_token_id(name: str, value, vocabulary: int | None) -> None:
+    """ValueError unless ``value`` is an integer token id in [0, vocabulary) (no upper bound
+    when the model's vocabulary is unknown): None failed only after sampling, and an EOS id the
+    model cannot produce let every response run to the length limit."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer token id, got {value!r}")
+    if value < 0 or (vocabulary is not None and value >= vocabulary):
+        raise ValueError(f"{name}={value} is not a token of the model, whose ids are 0 to "
+                         f"{'...' if vocabulary is None else vocabulary - 1}")
+
+
+def _vocabulary_size(model) -> int | None:
+    """Rows of ``model``'s input embedding (or its config's ``vocab_size``); None if unknown."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    if embedding is not None and hasattr(embedding, "num_embeddings"):
+        return int(embedding.num_embeddings)
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return size if isinstance(size, int) else None
 
 
 def cache_argument(model) -> str:
@@ -212,10 +256,15 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     """Sample up to ``max_new_tokens`` tokens per prompt with a KV cache; stop rows at EOS.
 
     ``model`` is a causal LM (e.g. ``policy.lm``); ``query_ids`` and ``query_mask`` (B, P), left
-    padded (:func:`encode_prompts`). Raises ``FloatingPointError`` if the
-    logits at some step hold NaN or inf, instead of letting the sampler draw garbage.
+    padded (:func:`encode_prompts`); ``eos_token_id`` and ``pad_token_id`` are integer ids of the
+    model's vocabulary (checked before anything runs). Raises ``FloatingPointError`` if the
+    logits at some step hold NaN or inf, instead of letting the sampler draw garbage (naming the
+    temperature when the model's own logits were finite and only their division overflowed).
     """
     require_temperature(temperature)
+    vocabulary = _vocabulary_size(model)
+    _require_token_id("eos_token_id", eos_token_id, vocabulary)
+    _require_token_id("pad_token_id", pad_token_id, vocabulary)
     # a whole number: 2.5 passed a ">= 1" test and failed after the first forward pass
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
@@ -235,6 +284,11 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
         logits = out.logits[:, -1].float() / temperature
         bad = ~torch.isfinite(logits).all(-1) & ~finished
         if bad.any():
+            if bool(torch.isfinite(out.logits[:, -1].float())[bad].all()):
+                raise FloatingPointError(
+                    f"the policy's logits divided by temperature={temperature!r} overflow float32 at "
+                    f"generation step {step} (rows {bad.nonzero().flatten().tolist()}): the logits "
+                    "themselves are finite, the temperature is too small; use a larger one")
             raise FloatingPointError(
                 f"the policy's logits hold NaN/inf at generation step {step} for rows "
                 f"{bad.nonzero().flatten().tolist()}: the model's weights have diverged"

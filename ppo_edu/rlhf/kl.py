@@ -114,17 +114,25 @@ def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
     averaged out; not guaranteed for the sum, as a later position's KL can covary with the
     tokens before it); used for evaluation and to test k1/k3 against.
     ``mask`` has the shape of the logits without their vocabulary dimension, (B, R).
+    A token that pi_theta never picks (a logit of -inf: a masked vocabulary) adds 0
+    (0 log 0 = 0); one that pi_ref never picks and pi_theta does makes the KL +inf.
+    Computed in float32 (float64 if either input is float64).
     """
     temperature = require_temperature(temperature)
     require_same_shape(logits=logits, ref_logits=ref_logits)
+    require_tensor("mask", mask)
     if tuple(mask.shape) != tuple(logits.shape[:-1]):
         raise ValueError(f"mask has shape {tuple(mask.shape)} but the logits {tuple(logits.shape)} need "
                          f"{tuple(logits.shape[:-1])} (one entry per position)")
     require_binary("mask", mask)
-    logp = torch.log_softmax(logits.float() / temperature, -1)
-    ref_logp = torch.log_softmax(ref_logits.float() / temperature, -1)
+    dtype = torch.float64 if torch.float64 in (logits.dtype, ref_logits.dtype) else torch.float32
+    logp = torch.log_softmax(logits.to(dtype) / temperature, -1)
+    ref_logp = torch.log_softmax(ref_logits.to(dtype) / temperature, -1)
+    # where pi_theta's log-probability is -inf its term is 0, not 0 * (-inf) = NaN; everywhere
+    # else the difference is taken as it is
+    log_ratio = torch.where(logp == -math.inf, 0.0, logp - ref_logp)
     # where, not "* mask": a NaN or inf logit on padding times 0 would still be NaN
-    return torch.where(mask.bool(), (logp.exp() * (logp - ref_logp)).sum(-1), 0.0)
+    return torch.where(mask.bool(), (logp.exp() * log_ratio).sum(-1), 0.0)
 
 
 KL_PLACEMENTS = ("k1 in the reward", "k3 in the reward", "k1 in the loss", "k2 in the loss",

@@ -36,6 +36,24 @@ def require_temperature(temperature) -> float:
     return float(temperature)
 
 
+def require_causal_lm(model) -> None:
+    """TypeError unless ``model`` is a causal language model itself: a
+    :class:`~ppo_edu.rlhf.policy.PolicyWithValueHead` (pass its ``.lm``) failed inside torch
+    ("unexpected keyword argument 'position_ids'"), and a model with no LM head (a reward model,
+    a sequence classifier, a bare transformer) with "logits (B, 0) do not line up". A model
+    without ``get_output_embeddings`` (a stand-in) is let through."""
+    from ppo_edu.rlhf.policy import PolicyWithValueHead  # policy imports this module
+
+    if isinstance(model, PolicyWithValueHead):  # was "'PolicyWithValueHead' object has no attribute 'config'"
+        raise TypeError("this takes the language model, and got a PolicyWithValueHead: pass its .lm "
+                        "(e.g. evaluate_policy(trainer.policy.lm, ...), response_logprobs(policy.lm, ...))")
+    get_head = getattr(model, "get_output_embeddings", None)
+    if callable(get_head) and get_head() is None:
+        raise TypeError(f"this takes a causal language model with an LM head (e.g. policy.lm, or "
+                        f"AutoModelForCausalLM), got a {type(model).__name__}, which has none: a reward "
+                        "model or sequence classifier gives no next-token logits")
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions 0, 1, 2, ... counted over real tokens only. Shape (B, L).
 
@@ -83,8 +101,10 @@ def lm_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     Returns ``(logits, hidden)`` restricted to the R positions that predict the response
     tokens: logits ``(B, R, V)`` and the last hidden state ``(B, R, H)`` (or None).
     Only those positions go through the LM head (``logits_to_keep``), which saves memory
-    with a 50k vocabulary.
+    with a 50k vocabulary. ``model`` is the causal LM itself (``policy.lm``, not the
+    PolicyWithValueHead; not a reward model).
     """
+    require_causal_lm(model)
     require_same_shape(input_ids=input_ids, attention_mask=attention_mask)
     R = input_ids.shape[1] - query_length
     if R < 1:
@@ -122,7 +142,9 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
     """Entropy of softmax(logits / temperature) per position, ``(B, R, V)`` -> ``(B, R)``."""
     temperature = require_temperature(temperature)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    # a token of probability 0 (a logit of -inf: a masked vocabulary) adds 0 (0 log 0 = 0),
+    # not 0 * (-inf) = NaN
+    return -(logp.exp() * torch.where(logp == -math.inf, 0.0, logp)).sum(-1)
 
 
 def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,

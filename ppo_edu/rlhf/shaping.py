@@ -145,7 +145,11 @@ def prefix_potentials(reward_model, generation: Generation, bos_id: int | None,
 
 def text_prefix_potentials(reward_fn: Callable[[list[str]], torch.Tensor], tokenizer,
                            prompts: Sequence[str], generation: Generation) -> torch.Tensor:
-    """Phi ``(B, R)`` for any ``reward_fn(texts) -> (B,)``: each prefix decoded and scored."""
+    """Phi ``(B, R)`` for any ``reward_fn(texts) -> (B,)``: each prefix decoded and scored.
+    ``reward_fn`` must return numbers (as for the trainer's ``check_scores``: no booleans,
+    strings or complex numbers)."""
+    from ppo_edu.rlhf.trainer import _numbers  # the trainer imports this module
+
     require_text_list("prompts", prompts)
     if len(prompts) != generation.response_ids.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {generation.response_ids.shape[0]} responses")
@@ -155,7 +159,7 @@ def text_prefix_potentials(reward_fn: Callable[[list[str]], torch.Tensor], token
         for t in range(int(generation.response_lengths[b])):
             texts.append(prompt + tokenizer.decode(response[:t], skip_special_tokens=True))
             where.append((b, t))
-    scores = torch.as_tensor(reward_fn(texts), dtype=torch.float32).cpu()
+    scores = _numbers(reward_fn(texts), "reward_fn", "one float score per prefix").to(torch.float32).cpu()
     if scores.shape != (len(texts),):
         raise ValueError(f"reward_fn returned shape {tuple(scores.shape)} for {len(texts)} prefixes")
     phi = torch.zeros(generation.response_ids.shape)

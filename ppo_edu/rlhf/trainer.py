@@ -40,6 +40,7 @@ from ppo_edu.rlhf.generation import (
     context_length_of,
     encode_prompts,
     generate,
+    require_one_vocabulary,
     require_pad_token,
     require_reference_on,
 )
@@ -66,7 +67,9 @@ class RLHFConfig:
     batch_size: int = 32  # prompts (= sampled responses) per PPO step
     mini_batch_size: int = 8  # responses per gradient step
     ppo_epochs: int = 4  # passes over each batch
-    learning_rate: float = 5e-5  # Adam step size (1e-4 moved faster but bought less judge gain per nat of KL)
+    # Adam step size (1e-4 moved faster but bought less judge gain per nat of KL). Read when the
+    # trainer builds its optimizer: changing it later acts only through train(anneal_lr=True)
+    learning_rate: float = 5e-5
     max_new_tokens: int = 20  # response length limit (responses also end at EOS)
     temperature: float = 1.0  # sampling temperature; the log-probs use the same one
     add_bos: bool = True  # put BOS (<|endoftext|>) before each prompt, as GPT-2 saw documents
@@ -211,21 +214,67 @@ def check_potentials(potentials, shape: tuple[int, int]) -> torch.Tensor:
     return potentials.detach()
 
 
-def _require_one_vocabulary(lm, reference, tokenizer) -> None:
-    """The tokenizer's ids must index the policy's embedding, and pi_ref must share it: a pad
-    token added to the tokenizer without resizing the model failed only inside the first
-    step ("index out of range"), and a reference over other tokens gave a KL of nothing."""
-    rows = lm.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the policy's embedding has {rows} "
-                         "rows: after adding a token (a pad token), call lm.resize_token_embeddings("
-                         "len(tokenizer)) (ppo_edu.lm.load_lm does both)")
-    get = getattr(reference, "get_input_embeddings", None)
-    ref_rows = get().num_embeddings if get is not None else None
-    if ref_rows is not None and ref_rows != rows:
-        raise ValueError(f"the reference model's embedding has {ref_rows} rows and the policy's {rows}: "
-                         "they must share one vocabulary (make the reference with "
-                         "ppo_edu.rlhf.frozen_reference(policy))")
+_require_one_vocabulary = require_one_vocabulary  # the old name (moved to generation.py)
+
+
+def _require_callable(name: str, fn, optional: bool = False) -> None:
+    if optional and fn is None:
+        return
+    if not callable(fn):
+        raise TypeError(f"{name} must be a function{' or None' if optional else ''}, got "
+                        f"{type(fn).__name__} {describe(fn)}")
+
+
+def _require_per_token(source: str, value, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    """A plugged-in function's per-token output: a real (not bool or complex) tensor of
+    ``shape`` (B, R), or an error that names the function."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{source} must return {what} as a torch.Tensor of shape {shape}, got "
+                        f"{type(value).__name__}")
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{source} returned {what} as a {value.dtype} tensor; it must hold real numbers")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{source} returned {what} of shape {tuple(value.shape)}; it must be one "
+                         f"number per response token, shape {tuple(shape)}")
+    return value
+
+
+def check_gae_output(out, shape: tuple[int, ...], source: str = "gae_fn") -> tuple[torch.Tensor, torch.Tensor]:
+    """``gae_fn``'s output: the pair (advantages, returns), each a tensor of ``shape`` (B, R)."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = (f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list))
+               else f"one {type(out).__name__}")
+        raise TypeError(f"{source} must return the pair (advantages, returns), got {got}")
+    return tuple(_require_per_token(source, t, shape, name)
+                 for t, name in zip(out, ("advantages", "returns")))
+
+
+def check_value_loss_output(out, source: str = "value_loss_fn") -> tuple[torch.Tensor, object]:
+    """``value_loss_fn``'s output: the loss, a one-element floating-point tensor (a 0-d one, the
+    mean over the real tokens, not one loss per token), alone or with its clip fraction (a
+    number or one-element tensor): ``(loss, clip_fraction)``, NaN for a missing fraction."""
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise TypeError(f"{source} must return the loss, or the pair (loss, clip_fraction), got a "
+                            f"tuple of length {len(out)}")
+        loss, fraction = out
+    else:
+        loss, fraction = out, float("nan")
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"{source} must return the loss as a torch.Tensor (connected to the values, "
+                        f"for the gradient), got {type(loss).__name__} {describe(loss)}")
+    if not loss.is_floating_point():
+        raise TypeError(f"{source} returned a {loss.dtype} loss; it must be a floating-point tensor")
+    if loss.numel() != 1:
+        raise ValueError(f"{source} returned a loss of shape {tuple(loss.shape)}; it must be one number "
+                         "(averaged over the real tokens, e.g. with ppo_edu.objectives.masked_mean)")
+    if isinstance(fraction, torch.Tensor):
+        if fraction.numel() != 1:
+            raise ValueError(f"{source} returned a clip fraction of shape {tuple(fraction.shape)}; it "
+                             "must be one number")
+    elif isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"{source} returned a clip fraction {describe(fraction)}; it must be a number")
+    return loss, fraction
 
 
 class RLHFTrainer:
@@ -235,14 +284,33 @@ class RLHFTrainer:
     signature, optional) is only measured, never trained on. ``prompts`` are cycled in a
     shuffled order. ``potential_fn(prompts, generation) -> (B, R)``, optional, turns on
     potential-based reward shaping (:mod:`ppo_edu.rlhf.shaping`): the reward model's score
-    of every prefix, e.g. ``reward_model_potentials(rm, tokenizer)``.
+    of every prefix, e.g. ``reward_model_potentials(rm, tokenizer)``. ``kl_fn``, ``gae_fn`` and
+    ``value_loss_fn`` replace the course's pieces (see the module docstring); what each returns
+    is checked where it is used, before any gradient step, with an error that names it.
+
+    The optimizer takes ``config.learning_rate`` when the trainer is built: assigning
+    ``trainer.config.learning_rate`` afterwards changes nothing for :meth:`step` or
+    ``train(anneal_lr=False)``. Only ``train(anneal_lr=True)`` reads it again, at every step,
+    and sets the optimizer back to it when it returns. To change the rate of an existing
+    trainer, set the optimizer's (``ppo_edu.rlhf.trainer.set_learning_rate(trainer.optimizer,
+    lr)``) as well as the config's.
     """
 
     def __init__(self, policy: PolicyWithValueHead, reference, tokenizer, reward_fn: RewardFn,
                  prompts: Sequence[str], config: RLHFConfig | None = None,
                  judge_fn: RewardFn | None = None, kl_fn=kl_penalty, gae_fn=token_gae,
                  value_loss_fn=clipped_value_loss, potential_fn: PotentialFn | None = None):
-        self.config = config = config or RLHFConfig()
+        if config is None:
+            config = RLHFConfig()
+        if not isinstance(config, RLHFConfig):  # a dict failed later with "no attribute 'kl_estimator'"
+            raise TypeError(f"config must be an RLHFConfig (e.g. RLHFConfig(**settings)) or None, got "
+                            f"{type(config).__name__}")
+        self.config = config
+        for name, fn, optional in (("reward_fn", reward_fn, False), ("judge_fn", judge_fn, True),
+                                   ("kl_fn", kl_fn, False), ("gae_fn", gae_fn, False),
+                                   ("value_loss_fn", value_loss_fn, False),
+                                   ("potential_fn", potential_fn, True)):
+            _require_callable(name, fn, optional)
         if not isinstance(policy, PolicyWithValueHead):
             raise TypeError("policy must be a ppo_edu.rlhf.PolicyWithValueHead (an LM with a value head)")
         require_reference_on(reference, policy.device)
@@ -262,7 +330,7 @@ class RLHFTrainer:
                 "float32, load_lm's default (lesson 6, section 9: the memory table)")
         self.pad_id = require_pad_token(tokenizer)
         self.eos_id = tokenizer.eos_token_id
-        _require_one_vocabulary(policy.lm, reference, tokenizer)
+        require_one_vocabulary(policy.lm, reference, tokenizer)
         if config.kl_estimator == "k3":
             warnings.warn(
                 "kl_estimator='k3' puts k3 in each token's reward. k3 estimates the KL's value without "
@@ -333,7 +401,8 @@ class RLHFTrainer:
         m = mask.float()
         self._require_finite(m, logprobs=logprobs, ref_logprobs=ref_logprobs, values=values)
 
-        kl = self.kl_fn(logprobs, ref_logprobs, mask, cfg.kl_estimator)
+        kl = _require_per_token("kl_fn", self.kl_fn(logprobs, ref_logprobs, mask, cfg.kl_estimator),
+                                tuple(mask.shape), "the per-token KL")
         rewards = token_rewards(scores, kl, self.kl_ctl.value, mask)
         if self.potential_fn is not None:
             potentials = check_potentials(self.potential_fn(list(prompts), gen),
@@ -341,7 +410,8 @@ class RLHFTrainer:
             rewards = shape_rewards(rewards, potentials, mask, cfg.gamma)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
-        advantages, returns = self.gae_fn(rewards, values * m, mask, cfg.gamma, cfg.lam)
+        advantages, returns = check_gae_output(self.gae_fn(rewards, values * m, mask, cfg.gamma, cfg.lam),
+                                               tuple(mask.shape))
         advantages = whiten(advantages, mask)
         self._require_finite(m, advantages=advantages, returns=returns)
         return RolloutBatch(gen, texts, scores, logprobs, ref_logprobs, values * m, kl * m, rewards,
@@ -381,11 +451,10 @@ class RLHFTrainer:
                     ids[mb, :P + R], am[mb, :P + R], P, cfg.temperature)
                 surrogate = clipped_surrogate(logprobs, batch.logprobs[mb, :R], batch.advantages[mb, :R],
                                               cfg.epsilon, mask=mask)
-                value_loss = self.value_loss_fn(
-                    values, batch.values[mb, :R], batch.returns[mb, :R], mask, cfg.value_clip)
-                # a learner's value loss may return the loss alone, without the clip fraction
-                value_loss, value_clip_fraction = (value_loss if isinstance(value_loss, tuple)
-                                                   else (value_loss, float("nan")))
+                # a learner's value loss may return the loss alone, without the clip fraction;
+                # checked before the backward pass and the step, not at the logging after them
+                value_loss, value_clip_fraction = check_value_loss_output(self.value_loss_fn(
+                    values, batch.values[mb, :R], batch.returns[mb, :R], mask, cfg.value_clip))
                 loss = -surrogate.objective + cfg.vf_coef * value_loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -461,7 +530,10 @@ class RLHFTrainer:
         1 - i / steps; under a time budget, times 1 - seconds so far / ``time_budget_s`` (with
         both, the lower). The first step runs at the full rate, and the rate is set back to
         ``config.learning_rate`` when the call returns. Each step's rate is in its stats
-        (``learning_rate``)."""
+        (``learning_rate``). ``config.learning_rate`` is read at every step here, so a value
+        assigned to it since the trainer was built takes effect; without ``anneal_lr`` the
+        optimizer keeps the rate it has (the config's when the trainer was built, unless set on
+        the optimizer since) and a later assignment to the config is not read."""
         if not isinstance(anneal_lr, (bool, np.bool_)):
             raise ValueError(f"anneal_lr must be True or False, got {anneal_lr!r}")
         if steps is None and time_budget_s is None:
