@@ -25,6 +25,7 @@ from ppo_edu._checks import (
     require_count,
     require_finite,
     require_same_shape,
+    require_seed,
     require_tensor,
 )
 
@@ -158,6 +159,9 @@ def continuations(agent, obs, first_actions, horizon: int = 400, seed: int = 0) 
     import gymnasium as gym
     import numpy as np
 
+    # before any env is built: -1 was gymnasium's unnamed "Seed must be greater or equal to
+    # zero", 2**64 torch's "Overflow when unpacking long long" after the envs were set up
+    seed = require_seed("seed", seed)
     obs = torch.as_tensor(obs, dtype=torch.float32)
     if obs.dim() != 2 or obs.shape[1] != 4 or obs.shape[0] == 0:
         raise ValueError(f"obs must have shape (B, 4): B CartPole observations, got {tuple(obs.shape)}")
@@ -230,6 +234,20 @@ def lambda_sweep(agent, obs, actions, lambdas, gamma: float = 0.98, n_estimates:
     if actions.is_floating_point() or not bool(((actions == 0) | (actions == 1)).all()):
         raise ValueError(f"actions must be CartPole actions, integers 0 or 1, got {actions.tolist()}")
     actions = actions.long()
+    seed = require_seed("seed", seed)
+    # numbers, not converted from "0.9" or True (float() takes both): gamma="0.9" failed with
+    # "'<' not supported between instances of 'float' and 'str'"
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
+        raise ValueError(f"gamma must be a real number in (0, 1], got {gamma!r}")
+    if isinstance(lambdas, (str, bytes)) or not hasattr(lambdas, "__iter__"):
+        raise ValueError(f"lambdas must be a list of numbers in [0, 1], got {lambdas!r}")
+    lambdas = list(lambdas)
+    for i, lam in enumerate(lambdas):
+        number = (isinstance(lam, numbers.Real) and not isinstance(lam, bool)) or (
+            isinstance(lam, torch.Tensor) and lam.numel() == 1 and lam.dtype != torch.bool
+            and not lam.is_complex())
+        if not number:
+            raise ValueError(f"lambdas[{i}] must be a real number in [0, 1], got {lam!r}")
     lambdas = [float(lam) for lam in lambdas]
     if not lambdas:
         raise ValueError("lambdas is empty: give at least one lambda in [0, 1]")
@@ -301,6 +319,7 @@ def fit_critic(agent, iterations: int = 20, num_envs: int = 8, num_steps: int = 
     # 0 or a negative count returned [] (or an untrained critic) as if it had run
     iterations = require_count("iterations", iterations)
     epochs = require_count("epochs", epochs)
+    seed = require_seed("seed", seed)  # before torch.manual_seed: 2**64 overflowed inside torch
     torch.manual_seed(seed)
     envs = make_cartpole_envs(num_envs)
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=lr)

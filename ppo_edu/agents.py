@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
+from ppo_edu._checks import require_bool, require_finite
+
 
 def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
@@ -41,6 +43,17 @@ def _forward(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     for layer in mlp:
         x = layer.forward(x)
     return x
+
+
+def _first_weight(net: nn.Module) -> torch.Tensor | None:
+    """The weight of ``net``'s first layer (its input dtype), cheaply for a Sequential of
+    Linear layers (this runs at every call of ``logits`` and ``value``)."""
+    if isinstance(net, nn.Sequential):
+        first = next(iter(net._modules.values()), None)
+        weight = getattr(first, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            return weight
+    return next(net.parameters(), None)
 
 
 class ActorCritic(nn.Module):
@@ -73,13 +86,34 @@ class ActorCritic(nn.Module):
             raise ValueError(f"ActorCritic needs a flat Box observation space, got {obs_space}")
         return cls(obs_space.shape[0], int(act_space.n), hidden)
 
-    def _check_obs(self, obs: torch.Tensor) -> None:
-        if obs.shape[-1] != self.obs_dim:
-            raise ValueError(f"obs has last dimension {obs.shape[-1]}, expected {self.obs_dim}")
+    def _check_obs(self, obs: torch.Tensor, net: nn.Module) -> None:
+        """TypeError or ValueError naming the problem unless ``obs`` is a finite tensor of
+        ``net``'s floating dtype with ``obs_dim`` features last. Without it a numpy array,
+        an integer or float64 tensor failed inside torch ("mat1 and mat2 must have the same
+        dtype", naming no argument), and a NaN observation gave action 0 with a NaN log-prob."""
+        if not isinstance(obs, torch.Tensor):
+            raise TypeError(f"obs must be a torch.Tensor, got {type(obs).__name__}: use "
+                            f"torch.as_tensor(obs, dtype=torch.float32)")
+        weight = _first_weight(net)
+        if weight is not None and obs.dtype != weight.dtype:
+            want = str(weight.dtype).removeprefix("torch.")
+            raise TypeError(f"obs is {str(obs.dtype).removeprefix('torch.')}; the network is {want}: "
+                            f"use torch.as_tensor(obs, dtype=torch.{want})")
+        if obs.dim() == 0 or obs.shape[-1] != self.obs_dim:
+            got = f"last dimension {obs.shape[-1]}" if obs.dim() else "no dimensions (a 0-d tensor)"
+            raise ValueError(f"obs has {got}, expected {self.obs_dim}")
+        # one sum is non-finite if any entry is (a NaN or an inf): about 1.5 us, where
+        # isfinite().all() costs about 7 (this runs twice per minibatch of a PPO update).
+        # A sum that overflows from finite entries passes the full check.
+        if not math.isfinite(obs.sum().item()):
+            require_finite(obs=obs)  # names the first NaN or inf and its index
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """Action logits, shape (..., n_actions)."""
-        self._check_obs(obs)
+        """Action logits, shape (..., n_actions).
+
+        ``obs`` (..., obs_dim) must be a torch tensor of the network's dtype (float32 unless
+        converted) and finite: anything else is a TypeError or ValueError, not converted."""
+        self._check_obs(obs, self.actor)
         return _forward(self.actor, obs)
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
@@ -87,8 +121,8 @@ class ActorCritic(nn.Module):
         return Categorical(logits=self.logits(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(s), shape (...,)."""
-        self._check_obs(obs)
+        """V(s), shape (...,); ``obs`` as for :meth:`logits`."""
+        self._check_obs(obs, self.critic)
         return _forward(self.critic, obs).squeeze(-1)
 
     @torch.no_grad()
@@ -100,8 +134,10 @@ class ActorCritic(nn.Module):
         validates its arguments) costs more than the arithmetic. Sampling is by inverse CDF:
         the first action whose cumulative probability exceeds u ~ U(0, 1). The logits and the
         value come from :meth:`logits` and :meth:`value`, so a subclass that overrides them
-        samples from the policy whose log-probs PPO's ratio uses.
+        samples from the policy whose log-probs PPO's ratio uses. ``deterministic`` must be
+        True or False (a string such as ``"False"`` would be true: an error, not the argmax).
         """
+        require_bool("deterministic", deterministic)
         logits = self.logits(obs)
         logprobs_all = torch.log_softmax(logits, dim=-1)
         if deterministic:
@@ -128,6 +164,8 @@ class ActorCritic(nn.Module):
         inner loop of every PPO update). ``actions`` must hold integers (any integer dtype):
         float actions are refused rather than truncated, so 0.7 does not silently read as 0.
         """
+        if not isinstance(obs, torch.Tensor):  # before obs.shape below: a list has none
+            self._check_obs(obs, self.actor)
         if not isinstance(actions, torch.Tensor):
             raise TypeError(f"actions must be a torch.Tensor of action indices, got {type(actions).__name__}")
         if actions.is_floating_point() or actions.dtype == torch.bool:
@@ -221,6 +259,7 @@ class NumpyPolicy:
 
     def act(self, obs, deterministic: bool = False):
         """(actions, logprobs, values) as numpy arrays of shape (N,), as ``ActorCritic.act``."""
+        require_bool("deterministic", deterministic)
         obs = self._check(obs)
         logits = self._mlp(self.actor, obs)
         shifted = logits - logits.max(-1, keepdims=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import numbers
@@ -396,6 +397,27 @@ def _advantage_pair(out) -> tuple[torch.Tensor, torch.Tensor]:
     return out[0], out[1]
 
 
+def _check_advantage_fn(advantage_fn) -> None:
+    """TypeError now, before any env is built or rollout collected, unless ``advantage_fn``
+    can be called as :func:`train_ppo` calls it (else "got multiple values for argument
+    'gamma'", or "'int' object is not callable", came after the first rollout)."""
+    if not callable(advantage_fn):
+        raise TypeError(f"advantage_fn must be a function like ppo_edu.advantages.compute_gae, got "
+                        f"{type(advantage_fn).__name__} {advantage_fn!r}")
+    try:
+        signature = inspect.signature(advantage_fn)
+    except (TypeError, ValueError):  # some builtins have no signature to check: call and see
+        return
+    try:
+        signature.bind(*range(6), gamma=0.99, lam=0.95)
+    except TypeError as exc:
+        name = getattr(advantage_fn, "__name__", type(advantage_fn).__name__)
+        raise TypeError(
+            f"advantage_fn {name}{signature} cannot be called as train_ppo calls it, "
+            "advantage_fn(rewards, values, terminated, truncated, final_values, next_values, "
+            f"gamma=..., lam=...) (compute_gae's signature): {exc}") from None
+
+
 def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compute_gae, *,
               agent: ActorCritic | None = None, device: torch.device | str = "cpu",
               progress: bool = True,
@@ -406,11 +428,21 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
     gamma=..., lam=...) -> (advantages, returns)`` has :func:`ppo_edu.advantages.compute_gae`'s
     signature, so a learner's own GAE can drive the training.
 
+    It is checked before anything is built: a non-callable, or one that cannot be called
+    that way (``discounted_returns`` takes no ``values`` and no ``lam``), is a TypeError.
+
+    ``agent`` (optional) is the agent to train: it is moved to ``device`` and trained in
+    place (the returned agent is the same object), and its own sizes are used, so
+    ``config.hidden`` is ignored; without one, a new :class:`ActorCritic` with
+    ``config.hidden`` units is built for the env.
+
     ``history`` has one dict per update: ``env_steps``, ``wall_time`` (seconds since the
     start), ``episode_return`` (mean return of the episodes that ended in this rollout,
     NaN if none did), the losses and the diagnostics. ``callback(agent, record)`` runs
     after each update; returning True stops training early. ``config`` is validated again
-    here, so fields assigned after it was made are checked too.
+    here, so fields assigned after it was made are checked too. Training starts with
+    ``torch.manual_seed(config.seed)``: the caller's global torch RNG is reset (and then
+    advanced by the training's own draws).
     """
     config = PPOConfig() if config is None else config
     if not isinstance(config, PPOConfig):
@@ -419,6 +451,7 @@ def train_ppo(config: PPOConfig | None = None, advantage_fn: AdvantageFn = compu
     # a field assigned after construction (config.total_timesteps = 100) skipped
     # __post_init__'s checks: run them again, on a copy that the caller's config does not see
     config = dataclasses.replace(config)
+    _check_advantage_fn(advantage_fn)
     device = require_device(device)
     start = time.perf_counter()
     with torch_threads(config.torch_threads):

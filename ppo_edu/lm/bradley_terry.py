@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppo_edu._checks import require_seed
+from ppo_edu._checks import require_seed, require_tensor
 from ppo_edu.lm.data import validate_ratings
 
 
@@ -34,8 +34,11 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
 
     Computed as ``softplus(r_rejected - r_chosen)``, which equals it exactly and does not
     overflow for large score gaps (in float32, ``torch.log(torch.sigmoid(x))`` is ``-inf`` for
-    x below about -88.7, where ``exp(-x)`` overflows).
+    x below about -88.7, where ``exp(-x)`` overflows). Both must be torch tensors (a reward
+    model's outputs, with their gradients): numpy arrays or lists are a TypeError.
     """
+    require_tensor("r_chosen", r_chosen)  # numpy failed with "... has no attribute 'numel'"
+    require_tensor("r_rejected", r_rejected)
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected "
                          f"{tuple(r_rejected.shape)} must have the same shape (P,)")

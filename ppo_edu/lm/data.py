@@ -137,7 +137,9 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
 
     Both store each split grouped by sentiment (the snippets' positive half first, IMDB by
     label), so ``max_examples`` (N >= 1) draws N items at random with ``seed`` and keeps
-    them in the stored order; a head would be one-sided (for IMDB, one class only).
+    them in the stored order; a head would be one-sided (for IMDB, one class only). N may
+    be the split's whole size (all of it, in the stored order); a larger N is a ValueError
+    that names the size (it is never quietly cut down to what the split holds).
     """
     if max_examples is not None:
         max_examples = require_count("max_examples", max_examples)
@@ -162,15 +164,23 @@ def load_reviews(source: str = "snippets", split: str = "train", max_examples: i
                           "It needs network access (on Colab it works); offline, use "
                           "load_reviews('snippets') instead.") from exc
         if max_examples is not None:
+            _require_subset(max_examples, len(ds), source, split)
             ds = ds.select(_random_subset(len(ds), max_examples, seed))
         texts = [re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", t)).strip() for t in ds["text"]]
         labels = np.asarray(ds["label"], dtype=np.float64)
     else:
         raise ValueError(f"source must be 'snippets' or 'imdb', got {source!r}")
     if max_examples is not None and source == "snippets":
+        _require_subset(max_examples, len(texts), source, split)
         keep = _random_subset(len(texts), max_examples, seed)
         texts, labels = [texts[i] for i in keep], labels[keep]
     return texts, labels
+
+
+def _require_subset(max_examples: int, size: int, source: str, split: str) -> None:
+    if max_examples > size:  # 5000 of the 1,061 test snippets returned 1,061, silently
+        raise ValueError(f"max_examples={max_examples} but the {source} {split!r} split has only "
+                         f"{size} items: ask for at most {size}, or max_examples=None for all of them")
 
 
 def _random_subset(n: int, k: int, seed: int) -> list[int]:

@@ -49,7 +49,9 @@ def resolve(name_or_dir, tiny_dir: Path | None) -> str:
 
     Anything that looks like a filesystem path (a ``Path``, or a string starting with
     ``/``, ``.`` or ``~``, or holding more than one ``/`` or a backslash) must exist:
-    a missing directory is a FileNotFoundError here, not a confusing hub lookup later.
+    a missing directory is a FileNotFoundError here, not a confusing hub lookup later. An
+    existing file (say ``.../tiny-gpt2/model.safetensors``) is a NotADirectoryError that
+    says to pass the folder holding ``config.json``.
     """
     if isinstance(name_or_dir, str) and name_or_dir == "tiny":
         if tiny_dir is None:
@@ -69,15 +71,23 @@ def resolve(name_or_dir, tiny_dir: Path | None) -> str:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is a directory but has no config.json: not a saved model")
         return str(path)
+    if path.exists():  # a file: "model directory ... does not exist" was false
+        hint = (f" ({path.parent} holds one)" if (path.parent / "config.json").is_file() else "")
+        raise NotADirectoryError(
+            f"{text!r} is a file, not a model directory: pass the folder that holds config.json "
+            f"and the weights{hint}")
     looks_like_path = (isinstance(name_or_dir, os.PathLike) or text.startswith(("/", ".", "~"))
                        or text.count("/") > 1 or "\\" in text)
-    if looks_like_path or path.exists():
+    if looks_like_path:
         raise FileNotFoundError(f"model directory {text!r} does not exist")
     return text  # a hub id such as "gpt2" or "lvwerra/distilbert-imdb"
 
 
 def ensure_pad_token(model, tokenizer) -> None:
-    """Give ``tokenizer`` a pad token distinct from EOS (adding ``<|pad|>`` if needed) and tell ``model``."""
+    """Give ``tokenizer`` a pad token distinct from EOS (adding ``<|pad|>`` if needed) and tell ``model``.
+
+    Adding one resizes ``model``'s embeddings, and transformers draws the new row from the
+    global torch RNG (see :func:`load_lm`)."""
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     embeddings = model.get_input_embeddings()
@@ -187,6 +197,13 @@ def load_lm(name_or_dir="tiny", device="cpu", dtype: torch.dtype | None = torch.
     The model is a ``transformers`` ``AutoModelForCausalLM`` (``GPT2LMHeadModel`` for both
     the tiny model and ``gpt2``) on ``device`` in eval mode; the tokenizer has a pad token
     that is not EOS (see the module docstring).
+
+    Randomness: for a model without a pad token (the hub's ``gpt2``, the Colab path),
+    :func:`ensure_pad_token` adds one, and transformers' ``resize_token_embeddings`` draws
+    the new embedding row's noise from the *global* torch RNG, unseeded here: that row (and
+    so the pad token's logit) differs slightly from load to load unless the caller seeds
+    torch first, and the load advances the caller's global RNG. The shipped ``"tiny"``
+    models already have their pad token: loading them draws nothing.
     """
     from transformers import AutoModelForCausalLM
 
@@ -205,7 +222,9 @@ def load_reward_model(name_or_dir="tiny", device="cpu", dtype: torch.dtype | Non
     ``AutoModelForSequenceClassification`` and ``num_labels=1`` (for ``"gpt2"`` that is a
     ``GPT2ForSequenceClassification`` with a fresh, untrained score head, the starting point
     for training a reward model). ``config.pad_token_id`` is set (and differs from EOS), so
-    the model reads each score at the last real token of a right-padded batch.
+    the model reads each score at the last real token of a right-padded batch. As in
+    :func:`load_lm`, a model without a pad token (``"gpt2"``) gets a new embedding row drawn
+    from the unseeded global torch RNG, and so does a fresh score head.
     """
     from transformers import AutoModelForSequenceClassification
 

@@ -199,7 +199,8 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
     ``name`` is a hub id (Colab: ``lvwerra/distilbert-imdb``, a DistilBERT fine-tuned on
     IMDB) or a local directory. The positive class is the label starting with "pos"
     (case-insensitive; ``POSITIVE`` for that model), else index 1 of two. Texts are
-    truncated to ``max_length`` tokens (documented truncation: the classifier's limit).
+    truncated to ``max_length`` tokens (an integer >= 1; the tokenizer's own limit, if lower,
+    applies too: documented truncation, the classifier's limit).
     ``revision`` (hub ids only) pins a branch, tag, commit or pull request of the hub repo;
     see the note on safetensors below. Returns ``texts -> (B,)`` float32 CPU tensor.
 
@@ -219,6 +220,8 @@ def sentiment_reward_fn(name: str = "lvwerra/distilbert-imdb", device="cpu", bat
 
     device = require_device(device)
     batch_size = require_count("batch_size", batch_size)
+    # here, not at the first scoring: 0 failed there with a reshape error, -1 with OverflowError
+    max_length = require_count("max_length", max_length)
     source = resolve(name, tiny_dir=None)  # "tiny" is no classifier: use reward_fn_from_model
     hub = {}
     if revision is not None:
@@ -271,8 +274,19 @@ def vader_compound(texts) -> np.ndarray:
 
     The rule-based lexicon scorer of Hutto & Gilbert (2014) from the installed
     ``vaderSentiment`` wheel. An empty text scores 0 (VADER's neutral), not an error: as a
-    judge it must accept anything a policy writes.
+    judge it must accept any string a policy writes. ``texts`` is a list (or other iterable)
+    of ``str``; anything else in it (``None``, a number, token ids) is a TypeError naming its
+    index, where VADER failed with "'NoneType' object is not iterable".
     """
     require_text_list("texts", texts)
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"vader_compound: texts must be a list of strings, got "
+                        f"{type(texts).__name__}") from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"vader_compound: texts[{i}] is {text!r} ({type(text).__name__}), not a "
+                            "str (an empty string is fine: it scores 0)")
     analyzer = _vader()
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)

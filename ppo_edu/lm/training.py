@@ -63,24 +63,34 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
     """Summed negative log-likelihood (nats) and token count of ``<eos> text <eos>`` for each text.
 
     Every token after the leading ``<eos>`` is predicted, the closing ``<eos>`` included, so
-    the model is also scored on knowing where a review ends.
+    the model is also scored on knowing where a review ends. Scoring runs in eval mode
+    (dropout off); the model's own train/eval mode is restored afterwards, also when it
+    raises. A text too long for the context is a ValueError, raised before anything runs.
     """
     texts = _check_texts(texts)
     batch_size = require_count("batch_size", batch_size)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     # the padding is masked out of the loss: any id will do, and the hub's gpt2 has no pad token
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     ids = text_ids(tokenizer, texts)
     limit = _context_length(model)
+    for i, s in enumerate(ids):  # all of them, before the model is touched
+        if len(s) + 2 > limit:
+            raise ValueError(f"texts[{i}] is {len(s) + 2} tokens (with EOS twice), more than the "
+                             f"model's context of {limit}")
+    was_training = model.training
+    model.eval()
+    try:
+        return _summed_nll(model, ids, eos, pad, device, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _summed_nll(model, ids, eos: int, pad: int, device, batch_size: int) -> tuple[float, int]:
     total, count = 0.0, 0
     for start in range(0, len(ids), batch_size):
         seqs = [[eos] + list(s) + [eos] for s in ids[start:start + batch_size]]
-        too_long = [len(s) for s in seqs if len(s) > limit]
-        if too_long:
-            raise ValueError(f"a text of {too_long[0]} tokens (with EOS twice) exceeds the context of {limit}")
         width = max(map(len, seqs))
         x = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros_like(x)
@@ -94,7 +104,6 @@ def text_nll(model, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[
                                                 reduction="none").view_as(target)
         total += nll[tmask].sum().item()
         count += int(tmask.sum())
-    model.train(was_training)
     return total, count
 
 
@@ -154,10 +163,21 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     """Supervised fine-tuning: next-token cross-entropy on packed blocks of ``texts``.
 
     ``steps`` optimiser steps of ``batch_size`` blocks of ``block`` tokens (default: the
-    model's context), AdamW with linear warmup then cosine decay to 10%. With
-    ``eval_texts`` and ``eval_every`` (>= 1), the held-out perplexity is logged every
+    model's context), AdamW with linear warmup then cosine decay towards 10%.
+    The learning rate rises linearly over ``warmup_steps`` (step s, counting from 0, runs at
+    (s + 1) / ``warmup_steps`` of ``lr``), then decays along a cosine from ``lr`` towards 10%
+    of it: step s at ``0.1 + 0.45 (1 + cos(pi (s - w) / (n - w)))`` of ``lr`` (n steps, w
+    warmup steps). 10% is the limit, not the last step's rate, which is about
+    ``0.1 + 2.2 / (n - w)^2`` (32.5% for n = 3 without warmup; within a point of 10% only
+    from about 15 steps after the warmup); a run no longer than its warmup never decays (its
+    last step runs at n / w of ``lr``).
+
+    With ``eval_texts`` and ``eval_every`` (>= 1), the held-out perplexity is logged every
     ``eval_every`` steps and at the end (one without the other is a ValueError). Returns
     the history: one dict per step with ``step, loss, lr`` (and ``eval_ppl`` where measured).
+    It starts with ``torch.manual_seed(seed)``: the caller's global torch RNG is reset (the
+    block order comes from its own numpy generator seeded with ``seed``). The model is
+    left in eval mode.
     """
     texts = _check_texts(texts)
     _check_count("steps", steps, 1)
@@ -228,7 +248,9 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     Each prompt is preceded by ``<|endoftext|>``, the separator the tiny model was trained
     after, and decoding stops at ``<|endoftext|>``. A prompt that leaves no room for
     ``max_new_tokens`` in the model's context (the tiny model: 128 tokens) is a ValueError,
-    raised before anything is sampled.
+    raised before anything is sampled. Sampling starts with ``torch.manual_seed(seed)``:
+    the caller's global torch RNG is reset (and advanced by the sampling). It runs in eval
+    mode; the model's own train/eval mode is restored afterwards, also when it raises.
     """
     require_text_list("prompts", prompts)
     prompts = list(prompts)
@@ -256,15 +278,18 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 40, 
     torch.manual_seed(seed)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for ids in encoded:
-        x = torch.tensor([ids], device=device)
-        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, temperature=float(temperature),
-                           top_k=top_k, top_p=float(top_p), max_new_tokens=max_new_tokens,
-                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        out.append(tokenizer.decode(y[0, 1:], skip_special_tokens=True))
-    model.train(was_training)
+    try:
+        device = next(model.parameters()).device
+        out = []
+        for ids in encoded:
+            x = torch.tensor([ids], device=device)
+            y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=True,
+                               temperature=float(temperature), top_k=top_k, top_p=float(top_p),
+                               max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                               eos_token_id=tokenizer.eos_token_id)
+            out.append(tokenizer.decode(y[0, 1:], skip_special_tokens=True))
+    finally:
+        model.train(was_training)
     return out
 
 
@@ -295,6 +320,21 @@ def reward_accuracy(model, tokenizer, texts: list[str], ratings, margin: float =
             "pearson_r": r}
 
 
+def _check_loss(loss_fn, loss) -> None:
+    """What ``loss_fn`` returned, if it is a 0-d tensor with a gradient: a (P,) loss per pair
+    failed with "Boolean value of Tensor with more than one value is ambiguous"."""
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss_fn {name} returned a {type(loss).__name__}; it must return a 0-d "
+                        "torch.Tensor (the mean loss over the pairs), with its gradient")
+    if loss.dim() != 0:
+        raise ValueError(f"loss_fn {name} returned a tensor of shape {tuple(loss.shape)}; it must "
+                         "return a 0-d tensor, one loss for the batch (average it: .mean())")
+    if not loss.requires_grad:
+        raise ValueError(f"loss_fn {name} returned a loss without a gradient (was it detached, "
+                         "or computed through numpy or .item()?): there is nothing to train")
+
+
 def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: float = 1.0, epochs: float = 1.0,
                        batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.01, grad_clip: float = 1.0,
                        warmup_steps: int = 20, seed: int = 0,
@@ -311,18 +351,31 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
     ``max(1, round(epochs * max(1, len(texts) // batch_size)))`` steps; with fewer texts
     than ``batch_size`` an epoch is one step on all of them). Each
     call makes a fresh AdamW and runs linear warmup over ``warmup_steps`` then cosine decay
-    to 10% of ``lr`` over its own steps. With ``eval_texts``/``eval_ratings`` and
+    towards 10% of ``lr`` over its own steps: step s (counting from 0) runs at (s + 1) /
+    ``warmup_steps`` of ``lr`` during the warmup, then at
+    ``0.1 + 0.45 (1 + cos(pi (s - w) / (n - w)))`` of it (n steps, w warmup steps). 10% is
+    the limit, not the last step's rate, which is about ``0.1 + 2.2 / (n - w)^2`` (32.5% for
+    n = 3 without warmup; within a point of 10% only from about 15 steps after the warmup);
+    a run no longer than its warmup (the default is 20 steps) never decays (its last step
+    runs at n / w of ``lr``).
+    ``loss_fn`` must return a 0-d tensor with a gradient (a TypeError or ValueError naming
+    it otherwise, before any backward pass). With ``eval_texts``/``eval_ratings`` and
     ``eval_every`` (>= 1), held-out pairwise accuracy (same margin) is logged every
     ``eval_every`` steps and at the end; eval texts without ``eval_every``, or the reverse,
     is a ValueError. Returns the history: one dict per step with ``step, pairs, lr``, plus
     ``loss, batch_accuracy`` on the steps whose batch had a pair (and ``eval_accuracy``
-    where measured).
+    where measured). It starts with ``torch.manual_seed(seed)``: the caller's global torch
+    RNG is reset (dropout draws from it; the batches come from a numpy generator seeded
+    with ``seed``). The model is left in eval mode.
     """
     texts = _check_texts(texts)
     ratings = validate_ratings(ratings)
     if len(texts) != len(ratings):
         raise ValueError(f"{len(texts)} texts but {len(ratings)} ratings")
     margin = _check_margin(margin)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (r_chosen, r_rejected) -> 0-d loss tensor, like "
+                        f"bradley_terry_loss, got {type(loss_fn).__name__}")
     _check_positive("epochs", epochs)
     _check_positive("batch_size", batch_size, integer=True)
     if batch_size < 2:
@@ -376,6 +429,7 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
             scores = reward_model_scores(model, tokenizer, [texts[i] for i in idx], batch_size=batch_size)
             chosen, rejected = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
             loss = loss_fn(scores[chosen], scores[rejected])
+            _check_loss(loss_fn, loss)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"reward-model loss became {loss.item()} at step {step}")
             opt.zero_grad(set_to_none=True)
