@@ -214,9 +214,6 @@ def check_potentials(potentials, shape: tuple[int, int]) -> torch.Tensor:
     return potentials.detach()
 
 
-_require_one_vocabulary = require_one_vocabulary  # the old name (moved to generation.py)
-
-
 def _require_callable(name: str, fn, optional: bool = False) -> None:
     if optional and fn is None:
         return
