@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_binary, require_count, require_device, require_text_list
+from ppo_edu._checks import require_binary, require_count, require_device, require_text_list, text_list
 
 RewardFn = Callable[[list[str]], torch.Tensor]
 
@@ -278,15 +278,6 @@ def vader_compound(texts) -> np.ndarray:
     of ``str``; anything else in it (``None``, a number, token ids) is a TypeError naming its
     index, where VADER failed with "'NoneType' object is not iterable".
     """
-    require_text_list("texts", texts)
-    try:
-        texts = list(texts)
-    except TypeError:
-        raise TypeError(f"vader_compound: texts must be a list of strings, got "
-                        f"{type(texts).__name__}") from None
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"vader_compound: texts[{i}] is {text!r} ({type(text).__name__}), not a "
-                            "str (an empty string is fine: it scores 0)")
+    texts = text_list("texts", texts)  # an empty string is fine: it scores 0
     analyzer = _vader()
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
