@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_bool, require_count, require_seed
 from ppo_edu.agents import ActorCritic, require_agent_fits
 
 # CartPole draws with pygame; on a machine without a display SDL's default video driver
@@ -42,8 +42,7 @@ def record_episode(agent: ActorCritic, seed: int = 0, env_id: str = "CartPole-v1
     if max_steps is not None:
         max_steps = require_count("max_steps", max_steps)
     seed = require_seed("seed", seed)  # 1.5 failed inside torch's manual_seed
-    if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
-        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
+    require_bool("deterministic", deterministic)  # "False", a string, would be true
     env = gym.make(env_id, render_mode="rgb_array")
     try:  # as evaluate() does: a 3-action agent played CartPole until it picked action 2
         require_agent_fits(agent, env)

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_edu._checks import require_count, require_seed
+from ppo_edu._checks import require_bool, require_count, require_seed
 from ppo_edu.agents import ActorCritic, require_agent_fits
 
 
@@ -34,8 +34,7 @@ def evaluate(agent: ActorCritic, episodes: int = 20, seed: int = 10_000,
     """
     episodes = require_count("episodes", episodes)
     seed = require_seed("seed", seed)  # torch.Generator takes < 2**64
-    if not isinstance(deterministic, (bool, np.bool_)):  # "False", a string, would be true
-        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
+    require_bool("deterministic", deterministic)  # "False", a string, would be true
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     try:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppo_edu._checks import require_count, require_seed, require_text_list
+from ppo_edu._checks import require_bool, require_count, require_seed, require_text_list
 from ppo_edu.objectives import approx_kl, clipped_surrogate, masked_mean
 from ppo_edu.optim import adam
 from ppo_edu.rlhf.advantages import token_gae, token_rewards, whiten
@@ -105,8 +105,7 @@ class RLHFConfig:
         # switches: True or False ("False", a string, is true); numbers: real numbers, not bools
         # (epsilon=True ran as 1.0) or strings ("1e-4" failed a comparison naming no field)
         for name in ("add_bos", "adaptive_kl", "whiten_rewards"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            require_bool(name, getattr(self, name))
         for name in ("learning_rate", "temperature", "epsilon", "value_clip", "vf_coef", "gamma", "lam",
                      "init_kl_coef", "target_kl", "missing_eos_penalty", "max_grad_norm"):
             value = getattr(self, name)
@@ -531,8 +530,7 @@ class RLHFTrainer:
         assigned to it since the trainer was built takes effect; without ``anneal_lr`` the
         optimizer keeps the rate it has (the config's when the trainer was built, unless set on
         the optimizer since) and a later assignment to the config is not read."""
-        if not isinstance(anneal_lr, (bool, np.bool_)):
-            raise ValueError(f"anneal_lr must be True or False, got {anneal_lr!r}")
+        require_bool("anneal_lr", anneal_lr)
         if steps is None and time_budget_s is None:
             raise ValueError("give steps, time_budget_s, or both")
         if steps is not None:
