@@ -577,3 +577,13 @@ def test_sft_train_teaches_next_token_prediction(tmp_path, tokenizer):
               progress=False)
     after = perplexity(model, tok, [sentence])
     assert before > 100 and after < 10, (before, after)
+
+
+def test_warmup_cosine_scale_is_the_schedule_its_docstring_states():
+    """Warmup (s + 1) / w, then 0.1 + 0.45 (1 + cos(pi (s - w) / (n - w))): 0.325 on the last of
+    3 steps without warmup (10% is only the limit), and a run inside its warmup never decays."""
+    from ppo_edu.lm.training import warmup_cosine_scale
+
+    assert [warmup_cosine_scale(s, 3, 0) for s in range(3)] == pytest.approx([1.0, 0.775, 0.325])
+    assert [warmup_cosine_scale(s, 10, 20) for s in (0, 9)] == pytest.approx([0.05, 0.5])
+    assert warmup_cosine_scale(999, 1000, 0) == pytest.approx(0.1, abs=3e-6)

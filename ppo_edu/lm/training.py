@@ -156,6 +156,19 @@ def _require_fits(name: str, tokenizer, texts: list[str], context: int, extra: i
                              f"context of {context}; shorten it or leave it out")
 
 
+def warmup_cosine_scale(step: int, steps: int, warmup_steps: int) -> float:
+    """The learning rate of step ``step`` (from 0) of ``steps``, as a fraction of the peak.
+
+    Linear warmup, (s + 1) / w for the first w = ``warmup_steps`` steps, then a cosine from 1
+    towards 0.1: ``0.1 + 0.45 (1 + cos(pi (s - w) / (n - w)))``. 0.1 is the limit, not the last
+    step's rate, which is about ``0.1 + 2.2 / (n - w)^2`` (0.325 for n = 3 without warmup;
+    within 0.01 of 0.1 only from about 15 steps after the warmup). A run no longer than its
+    warmup never decays: its last step runs at n / w."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
+
+
 def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int = 16, block: int | None = None,
               lr: float = 3e-4, weight_decay: float = 0.1, grad_clip: float = 1.0, warmup_steps: int = 0,
               seed: int = 0, eval_texts: list[str] | None = None, eval_every: int = 0,
@@ -163,14 +176,8 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
     """Supervised fine-tuning: next-token cross-entropy on packed blocks of ``texts``.
 
     ``steps`` optimiser steps of ``batch_size`` blocks of ``block`` tokens (default: the
-    model's context), AdamW with linear warmup then cosine decay towards 10%.
-    The learning rate rises linearly over ``warmup_steps`` (step s, counting from 0, runs at
-    (s + 1) / ``warmup_steps`` of ``lr``), then decays along a cosine from ``lr`` towards 10%
-    of it: step s at ``0.1 + 0.45 (1 + cos(pi (s - w) / (n - w)))`` of ``lr`` (n steps, w
-    warmup steps). 10% is the limit, not the last step's rate, which is about
-    ``0.1 + 2.2 / (n - w)^2`` (32.5% for n = 3 without warmup; within a point of 10% only
-    from about 15 steps after the warmup); a run no longer than its warmup never decays (its
-    last step runs at n / w of ``lr``).
+    model's context), AdamW with linear warmup then cosine decay towards 10% of ``lr``
+    (:func:`warmup_cosine_scale`: 10% is the limit, reached only by long runs).
 
     With ``eval_texts`` and ``eval_every`` (>= 1), the held-out perplexity is logged every
     ``eval_every`` steps and at the end (one without the other is a ValueError). Returns
@@ -220,8 +227,7 @@ def sft_train(model, tokenizer, texts: list[str], *, steps: int, batch_size: int
             blocks, cursor = packed_blocks(ids, eos, block, rng), 0
         x = blocks[cursor:cursor + batch_size].to(device)
         cursor += batch_size
-        scale = (step + 1) / warmup_steps if step < warmup_steps else \
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
+        scale = warmup_cosine_scale(step, steps, warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr * scale
         loss = model(input_ids=x, labels=x).loss
@@ -351,13 +357,8 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
     ``max(1, round(epochs * max(1, len(texts) // batch_size)))`` steps; with fewer texts
     than ``batch_size`` an epoch is one step on all of them). Each
     call makes a fresh AdamW and runs linear warmup over ``warmup_steps`` then cosine decay
-    towards 10% of ``lr`` over its own steps: step s (counting from 0) runs at (s + 1) /
-    ``warmup_steps`` of ``lr`` during the warmup, then at
-    ``0.1 + 0.45 (1 + cos(pi (s - w) / (n - w)))`` of it (n steps, w warmup steps). 10% is
-    the limit, not the last step's rate, which is about ``0.1 + 2.2 / (n - w)^2`` (32.5% for
-    n = 3 without warmup; within a point of 10% only from about 15 steps after the warmup);
-    a run no longer than its warmup (the default is 20 steps) never decays (its last step
-    runs at n / w of ``lr``).
+    towards 10% of ``lr`` over its own steps (:func:`warmup_cosine_scale`; a run no longer
+    than its warmup, 20 steps by default, never decays).
     ``loss_fn`` must return a 0-d tensor with a gradient (a TypeError or ValueError naming
     it otherwise, before any backward pass). With ``eval_texts``/``eval_ratings`` and
     ``eval_every`` (>= 1), held-out pairwise accuracy (same margin) is logged every
@@ -420,8 +421,7 @@ def train_reward_model(model, tokenizer, texts: list[str], ratings, *, margin: f
         idx = order[cursor:cursor + batch_size]
         cursor += batch_size
         pairs = np.stack(np.nonzero(ratings[idx][:, None] - ratings[idx][None, :] >= margin), axis=1)
-        scale = (step + 1) / warmup_steps if step < warmup_steps else \
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
+        scale = warmup_cosine_scale(step, steps, warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr * scale
         row = {"step": step + 1, "lr": lr * scale, "pairs": len(pairs)}
