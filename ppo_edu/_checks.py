@@ -92,7 +92,7 @@ def text_list(name: str, texts) -> list[str]:
                         f"{type(texts).__name__}") from None
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
+            raise TypeError(f"{name}[{i}] is of type {type(text).__name__}, not a string")
     return texts
 
 

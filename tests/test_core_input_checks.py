@@ -199,7 +199,7 @@ def test_vader_compound_names_an_element_that_is_not_a_string(texts, index, kind
     from ppo_edu.lm.reward import vader_compound
 
     # was "'NoneType' object is not iterable" from inside VADER
-    with pytest.raises(TypeError, match=rf"texts\[{index}\] is a {kind}, not a string"):
+    with pytest.raises(TypeError, match=rf"texts\[{index}\] is of type {kind}, not a string"):
         vader_compound(texts)
 
 

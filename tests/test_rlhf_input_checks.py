@@ -129,7 +129,7 @@ def test_evaluation_and_best_of_n_take_any_iterable_of_prompts(tok, lm, make):
 
 
 def test_evaluation_and_best_of_n_name_a_prompt_that_is_not_a_string(tok, lm):
-    with pytest.raises(TypeError, match=r"prompts\[1\] is a int, not a string"):
+    with pytest.raises(TypeError, match=r"prompts\[1\] is of type int, not a string"):
         evaluate_policy(lm, frozen_reference(lm), tok, ["a", 3], zeros_fn)
     with pytest.raises(TypeError, match="got a single str"):
         sample_and_score(lm, tok, "the movie", zeros_fn)
