@@ -122,6 +122,9 @@ TRL at beta 0.25 ends near 6), ours met all three offline targets on all ten see
 (2026-12-07, 5.46-5.91 nats) and the end-point target on five of them and on the means (ours
 - TRL +0.067 +- 0.027 std of gain at -0.19 +- 0.06 nats, paired; seed 6 missed it by 0.001
 nats with 0.19 std more gain), ahead per sqrt(nat) on nine seeds (+0.042 +- 0.010).
+Seeds 10-14 (same command, same day): the offline targets on all five, the end point on four
+(not seed 12); over all fifteen, ours - TRL +0.059 +- 0.019 std at -0.26 +- 0.05 nats, the
+end point on 9 of 15 seeds, ahead per sqrt(nat) on 14 (the README has the table).
 Running seed 0 again moved both end points by more than the verdict's margins (ours +2.043
 std at 5.71 nats, then +2.108 at 5.91; TRL +2.083 at 6.08, then +2.027 at 5.81).
 
