@@ -308,6 +308,26 @@ def test_plot_accuracy_by_gap_plots_each_scorers_accuracy_at_the_bin_centres():
     assert ax.get_ylabel() == "pairwise accuracy"
 
 
+def test_accuracy_by_gap_counts_every_pair_once_whatever_the_block_of_rows(monkeypatch):
+    import ppo_edu.lm.plots as plots
+
+    rng = np.random.default_rng(3)
+    ratings = np.round(rng.uniform(-4, 4, size=50), 1)
+    scores = np.round(rng.normal(size=50), 0)  # rounded: many ties, each half right
+    edges = (-8.0, 0.0, 1.0, 2.5, 8.0)
+    expected = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        pairs = [(i, j) for i in range(50) for j in range(50) if lo <= ratings[i] - ratings[j] < hi]
+        right = sum(1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0 for i, j in pairs)
+        expected.append((lo, hi, right / len(pairs), len(pairs)))
+    for rows in (1, 7, 50, 1024):  # one text at a time, blocks that do not divide 50, all at once
+        monkeypatch.setattr(plots, "_ROWS", rows)
+        got = plots.accuracy_by_gap(ratings, scores, edges)
+        assert [(lo, hi, n) for lo, hi, _, n in got] == [(lo, hi, n) for lo, hi, _, n in expected]
+        np.testing.assert_allclose([a for _, _, a, _ in got], [a for _, _, a, _ in expected], rtol=0, atol=1e-15)
+    assert sum(n for *_, n in expected) == 50 * 50  # the edges cover every gap, the diagonal included
+
+
 # ---------------------------------------------------------------- ppo_edu.figures
 
 
