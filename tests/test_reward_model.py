@@ -74,6 +74,15 @@ def test_preference_pairs_subsample_is_seeded_and_unique():
     assert np.array_equal(a, b) and len({tuple(p) for p in a.tolist()}) == 500
 
 
+def test_a_preference_pair_subset_comes_in_the_order_its_docstring_states():
+    ratings = np.linspace(-4, 4, 200)
+    total = count_preference_pairs(ratings, 1.0)
+    drawn = make_preference_pairs(ratings, 1.0, max_pairs=total // 4, seed=0)  # at most half: drawn order
+    assert not (np.diff(drawn[:, 0]) >= 0).all()
+    listed = make_preference_pairs(ratings, 1.0, max_pairs=3 * total // 4, seed=0)  # most: index order
+    assert np.array_equal(listed, np.unique(listed, axis=0))  # sorted by chosen, then rejected
+
+
 def test_preference_pairs_reject_bad_ratings_and_margins():
     with pytest.raises(ValueError, match="outside the human rating scale"):
         make_preference_pairs([0.0, 5.0])

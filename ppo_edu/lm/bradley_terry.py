@@ -102,7 +102,10 @@ def make_preference_pairs(
 
     Returns an int64 array of shape ``(P, 2)`` with ``P >= 1``: all qualifying pairs in
     index order, or with ``max_pairs`` exactly ``max_pairs`` of them, a uniform random
-    subset without repeats (seeded by ``seed``).
+    subset without repeats (seeded by ``seed``). The subset's order depends on its size:
+    the order drawn when at most half of the qualifying pairs are asked for, index order
+    otherwise. So shuffle before taking a prefix of it (``pairs[:k]`` of index order holds
+    only low chosen indices).
 
     Raises TypeError for a ``margin`` that is not a number (a string, a bool), and
     ValueError when the input cannot give what was asked for: ratings off the human
