@@ -435,3 +435,29 @@ def test_nan_hint_names_an_infinity_too():
     hint = _harness.nan_hint(torch.tensor([1.0, float("inf"), 2.0]), "your L^CLIP")
     assert hint is not None and "inf" in hint and "index (1,)" in hint
     assert _harness.nan_hint(torch.tensor([1.0, 2.0]), "your L^CLIP") is None
+
+
+# --------------------------------------------------------------------------- changed after use
+
+
+def test_an_input_changed_in_place_after_use_gets_a_hint_not_autograds_error():
+    """``advantages.clamp_(-10, 10)`` after ``r * advantages``: the values stay the same (the
+    watcher sees nothing), but autograd saved the original, and the checker's own gradient call
+    raised "modified by an inplace operation", which read as the learner's function failing."""
+    def clamps_after_use(logprobs, old_logprobs, advantages, epsilon):
+        ratio = torch.exp(logprobs - old_logprobs)
+        unclipped = ratio * advantages
+        advantages.clamp_(-10, 10)
+        return torch.minimum(unclipped, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages).mean()
+
+    def cpi_clamps_after_use(logprobs, old_logprobs, advantages):
+        objective = (torch.exp(logprobs - old_logprobs) * advantages).mean()
+        advantages.clamp_(-10, 10)
+        return objective
+
+    for check, wrong in ((lesson2.check_clipped_objective, clamps_after_use),
+                         (lesson1.check_cpi, cpi_clamps_after_use)):
+        message = check.run(wrong).message
+        assert "changed its argument `advantages` in place after using it" in message, message
+        assert "out-of-place op (advantages = advantages.clamp(...))" in message
+        assert "your function raised" not in message

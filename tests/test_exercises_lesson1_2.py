@@ -337,3 +337,60 @@ def test_a_taken_out_of_the_min_is_told_to_keep_it_inside():
     assert "only for A > 0 (for A < 0 it is the max): clip r on both sides and keep A inside both terms of the min" in hint
     assert check_clipped_objective.verify(
         lambda n, o, a, e: torch.min(ratio(n, o) * a, clamp(ratio(n, o), e) * a).mean()) is None
+
+
+def test_cpi_as_a_quotient_of_exponentials_is_told_it_underflows():
+    # right on every ordinary batch: only log-probabilities of rare actions (-800) show that
+    # exp() of each underflows to 0 and 0/0 = nan, as the ratio's check already tests
+    result = check_cpi.run(lambda n, o, a: (torch.exp(n) / torch.exp(o) * a).mean())
+    assert not result.passed and result.fn is check_cpi.reference
+    assert "logprobs -800 vs -801" in result.message and "got nan" in result.message, result.message
+    assert "underflows to 0, so divide in log space" in result.message, result.message
+    assert check_cpi.verify(lambda n, o, a: (torch.exp(n - o) * a).mean()) is None
+
+
+def _terms(r, a, e):
+    return torch.minimum(r * a, clamp(r, e) * a)
+
+
+def _l_clip(r, a, e):
+    return _terms(r, a, e).mean()
+
+
+def test_upside_down_ratio_in_l_clip_is_named_before_any_gradient():
+    # right in value at r = 1 alone, where its gradient is -A: the wrong values elsewhere name it
+    result = check_clipped_objective.run(lambda n, o, a, e: _l_clip(ratio(o, n), a, e))
+    assert not result.passed and "your ratio is upside down" in result.message, result.message
+    assert "gradient" not in result.message, result.message
+
+
+def test_l_clip_gradient_of_the_opposite_sign_is_told_so():
+    def flipped(n, o, a, e):  # the values of L^CLIP, the gradient of -L^CLIP
+        objective = _l_clip(ratio(n, o), a, e)
+        return 2 * objective.detach() - objective
+
+    result = check_clipped_objective.run(flipped)
+    assert not result.passed and "the same size with the sign flipped" in result.message, result.message
+
+
+def test_detached_unclipped_term_outside_the_range_is_not_called_inside():
+    # r = 0.5, A = 1: outside [0.8, 1.2], but the min picks r·A, whose gradient was cut
+    wrong = lambda n, o, a, e: torch.min((ratio(n, o) * a).detach(), clamp(ratio(n, o), e) * a).mean()
+    message = check_clipped_objective.run(wrong).message
+    assert "for r = 0.5, A = 1.0 the gradient should be 0.500" in message, message
+    assert "r is outside [0.8, 1.2], but below 1−ε with A > 0: the min picks the unclipped term" in message
+    assert "your unclipped term r·A carries no gradient" in message
+    assert "inside the clip range" not in message
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda n, o, a, e: torch.minimum(ratio(n, o) * a, ratio(n, o).clamp(min=1 - e) * a).mean(),
+     "you clipped r at 1−ε only (r.clamp(min=1−ε)?)"),
+    (lambda n, o, a, e: torch.where(a < 0, torch.maximum(_terms(ratio(n, o), a, e), 3 * a),
+                                    _terms(ratio(n, o), a, e)).mean(),
+     "that is the dual clip (Ye et al. 2020), max(min(r·A, clip(r)·A), 3·A)"),
+    (lambda n, o, a, e: _l_clip(n / o, a, e), "your ratio is logprobs / old_logprobs"),
+])
+def test_one_sided_and_dual_clips_and_a_quotient_of_logprobs_are_named(wrong, hint):
+    result = check_clipped_objective.run(wrong)
+    assert not result.passed and hint in result.message, result.message

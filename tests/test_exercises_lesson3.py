@@ -359,3 +359,79 @@ def test_gae_with_another_wrong_factor_is_pointed_at_the_term_too():
     wrong = _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm: d[t] + g * g * lm * nd[t] * run)
     hint = check_gae.verify(wrong)
     assert hint is not None and "own delta_t, in the gamma * lam * A_(t+1) term, or in whether done_t" in hint
+
+
+def test_bootstrap_finding_truncations_by_a_nonzero_final_value_is_told_to_use_the_flag():
+    # the hand-made case truncated with final_values[t] = 0: "you used values[t + 1] ... use
+    # final_values[t]" told this learner to do what they already do
+    def by_value(values, terminated, truncated, final_values, next_values):
+        following = torch.cat([values[1:], next_values[None]])
+        following = torch.where(final_values != 0, final_values, following)
+        return torch.where(terminated, torch.zeros_like(following), following)
+
+    hint = check_bootstrap_values.verify(by_value)
+    assert hint is not None and "at truncated step (1, 0) final_values[t] is exactly 0" in hint, hint
+    assert "Select truncated steps by the `truncated` flag, not by final_values != 0" in hint
+
+
+def _bool_buffer_bootstrap(values, terminated, truncated, final_values, next_values):
+    out = torch.zeros_like(terminated)  # bool: every value stored becomes True or False
+    out[:] = my_bootstrap_values(values, terminated, truncated, final_values, next_values)
+    return out
+
+
+def _buffer_gae(dtype):
+    def gae(rewards, values, terminated, truncated, final_values, next_values, gamma, lam):
+        deltas = td_residuals(rewards, values, terminated, truncated, final_values, next_values, gamma)
+        advantages = torch.zeros_like(terminated, dtype=dtype)  # the recursion itself is right
+        last = torch.zeros_like(next_values)
+        for t in reversed(range(len(rewards))):
+            last = deltas[t] + gamma * lam * (~(terminated[t] | truncated[t])).float() * last
+            advantages[t] = last
+        return advantages, advantages + values
+    return gae
+
+
+def _bool_buffer_td(rewards, values, terminated, truncated, final_values, next_values, gamma):
+    out = torch.zeros_like(terminated)
+    out[:] = my_td_residuals(rewards, values, terminated, truncated, final_values, next_values, gamma)
+    return out
+
+
+@pytest.mark.parametrize("check, wrong, said", [
+    (check_bootstrap_values, _bool_buffer_bootstrap, "your result is a bool tensor (torch.bool)"),
+    (check_td_residuals, _bool_buffer_td, "your result is a bool tensor (torch.bool)"),
+    (check_gae, _buffer_gae(torch.bool), "advantages: your result is a bool tensor (torch.bool)"),
+    (check_gae, _buffer_gae(torch.long), "advantages: your result is an integer tensor (torch.int64)"),
+])
+def test_a_result_buffer_of_a_flag_dtype_is_named_not_the_recursion(check, wrong, said):
+    hint = check.verify(wrong)
+    assert hint is not None and said in hint and "it must be floating point" in hint, hint
+    assert "torch.zeros_like(values)" in hint or "torch.zeros_like(rewards)" in hint
+    assert "last wrong step" not in hint and "inside an episode" not in hint
+
+
+def test_gae_with_the_done_mask_one_step_late_is_named():
+    # CleanRL's nextnonterminal = 1 - dones[t + 1], copied onto flags that mark step t's own end
+    wrong = _gae_by_recursion(td_residuals, lambda t, d, nd, run, g, lm:
+                              d[t] + g * lm * (nd[t + 1] if t + 1 < len(d) else 1.0) * run)
+    hint = check_gae.verify(wrong)
+    assert hint is not None and "your done mask is one step off" in hint, hint
+    assert "1 - d_(t + 1)" in hint and "d_t = terminated[t] or truncated[t]" in hint
+    assert "CleanRL" in hint and "own delta_t" not in hint
+
+
+def test_td_truncation_as_termination_and_as_nothing_are_named():
+    def as_termination(rewards, values, terminated, truncated, final_values, next_values, gamma):
+        return rewards + gamma * bootstrap_values(values, terminated | truncated, torch.zeros_like(truncated),
+                                                  final_values, next_values) - values
+
+    def ignored(rewards, values, terminated, truncated, final_values, next_values, gamma):
+        return rewards + gamma * bootstrap_values(values, terminated, torch.zeros_like(truncated),
+                                                  final_values, next_values) - values
+
+    hint = check_td_residuals.verify(as_termination)
+    assert hint is not None and "at truncated step (3, 0)" in hint, hint
+    assert "treats the time limit as a termination. The state still has a future: use final_values[t]" in hint
+    hint = check_td_residuals.verify(ignored)
+    assert hint is not None and "the value of the NEXT episode's first state" in hint, hint

@@ -214,3 +214,13 @@ def test_explained_variance_clamped_at_zero_is_rejected():
 
     hint = check_explained_variance.verify(clamped)
     assert hint is not None and "for an anti-critic expected -3" in hint
+
+
+def test_a_negated_value_loss_is_told_its_sign():
+    hint = check_value_loss.verify(lambda v, old, r, eps: -my_value_loss(v, old, r, eps))
+    assert hint is not None and "minus the loss" in hint and "with no minus sign" in hint, hint
+
+
+def test_a_value_loss_returned_as_a_float_is_told_it_carries_no_gradient():
+    hint = check_value_loss.verify(lambda v, old, r, eps: my_value_loss(v, old, r, eps).item())
+    assert hint is not None and "a Python float (.item()) carries no gradient" in hint, hint

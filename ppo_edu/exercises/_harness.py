@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
@@ -36,10 +37,13 @@ def checker(name: str, reference: Callable):
     def decorate(raw: Callable[[Callable], str | None]):
         @functools.wraps(raw)
         def verify(fn: Callable) -> str | None:
+            watched = _watched(fn, names)
             try:
-                return raw(_watched(fn, names))
+                return raw(watched)
             except InputChanged as exc:
                 return exc.hint
+            except ChangedAfterUse as exc:
+                return exc.hint_for(watched.changed_in_place)
 
         def run(fn: Callable) -> Check:
             if not callable(fn):
@@ -122,6 +126,50 @@ class InputChanged(Exception):
         super().__init__(self.hint)
 
 
+class ChangedAfterUse(Exception):
+    """The checker's own autograd call (:func:`gradient`, :func:`backward`) failed because the
+    learner's function changed, in place, a tensor that its result's graph had saved: torch's
+    "modified by an inplace operation". The values may be the same (``advantages.clamp_(-10,
+    10)`` on advantages inside the range), so the watcher's comparison cannot see it; raised
+    from the checker's code, torch's message would read as the learner's function failing."""
+
+    def __init__(self, error: str):
+        self.error = error
+        super().__init__(error)
+
+    def hint_for(self, arguments: list[str]) -> str:
+        """The hint, naming the ``arguments`` the last call changed in place (if any)."""
+        if arguments:
+            named = " or ".join(f"`{a}`" for a in arguments)
+            one = arguments[0]
+            what = f"its argument {named}"
+        else:
+            what, one = "a tensor", "x"
+        return (f"your function changed {what} in place after using it (a method ending in _ "
+                f"such as {one}.clamp_(...) or {one}.mul_(...), +=, or {one}[...] = ..., on a "
+                f"line after one that computed with {one}). The values may look the same, but "
+                "autograd saved the original to compute the gradient and the gradient of your "
+                "result fails: RuntimeError: one of the variables needed for gradient computation "
+                "has been modified by an inplace operation. Use an out-of-place op "
+                f"({one} = {one}.clamp(...)) or work on a copy ({one}.clone())")
+
+
+def _modified_after_use(exc: BaseException) -> bool:
+    """True for autograd's error when a tensor the graph saved was changed in place."""
+    return isinstance(exc, RuntimeError) and "modified by an inplace operation" in str(exc)
+
+
+@contextlib.contextmanager
+def _autograd_of_the_answer():
+    """Turn autograd's "modified by an inplace operation" into :class:`ChangedAfterUse`."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not _modified_after_use(exc):
+            raise
+        raise ChangedAfterUse(str(exc)) from exc
+
+
 def _refused_in_place(exc: BaseException) -> bool:
     """True for autograd's refusal of an in-place operation on a leaf that requires grad."""
     return ("leaf Variable that requires grad" in str(exc) and "in-place" in str(exc)
@@ -180,6 +228,14 @@ def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
     return torch.equal(before, after.detach())
 
 
+def _version(tensor: torch.Tensor) -> int | None:
+    """The tensor's version counter (bumped by each in-place change), None where there is none."""
+    try:
+        return tensor._version
+    except RuntimeError:  # an inference tensor tracks no version
+        return None
+
+
 def _watched(fn: Callable, names: list[str]) -> Callable:
     """``fn``, raising :class:`InputChanged` after a call that changed a tensor argument."""
 
@@ -189,6 +245,8 @@ def _watched(fn: Callable, names: list[str]) -> Callable:
         labelled += list(kwargs.items())
         before = [(label, arg, arg.detach().clone()) for label, arg in labelled
                   if isinstance(arg, torch.Tensor)]
+        versions = [_version(arg) for _, arg, _ in before]
+        call.changed_in_place = []
         try:
             out = fn(*args, **kwargs)
         except RuntimeError as exc:
@@ -201,9 +259,14 @@ def _watched(fn: Callable, names: list[str]) -> Callable:
         for label, arg, copy in before:
             if not _unchanged(copy, arg):
                 raise InputChanged(label)
+        # changed in place to the same values: harmless, unless the result's graph saved the
+        # tensor (see ChangedAfterUse); remembered to name it then
+        call.changed_in_place = [label for (label, arg, _), version in zip(before, versions)
+                                 if _version(arg) != version]
         return out
 
     call.unwatched = fn
+    call.changed_in_place = []
     return call
 
 
@@ -298,6 +361,24 @@ def recursion_factor_hint(matches: Callable[[float], bool], gamma: float, lam: f
     return None
 
 
+def dtype_hint(got, like: str = "values") -> str | None:
+    """A hint when ``got`` is a tensor of booleans or integers where the result must be floating
+    point (a buffer made with ``torch.zeros_like(terminated)``, say: storing floats into it
+    turns them into True/False), else None. ``like`` names an argument of the right dtype to
+    build the buffer from."""
+    if not isinstance(got, torch.Tensor) or got.is_floating_point() or got.is_complex():
+        return None
+    if got.dtype == torch.bool:
+        why = ("a buffer made from a flag, torch.zeros_like(terminated), is bool, and every float "
+               "stored into it becomes True or False")
+    else:
+        why = ("an integer buffer (torch.zeros_like(terminated, dtype=torch.long), say) or a "
+               ".long()/.int() cuts off the fraction of every value")
+    return (f"your result is {'a bool' if got.dtype == torch.bool else 'an integer'} tensor "
+            f"({got.dtype}); it must be floating point, like `{like}`: {why}. Build the result "
+            f"like `{like}` (torch.zeros_like({like}))")
+
+
 def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:
     """A hint when ``got`` is not a tensor of ``expected``'s shape (``dims`` names the axes)."""
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
@@ -315,8 +396,16 @@ def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
     """
     if not isinstance(output, torch.Tensor) or not output.requires_grad:
         return None
-    (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True, retain_graph=True)
+    with _autograd_of_the_answer():
+        (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True, retain_graph=True)
     return grad
+
+
+def backward(output: torch.Tensor) -> None:
+    """``output.backward()``, with autograd's "modified by an inplace operation" turned into
+    the hint of :class:`ChangedAfterUse` (the checker's call, not the learner's, raises it)."""
+    with _autograd_of_the_answer():
+        output.backward()
 
 
 def no_gradient_hint(what: str, to: str = "logprobs") -> str:

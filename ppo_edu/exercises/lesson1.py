@@ -100,4 +100,16 @@ def check_cpi(fn):
             return no_gradient_hint("your L^CPI") + ", so it cannot be optimised"
         if not torch.allclose(grad, ratio * adv / n, atol=1e-6):
             return "its gradient is wrong: d L^CPI / d logprob_t should be r_t A_t / n"
+    # log-probabilities of rare actions, as in the ratio's check: exp() of each underflows to
+    # 0 and 0/0 = nan, so exp(logprobs) / exp(old_logprobs) fails here only
+    new, old = torch.tensor([-800.0, -1000.0]), torch.tensor([-801.0, -1000.5])
+    adv = torch.tensor([1.0, 1.0])
+    got = fn(new, old, adv)
+    want = cpi_surrogate(new, old, adv)
+    if not (isinstance(got, torch.Tensor) and got.numel() == 1
+            and torch.isclose(got.detach().float().reshape(()), want, atol=1e-5)):
+        shown = f"{got.item():.4g}" if isinstance(got, torch.Tensor) and got.numel() == 1 else describe_type(got)
+        return ("for logprobs -800 vs -801 and -1000 vs -1000.5 (r = e ≈ 2.718 and e^0.5 ≈ 1.649, "
+                f"A = 1 for both) expected L^CPI = {want.item():.4f}, got {shown}: exp(-800) "
+                "underflows to 0, so divide in log space: r = exp(logprobs - old_logprobs)")
     return None

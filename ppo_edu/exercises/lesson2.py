@@ -30,14 +30,22 @@ def clip_fraction_reference(logprobs, old_logprobs, epsilon=EPSILON):
     return ((ratio - 1).abs() > epsilon).float().mean()
 
 
+_OLD_LOGPROB = -1.0  # every single-sample case's old log-probability
+
+
 def _one(ratio: float, adv: float):
-    old = torch.tensor([-1.0])
+    old = torch.tensor([_OLD_LOGPROB])
     new = (old + torch.log(torch.tensor([ratio]))).requires_grad_()
     return new, old, torch.tensor([adv])
 
 
 def _clip(ratio: float, eps: float) -> float:
     return min(max(ratio, 1 - eps), 1 + eps)
+
+
+def _log_quotient(ratio: float) -> float:
+    """logprobs / old_logprobs on the single-sample case of this ratio."""
+    return (_OLD_LOGPROB + math.log(ratio)) / _OLD_LOGPROB
 
 
 # Typical wrong answers, each as a formula for one term, and the hint it deserves.
@@ -68,6 +76,24 @@ _MISTAKES = [
      ("your L^CLIP is 0 for every single sample. Normalising the advantages inside L^CLIP "
       "does that (a lone A minus its mean is 0): L^CLIP takes A as given, normalising is the "
       "trainer's job, once per minibatch")),
+    (lambda r, a, e: min(a / r, _clip(1 / r, e) * a),
+     ("your ratio is upside down, π_θold / π_θ = exp(old_logprobs − logprobs); r_t(θ) is "
+      "π_θ / π_θold = exp(logprobs − old_logprobs)")),
+    # logprobs / old_logprobs, with old_logprobs = -1 as in every single-sample case
+    (lambda r, a, e: min(_log_quotient(r) * a, _clip(_log_quotient(r), e) * a),
+     ("your ratio is logprobs / old_logprobs, a quotient of log-probabilities; r_t(θ) is the "
+      "quotient of the probabilities, π_θ / π_θold = exp(logprobs − old_logprobs)")),
+    # r.clamp(min=1−ε): for A < 0 that is the right side, for A > 0 nothing is ever clipped
+    (lambda r, a, e: min(r * a, max(r, 1 - e) * a),
+     ("for A > 0 your terms are r·A, never clipped: you clipped r at 1−ε only (r.clamp(min=1−ε)?). "
+      "Clip it on both sides, clip(r, 1−ε, 1+ε): for A > 0 the min then stops the objective "
+      "growing once r passes 1+ε")),
+    # Ye et al.'s dual clip, max(L, c·A) for A < 0 (c = 3 in the paper): only r = 4 shows it
+    *((lambda r, a, e, c=c: max(min(r * a, _clip(r, e) * a), c * a) if a < 0 else min(r * a, _clip(r, e) * a),
+       (f"for A < 0 your terms are bounded below by {c:g}·A: that is the dual clip (Ye et al. "
+        f"2020), max(min(r·A, clip(r)·A), {c:g}·A), another objective. The exercise asks for "
+        "PPO's L^CLIP, min(r·A, clip(r)·A), with no lower bound: leave out the max"))
+      for c in (3.0, 2.0)),
 ]
 
 _INSIDE_NORMALISATION = (
@@ -97,10 +123,39 @@ def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | No
     return None
 
 
+def _gradient_hint(ratio: float, adv: float, eps: float, grad: float) -> str | None:
+    """The hint for L^CLIP's gradient ``grad`` on one sample whose value is right, else None."""
+    pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
+    inside = 1 - eps <= ratio <= 1 + eps
+    want = 0.0 if pushing_past else ratio * adv
+    if abs(grad - want) <= 1e-4:
+        return None
+    said = f"for r = {ratio}, A = {adv} the gradient should be {want:.3f}"
+    yours = f", yours is {grad:.3f}"
+    if pushing_past:
+        return said + " (the sample is clipped: it must stop pushing)" + yours
+    if want != 0 and abs(grad + want) < 1e-4:
+        return (said + yours + ": the same size with the sign flipped. Your L^CLIP has the right "
+                "values but falls where it should rise, so gradient ascent on it would make the "
+                "policy worse: where the value is put together from a detached part and a part "
+                "that carries the gradient, check the sign of the second")
+    if inside:
+        halved = want != 0 and abs(grad - want / 2) < 1e-4
+        return (said + " (inside the clip range L^CLIP's gradient equals L^CPI's)" + yours
+                + ("; half: inside the range the two terms tie and torch.minimum splits the "
+                   "gradient between them, so your clipped term carries none (.detach() on "
+                   "it, or a clip that is not differentiable?)" if halved else ""))
+    side = "below 1−ε with A > 0" if ratio < 1 - eps else "above 1+ε with A < 0"
+    return (said + f" (r is outside [{1 - eps:g}, {1 + eps:g}], but {side}: the min picks the "
+            "unclipped term r·A, so the gradient is L^CPI's, d(r·A)/d logprob = r·A)" + yours
+            + ("; your unclipped term r·A carries no gradient (.detach() on it, or on the "
+               "ratio it uses?)" if abs(grad) < 1e-6 else ""))
+
+
 @checker("clipped surrogate L^CLIP", reference=clipped_objective_reference)
 def check_clipped_objective(fn):
     eps = EPSILON
-    results, first_wrong = [], None
+    results, first_wrong, gradient_wrong = [], None, None
     for ratio in (0.5, 0.9, 1.0, 1.1, 1.5, 4.0):  # 4: far out, where a dual clip (max with 3A for A < 0) differs
         for adv in (1.0, -1.0, 2.5, -0.7):
             new, old, a = _one(ratio, adv)
@@ -119,26 +174,23 @@ def check_clipped_objective(fn):
             if not abs(got.item() - want) <= 1e-5:
                 first_wrong = first_wrong or (ratio, adv, want, got.item())
                 continue
+            if gradient_wrong is not None:  # one is enough; the values are still all checked
+                continue
+            # a wrong gradient is told only where every value is right: a wrong value (an
+            # upside-down ratio, say, right at r = 1 alone) names the mistake better
             grad = gradient(got, new)
             if grad is None:
-                return no_gradient_hint("your L^CLIP")
-            pushing_past = (adv > 0 and ratio > 1 + eps) or (adv < 0 and ratio < 1 - eps)
-            want_grad = 0.0 if pushing_past else ratio * adv
-            if abs(grad.item() - want_grad) > 1e-4:
-                halved = (not pushing_past and want_grad != 0 and abs(grad.item() - want_grad / 2) < 1e-4)
-                return (f"for r = {ratio}, A = {adv} the gradient should be {want_grad:.3f}"
-                        + (" (the sample is clipped: it must stop pushing)" if pushing_past else
-                           " (inside the clip range L^CLIP's gradient equals L^CPI's)")
-                        + f", yours is {grad.item():.3f}"
-                        + ("; half: inside the range the two terms tie and torch.minimum splits the "
-                           "gradient between them, so your clipped term carries none (.detach() on "
-                           "it, or a clip that is not differentiable?)" if halved else ""))
+                gradient_wrong = no_gradient_hint("your L^CLIP")
+            else:
+                gradient_wrong = _gradient_hint(ratio, adv, eps, grad.item())
     if first_wrong is not None:
         ratio, adv, want, got = first_wrong
         where = (f"for A {'>' if adv > 0 else '<'} 0, r = {ratio} (ε = {eps}) the term is {want:.3f}, "
                  f"you returned {got:.3f}")
         hint = _diagnose(results, eps)
         return f"{where}: {hint}" if hint else where
+    if gradient_wrong is not None:
+        return gradient_wrong
     g = torch.Generator().manual_seed(2)
     old = torch.randn(64, generator=g) - 1
     new = old + 0.4 * torch.randn(64, generator=g)

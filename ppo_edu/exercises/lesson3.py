@@ -17,6 +17,7 @@ from ppo_edu.exercises._harness import (
     checker,
     close,
     describe_type,
+    dtype_hint,
     first_mismatch,
     last_mismatch,
     recursion_factor_hint,
@@ -103,6 +104,18 @@ def _kind_of_step(case, t: int, i: int) -> str:
 
 
 
+def _as_termination_hint(idx, said: str) -> str:
+    """Exercises 3.1 and 3.2: a truncated step bootstrapped from 0, as if it had terminated."""
+    return (f"at truncated step {idx} {said}: that treats the time limit as a termination. "
+            f"The state still has a future: use final_values[t]")
+
+
+def _next_episode_hint(idx, said: str) -> str:
+    """Exercises 3.1 and 3.2: a truncated step bootstrapped from the next row of the rollout."""
+    return (f"at truncated step {idx} {said}, the value of the NEXT episode's first state "
+            f"(autoreset already happened); use final_values[t]")
+
+
 # --------------------------------------------------------------------------- exercise 1
 
 
@@ -116,6 +129,8 @@ def check_bootstrap_values(fn):
         expected = bootstrap_values(*args)
         if (hint := shape_hint(got, expected, "(T, N)")) is not None:
             return hint
+        if (hint := dtype_hint(got, "values")) is not None:
+            return hint
         idx = first_mismatch(got, expected)
         if idx is None:
             continue
@@ -123,13 +138,22 @@ def check_bootstrap_values(fn):
         kind, value = _kind_of_step(case, t, i), float(got[idx])
         if kind == "truncated":
             if abs(value) < 1e-6:
-                return (f"at truncated step {idx} you returned 0: that treats the time limit as "
-                        f"a termination. The state still has a future: use final_values[t]")
-            if t + 1 < case["values"].shape[0] and abs(value - float(case["values"][t + 1, i])) < 1e-6:
-                return (f"at truncated step {idx} you used values[t + 1], the value of the NEXT "
-                        f"episode's first state (autoreset already happened); use final_values[t]")
+                return _as_termination_hint(idx, "you returned 0")
             last = t + 1 == case["values"].shape[0]
-            if last and abs(value - float(case["next_values"][i])) < 1e-6:
+            following = float(case["next_values"][i] if last else case["values"][t + 1, i])
+            if float(case["final_values"][idx]) == 0.0:
+                # the earlier cases' truncations all have a final value other than 0, and those
+                # passed: this answer finds truncated steps by final_values != 0
+                which = (", the value of the NEXT episode's first state"
+                         if abs(value - following) < 1e-6 else "")
+                return (f"at truncated step {idx} final_values[t] is exactly 0 (V of the final "
+                        f"observation can be 0: a critic whose last layer starts at zero says so), "
+                        f"and you returned {value:.4f}{which}. Select truncated steps by the "
+                        f"`truncated` flag, not by final_values != 0: use final_values[t] "
+                        f"wherever truncated[t] is True")
+            if not last and abs(value - following) < 1e-6:
+                return _next_episode_hint(idx, "you used values[t + 1]")
+            if last and abs(value - following) < 1e-6:
                 return (f"at truncated step {idx}, the rollout's last, you used next_values[i]: "
                         f"after the autoreset that is the NEXT episode's first state; use "
                         f"final_values[t]")
@@ -159,6 +183,8 @@ def check_td_residuals(fn):
             expected = td_residuals(**case, gamma=gamma)
             if (hint := shape_hint(got, expected, "(T, N)")) is not None:
                 return hint
+            if (hint := dtype_hint(got, "rewards")) is not None:
+                return hint
             idx = first_mismatch(got, expected)
             if idx is None:
                 continue
@@ -177,6 +203,16 @@ def check_td_residuals(fn):
                 if other != gamma and close(got, td_residuals(**case, gamma=other)):
                     return (f"called with gamma={gamma} you returned the residuals for gamma={other}: "
                             "is gamma hard-coded? Use the gamma argument")
+            no_truncation = torch.zeros_like(case["truncated"])
+            as_termination = dict(case, terminated=case["terminated"] | case["truncated"],
+                                  truncated=no_truncation)
+            if close(got, td_residuals(**as_termination, gamma=gamma)):
+                return _as_termination_hint(
+                    idx, f"(gamma={gamma}) your V(s_{{t+1}}) is 0, as if terminated | truncated "
+                         f"were the flag that ends the future")
+            if close(got, td_residuals(**dict(case, truncated=no_truncation), gamma=gamma)):
+                following = ("next_values[i]" if idx[0] + 1 == got.shape[0] else "values[t + 1]")
+                return _next_episode_hint(idx, f"(gamma={gamma}) your V(s_{{t+1}}) is {following}")
             kind = _kind_of_step(case, *idx)
             wrong = ~torch.isclose(got.float(), expected, atol=1e-5, rtol=1e-4)
             inside = torch.tensor([[_kind_of_step(case, t, i) == "inside" for i in range(wrong.shape[1])]
@@ -250,6 +286,9 @@ def check_gae(fn):
                 return "advantages: " + hint
             if (hint := shape_hint(returns, expected_returns, "(T, N)")) is not None:
                 return "returns: " + hint
+            for name, got in (("advantages", advantages), ("returns", returns)):
+                if (hint := dtype_hint(got, "rewards")) is not None:
+                    return f"{name}: {hint}"
             if close(advantages, expected_returns) and close(returns, expected):
                 return "you returned (returns, advantages): return the pair in the order (advantages, returns)"
             idx = first_mismatch(advantages, expected)
@@ -258,6 +297,39 @@ def check_gae(fn):
             if not close(returns, expected_returns):
                 return ("advantages are right but returns are not: the critic's target is "
                         "returns = advantages + values")
+    return None
+
+
+def _last_wrong_step(case, got, expected, idx) -> tuple[tuple[int, int], str]:
+    """The last wrong step of the first wrong step's environment, and what kind of step it is:
+    a backward recursion spoils every step before the one where the error was made."""
+    (t,) = last_mismatch(got[:, idx[1]], expected[:, idx[1]])
+    last = (t, idx[1])
+    kind = _kind_of_step(case, *last)
+    if case["terminated"][last] and case["truncated"][last]:
+        kind = "terminated-and-truncated"
+    return last, kind
+
+
+def _shifted_done_hint(case, got, expected, gamma, lam, done, idx) -> str | None:
+    """The hint for a done mask read one step off, 1 - d_(t+1) or 1 - d_(t-1) in place of
+    1 - d_t (CleanRL's ``nextnonterminal = 1 - dones[t + 1]`` copied: there dones[t] says
+    whether the step BEFORE t ended an episode), else None."""
+    later = torch.cat([done[1:], torch.zeros_like(done[:1])])  # d_(t+1); nothing after T-1
+    earlier = torch.cat([torch.zeros_like(done[:1]), done[:-1]])  # d_(t-1)
+    for shifted, offset in ((later, "t + 1"), (earlier, "t - 1")):
+        if not close(got, _gae_stopping_at(case, gamma, lam, shifted)):
+            continue
+        last, kind = _last_wrong_step(case, got, expected, idx)
+        cleanrl = (" (CleanRL writes nextnonterminal = 1 - dones[t + 1] because its dones[t] says "
+                   "whether the step BEFORE t ended an episode: its dones[t + 1] is our d_t)"
+                   if offset == "t + 1" else "")
+        return (f"your done mask is one step off: you multiply A_(t+1) by 1 - d_({offset}) "
+                f"(not_done[{offset}], say) where the recursion needs step t's own flag, A_t = "
+                f"delta_t + gamma * lam * (1 - d_t) * A_(t+1) with d_t = terminated[t] or "
+                f"truncated[t]. Here the flags at row t say that step t itself ended its episode, "
+                f"so A_(t+1) belongs to the next one{cleanrl}. The last wrong step of env "
+                f"{idx[1]} is {kind} step {last}")
     return None
 
 
@@ -297,6 +369,8 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
         return ("you treat truncation as termination: a truncated step must bootstrap from "
                 "final_values (V of the final observation), not from 0")
     done = case["terminated"] | case["truncated"]
+    if (hint := _shifted_done_hint(case, got, expected, gamma, lam, done, idx)) is not None:
+        return f"{hint} {where}"
     hint = recursion_factor_hint(
         lambda factor: close(got, _gae_stopping_at(case, gamma, lam, done, factor=factor)), gamma, lam)
     if hint is not None:
@@ -310,11 +384,8 @@ def _gae_hint(case, got, expected, gamma, lam, idx) -> str:
                 f"{where}{hard_coded}")
     # An error made at step t flows back into every earlier step of its environment, so the
     # first wrong index is usually an innocent step before the bug: point at the last one.
-    (t,) = last_mismatch(got[:, idx[1]], expected[:, idx[1]])
-    last = (t, idx[1])
-    kind = _kind_of_step(case, *last)
-    if case["terminated"][last] and case["truncated"][last]:
-        kind = "terminated-and-truncated"
+    last, kind = _last_wrong_step(case, got, expected, idx)
+    t = last[0]
     after = ("the steps after it are right, so the error is in this step's own delta_t, in "
              "the gamma * lam * A_(t+1) term, or in whether done_t stops the recursion here"
              if t < got.shape[0] - 1 else "nothing follows it, so A_t must be its own delta_t")

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ppo_edu.exercises._harness import checker, describe_type, first_mismatch
+from ppo_edu.exercises._harness import backward, checker, describe_type, first_mismatch, float_hint
 from ppo_edu.ppo import clipped_value_loss, explained_variance
 
 
@@ -89,10 +89,17 @@ def check_value_loss(fn):
         v = values.clone().requires_grad_(True)
         got = fn(v, old.clone(), returns.clone(), eps)
         expected = clipped_value_loss(values, old, returns, eps)
+        if (hint := float_hint(got, "the value loss")) is not None:
+            return hint
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             return f"return a scalar tensor (the mean loss), got {describe_type(got)}"
         value = got.detach().reshape(()).float()  # a float64 loss is fine; compare as float32
         if not torch.isclose(value, expected, rtol=1e-4, atol=1e-6):
+            if torch.isclose(value, -expected, rtol=1e-4, atol=1e-6):
+                return (f"on the {name} case you returned {value.item():.5f}, minus the loss "
+                        f"({expected.item():.5f}): the value loss is a squared error to minimise, "
+                        "0.5 * mean(max(...)) >= 0, with no minus sign (unlike L^CLIP, which the "
+                        "trainer negates, it enters the total loss as it is)")
             if (hint := _value_loss_mistake(fn)) is not None:
                 return hint
             if torch.isclose(value, expected * values.numel(), rtol=1e-4):
@@ -104,7 +111,7 @@ def check_value_loss(fn):
             return f"on the {name} case expected {expected.item():.5f}, got {got.item():.5f}"
         if not got.requires_grad:
             return "the loss has no gradient: do not detach the new values"
-        got.backward()
+        backward(got)
         if (hint := _gradient_hint(name, v.grad, values, old, returns, eps)) is not None:
             return hint
     return None
