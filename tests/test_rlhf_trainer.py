@@ -268,6 +268,27 @@ def test_missing_eos_penalty_hits_only_the_responses_without_an_eos(pad_is_eos):
     torch.testing.assert_close(batch.scores, -1.5 * (~ended).float())
 
 
+@pytest.mark.parametrize("pad_is_eos", [True, False])
+def test_the_reward_reads_the_prompt_and_the_response_without_eos_or_padding_text(pad_is_eos):
+    """A reward model scores what it reads: decoded with the special tokens left in, every
+    response that ended early would end in "<|endoftext|>" and a run of pads."""
+    tok = toy_tokenizer(pad_token=None if pad_is_eos else "<|pad|>")
+    if pad_is_eos:
+        tok.pad_token = tok.eos_token
+    read = []
+    trainer = make_trainer(tok, reward_fn=lambda texts: read.extend(texts) or torch.zeros(len(texts)),
+                           batch_size=16, max_new_tokens=6)
+    prompts = PROMPTS * 3 + PROMPTS[:1]
+    batch = trainer.rollout(prompts)
+    gen = batch.generation
+    ended = [bool((row[m.bool()] == tok.eos_token_id).any()) for row, m in zip(gen.response_ids, gen.response_mask)]
+    assert any(ended), "the test needs responses that end early"
+    expected = [p + tok.decode(row[m.bool()], skip_special_tokens=True)
+                for p, row, m in zip(prompts, gen.response_ids, gen.response_mask)]
+    assert read == batch.texts == expected
+    assert not any(special in text for text in read for special in (tok.eos_token, tok.pad_token))
+
+
 def test_a_clearly_negative_kl_warns_that_the_tokens_were_not_sampled_from_the_policy(tok):
     trainer = make_trainer(tok)
     trainer.kl_fn = lambda logprobs, ref, mask, estimator: kl_penalty(logprobs, ref, mask, estimator) - mask
