@@ -157,3 +157,35 @@ def test_the_argmax_of_the_mask_is_told_it_finds_the_first_real_token():
     hint = check_last_token_scores.verify(first_one)
     assert "argmax returns the first maximum" in hint and "not the last one" in hint
     assert check_last_token_scores.verify(last_one) is None
+
+
+@pytest.mark.parametrize("naive", [
+    lambda c, r: -torch.log(torch.sigmoid((c - r).double())).mean(),
+    lambda c, r: torch.log1p(torch.exp((r - c).double())).mean(),
+], ids=["log-sigmoid", "log1p-exp"])
+def test_a_naive_loss_computed_in_float64_is_told_float64_only_moves_the_overflow(naive):
+    """float64 survives a gap of -200 (sigmoid(-200) is about 1e-87 there), not one of -2000."""
+    message = check_bradley_terry_loss.verify(naive)
+    assert message is not None and "not finite" in message, message
+    assert "gaps r_chosen - r_rejected = -2000 and +3" in message and "even in float64" in message
+    assert "only moves the overflow" in message
+
+
+def test_a_negative_loss_is_told_a_negative_log_likelihood_is_never_negative():
+    message = check_bradley_terry_loss.verify(lambda c, r: F.logsigmoid(r - c).mean())
+    assert message is not None and "your loss is negative" in message, message
+    assert "negative log-likelihood" in message and "never negative" in message
+    assert "the minus sign is missing and the scores are swapped" in message
+    # the sign mistakes named before keep their own hints
+    assert "its negative" in check_bradley_terry_loss.verify(lambda c, r: F.logsigmoid(c - r).mean())
+    assert "rewarded the rejected" in check_bradley_terry_loss.verify(lambda c, r: F.softplus(c - r).mean())
+
+
+@pytest.mark.parametrize("one_before", [
+    lambda s, m: s.gather(1, (m.size(1) - 2 - m.flip(1).argmax(1)).unsqueeze(1)).squeeze(1),
+    lambda s, m: s[torch.arange(len(s)), m.size(1) - 2 - m.flip(1).argmax(1)],
+], ids=["gather", "indexing"])
+def test_reading_one_before_the_last_real_token_is_named_off_by_one(one_before):
+    message = check_last_token_scores.verify(one_before)
+    assert message is not None and "one before each row's last real token (off by one" in message, message
+    assert "L - 1 - attention_mask.flip(1).argmax(-1)" in message

@@ -443,3 +443,117 @@ def test_gae_wrong_only_where_gamma_is_not_1_asks_whether_gamma_is_missing():
     hint = check_token_gae.verify(_gae_with(lambda g, lm: g * g * lm))
     assert hint is not None and "own delta_t or in the gamma * lam * A_(t+1) term" in hint
     assert "is gamma missing somewhere" in hint
+
+
+def test_a_mask_that_stops_before_the_first_eos_is_told_the_eos_belongs_to_the_response():
+    # a cumsum shifted the wrong way: 1 only while the *next* token has seen no EOS
+    def shifted_the_wrong_way(ids, eos):
+        count = (ids == eos).long().cumsum(1)
+        following = torch.cat([count[:, 1:], count[:, -1:]], 1)
+        return (following == 0).long()
+
+    hint = check_response_mask.verify(shifted_the_wrong_way)
+    assert hint is not None and "your mask stops before its first EOS (token 2)" in hint, hint
+    assert "The first EOS belongs to the response" in hint and "expected 1, got 0" not in hint
+    # masking the EOS itself keeps its own hint
+    assert "masked out its first EOS" in check_response_mask.verify(lambda ids, eos: (ids != eos).long())
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda lp, ref, m, est: my_kl(lp, ref, m, "k3" if est == "k1" else "k1"),  # branches swapped
+    lambda lp, ref, m, est: my_kl(lp, ref, m, "k3"),  # always k3
+], ids=["swapped", "always-k3"])
+def test_k1_answered_with_k3_is_caught(wrong):
+    hint = check_kl_penalty.verify(wrong)
+    assert hint is not None and "with estimator='k1' you returned k3" in hint, hint
+
+
+def test_kl_term_with_the_wrong_sign_does_not_call_it_the_right_direction():
+    for wrong in (lambda lp, ref: -0.5 * (lp - ref) ** 2, lambda lp, ref: (ref - lp).detach() * lp):
+        hint = check_kl_loss_term.verify(wrong)
+        assert "opposite direction (wrong sign)" in hint and "right direction" not in hint, hint
+
+
+def test_kl_term_with_the_wrong_factor_detached_is_told_which_to_detach():
+    hint = check_kl_loss_term.verify(lambda lp, ref: (lp - ref) * lp.detach())
+    assert hint is not None and "you detached the wrong factor" in hint, hint
+    assert "detach k1 and let log pi carry the gradient" in hint and "cosine" not in hint
+
+
+def _gae_into(buffer, cast=lambda a: a, returns_buffer=None):
+    """my_gae with its advantages stored into ``buffer(mask)`` (then ``cast``), its returns into
+    ``returns_buffer(mask)`` when given: the recursion itself is right."""
+    def gae(rewards, values, mask, gamma, lam):
+        right, right_returns = my_gae(rewards, values, mask, gamma, lam)
+        advantages = buffer(mask)
+        advantages[:] = right
+        returns = right_returns
+        if returns_buffer is not None:
+            returns = returns_buffer(mask)
+            returns[:] = right_returns
+        return cast(advantages), returns
+    return gae
+
+
+@pytest.mark.parametrize("wrong, said", [
+    (_gae_into(torch.zeros_like), "advantages: your result is an integer tensor (torch.int64)"),
+    (_gae_into(lambda m: torch.zeros_like(m, dtype=torch.bool)), "advantages: your result is a bool tensor"),
+    (_gae_into(lambda m: torch.zeros_like(m, dtype=torch.float32), cast=lambda a: a.long()),
+     "advantages: your result is an integer tensor (torch.int64)"),
+    (_gae_into(lambda m: torch.zeros_like(m, dtype=torch.float32), returns_buffer=torch.zeros_like),
+     "returns: your result is an integer tensor (torch.int64)"),
+], ids=["long-buffer", "bool-buffer", "long-cast", "long-returns"])
+def test_gae_into_a_buffer_of_the_mask_dtype_is_named_not_the_recursion(wrong, said):
+    hint = check_token_gae.verify(wrong)
+    assert hint is not None and said in hint and "it must be floating point" in hint, hint
+    assert "torch.zeros_like(mask" in hint and "torch.zeros_like(values)" in hint
+    assert "terminated" not in hint and "last wrong token" not in hint
+
+
+def test_gae_recursion_run_forwards_in_time_is_told_to_run_backwards():
+    def forwards(rewards, values, mask, gamma, lam):
+        m = mask.float()
+        r, v = rewards * m, values * m
+        deltas = r + gamma * torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], 1) - v
+        advantages, running = torch.zeros_like(v), torch.zeros_like(v[:, 0])
+        for t in range(v.shape[1]):  # forwards: A_t built from the deltas before t
+            running = (deltas[:, t] + gamma * lam * running) * m[:, t]
+            advantages[:, t] = running
+        return advantages, (advantages + v) * m
+
+    hint = check_token_gae.verify(forwards)
+    assert hint is not None and "your recursion runs forwards in time" in hint, hint
+    assert "must run backwards in time, from the last token to the first" in hint
+    assert "last wrong token" not in hint
+
+
+def test_value_loss_with_only_the_clipped_error_is_told_to_take_the_max_of_both():
+    def clipped_only(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        return 0.5 * masked_mean((clipped - returns) ** 2, mask)
+
+    hint = check_value_loss.verify(clipped_only)
+    assert hint is not None and "you used only the clipped squared error" in hint, hint
+    assert "max of both squared errors, token by token" in hint and "max of the two means" not in hint
+    # the max of the two means keeps its own hint
+    def max_of_means(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        return 0.5 * torch.maximum(masked_mean((values - returns) ** 2, mask),
+                                   masked_mean((clipped - returns) ** 2, mask))
+
+    assert "not the max of the two means" in check_value_loss.verify(max_of_means)
+
+
+def test_value_loss_clipped_around_the_returns_is_told_to_clip_around_old_values():
+    def around_returns(values, old, returns, mask, c):
+        clipped = returns + torch.clamp(values - returns, -c, c)  # never the larger error: no effect
+        return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+    hint = check_value_loss.verify(around_returns)
+    assert hint is not None and "your clip has no effect" in hint, hint
+    assert "Clip around old_values" in hint and "a clip around the returns" in hint
+
+
+def test_value_loss_unclipped_and_without_the_half_names_both():
+    hint = check_value_loss.verify(lambda v, old, ret, m, c: masked_mean((v - ret) ** 2, m))
+    assert hint is not None and "two mistakes: no clipping" in hint and "no factor 0.5" in hint, hint

@@ -361,19 +361,31 @@ def recursion_factor_hint(matches: Callable[[float], bool], gamma: float, lam: f
     return None
 
 
-def dtype_hint(got, like: str = "values") -> str | None:
+def dtype_hint(got, like: str = "values", flag: str = "terminated",
+               flag_dtype: torch.dtype = torch.bool) -> str | None:
     """A hint when ``got`` is a tensor of booleans or integers where the result must be floating
     point (a buffer made with ``torch.zeros_like(terminated)``, say: storing floats into it
     turns them into True/False), else None. ``like`` names an argument of the right dtype to
-    build the buffer from."""
+    build the buffer from; ``flag`` names the argument a flag buffer is typically made from,
+    and ``flag_dtype`` is its dtype (lesson 3's ``terminated`` is bool, lesson 6's ``mask`` an
+    integer tensor), so the hint names the buffer ``torch.zeros_like(flag)`` really gives."""
     if not isinstance(got, torch.Tensor) or got.is_floating_point() or got.is_complex():
         return None
+    flag_is_bool = flag_dtype == torch.bool
     if got.dtype == torch.bool:
-        why = ("a buffer made from a flag, torch.zeros_like(terminated), is bool, and every float "
-               "stored into it becomes True or False")
-    else:
-        why = ("an integer buffer (torch.zeros_like(terminated, dtype=torch.long), say) or a "
+        if flag_is_bool:
+            why = (f"a buffer made from a flag, torch.zeros_like({flag}), is bool, and every float "
+                   "stored into it becomes True or False")
+        else:
+            why = (f"a bool buffer (torch.zeros_like({flag}, dtype=torch.bool), say) turns every "
+                   "float stored into it into True or False")
+    elif flag_is_bool:
+        why = (f"an integer buffer (torch.zeros_like({flag}, dtype=torch.long), say) or a "
                ".long()/.int() cuts off the fraction of every value")
+    else:
+        why = (f"a buffer made from the {flag}, torch.zeros_like({flag}), is an integer tensor "
+               f"like `{flag}` ({flag_dtype}), and it cuts off the fraction of every float stored "
+               "into it (as does a .long()/.int())")
     return (f"your result is {'a bool' if got.dtype == torch.bool else 'an integer'} tensor "
             f"({got.dtype}); it must be floating point, like `{like}`: {why}. Build the result "
             f"like `{like}` (torch.zeros_like({like}))")

@@ -46,6 +46,12 @@ def check_bradley_terry_loss(fn):
                     "so it falls when r_chosen rises above r_rejected")
         if _near(value, F.logsigmoid(diff).mean().item()):
             return "you returned the log-likelihood log sigmoid(r_c - r_r); the loss to minimise is its negative"
+        if value < -1e-6:
+            swapped = ("; yours is log sigmoid(r_rejected - r_chosen): the minus sign is missing and "
+                       "the scores are swapped" if _near(value, F.logsigmoid(-diff).mean().item()) else "")
+            return (f"your loss is negative ({value:.5f}) on {n} pairs: it is a negative "
+                    "log-likelihood, -log P with P = sigmoid(r_c - r_r) <= 1, so it is never "
+                    f"negative{swapped}. The loss is mean(-log sigmoid(r_chosen - r_rejected))")
         if _near(value, F.softplus(-diff).sum().item()):
             return f"you summed over the {n} pairs; take the mean, so the step size does not grow with the batch"
         if _near(value, torch.sigmoid(-diff).mean().item()):
@@ -66,19 +72,24 @@ def check_bradley_terry_loss(fn):
     if not _near(value, 0.6931, 1e-3):
         return f"for equal scores P = 1/2, so the loss is log 2 ≈ 0.6931; got {value}"
     # A reward model can be confidently wrong: a gap of 200 must give a loss of ~200, not inf.
-    value = _scalar(fn(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])))
-    want = bradley_terry_loss(torch.tensor([-100.0, 3.0]), torch.tensor([100.0, 0.0])).item()
-    pairs = "for the two pairs with gaps r_chosen - r_rejected = -200 and +3"
-    if value is None or not torch.isfinite(torch.tensor(value)):
-        return (f"{pairs} your loss is not finite: log(sigmoid(-200)) underflows to log(0) = -inf in "
-                "float32 (or exp(200) overflows to inf); use F.logsigmoid(x) or F.softplus(-x), which "
-                "are exact")
-    if not _near(value, want, 1e-3):
-        capped = ("; yours is capped for a confidently wrong pair (an epsilon inside the log, a clamp, "
-                  "or binary cross-entropy's floor at -100), which also leaves that pair no gradient: "
-                  "use F.logsigmoid or F.softplus" if value < want else "")
-        return (f"{pairs} the mean loss should be about {want:.2f} (the -200 pair alone costs about "
-                f"200, the +3 pair about 0.05), got {value:.4g}{capped}")
+    # A gap of 2000 too: float64 only moves the overflow (sigmoid(-2000) is 0 in float64 too).
+    extremes = ((200, " in float32", ""),
+                (2000, " even in float64", "; computing in float64 only moves the overflow further out"))
+    for gap, where, float64 in extremes:
+        chosen, rejected = torch.tensor([-gap / 2, 3.0]), torch.tensor([gap / 2, 0.0])
+        value = _scalar(fn(chosen, rejected))
+        want = bradley_terry_loss(chosen, rejected).item()
+        pairs = f"for the two pairs with gaps r_chosen - r_rejected = -{gap} and +3"
+        if value is None or not torch.isfinite(torch.tensor(value)):
+            return (f"{pairs} your loss is not finite: log(sigmoid(-{gap})) underflows to log(0) = "
+                    f"-inf{where} (or exp({gap}) overflows to inf){float64}; use F.logsigmoid(x) or "
+                    "F.softplus(-x), which are exact")
+        if not _near(value, want, 1e-3):
+            capped = ("; yours is capped for a confidently wrong pair (an epsilon inside the log, a "
+                      "clamp, or binary cross-entropy's floor at -100), which also leaves that pair no "
+                      "gradient: use F.logsigmoid or F.softplus" if value < want else "")
+            return (f"{pairs} the mean loss should be about {want:.2f} (the -{gap} pair alone costs "
+                    f"about {gap}, the +3 pair about 0.05), got {value:.4g}{capped}")
     # train_reward_model hands it CPU scores, but a loss must also work on GPU tensors, where a
     # target made with torch.ones(n) (a CPU tensor) fails
     return device_hint(fn, torch.randn(5, generator=g), torch.randn(5, generator=g))
@@ -148,6 +159,13 @@ def check_last_token_scores(fn):
                     "not the last one (attention_mask.argmax(-1) is each row's first 1). Use the "
                     "largest index where the mask is 1, e.g. "
                     "(torch.arange(L, device=mask.device) * mask).argmax(-1)")
+        last = (torch.arange(mask.size(1)) * mask).argmax(-1)
+        has_previous = last >= 1  # a one-token row has no token before its last real one
+        one_before = scores.gather(1, (last - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        if has_previous.any() and torch.allclose(got[has_previous], one_before[has_previous]):
+            return (f"{where}. You read the token one before each row's last real token (off by "
+                    "one, an index 1 too small): the last real token is at the largest index where "
+                    "the mask is 1, e.g. L - 1 - attention_mask.flip(1).argmax(-1)")
         lengths = mask.sum(-1)
         in_range = lengths.clamp(max=mask.size(1) - 1)
         first_pad = (mask == 0).int().argmax(-1)  # 0 on a row with no padding

@@ -6,6 +6,8 @@ and including the first EOS) and 0 on the padding after them.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ppo_edu.exercises._harness import (
@@ -13,6 +15,7 @@ from ppo_edu.exercises._harness import (
     close,
     describe_type,
     device_hint,
+    dtype_hint,
     first_mismatch,
     gradient,
     last_mismatch,
@@ -63,6 +66,15 @@ def check_response_mask(fn):
                     "policy's decision to stop; it is a real action, with a log-prob, a value and "
                     "the score. Masking `ids != eos` does this (with pad == eos, so does masking the "
                     "padding: raised in a review of TRL PR #5303)")
+        eos_at = (ids[row] == EOS).nonzero()
+        if len(eos_at) and col < int(eos_at[0]) and got[row, col] == 0 and expected[row, col] == 1:
+            first = int(eos_at[0])
+            return (f"response {row}: your mask stops before its first EOS (token {first}): it is 0 "
+                    f"from token {col} on, where it must be 1 up to and including that EOS. The first "
+                    "EOS belongs to the response (the policy's decision to stop, with a log-prob, a "
+                    "value and the score), and so does every token before it. A cumsum shifted the "
+                    "wrong way (reading the EOS count of the next token) does this: count the EOS "
+                    "tokens *before* t, (is_eos.cumsum(1) - is_eos) == 0")
         if not bool((ids[row] == EOS).any()):
             return (f"response {row} has no EOS: it ran to the length limit, so every one of its "
                     f"tokens is real and its mask is all ones; yours has a 0 at token {col}. "
@@ -104,6 +116,10 @@ def check_kl_penalty(fn):
                         "torch.where(mask.bool(), kl, 0.0). Multiplying by the mask is safe only "
                         "while the padding is finite: padding may hold -inf log-probabilities, and "
                         "-inf * 0 is NaN")
+            if estimator == "k1" and close(got, kl_penalty(logprobs, ref_logprobs, mask, "k3")):
+                return ("with estimator='k1' you returned k3; k1 = log pi_theta(y_t) - log pi_ref(y_t) "
+                        "= -log rho (are the two branches swapped, or does the estimator argument "
+                        "never reach the choice?)")
             if estimator == "k1" and (close(got, expected.abs()) or close(got, expected.clamp(min=0))):
                 return ("k1 = log pi_theta(y_t) - log pi_ref(y_t) is negative on some tokens, and "
                         "that is right: only its average over tokens sampled from pi_theta estimates "
@@ -177,7 +193,14 @@ def check_kl_loss_term(fn):
                     "The two KL gradients nearly cancel near pi_ref, so it hardly pulls. Weight "
                     "log pi by k1 = -log rho instead, or differentiate a term such as (log rho)^2 / 2")
         if close(got, -right, atol=1e-5):
-            return "right direction, wrong sign: adding your term to the loss would push away from pi_ref"
+            return ("opposite direction (wrong sign): adding your term to the loss would push away "
+                    "from pi_ref")
+        wrong_detach = expected_term_gradient(lambda lp, ref: (lp - ref) * lp.detach(), logits, ref_logits)
+        if close(got, wrong_detach, atol=1e-5):
+            return ("you detached the wrong factor: (log pi - log pi_ref) * log pi.detach() makes "
+                    "log pi the fixed weight and lets k1 carry the gradient. Swap the roles: detach k1 "
+                    "and let log pi carry the gradient, (logprobs - ref_logprobs).detach() * logprobs "
+                    "(the weight k1 is fixed, log pi carries the gradient: the score-function form)")
         scale = float((got @ right) / (right @ right))
         if close(got, scale * right, atol=1e-5):
             return (f"parallel to the right gradient but {scale:.2f} times its size "
@@ -218,6 +241,18 @@ def _token_gae_with_factor(rewards, values, mask, gamma, factor):
     return advantages
 
 
+def _token_gae_forward(rewards, values, mask, gamma, lam):
+    """Token GAE with its recursion run forwards in time: A_t = delta_t + gamma * lam * A_(t-1)."""
+    deltas = token_gae(rewards, values, mask, gamma, lam=0.0)[0]  # delta_t, 0 on padding
+    m = mask.to(deltas.dtype)
+    advantages = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[:, 0])
+    for t in range(deltas.shape[1]):
+        running = (deltas[:, t] + gamma * lam * running) * m[:, t]
+        advantages[:, t] = running
+    return advantages
+
+
 @checker("GAE over response tokens with a mask", token_gae)
 def check_token_gae(fn):
     """``fn(rewards, values, mask, gamma, lam)`` -> (advantages, returns), each (B, R)."""
@@ -234,6 +269,10 @@ def check_token_gae(fn):
                 return "advantages: " + hint
             if (hint := shape_hint(returns, expected_returns, "(B, R)")) is not None:
                 return "returns: " + hint
+            # a buffer made with torch.zeros_like(mask) is an integer one: not the recursion's fault
+            for name, got in (("advantages", advantages), ("returns", returns)):
+                if (hint := dtype_hint(got, "values", flag="mask", flag_dtype=mask.dtype)) is not None:
+                    return f"{name}: {hint}"
             real = mask.bool()
             for name, got in (("advantages", advantages), ("returns", returns)):
                 # NaN != NaN: without this, a NaN was blamed on the junk in the padding below
@@ -266,6 +305,12 @@ def check_token_gae(fn):
                         rewards, values, mask, gamma, factor)[real]), gamma, lam)
                 if hint is not None:
                     return f"{hint} {where}"
+                if close(advantages[real], _token_gae_forward(rewards, values, mask, gamma, lam)[real]):
+                    return ("your recursion runs forwards in time (t = 0, 1, ..., R - 1), so A_t adds "
+                            "up delta_t and the deltas *before* it; GAE adds up delta_t and those that "
+                            "follow it. The recursion A_t = delta_t + gamma * lam * A_(t+1) must run "
+                            "backwards in time, from the last token to the first (for t in "
+                            "reversed(range(R))) " + where)
                 # gamma = 1 runs first: failing gamma = 0.9 means every gamma = 1 case passed
                 unit_gamma = ("" if gamma == 1.0 else ". It was right for every gamma = 1 case: is "
                               "gamma missing somewhere (in delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), "
@@ -314,6 +359,56 @@ def _value_cases():
     return out
 
 
+_CLIPS = {"clamp", "clip", "clamp_", "clip_", "clamp_min", "clamp_max"}
+
+
+def _names_in(fn) -> set[str]:
+    """The global and attribute names ``fn``'s code uses, nested functions and lambdas included."""
+    code = getattr(inspect.unwrap(getattr(fn, "unwatched", fn)), "__code__", None)
+    names, todo = set(), [code] if code is not None else []
+    while todo:
+        code = todo.pop()
+        names.update(code.co_names)
+        todo += [c for c in code.co_consts if inspect.iscode(c)]
+    return names
+
+
+def _no_clipping(fn, half_missing: bool = False) -> str:
+    """The hint for a value loss equal to the unclipped one (times 2 if ``half_missing``): no clip
+    at all, or one that has no effect (around the returns or around the values themselves: never
+    the larger error, so the max always picks the unclipped one)."""
+    right = "V_clip = old_values + clip(values - old_values, -c, c)"
+    loss = "loss = 0.5 * mean(max((values - returns)^2, (V_clip - returns)^2))"
+    if _names_in(fn) & _CLIPS:
+        why = ("a clip around the returns (returns + clip(values - returns, -c, c)) or around the "
+               "values themselves never gives the larger squared error, so the max always picks the "
+               "unclipped one")
+        if half_missing:
+            return (f"two mistakes: your clip has no effect (clip around old_values, {right}: {why}), "
+                    f"and the factor 0.5 is missing: {loss}")
+        return ("your clip has no effect: your loss equals the unclipped 0.5 * mean((values - "
+                f"returns)^2). Clip around old_values, {right}: {why}")
+    if half_missing:
+        return f"two mistakes: no clipping ({right} is missing) and no factor 0.5: {loss}"
+    return f"no clipping: {right} is missing"
+
+
+def _on_every_case(fn, formula) -> bool:
+    """Whether ``fn`` gives ``formula(values, old_values, returns, mask, clip_range)`` on every case."""
+    for clip_range in (0.2, 0.5):
+        for values, old, returns, mask in _value_cases():
+            try:
+                got = fn(values.clone().requires_grad_(True), old.clone(), returns.clone(),
+                         mask.clone(), clip_range)
+            except Exception:  # noqa: BLE001 - any failure here only means "not this formula"
+                return False
+            got = got[0] if isinstance(got, tuple) else got
+            if not (isinstance(got, torch.Tensor) and got.numel() == 1
+                    and close(got.detach().reshape(()), formula(values, old, returns, mask, clip_range))):
+                return False
+    return True
+
+
 @checker("clipped value-head loss", _value_loss_reference)
 def check_value_loss(fn):
     """``fn(values, old_values, returns, mask, clip_range)`` -> scalar loss."""
@@ -345,13 +440,24 @@ def check_value_loss(fn):
             if close(got.reshape(()), 0.5 * masked_mean(torch.minimum(err, err_c), mask)):
                 return "use the max of the two squared errors (pessimistic, like L^CLIP), not the min"
             if close(got.reshape(()), 0.5 * masked_mean(err, mask)):
-                return "no clipping: V_clip = old_values + clip(values - old_values, -c, c) is missing"
+                return _no_clipping(fn)
             if close(got.reshape(()), masked_mean(torch.maximum(err, err_c), mask)):
                 return "missing the factor 0.5: loss = 0.5 * mean(max(...))"
+            if close(got.reshape(()), masked_mean(err, mask)):
+                return _no_clipping(fn, half_missing=True)
             around_new = v + torch.clamp(old - v, -clip_range, clip_range)
             if close(got.reshape(()), 0.5 * masked_mean(torch.maximum(err, (around_new - returns) ** 2), mask)):
                 return ("clip around the OLD value: V_clip = old_values + clip(values - old_values, -c, c) "
                         "stays within c of V_old (yours stays within c of the new V)")
+            # the clipped error alone equals the max of the two means where the clipped one is the
+            # larger mean: decided on every case, where the two differ
+            if (close(got.reshape(()), 0.5 * masked_mean(err_c, mask))
+                    and _on_every_case(fn, lambda v, o, r, m, c: 0.5 * masked_mean(
+                        (o + torch.clamp(v - o, -c, c) - r) ** 2, m))):
+                return ("you used only the clipped squared error (V_clip - returns)^2: it has no "
+                        "gradient once values is more than c from old_values (the clip is flat there), "
+                        "and it hides a larger unclipped error. Take the max of both squared errors, "
+                        "token by token: 0.5 * mean(max((values - returns)^2, (V_clip - returns)^2))")
             if close(got.reshape(()), 0.5 * torch.maximum(masked_mean(err, mask), masked_mean(err_c, mask))):
                 return ("take the max of the two squared errors token by token, inside the mean: "
                         "0.5 * mean(max(...)), not the max of the two means")
