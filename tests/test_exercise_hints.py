@@ -458,6 +458,21 @@ def test_an_input_changed_in_place_after_use_gets_a_hint_not_autograds_error():
     for check, wrong in ((lesson2.check_clipped_objective, clamps_after_use),
                          (lesson1.check_cpi, cpi_clamps_after_use)):
         message = check.run(wrong).message
-        assert "changed its argument `advantages` in place after using it" in message, message
-        assert "out-of-place op (advantages = advantages.clamp(...))" in message
+        assert "changed a tensor in place after using it" in message, message
+        assert "changed its argument `advantages` in place: if that came after a line" in message
+        assert "out-of-place op (x = x.clamp(...))" in message
         assert "your function raised" not in message
+
+
+def test_the_in_place_hint_names_an_argument_changed_before_use_only_as_a_suspect():
+    def culprit_is_local(logprobs, old_logprobs, advantages, epsilon):
+        old_logprobs.clamp_(-1e9, 1e9)  # harmless: before any use, values unchanged
+        ratio = torch.exp(logprobs - old_logprobs)
+        unclipped = ratio * advantages
+        ratio.clamp_(1 - epsilon, 1 + epsilon)  # the real culprit: exp saved its output
+        return torch.minimum(unclipped, ratio * advantages).mean()
+
+    message = lesson2.check_clipped_objective.run(culprit_is_local).message
+    assert "changed a tensor in place after using it" in message, message
+    assert "`old_logprobs` in place: if that came after a line that computed with it" in message
+    assert "changed its argument `old_logprobs` in place after using it" not in message

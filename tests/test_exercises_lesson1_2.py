@@ -389,6 +389,10 @@ def test_detached_unclipped_term_outside_the_range_is_not_called_inside():
     (lambda n, o, a, e: torch.where(a < 0, torch.maximum(_terms(ratio(n, o), a, e), 3 * a),
                                     _terms(ratio(n, o), a, e)).mean(),
      "that is the dual clip (Ye et al. 2020), max(min(r·A, clip(r)·A), 3·A)"),
+    *((lambda n, o, a, e, c=c: torch.where(a < 0, torch.maximum(_terms(ratio(n, o), a, e), c * a),
+                                            _terms(ratio(n, o), a, e)).mean(),
+       f"that is the dual clip (Ye et al. 2020), max(min(r·A, clip(r)·A), {c:g}·A)")
+      for c in (2.0, 5.0, 10.0)),  # c = 5 and 10 change only the r = 20 terms
     (lambda n, o, a, e: _l_clip(n / o, a, e), "your ratio is logprobs / old_logprobs"),
 ])
 def test_one_sided_and_dual_clips_and_a_quotient_of_logprobs_are_named(wrong, hint):

@@ -186,6 +186,17 @@ def test_kl_term_of_the_wrong_shape_is_caught():
     assert "shape" in check_kl_loss_term.verify(lambda lp, ref: (0.5 * (lp - ref) ** 2).sum(-1))
 
 
+def test_kl_term_changing_logprobs_in_place_after_use_gets_the_in_place_hint():
+    def adds_in_place(lp, ref):
+        term = 0.5 * (lp * lp - 2 * lp * ref + ref * ref)
+        lp.add_(0.0)  # same values; autograd saved the original
+        return term
+
+    hint = check_kl_loss_term.verify(adds_in_place)
+    assert hint is not None and "changed a tensor in place after using it" in hint, hint
+    assert "`logprobs` in place" in hint
+
+
 @pytest.mark.parametrize(("mask_values", "blamed"), [(False, "with the values the padding holds: after a "
                                                       "response's last real token there is no next state"),
                                                      (True, "with the rewards the padding holds")])
@@ -550,8 +561,25 @@ def test_value_loss_clipped_around_the_returns_is_told_to_clip_around_old_values
         return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
     hint = check_value_loss.verify(around_returns)
-    assert hint is not None and "your clip has no effect" in hint, hint
+    assert hint is not None and "or your clip has no effect" in hint, hint
     assert "Clip around old_values" in hint and "a clip around the returns" in hint
+
+    # a clamp on the denominator alone is no value clip: the hint must leave both readings open
+    def clamped_denominator(values, old, returns, mask, c):
+        m = mask.float()
+        return 0.5 * ((values - returns) ** 2 * m).sum() / m.sum().clamp(min=1)
+
+    hint = check_value_loss.verify(clamped_denominator)
+    assert hint.startswith("your loss equals the unclipped") and "either V_clip" in hint, hint
+
+
+def test_a_negated_value_loss_is_told_its_sign():
+    def negated(values, old, returns, mask, c):
+        clipped = old + (values - old).clamp(-c, c)
+        return -0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+    hint = check_value_loss.verify(negated)
+    assert hint is not None and "minus the loss" in hint and "with no minus sign" in hint, hint
 
 
 def test_value_loss_unclipped_and_without_the_half_names_both():

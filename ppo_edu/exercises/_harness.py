@@ -133,25 +133,22 @@ class ChangedAfterUse(Exception):
     10)`` on advantages inside the range), so the watcher's comparison cannot see it; raised
     from the checker's code, torch's message would read as the learner's function failing."""
 
-    def __init__(self, error: str):
-        self.error = error
-        super().__init__(error)
-
     def hint_for(self, arguments: list[str]) -> str:
-        """The hint, naming the ``arguments`` the last call changed in place (if any)."""
+        """The hint; ``arguments`` are those the last call changed in place (if any), named as
+        suspects only: the tensor autograd saved may as well be one the function made itself."""
+        suspects = ""
         if arguments:
-            named = " or ".join(f"`{a}`" for a in arguments)
-            one = arguments[0]
-            what = f"its argument {named}"
-        else:
-            what, one = "a tensor", "x"
-        return (f"your function changed {what} in place after using it (a method ending in _ "
-                f"such as {one}.clamp_(...) or {one}.mul_(...), +=, or {one}[...] = ..., on a "
-                f"line after one that computed with {one}). The values may look the same, but "
-                "autograd saved the original to compute the gradient and the gradient of your "
-                "result fails: RuntimeError: one of the variables needed for gradient computation "
-                "has been modified by an inplace operation. Use an out-of-place op "
-                f"({one} = {one}.clamp(...)) or work on a copy ({one}.clone())")
+            named = " and ".join(f"`{a}`" for a in arguments)
+            suspects = (f" Your function changed its argument{'s' if len(arguments) > 1 else ''} "
+                        f"{named} in place: if that came after a line that computed with it, "
+                        "that is the change.")
+        return ("your function changed a tensor in place after using it (a method ending in _ "
+                "such as x.clamp_(...) or x.mul_(...), +=, or x[...] = ..., on a line after one "
+                "that computed with x). The values may look the same, but autograd saved the "
+                "original to compute the gradient, and the gradient of your result fails: "
+                "RuntimeError: one of the variables needed for gradient computation has been "
+                f"modified by an inplace operation.{suspects} Use an out-of-place op "
+                "(x = x.clamp(...)) or work on a copy (x.clone())")
 
 
 def _modified_after_use(exc: BaseException) -> bool:
@@ -160,7 +157,7 @@ def _modified_after_use(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _autograd_of_the_answer():
+def autograd_of_the_answer():
     """Turn autograd's "modified by an inplace operation" into :class:`ChangedAfterUse`."""
     try:
         yield
@@ -391,6 +388,13 @@ def dtype_hint(got, like: str = "values", flag: str = "terminated",
             f"like `{like}` (torch.zeros_like({like}))")
 
 
+def negated_value_loss_hint(where: str, got: float, expected: float) -> str:
+    """The hint for a clipped value loss returned with its sign flipped (lessons 4 and 6)."""
+    return (f"{where} you returned {got:.5f}, minus the loss ({expected:.5f}): the value loss is a "
+            "squared error to minimise, 0.5 * mean(max(...)) >= 0, with no minus sign (unlike "
+            "L^CLIP, which the trainer negates, it enters the total loss as it is)")
+
+
 def shape_hint(got, expected: torch.Tensor, dims: str = "") -> str | None:
     """A hint when ``got`` is not a tensor of ``expected``'s shape (``dims`` names the axes)."""
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
@@ -408,7 +412,7 @@ def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
     """
     if not isinstance(output, torch.Tensor) or not output.requires_grad:
         return None
-    with _autograd_of_the_answer():
+    with autograd_of_the_answer():
         (grad,) = torch.autograd.grad(output.sum(), wrt, allow_unused=True, retain_graph=True)
     return grad
 
@@ -416,7 +420,7 @@ def gradient(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor | None:
 def backward(output: torch.Tensor) -> None:
     """``output.backward()``, with autograd's "modified by an inplace operation" turned into
     the hint of :class:`ChangedAfterUse` (the checker's call, not the learner's, raises it)."""
-    with _autograd_of_the_answer():
+    with autograd_of_the_answer():
         output.backward()
 
 

@@ -88,12 +88,6 @@ _MISTAKES = [
      ("for A > 0 your terms are r·A, never clipped: you clipped r at 1−ε only (r.clamp(min=1−ε)?). "
       "Clip it on both sides, clip(r, 1−ε, 1+ε): for A > 0 the min then stops the objective "
       "growing once r passes 1+ε")),
-    # Ye et al.'s dual clip, max(L, c·A) for A < 0 (c = 3 in the paper): only r = 4 shows it
-    *((lambda r, a, e, c=c: max(min(r * a, _clip(r, e) * a), c * a) if a < 0 else min(r * a, _clip(r, e) * a),
-       (f"for A < 0 your terms are bounded below by {c:g}·A: that is the dual clip (Ye et al. "
-        f"2020), max(min(r·A, clip(r)·A), {c:g}·A), another objective. The exercise asks for "
-        "PPO's L^CLIP, min(r·A, clip(r)·A), with no lower bound: leave out the max"))
-      for c in (3.0, 2.0)),
 ]
 
 _INSIDE_NORMALISATION = (
@@ -115,11 +109,32 @@ def _scalar_hint(got) -> str | None:
     return None
 
 
+def _dual_clip_bound(results: list[tuple[float, float, float]], eps: float) -> float | None:
+    """The c of Ye et al.'s dual clip, max(min(r·A, clip(r)·A), c·A) for A < 0, if that formula
+    reproduces every (r, A, got) triple with one c > 1 read off a term it changed, else None."""
+    def clip_term(r, a):
+        return min(r * a, _clip(r, eps) * a)
+
+    changed = [(a, got) for r, a, got in results if abs(got - clip_term(r, a)) >= 1e-4]
+    if not changed or any(a >= 0 for a, _ in changed):
+        return None
+    c = changed[0][1] / changed[0][0]
+    if c <= 1 or not all(abs(got - (max(clip_term(r, a), c * a) if a < 0 else clip_term(r, a))) < 1e-4
+                         for r, a, got in results):
+        return None
+    return c
+
+
 def _diagnose(results: list[tuple[float, float, float]], eps: float) -> str | None:
     """Name the mistake whose formula reproduces every (r, A, got) triple, if one does."""
     for formula, hint in _MISTAKES:
         if all(abs(got - formula(r, a, eps)) < 1e-4 for r, a, got in results):
             return hint
+    if (c := _dual_clip_bound(results, eps)) is not None:
+        return (f"for A < 0 your terms are bounded below by {c:g}·A: that is the dual clip (Ye et al. "
+                f"2020), max(min(r·A, clip(r)·A), {c:g}·A) (c = 3 in the paper), another objective. The "
+                "exercise asks for PPO's L^CLIP, min(r·A, clip(r)·A), with no lower bound: leave out "
+                "the max")
     return None
 
 
@@ -156,7 +171,8 @@ def _gradient_hint(ratio: float, adv: float, eps: float, grad: float) -> str | N
 def check_clipped_objective(fn):
     eps = EPSILON
     results, first_wrong, gradient_wrong = [], None, None
-    for ratio in (0.5, 0.9, 1.0, 1.1, 1.5, 4.0):  # 4: far out, where a dual clip (max with 3A for A < 0) differs
+    # 4 and 20: far out, where a dual clip, max with c·A for A < 0, differs (c = 3 at 4, c < 20 at 20)
+    for ratio in (0.5, 0.9, 1.0, 1.1, 1.5, 4.0, 20.0):
         for adv in (1.0, -1.0, 2.5, -0.7):
             new, old, a = _one(ratio, adv)
             got = fn(new, old, a, eps)

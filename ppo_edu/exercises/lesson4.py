@@ -6,7 +6,14 @@ import math
 
 import torch
 
-from ppo_edu.exercises._harness import backward, checker, describe_type, first_mismatch, float_hint
+from ppo_edu.exercises._harness import (
+    backward,
+    checker,
+    describe_type,
+    first_mismatch,
+    float_hint,
+    negated_value_loss_hint,
+)
 from ppo_edu.ppo import clipped_value_loss, explained_variance
 
 
@@ -96,10 +103,7 @@ def check_value_loss(fn):
         value = got.detach().reshape(()).float()  # a float64 loss is fine; compare as float32
         if not torch.isclose(value, expected, rtol=1e-4, atol=1e-6):
             if torch.isclose(value, -expected, rtol=1e-4, atol=1e-6):
-                return (f"on the {name} case you returned {value.item():.5f}, minus the loss "
-                        f"({expected.item():.5f}): the value loss is a squared error to minimise, "
-                        "0.5 * mean(max(...)) >= 0, with no minus sign (unlike L^CLIP, which the "
-                        "trainer negates, it enters the total loss as it is)")
+                return negated_value_loss_hint(f"on the {name} case", value.item(), expected.item())
             if (hint := _value_loss_mistake(fn)) is not None:
                 return hint
             if torch.isclose(value, expected * values.numel(), rtol=1e-4):

@@ -11,6 +11,7 @@ import inspect
 import torch
 
 from ppo_edu.exercises._harness import (
+    autograd_of_the_answer,
     checker,
     close,
     describe_type,
@@ -20,6 +21,7 @@ from ppo_edu.exercises._harness import (
     gradient,
     last_mismatch,
     nan_hint,
+    negated_value_loss_hint,
     no_gradient_hint,
     recursion_factor_hint,
     shape_hint,
@@ -70,7 +72,7 @@ def check_response_mask(fn):
         if len(eos_at) and col < int(eos_at[0]) and got[row, col] == 0 and expected[row, col] == 1:
             first = int(eos_at[0])
             return (f"response {row}: your mask stops before its first EOS (token {first}): it is 0 "
-                    f"from token {col} on, where it must be 1 up to and including that EOS. The first "
+                    f"at token {col}, where it must be 1 up to and including that EOS. The first "
                     "EOS belongs to the response (the policy's decision to stop, with a log-prob, a "
                     "value and the score), and so does every token before it. A cumsum shifted the "
                     "wrong way (reading the EOS count of the next token) does this: count the EOS "
@@ -169,7 +171,8 @@ def check_kl_loss_term(fn):
     for logits, ref_logits in _kl_term_cases():
         V = logits.shape[0]
         try:
-            got = expected_term_gradient(fn, logits, ref_logits)
+            with autograd_of_the_answer():  # an input changed in place after use: a hint, not torch's error
+                got = expected_term_gradient(fn, logits, ref_logits)
         except ValueError as exc:
             if "autograd" in str(exc):
                 return ("your term has no gradient at all: it does not depend on logprobs through "
@@ -229,26 +232,16 @@ def _gae_cases():
     return out
 
 
-def _token_gae_with_factor(rewards, values, mask, gamma, factor):
-    """Token GAE whose recursion multiplies A_(t+1) by ``factor`` instead of gamma * lam."""
+def _token_gae_with_factor(rewards, values, mask, gamma, factor, backwards: bool = True):
+    """Token GAE whose recursion multiplies A_(t+1) by ``factor`` instead of gamma * lam; with
+    ``backwards=False`` it runs forwards in time, A_t = delta_t + factor * A_(t-1)."""
     deltas = token_gae(rewards, values, mask, gamma, lam=0.0)[0]  # delta_t, 0 on padding
     m = mask.to(deltas.dtype)
     advantages = torch.zeros_like(deltas)
     running = torch.zeros_like(deltas[:, 0])
-    for t in reversed(range(deltas.shape[1])):
+    steps = range(deltas.shape[1])
+    for t in (reversed(steps) if backwards else steps):
         running = (deltas[:, t] + factor * running) * m[:, t]
-        advantages[:, t] = running
-    return advantages
-
-
-def _token_gae_forward(rewards, values, mask, gamma, lam):
-    """Token GAE with its recursion run forwards in time: A_t = delta_t + gamma * lam * A_(t-1)."""
-    deltas = token_gae(rewards, values, mask, gamma, lam=0.0)[0]  # delta_t, 0 on padding
-    m = mask.to(deltas.dtype)
-    advantages = torch.zeros_like(deltas)
-    running = torch.zeros_like(deltas[:, 0])
-    for t in range(deltas.shape[1]):
-        running = (deltas[:, t] + gamma * lam * running) * m[:, t]
         advantages[:, t] = running
     return advantages
 
@@ -305,7 +298,7 @@ def check_token_gae(fn):
                         rewards, values, mask, gamma, factor)[real]), gamma, lam)
                 if hint is not None:
                     return f"{hint} {where}"
-                if close(advantages[real], _token_gae_forward(rewards, values, mask, gamma, lam)[real]):
+                if close(advantages[real], _token_gae_with_factor(rewards, values, mask, gamma, gamma * lam, backwards=False)[real]):
                     return ("your recursion runs forwards in time (t = 0, 1, ..., R - 1), so A_t adds "
                             "up delta_t and the deltas *before* it; GAE adds up delta_t and those that "
                             "follow it. The recursion A_t = delta_t + gamma * lam * A_(t+1) must run "
@@ -374,20 +367,18 @@ def _names_in(fn) -> set[str]:
 
 
 def _no_clipping(fn, half_missing: bool = False) -> str:
-    """The hint for a value loss equal to the unclipped one (times 2 if ``half_missing``): no clip
-    at all, or one that has no effect (around the returns or around the values themselves: never
-    the larger error, so the max always picks the unclipped one)."""
+    """The hint for a value loss equal to the unclipped one (times 2 if ``half_missing``). Where
+    ``fn`` calls a clamp or clip somewhere (perhaps only on a denominator), it may be a clip that
+    has no effect: one around the returns is never the larger squared error."""
     right = "V_clip = old_values + clip(values - old_values, -c, c)"
     loss = "loss = 0.5 * mean(max((values - returns)^2, (V_clip - returns)^2))"
     if _names_in(fn) & _CLIPS:
-        why = ("a clip around the returns (returns + clip(values - returns, -c, c)) or around the "
-               "values themselves never gives the larger squared error, so the max always picks the "
-               "unclipped one")
+        what = (f"either {right} is missing, or your clip has no effect: a clip around the returns, "
+                "returns + clip(values - returns, -c, c), is never the larger squared error, so the "
+                "max always picks the unclipped one. Clip around old_values")
         if half_missing:
-            return (f"two mistakes: your clip has no effect (clip around old_values, {right}: {why}), "
-                    f"and the factor 0.5 is missing: {loss}")
-        return ("your clip has no effect: your loss equals the unclipped 0.5 * mean((values - "
-                f"returns)^2). Clip around old_values, {right}: {why}")
+            return f"two mistakes: no clipping that acts ({what}), and no factor 0.5: {loss}"
+        return f"your loss equals the unclipped 0.5 * mean((values - returns)^2): {what}"
     if half_missing:
         return f"two mistakes: no clipping ({right} is missing) and no factor 0.5: {loss}"
     return f"no clipping: {right} is missing"
@@ -437,6 +428,8 @@ def check_value_loss(fn):
             v = values.detach()
             clipped = old + torch.clamp(v - old, -clip_range, clip_range)
             err, err_c = (v - returns) ** 2, (clipped - returns) ** 2
+            if close(got.reshape(()), -expected, atol=1e-5):
+                return negated_value_loss_hint(f"with clip_range={clip_range}", got.item(), expected.item())
             if close(got.reshape(()), 0.5 * masked_mean(torch.minimum(err, err_c), mask)):
                 return "use the max of the two squared errors (pessimistic, like L^CLIP), not the min"
             if close(got.reshape(()), 0.5 * masked_mean(err, mask)):
