@@ -320,6 +320,9 @@ def test_lambda_sweep_is_reproducible(sweep):
     again = lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, SWEEP_LAMBDAS, gamma=0.98,
                          n_estimates=6, n_truth=6, horizon=60, seed=0)
     assert again == sweep
+    other = lambda_sweep(_random_agent(), SWEEP_OBS, SWEEP_ACTIONS, SWEEP_LAMBDAS, gamma=0.98,
+                         n_estimates=6, n_truth=6, horizon=60, seed=1)
+    assert other != sweep  # the seed is used, not replaced by a constant
 
 
 @pytest.mark.parametrize("obs,actions,lambdas,match", [

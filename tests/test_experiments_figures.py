@@ -54,6 +54,8 @@ def test_surrogate_epochs_leave_the_old_agent_untouched_and_are_reproducible(old
     _, b = surrogate_epochs(agent, batch, cpi_objective, **kw)
     assert all(torch.equal(x, y) for x, y in zip(before, agent.parameters()))
     assert a == b
+    _, c = surrogate_epochs(agent, batch, cpi_objective, **{**kw, "seed": 6})
+    assert c != a  # the seed is used, not replaced by a constant
 
 
 def test_clipped_objective_is_below_cpi_along_the_update_line(old_agent_and_batch):

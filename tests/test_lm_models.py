@@ -539,7 +539,7 @@ def test_sft_train_evaluates_every_eval_every_steps_and_at_the_end(tmp_path, tok
     assert [h["step"] for h in history if "eval_ppl" in h] == [2, 4, 5]
 
 
-def test_sft_train_is_reproducible_from_its_seed(tmp_path, tokenizer):
+def test_sft_train_is_reproducible_from_its_seed(tmp_path, tokenizer, monkeypatch):
     """The same seed from the same weights gives the same losses and weights, whatever the
     global random state: the packing's shuffle (numpy) and the dropout (torch) both come
     from ``seed``."""
@@ -561,6 +561,23 @@ def test_sft_train_is_reproducible_from_its_seed(tmp_path, tokenizer):
     (h1, w1), (h2, w2) = runs
     assert h1 == h2
     assert all(torch.equal(a, b) for a, b in zip(w1, w2))
+
+    # and the seed reaches both: another seed changes the run, and still does with the packing's
+    # shuffle held fixed, when only the dropout masks can differ, or with torch's seed held fixed
+    assert model.config.resid_pdrop > 0
+
+    def run(seed):
+        return sft_train(copy.deepcopy(model), tok, SAMPLE_TEXTS, steps=4, batch_size=2, block=16, seed=seed,
+                         progress=False)
+
+    assert run(8) != h1
+    with monkeypatch.context() as patch:
+        default_rng = np.random.default_rng
+        patch.setattr(np.random, "default_rng", lambda seed=None: default_rng(0))
+        assert run(8) != run(7)
+    manual_seed = torch.manual_seed  # and the other way round: the order alone differs
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: manual_seed(0))
+    assert run(8) != run(7)
 
 
 def test_sft_train_teaches_next_token_prediction(tmp_path, tokenizer):

@@ -124,10 +124,13 @@ def test_a_rebuilt_bundle_is_the_same_bytes_whenever_it_is_built(build, monkeypa
     sdist = tmp_path / "sdist"
     sdist.write_bytes(b"x")
     rows = [{"id": 1, "split": "train", "text": "Très bien.", "rating": 1.0, "sd": 0.5, "ratings": [1, 1]}]
+    rows.append({"id": 2, "split": "test", "text": "Bof.", "rating": -0.5, "sd": 1.0, "ratings": [0, -1]})
     build.write_bundle(rows, sdist, "licence")
     raw = build.BUNDLE.read_bytes()
     assert raw[4:8] == b"\0\0\0\0"  # MTIME
     assert "Très bien." in gzip.decompress(raw).decode("utf-8")  # not \u00e8
+    build.write_bundle(rows, sdist, "licence")  # built again: byte for byte the same
+    assert build.BUNDLE.read_bytes() == raw
 
 
 def test_normalise_strips_the_ends(build):

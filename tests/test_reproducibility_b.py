@@ -62,22 +62,25 @@ def test_prefix_potentials_of_a_reward_model_in_training_mode_are_not_noisy(tok)
 
 def test_seeded_sampling_and_ppo_steps_ignore_the_global_rngs(tok):
     """What held in the audit, kept: sample_and_score and two RLHFTrainer steps give the same
-    numbers (and weights) for one seed, with the global RNGs disturbed in between."""
+    numbers (and weights) for one seed, with the global RNGs disturbed in between; and another
+    seed gives other numbers (a seed silently replaced by a constant would pass the rest)."""
     lm = toy_lm(tok)
     runs = []
-    for global_seed in (1, 2):
+    for global_seed, seed in ((1, 5), (2, 5), (3, 6)):
         _disturb_global_rngs(global_seed)
         scores, _ = sample_and_score(lm, tok, PROMPTS[:2], _length_reward, num_samples=2, max_new_tokens=4,
-                                     seed=5)
+                                     seed=seed)
         policy = PolicyWithValueHead(copy.deepcopy(lm))
-        config = RLHFConfig(seed=5, batch_size=4, mini_batch_size=2, max_new_tokens=4, ppo_epochs=2)
+        config = RLHFConfig(seed=seed, batch_size=4, mini_batch_size=2, max_new_tokens=4, ppo_epochs=2)
         trainer = RLHFTrainer(policy, frozen_reference(policy), tok, _length_reward, PROMPTS * 2, config)
         _disturb_global_rngs(global_seed + 10)  # between construction and the steps, too
         stats = [trainer.step() for _ in range(2)]
         for row in stats:
             row.pop("samples_per_s"), row.pop("time_s")
         runs.append((scores, stats, [p.detach().clone() for p in policy.parameters()]))
-    (s1, h1, w1), (s2, h2, w2) = runs
+    (s1, h1, w1), (s2, h2, w2), (s3, h3, w3) = runs
     assert np.array_equal(s1, s2)
     assert h1 == h2
     assert all(torch.equal(x, y) for x, y in zip(w1, w2))
+    assert not np.array_equal(s3, s1) and h3 != h1
+    assert not all(torch.equal(x, y) for x, y in zip(w3, w1))

@@ -646,7 +646,7 @@ def test_train_reward_model_scores_every_text_once_an_epoch(random_rm, monkeypat
     assert sorted(scored) == sorted(texts)
 
 
-def test_train_reward_model_is_reproducible_from_its_seed(tmp_path, tokenizer):
+def test_train_reward_model_is_reproducible_from_its_seed(tmp_path, tokenizer, monkeypatch):
     """The same seed from the same weights gives the same run, whatever the global random
     state: the batch order (numpy) and the dropout masks (torch) both come from ``seed``."""
     import copy
@@ -665,3 +665,18 @@ def test_train_reward_model_is_reproducible_from_its_seed(tmp_path, tokenizer):
     (h1, w1), (h2, w2) = runs
     assert h1 == h2
     assert all(torch.equal(a, b) for a, b in zip(w1, w2))
+
+    # and the seed reaches both: another seed changes the run, and still does with the batch
+    # order held fixed, when only the dropout masks can differ, or with torch's seed held fixed
+    def run(seed):
+        return train_reward_model(copy.deepcopy(model), tok, texts, ratings, epochs=2, batch_size=2, lr=1e-3,
+                                  warmup_steps=0, seed=seed, progress=False)
+
+    assert run(6) != h1
+    with monkeypatch.context() as patch:
+        default_rng = np.random.default_rng
+        patch.setattr(np.random, "default_rng", lambda seed=None: default_rng(0))
+        assert run(6) != run(5)
+    manual_seed = torch.manual_seed  # and the other way round: the order alone differs
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: manual_seed(0))
+    assert run(6) != run(5)

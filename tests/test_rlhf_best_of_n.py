@@ -116,6 +116,9 @@ def test_sample_and_score_draws_distinct_seeded_samples_of_every_prompt():
     again, _ = sample_and_score(lm, tok, prompts, reward_fn, num_samples=5, max_new_tokens=6, seed=3,
                                 batch_size=2)
     assert np.array_equal(again, scores)
+    other, _ = sample_and_score(lm, tok, prompts, reward_fn, num_samples=5, max_new_tokens=6, seed=4,
+                                batch_size=2)
+    assert not np.array_equal(other, scores)  # the seed is used, not replaced by a constant
 
 
 def test_sample_and_score_judges_the_same_texts_it_scores():

@@ -149,6 +149,7 @@ def test_prompts_are_shuffled_so_the_held_out_head_is_not_one_sided():
     assert shuffled_reviews("snippets", "test", limit=10, seed=0)[0] == texts[:10]
     assert shuffled_reviews("snippets", "test", seed=1)[0] != texts
     assert load_prompts("snippets", "test", seed=0) == load_prompts("snippets", "test", seed=0)
+    assert load_prompts("snippets", "test", seed=1) != load_prompts("snippets", "test", seed=0)
 
 
 @pytest.mark.parametrize("limit", [0, -5, 2.5])

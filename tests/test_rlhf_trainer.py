@@ -497,7 +497,11 @@ def test_k1_trains_without_the_k3_warning(tok):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        make_trainer(tok)  # k1, the default: no warning
+        trainer = make_trainer(tok)  # k1, the default: no warning, building or stepping
+        stats = trainer.step()
+    assert trainer.config.kl_estimator == "k1" and np.isfinite(stats["kl"])
+    with pytest.warns(UserWarning, match="kl_estimator='k3' puts k3 in each token's reward"):
+        make_trainer(tok, kl_estimator="k3")
 
 
 def test_a_tokenizer_or_reference_with_another_vocabulary_is_refused(tok):
@@ -633,8 +637,24 @@ def test_every_epoch_reshuffles_the_minibatches(tok):
             return np.array(orders[-1])
 
     trainer.rng = Recording()
+    seen = []  # the rows each minibatch's forward pass gets, to check the orders drawn are used
+    forward = trainer.policy.logprobs_and_values
+
+    def recording(input_ids, attention_mask, query_length, temperature):
+        seen.append(input_ids.clone())
+        return forward(input_ids, attention_mask, query_length, temperature)
+
+    trainer.policy.logprobs_and_values = recording
     trainer.ppo_update(batch)
     assert len(orders) == 3 and len({tuple(o) for o in orders}) > 1
+    gen, size = batch.generation, trainer.config.mini_batch_size
+    expected = []
+    for order in orders:
+        for start in range(0, len(order), size):
+            rows = torch.tensor(order[start:start + size])
+            width = gen.query_length + int(gen.response_lengths[rows].max())
+            expected.append(gen.input_ids[rows, :width])
+    assert len(seen) == len(expected) and all(torch.equal(a, b) for a, b in zip(seen, expected))
 
 
 def test_the_controller_counts_the_samples_of_the_batch(tok):
