@@ -6,6 +6,7 @@ nbval starts notebook kernels from this process, so they inherit these variables
 import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,34 @@ def lm(tok):
     from ppo_edu.rlhf.toy import toy_lm
 
     return toy_lm(tok)
+
+
+@pytest.fixture
+def adamw_spy(monkeypatch):
+    """The AdamW optimizers that ``ppo_edu.lm.training`` builds (``.built``, filled as they are
+    built), each recording the learning rate of every parameter group at every step (``.lrs``);
+    ``.check_decay(optimizer, model, weight_decay)`` asserts that the optimizer decays exactly
+    the model's matrices (ndim >= 2) and leaves its biases and LayerNorm gains undecayed."""
+    built, real_adamw = [], torch.optim.AdamW
+
+    class RecordingAdamW(real_adamw):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lrs = []
+            built.append(self)
+
+        def step(self, *args, **kwargs):
+            self.lrs.append([group["lr"] for group in self.param_groups])
+            return super().step(*args, **kwargs)
+
+    def ids(params):
+        return sorted(id(p) for p in params)
+
+    def check_decay(optimizer, model, weight_decay):
+        groups = {group["weight_decay"]: group["params"] for group in optimizer.param_groups}
+        assert set(groups) == {weight_decay, 0.0}
+        assert ids(groups[weight_decay]) == ids(p for p in model.parameters() if p.ndim >= 2)
+        assert ids(groups[0.0]) == ids(p for p in model.parameters() if p.ndim < 2)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    return types.SimpleNamespace(built=built, check_decay=check_decay)

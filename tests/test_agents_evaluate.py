@@ -270,3 +270,13 @@ def test_tracker_first_at_needs_a_number():
 
     with pytest.raises(ValueError, match="target must be a number"):
         EvalTracker().first_at(float("nan"))
+
+
+def test_the_evaluation_reports_the_mean_and_population_std_of_its_returns():
+    import numpy as np
+
+    torch.manual_seed(0)
+    result = evaluate(ActorCritic(4, 2), episodes=6, seed=3, deterministic=False)
+    assert len(set(result.returns)) > 1  # else any spread formula gives 0
+    assert result.mean == pytest.approx(np.mean(result.returns))
+    assert result.std == pytest.approx(np.std(result.returns))  # ddof 0: the spread of these episodes

@@ -604,3 +604,17 @@ def test_warmup_cosine_scale_is_the_schedule_its_docstring_states():
     assert [warmup_cosine_scale(s, 3, 0) for s in range(3)] == pytest.approx([1.0, 0.775, 0.325])
     assert [warmup_cosine_scale(s, 10, 20) for s in (0, 9)] == pytest.approx([0.05, 0.5])
     assert warmup_cosine_scale(999, 1000, 0) == pytest.approx(0.1, abs=3e-6)
+
+
+def test_sft_decays_only_the_matrices_and_every_group_follows_the_schedule(tmp_path, tokenizer, adamw_spy):
+    from ppo_edu.lm.testing import SAMPLE_TEXTS
+    from ppo_edu.lm.training import sft_train
+
+    model, tok = _random_lm(tmp_path / "lm", tokenizer)
+    history = sft_train(model, tok, SAMPLE_TEXTS, steps=4, batch_size=2, block=16, lr=3e-3, warmup_steps=3,
+                        weight_decay=0.05, progress=False)
+    (optimizer,) = adamw_spy.built
+    adamw_spy.check_decay(optimizer, model, 0.05)
+    # each step's rate, in every group (not the first alone), is the one the history reports
+    assert optimizer.lrs == [[h["lr"]] * 2 for h in history]
+    assert [h["lr"] for h in history[:3]] == pytest.approx([1e-3, 2e-3, 3e-3])  # the warmup

@@ -253,3 +253,31 @@ def test_clip_fraction_counts_only_the_real_entries():
     out = clipped_surrogate(torch.tensor([math.log(2.0), 0.0, 0.0]), torch.zeros(3), torch.ones(3),
                             0.2, mask=torch.tensor([1, 1, 0]))
     assert out.clip_fraction.item() == pytest.approx(0.5)
+
+
+def test_a_ratio_exactly_on_the_clip_bound_is_not_counted_as_clipped():
+    # |r - 1| > epsilon, strictly: at the bound the clipped and unclipped terms are equal
+    ratio = torch.tensor([1.25, 0.75, 1.0, 1.5])  # exact in float32, and exp(log r) == r here
+    out = clipped_surrogate(ratio.log(), torch.zeros(4), torch.ones(4), epsilon=0.25)
+    assert out.clip_fraction.item() == 0.25  # only 1.5; ">=" would count three
+
+
+def test_the_value_clip_fraction_and_loss_average_over_real_tokens_only():
+    from ppo_edu.rlhf.losses import clipped_value_loss
+
+    values = torch.tensor([[0.5, 0.0, 0.0, 0.0]])  # token 0 moved 0.5 from its old value 0: clipped at 0.2
+    loss, fraction = clipped_value_loss(values, torch.zeros(1, 4), torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+                                        torch.tensor([[1, 1, 0, 0]]), clip_range=0.2)
+    assert fraction.item() == pytest.approx(0.5)  # 1 of 2 real tokens, not 1 of 4
+    assert loss.item() == pytest.approx(0.5 * (0.8 ** 2 + 0.0) / 2)  # max((0.5-1)^2, (0.2-1)^2) = 0.64
+
+
+def test_the_value_loss_sends_no_gradient_to_old_values_or_returns():
+    from ppo_edu.rlhf.losses import clipped_value_loss
+
+    values = torch.tensor([[0.5, 0.1]], requires_grad=True)
+    old = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    returns = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    loss, _ = clipped_value_loss(values, old, returns, torch.ones(1, 2), clip_range=0.2)
+    loss.backward()
+    assert values.grad is not None and old.grad is None and returns.grad is None

@@ -796,3 +796,22 @@ def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
     for terminated, truncated, final_values, next_values in seen:
         assert (final_values[truncated & ~terminated] != 0).all()
         assert (next_values != 0).all()
+
+
+def test_the_cpi_branch_counts_a_ratio_on_the_clip_bound_as_the_clipped_branch_does():
+    # use_clipping=False still reports the clip fraction, with the same strict |r - 1| > epsilon
+    torch.manual_seed(0)
+    agent = ActorCritic(4, 2)
+    obs = torch.randn(8, 4)
+    actions = torch.randint(0, 2, (8,))
+    with torch.no_grad():
+        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    old = logprobs - torch.linspace(-0.3, 0.3, 8)
+    eps = float((torch.exp(logprobs - old) - 1).abs()[0])  # sample 0 sits exactly on the bound
+    batch = dict(obs=obs, actions=actions, logprobs=old, values=values, advantages=torch.randn(8),
+                 returns=torch.randn(8))
+    config = PPOConfig(num_envs=1, num_steps=8, minibatch_size=8, total_timesteps=8, clip_epsilon=eps)
+    _, clipped = ppo_loss(agent, batch, config)
+    _, cpi = ppo_loss(agent, batch, config.replace(use_clipping=False))
+    # only sample 7 (r = e^0.3, 0.35 from 1) is beyond; sample 0 (r = e^-0.3) is on the bound
+    assert float(cpi["clip_fraction"]) == float(clipped["clip_fraction"]) == 1 / 8

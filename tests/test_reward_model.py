@@ -680,3 +680,16 @@ def test_train_reward_model_is_reproducible_from_its_seed(tmp_path, tokenizer, m
     manual_seed = torch.manual_seed  # and the other way round: the order alone differs
     monkeypatch.setattr(torch, "manual_seed", lambda seed: manual_seed(0))
     assert run(6) != run(5)
+
+
+def test_the_reward_model_decays_only_the_matrices_and_every_group_follows_the_schedule(
+        tmp_path, tokenizer, adamw_spy):
+    model, tok = load_reward_model(save_random_gpt2(tmp_path / "rm", tokenizer, kind="rm"))
+    texts, ratings = _ramp_ratings(8)
+    history = train_reward_model(model, tok, texts, ratings, epochs=2, batch_size=4, lr=0.03, warmup_steps=3,
+                                 weight_decay=0.05, progress=False)
+    (optimizer,) = adamw_spy.built
+    adamw_spy.check_decay(optimizer, model, 0.05)
+    steps = [h for h in history if "loss" in h]  # the rows of training steps
+    assert len(optimizer.lrs) == len(steps) > 3
+    assert optimizer.lrs == [[h["lr"]] * 2 for h in steps]

@@ -146,3 +146,11 @@ def test_token_gae_ignores_non_finite_padding_and_refuses_a_non_finite_real_rewa
 def test_token_gae_refuses_gamma_zero():
     with pytest.raises(ValueError, match="need 0 < gamma <= 1"):
         token_gae(torch.ones(1, 3), torch.zeros(1, 3), torch.ones(1, 3), gamma=0.0)
+
+
+def test_whiten_adds_its_epsilon_inside_the_square_root():
+    # TRL's form, (x - mean) * rsqrt(var + 1e-8): on a spread of 1e-4 the epsilon matters
+    # (1 / (std + 1e-8) would give +-0.707)
+    out = whiten(torch.tensor([[0.0, 1e-4]], dtype=torch.float64), torch.ones(1, 2))
+    half = 0.5e-4 / (5e-9 + 1e-8) ** 0.5  # unbiased variance of (0, 1e-4): 5e-9
+    assert out.tolist()[0] == pytest.approx([-half, half], rel=1e-9)

@@ -303,3 +303,10 @@ def test_expected_term_gradient_refuses_a_term_of_the_wrong_shape_or_without_gra
         expected_term_gradient(lambda lp, ref: (lp - ref).sum(), logits, ref_logits)
     with pytest.raises(ValueError, match="does not depend on the log-probabilities"):
         expected_term_gradient(lambda lp, ref: (lp - ref).detach(), logits, ref_logits)
+
+
+def test_the_adaptive_controller_steers_to_its_own_target():
+    # Ziegler et al.: e = clip(KL / target - 1, -0.2, 0.2), beta <- beta (1 + e n / horizon)
+    controller = AdaptiveKLController(0.1, target=2.0, horizon=10_000)
+    controller.update(2.2, n_steps=10_000)  # e = +0.1, n / horizon = 1
+    assert controller.value == pytest.approx(0.11)
