@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,3 +144,21 @@ def adamw_spy(monkeypatch):
 
     monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
     return types.SimpleNamespace(built=built, check_decay=check_decay)
+
+
+@pytest.fixture
+def seed_reaches_both_sources(monkeypatch):
+    """``check(run, seed, other)``: asserts that ``run(other)`` differs from ``run(seed)`` with
+    numpy's generators held at seed 0 (only torch's draws, such as dropout, can differ) and
+    again with torch's seed held at 0 (only numpy's, such as the batch order, can differ), so a
+    trainer that passes its seed to one of the two sources only fails."""
+    def check(run, seed, other):
+        with monkeypatch.context() as patch:
+            default_rng = np.random.default_rng
+            patch.setattr(np.random, "default_rng", lambda seed=None: default_rng(0))
+            assert run(other) != run(seed), "numpy held fixed: torch's draws do not follow the seed"
+        with monkeypatch.context() as patch:
+            manual_seed = torch.manual_seed
+            patch.setattr(torch, "manual_seed", lambda seed: manual_seed(0))
+            assert run(other) != run(seed), "torch held fixed: numpy's draws do not follow the seed"
+    return check

@@ -210,13 +210,20 @@ def test_explained_variance():
     assert math.isnan(explained_variance(y, torch.ones(4)))
 
 
-@pytest.mark.parametrize("value_coef,entropy_coef", [(0.5, 0.0), (1.5, 0.0), (0.0, 0.2), (0.7, 0.05)])
-def test_ppo_loss_is_minus_surrogate_plus_c1_value_loss_minus_c2_entropy(value_coef, entropy_coef):
+def _agent_and_samples(n: int):
+    """A seeded agent, n random CartPole-sized states, random actions, and the agent's own
+    log-probabilities and values of them (what a rollout would store as pi_old's)."""
     torch.manual_seed(0)
     agent = ActorCritic(4, 2)
-    obs, actions = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    obs, actions = torch.randn(n, 4), torch.randint(0, 2, (n,))
     with torch.no_grad():
         logprobs, _, values = agent.evaluate_actions(obs, actions)
+    return agent, obs, actions, logprobs, values
+
+
+@pytest.mark.parametrize("value_coef,entropy_coef", [(0.5, 0.0), (1.5, 0.0), (0.0, 0.2), (0.7, 0.05)])
+def test_ppo_loss_is_minus_surrogate_plus_c1_value_loss_minus_c2_entropy(value_coef, entropy_coef):
+    agent, obs, actions, logprobs, values = _agent_and_samples(32)
     batch = dict(obs=obs, actions=actions, logprobs=logprobs, values=values,
                  advantages=torch.randn(32), returns=5 * torch.randn(32))
     loss, stats = ppo_loss(agent, batch, PPOConfig(value_coef=value_coef, entropy_coef=entropy_coef))
@@ -227,12 +234,7 @@ def test_ppo_loss_is_minus_surrogate_plus_c1_value_loss_minus_c2_entropy(value_c
 
 
 def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
-    torch.manual_seed(0)
-    agent = ActorCritic(4, 2)
-    obs = torch.randn(32, 4)
-    actions = torch.randint(0, 2, (32,))
-    with torch.no_grad():
-        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    agent, obs, actions, logprobs, values = _agent_and_samples(32)
     batch = dict(obs=obs, actions=actions, logprobs=logprobs, values=values,
                  advantages=torch.randn(32), returns=torch.randn(32))
     for use_clipping in (True, False):
@@ -246,11 +248,7 @@ def test_ppo_loss_at_theta_old_has_ratio_one_and_no_clipping():
 def _moved_batch(advantage_shift: float = 0.0):
     """A minibatch whose old log-probabilities and values differ from the agent's current ones
     (as after a few gradient steps): ratios on both sides of 1 +- eps, values moved both ways."""
-    torch.manual_seed(0)
-    agent = ActorCritic(4, 2)
-    obs, actions = torch.randn(32, 4), torch.randint(0, 2, (32,))
-    with torch.no_grad():
-        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    agent, obs, actions, logprobs, values = _agent_and_samples(32)
     shift = torch.linspace(-0.4, 0.8, 32)  # log r = shift: r from 0.67 to 2.2
     batch = dict(obs=obs, actions=actions, logprobs=logprobs - shift, values=values - 3 * shift,
                  advantages=torch.randn(32) + advantage_shift, returns=values + 2.0)
@@ -800,12 +798,7 @@ def test_train_ppo_hands_truncations_to_the_advantage_function_as_truncations():
 
 def test_the_cpi_branch_counts_a_ratio_on_the_clip_bound_as_the_clipped_branch_does():
     # use_clipping=False still reports the clip fraction, with the same strict |r - 1| > epsilon
-    torch.manual_seed(0)
-    agent = ActorCritic(4, 2)
-    obs = torch.randn(8, 4)
-    actions = torch.randint(0, 2, (8,))
-    with torch.no_grad():
-        logprobs, _, values = agent.evaluate_actions(obs, actions)
+    agent, obs, actions, logprobs, values = _agent_and_samples(8)
     old = logprobs - torch.linspace(-0.3, 0.3, 8)
     eps = float((torch.exp(logprobs - old) - 1).abs()[0])  # sample 0 sits exactly on the bound
     batch = dict(obs=obs, actions=actions, logprobs=old, values=values, advantages=torch.randn(8),
