@@ -488,7 +488,7 @@ def test_kl_term_with_the_wrong_sign_does_not_call_it_the_right_direction():
 def test_kl_term_with_the_wrong_factor_detached_is_told_which_to_detach():
     hint = check_kl_loss_term.verify(lambda lp, ref: (lp - ref) * lp.detach())
     assert hint is not None and "you detached the wrong factor" in hint, hint
-    assert "detach k1 and let log pi carry the gradient" in hint and "cosine" not in hint
+    assert "(logprobs - ref_logprobs).detach() * logprobs" in hint and "cosine" not in hint
 
 
 def _gae_into(buffer, cast=lambda a: a, returns_buffer=None):

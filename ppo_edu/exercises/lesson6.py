@@ -201,9 +201,8 @@ def check_kl_loss_term(fn):
         wrong_detach = expected_term_gradient(lambda lp, ref: (lp - ref) * lp.detach(), logits, ref_logits)
         if close(got, wrong_detach, atol=1e-5):
             return ("you detached the wrong factor: (log pi - log pi_ref) * log pi.detach() makes "
-                    "log pi the fixed weight and lets k1 carry the gradient. Swap the roles: detach k1 "
-                    "and let log pi carry the gradient, (logprobs - ref_logprobs).detach() * logprobs "
-                    "(the weight k1 is fixed, log pi carries the gradient: the score-function form)")
+                    "log pi the fixed weight and lets k1 carry the gradient. Swap the roles, the "
+                    "score-function form: (logprobs - ref_logprobs).detach() * logprobs")
         scale = float((got @ right) / (right @ right))
         if close(got, scale * right, atol=1e-5):
             return (f"parallel to the right gradient but {scale:.2f} times its size "
