@@ -383,6 +383,7 @@ def test_train_reward_model_script_runs_end_to_end(tmp_path, load_tool):
     (["--eval-margin", "nan"], "--eval-margin must be a finite number > 0"),
     (["--batch-size", "1"], "--batch-size must be >= 2"),
     (["--train-snippets", "1"], "--train-snippets must be 0"),
+    (["--train-snippets", "100000"], "the train split has only"),  # a traceback from load_reviews before
     (["--eval-margin", "9"], "--eval-margin 9.0: no pair of ratings differs"),  # failed after epoch 1
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
