@@ -68,6 +68,22 @@ def test_prompts_not_padded_on_the_left_are_rejected(tok, lm, query_mask, proble
         response_logprobs(lm, ids, mask, query_length=4)
 
 
+def test_generate_refuses_left_padded_ids_with_a_mask_that_does_not_mark_the_padding(tok, lm):
+    """An all-ones mask over left-padded ids is left padded in form only: the pads are read
+    as text, and nothing downstream can tell. Refused when pad != eos; with pad == eos (GPT-2)
+    a leading EOS with mask 1 is the BOS of add_bos and stays legal."""
+    q, qm = encode_prompts(tok, ["the movie was great", "a"], 64, 4)
+    assert q[1, 0] == tok.pad_token_id != tok.eos_token_id
+    with pytest.raises(ValueError, match=f"query_ids row 1 holds the pad token \\(id {tok.pad_token_id}\\) "
+                                         "at position 0, where query_mask is 1"):
+        generate(lm, q, torch.ones_like(qm), 4, tok.eos_token_id, tok.pad_token_id)
+    one, _ = encode_prompts(tok, ["the movie"], 64, 4)
+    bos_first = torch.cat([torch.tensor([[tok.eos_token_id]]), one], 1)
+    g = generate(lm, bos_first, torch.ones_like(bos_first), 4, tok.eos_token_id, tok.eos_token_id,
+                 generator=torch.Generator().manual_seed(0))
+    assert g.query_mask.all() and 1 <= g.response_mask.sum() <= 4
+
+
 def test_generate_refuses_mismatched_masks_and_zero_new_tokens(tok, lm):
     q, qm = encode_prompts(tok, ["the movie"], 64, 4)
     with pytest.raises(ValueError, match="shape mismatch: query_mask"):

@@ -269,6 +269,14 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
     require_left_padded(query_mask)
+    if pad_token_id != eos_token_id:  # pad == eos (GPT-2) leaves a leading EOS used as BOS legal
+        unmasked_pad = (query_ids == pad_token_id) & query_mask.bool()
+        if unmasked_pad.any():
+            row, position = (int(i) for i in unmasked_pad.nonzero()[0])
+            raise ValueError(
+                f"query_ids row {row} holds the pad token (id {pad_token_id}) at position {position}, "
+                "where query_mask is 1: the mask does not mark that row's padding (an all-ones mask "
+                "on left-padded ids?); the policy would attend to it as text. Use encode_prompts' mask")
     B, P = query_ids.shape
     if P + max_new_tokens > context_length_of(model):
         raise ValueError(f"{P} prompt + {max_new_tokens} new tokens exceed the context "
