@@ -124,7 +124,7 @@ TRL at beta 0.25 ends near 6), ours met all three offline targets on all ten see
 nats with 0.19 std more gain), ahead per sqrt(nat) on nine seeds (+0.042 +- 0.010).
 Seeds 10-14 (same command, same day): the offline targets on all five, the end point on four
 (not seed 12); over all fifteen, ours - TRL +0.059 +- 0.019 std at -0.26 +- 0.05 nats, the
-end point on 9 of 15 seeds, ahead per sqrt(nat) on 14 (the README has the table).
+end point on 9 of 15 seeds, ahead per sqrt(nat) on 14 (benchmarks/README.md has the table).
 Running seed 0 again moved both end points by more than the verdict's margins (ours +2.043
 std at 5.71 nats, then +2.108 at 5.91; TRL +2.083 at 6.08, then +2.027 at 5.81).
 

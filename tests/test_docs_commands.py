@@ -1,5 +1,5 @@
 """The commands and paths the documentation gives exist. Every `benchmarks/*.py` or
-`tools/*.py` command quoted in the README, CONTRIBUTING, HISTORY, PROVENANCE, the facilitator
+`tools/*.py` command quoted in the READMEs, CONTRIBUTING, HISTORY, PROVENANCE, the facilitator
 notes or a lesson names a script that exists and only options its --help lists; every
 repository path quoted there exists, and so does every `make` target. (A renamed flag or file
 otherwise leaves the docs quoting a command that fails.)"""
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "CONTRIBUTING.md", "benchmarks/HISTORY.md", "notebooks/FACILITATORS.md",
-        "ppo_edu/data/PROVENANCE.md"]
+DOCS = ["README.md", "CONTRIBUTING.md", "benchmarks/README.md", "benchmarks/HISTORY.md",
+        "notebooks/FACILITATORS.md", "ppo_edu/data/PROVENANCE.md"]
 COMMAND = re.compile(r"(?:\.venv/bin/python |python )?((?:benchmarks|tools)/\w+\.py)(.*)")
 PATH = re.compile(r"(?<![\w/])((?:ppo_edu|tests|tools|benchmarks|notebooks|assets)/[\w./-]+"
                   r"\.(?:py|md|txt|json|ipynb|png|gz|safetensors))")
@@ -36,7 +36,12 @@ def help_text(script):
 def problems(text):
     """What a document's `quoted` commands and paths get wrong, one line each."""
     found = []
-    for span in re.findall(r"`([^`]+)`", text):
+    # fenced blocks alternate with the prose: each line of a block is a span, and the prose's
+    # `inline` spans are paired within it (a fence's three backticks would shift the pairing)
+    parts = re.split(r"^[ \t]*```.*$", text, flags=re.M)
+    spans = [span for i, part in enumerate(parts)
+             for span in (part.splitlines() if i % 2 else re.findall(r"`([^`]+)`", part))]
+    for span in spans:
         if m := COMMAND.match(span):
             script, rest = m.groups()
             if not (ROOT / script).is_file():
@@ -85,4 +90,17 @@ def test_a_renamed_flag_or_file_in_the_docs_is_found():
         "`tests/test_rollout.py::test_a_renamed_test`: tests/test_rollout.py has no test_a_renamed_test",
         "benchmarks/missing.py does not exist",
         "ppo_edu/rlhf/gone.py does not exist",
+    ]
+
+
+def test_a_fenced_block_is_read_line_by_line_and_does_not_shift_the_inline_spans():
+    """A fence's three backticks once paired the prose after a block the wrong way round, so
+    `tqdm.auto`; ... `make test-kernels` was read as one span holding 'make another'."""
+    text = ("Setup:\n```bash\n.venv/bin/python tools/build_data.py --no-such-flag   # a comment\n"
+            "make lab\n```\nUse `tqdm.auto`; make another run. Then `make test-kernels` and "
+            "`make no-target`.\n")
+    assert problems(text) == [
+        "`.venv/bin/python tools/build_data.py --no-such-flag   # a comment`: tools/build_data.py "
+        "has no --no-such-flag",
+        "`make no-target`: the Makefile has no target no-target",
     ]
