@@ -269,7 +269,9 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
     require_left_padded(query_mask)
-    if pad_token_id != eos_token_id:  # pad == eos (GPT-2) leaves a leading EOS used as BOS legal
+    # a pad token under mask 1: the mask does not mark the padding. Not decidable where the pad
+    # id is also the EOS (GPT-2) or the model's BOS: a leading one is then add_bos's BOS
+    if pad_token_id not in (eos_token_id, getattr(model.config, "bos_token_id", None)):
         unmasked_pad = (query_ids == pad_token_id) & query_mask.bool()
         if unmasked_pad.any():
             row, position = (int(i) for i in unmasked_pad.nonzero()[0])
