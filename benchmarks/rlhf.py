@@ -477,8 +477,8 @@ def gain_on_the_way_out(rows: list[dict], kl: float) -> float | None:
     that a straight line in KL between two checkpoints undercuts, most on the first stretch
     from the reference, where TRL's path usually crosses ours' final KL. Until 2026-12-07 the
     interpolation was linear in KL, which understated TRL there (a checkpoint at +2.0 std and
-    7 nats read at 5 nats: +1.43 std linearly, +1.69 in sqrt(KL)); the README's and HISTORY's
-    figures for this reading from before then were measured that way."""
+    7 nats read at 5 nats: +1.43 std linearly, +1.69 in sqrt(KL)); HISTORY's figures for this
+    reading from before then were measured that way (benchmarks/README.md's were recomputed)."""
     points = [(0.0, 0.0)] + [(math.sqrt(max(r["kl"], 0.0)), r["score_gain_in_std"]) for r in rows]
     at = math.sqrt(max(kl, 0.0))
     for (k0, g0), (k1, g1) in itertools.pairwise(points):

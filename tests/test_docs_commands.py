@@ -40,7 +40,8 @@ def problems(text):
     # `inline` spans are paired within it (a fence's three backticks would shift the pairing)
     parts = re.split(r"^[ \t]*```.*$", text, flags=re.M)
     spans = [span for i, part in enumerate(parts)
-             for span in (part.splitlines() if i % 2 else re.findall(r"`([^`]+)`", part))]
+             for span in ([line.strip() for line in part.splitlines()] if i % 2
+                          else re.findall(r"`([^`]+)`", part))]
     for span in spans:
         if m := COMMAND.match(span):
             script, rest = m.groups()
@@ -97,10 +98,11 @@ def test_a_fenced_block_is_read_line_by_line_and_does_not_shift_the_inline_spans
     """A fence's three backticks once paired the prose after a block the wrong way round, so
     `tqdm.auto`; ... `make test-kernels` was read as one span holding 'make another'."""
     text = ("Setup:\n```bash\n.venv/bin/python tools/build_data.py --no-such-flag   # a comment\n"
-            "make lab\n```\nUse `tqdm.auto`; make another run. Then `make test-kernels` and "
+            "make lab\n```\n1. In a list:\n   ```bash\n   benchmarks/rlhf.py --bogus\n   ```\nUse `tqdm.auto`; make another run. Then `make test-kernels` and "
             "`make no-target`.\n")
     assert problems(text) == [
         "`.venv/bin/python tools/build_data.py --no-such-flag   # a comment`: tools/build_data.py "
         "has no --no-such-flag",
+        "`benchmarks/rlhf.py --bogus`: benchmarks/rlhf.py has no --bogus",
         "`make no-target`: the Makefile has no target no-target",
     ]

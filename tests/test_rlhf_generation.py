@@ -71,24 +71,37 @@ def test_prompts_not_padded_on_the_left_are_rejected(tok, lm, query_mask, proble
 def test_generate_refuses_left_padded_ids_with_a_mask_that_does_not_mark_the_padding(tok, lm):
     """An all-ones mask over left-padded ids is left padded in form only: the pads are read
     as text, and nothing downstream can tell. Refused when the pad id is neither the EOS nor
-    the model's BOS; otherwise a leading one under mask 1 is add_bos's BOS and stays legal."""
+    the model's BOS (otherwise a leading one under mask 1 is add_bos's BOS), and only for the
+    pads that open a row (inside the text a pad id can be a tokenizer's unk)."""
     q, qm = encode_prompts(tok, ["the movie was great", "a"], 64, 4)
     assert q[1, 0] == tok.pad_token_id != tok.eos_token_id
-    with pytest.raises(ValueError, match=f"query_ids row 1 holds the pad token \\(id {tok.pad_token_id}\\) "
+    with pytest.raises(ValueError, match=f"query_ids row 1 opens with the pad token \\(id {tok.pad_token_id}\\) "
                                          "at position 0, where query_mask is 1"):
         generate(lm, q, torch.ones_like(qm), 4, tok.eos_token_id, tok.pad_token_id)
     one, _ = encode_prompts(tok, ["the movie"], 64, 4)
-    bos_first = torch.cat([torch.tensor([[tok.eos_token_id]]), one], 1)
-    g = generate(lm, bos_first, torch.ones_like(bos_first), 4, tok.eos_token_id, tok.eos_token_id,
+    pad_inside = torch.cat([one[:, :1], torch.tensor([[tok.pad_token_id]]), one[:, 1:]], 1)
+    g = generate(lm, pad_inside, torch.ones_like(pad_inside), 4, tok.eos_token_id, tok.pad_token_id,
                  generator=torch.Generator().manual_seed(0))
-    assert g.query_mask.all() and 1 <= g.response_mask.sum() <= 4
+    assert 1 <= g.response_mask.sum() <= 4
     bos = lm.config.bos_token_id
-    try:  # a model whose BOS is the pad token: a leading pad under mask 1 is its BOS
-        lm.config.bos_token_id = tok.pad_token_id
-        pad_first = torch.cat([torch.tensor([[tok.pad_token_id]]), one], 1)
-        generate(lm, pad_first, torch.ones_like(pad_first), 4, tok.eos_token_id, tok.pad_token_id)
+    try:
+        for model_bos, pad in ((tok.eos_token_id + 1, tok.eos_token_id),  # pad == eos (GPT-2)
+                               (tok.pad_token_id, tok.pad_token_id)):     # the model's BOS is the pad
+            lm.config.bos_token_id = model_bos
+            pad_first = torch.cat([torch.tensor([[pad]]), one], 1)
+            g = generate(lm, pad_first, torch.ones_like(pad_first), 4, tok.eos_token_id, pad,
+                         generator=torch.Generator().manual_seed(0))
+            assert g.query_mask.all() and 1 <= g.response_mask.sum() <= 4
     finally:
         lm.config.bos_token_id = bos
+
+
+def test_generate_names_the_value_head_wrapper(tok):
+    from ppo_edu.rlhf.policy import PolicyWithValueHead
+
+    q, qm = encode_prompts(tok, ["the movie"], 64, 4)
+    with pytest.raises(TypeError, match="got a PolicyWithValueHead: pass its .lm"):
+        generate(PolicyWithValueHead(toy_lm(tok)), q, qm, 4, tok.eos_token_id, tok.pad_token_id)
 
 
 def test_generate_refuses_mismatched_masks_and_zero_new_tokens(tok, lm):

@@ -269,20 +269,25 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
     max_new_tokens = require_count("max_new_tokens", max_new_tokens)
     require_same_shape(query_ids=query_ids, query_mask=query_mask)
     require_left_padded(query_mask)
-    # a pad token under mask 1: the mask does not mark the padding. Not decidable where the pad
-    # id is also the EOS (GPT-2) or the model's BOS: a leading one is then add_bos's BOS
-    if pad_token_id not in (eos_token_id, getattr(model.config, "bos_token_id", None)):
-        unmasked_pad = (query_ids == pad_token_id) & query_mask.bool()
-        if unmasked_pad.any():
-            row, position = (int(i) for i in unmasked_pad.nonzero()[0])
-            raise ValueError(
-                f"query_ids row {row} holds the pad token (id {pad_token_id}) at position {position}, "
-                "where query_mask is 1: the mask does not mark that row's padding (an all-ones mask "
-                "on left-padded ids?); the policy would attend to it as text. Use encode_prompts' mask")
     B, P = query_ids.shape
     if P + max_new_tokens > context_length_of(model):
         raise ValueError(f"{P} prompt + {max_new_tokens} new tokens exceed the context "
                          f"of {context_length_of(model)}")
+    # Pad tokens that open a row under mask 1: the mask does not mark that row's padding (an
+    # all-ones mask on left-padded ids). Only the leading run is read (a pad id inside the text
+    # can be a tokenizer's unk), and not where the pad id is also the EOS (GPT-2) or the
+    # model's BOS, which add_bos puts first.
+    bos_token_id = getattr(getattr(model, "config", None), "bos_token_id", None)
+    if pad_token_id not in (eos_token_id, bos_token_id):
+        leading_pad = (query_ids == pad_token_id).long().cumprod(dim=1).bool()
+        unmasked_pad = leading_pad & query_mask.bool()
+        if unmasked_pad.any():
+            row, position = (int(i) for i in unmasked_pad.nonzero()[0])
+            raise ValueError(
+                f"query_ids row {row} opens with the pad token (id {pad_token_id}) at position "
+                f"{position}, where query_mask is 1: the mask does not mark that row's padding (an "
+                "all-ones mask on left-padded ids?); the policy would attend to it as text. Use "
+                "encode_prompts' mask")
     cache_name = cache_argument(model)
     mask = query_mask.clone()
     positions = position_ids_from_mask(mask)
