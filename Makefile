@@ -43,7 +43,7 @@ test-full: setup
 # The lessons' asserts must hold on other CPUs, whose vector kernels round differently (RL turns a
 # last-bit difference into a different run): the notebooks in the fast profile, once per kernel
 # choice forced below (numpy's OpenBLAS on AVX2 / AVX kernels, torch's MKL on AVX2, torch's own
-# kernels without SIMD). 8-10 minutes per choice on 2 cores; every choice runs, and the
+# kernels without SIMD). 8-14 minutes per choice on 2 cores; every choice runs, and the
 # failed ones are listed at the end. Forcing works downwards only: a CPU cannot be made to run
 # instructions it lacks.
 KERNELS ?= OPENBLAS_CORETYPE=Haswell OPENBLAS_CORETYPE=Sandybridge MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=default
