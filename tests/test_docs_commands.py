@@ -98,8 +98,8 @@ def test_a_fenced_block_is_read_line_by_line_and_does_not_shift_the_inline_spans
     """A fence's three backticks once paired the prose after a block the wrong way round, so
     `tqdm.auto`; ... `make test-kernels` was read as one span holding 'make another'."""
     text = ("Setup:\n```bash\n.venv/bin/python tools/build_data.py --no-such-flag   # a comment\n"
-            "make lab\n```\n1. In a list:\n   ```bash\n   benchmarks/rlhf.py --bogus\n   ```\nUse `tqdm.auto`; make another run. Then `make test-kernels` and "
-            "`make no-target`.\n")
+            "make lab\n```\n1. In a list:\n   ```bash\n   benchmarks/rlhf.py --bogus\n   ```\n"
+            "Use `tqdm.auto`; make another run. Then `make test-kernels` and `make no-target`.\n")
     assert problems(text) == [
         "`.venv/bin/python tools/build_data.py --no-such-flag   # a comment`: tools/build_data.py "
         "has no --no-such-flag",

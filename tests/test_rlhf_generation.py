@@ -75,8 +75,8 @@ def test_generate_refuses_left_padded_ids_with_a_mask_that_does_not_mark_the_pad
     pads that open a row (inside the text a pad id can be a tokenizer's unk)."""
     q, qm = encode_prompts(tok, ["the movie was great", "a"], 64, 4)
     assert q[1, 0] == tok.pad_token_id != tok.eos_token_id
-    with pytest.raises(ValueError, match=f"query_ids row 1 opens with the pad token \\(id {tok.pad_token_id}\\) "
-                                         "at position 0, where query_mask is 1"):
+    with pytest.raises(ValueError, match=f"query_ids row 1 opens with the pad token "
+                                         f"\\(id {tok.pad_token_id}\\) at position 0, where query_mask is 1"):
         generate(lm, q, torch.ones_like(qm), 4, tok.eos_token_id, tok.pad_token_id)
     one, _ = encode_prompts(tok, ["the movie"], 64, 4)
     pad_inside = torch.cat([one[:, :1], torch.tensor([[tok.pad_token_id]]), one[:, 1:]], 1)

@@ -121,7 +121,8 @@ def check_config(cfg: RMConfig) -> str | None:
         return f"--train-snippets must be 0 (all) or >= 2, got {cfg.train_snippets}"
     train_size = len(load_snippets("train")[0])
     if cfg.train_snippets > train_size:  # failed in load_reviews with a traceback
-        return f"--train-snippets {cfg.train_snippets}: the train split has only {train_size} snippets (0 = all of them)"
+        return (f"--train-snippets {cfg.train_snippets}: the train split has only {train_size} snippets "
+                "(0 = all of them)")
     return out_dir_problem(cfg.out, {"--lm, the language model this run starts from": cfg.lm,
                                      "the shipped language model": TINY_LM_DIR},
                            writes="GPT2ForSequenceClassification")

@@ -257,9 +257,11 @@ def generate(model, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_t
 
     ``model`` is a causal LM (e.g. ``policy.lm``); ``query_ids`` and ``query_mask`` (B, P), left
     padded (:func:`encode_prompts`); ``eos_token_id`` and ``pad_token_id`` are integer ids of the
-    model's vocabulary (checked before anything runs). Raises ``FloatingPointError`` if the
-    logits at some step hold NaN or inf, instead of letting the sampler draw garbage (naming the
-    temperature when the model's own logits were finite and only their division overflowed).
+    model's vocabulary (checked before anything runs). A row that opens with pad tokens under
+    mask 1 is refused (its mask does not mark the padding), unless the pad id is also the EOS
+    or the model's BOS. Raises ``FloatingPointError`` if the logits at some step hold NaN or
+    inf, instead of letting the sampler draw garbage (naming the temperature when the model's
+    own logits were finite and only their division overflowed).
     """
     require_temperature(temperature)
     vocabulary = _vocabulary_size(model)
