@@ -1,6 +1,15 @@
-"""Figures for the course: PPO paper Figures 1 and 2, and the many-epochs experiment.
+"""Figures for the course: PPO paper Figures 1 and 2, the many-epochs experiment, and the
+README's results.
 
-``python -m ppo_edu.figures`` (or ``make figures``) regenerates ``assets/l_clip.png``.
+``python -m ppo_edu.figures`` (or ``make figures``) regenerates ``assets/``: ``l_clip.png``
+(PPO paper Figure 1) and the three results the README shows, each one a lesson's own run at
+its ``full`` settings on seed 0 (:data:`LESSON2`, :data:`LESSON4`, :data:`LESSON6`; a test
+checks them against the lessons' settings cells): ``many_epochs.png`` (lesson 2, L^CPI
+against L^CLIP for 40 epochs on one batch), ``cartpole.png`` (lesson 4, PPO's learning
+curve) and ``rlhf.png`` (lesson 6, PPO on the tiny GPT-2 with the adaptive KL penalty and
+with none). About five minutes on one CPU core, most of it lesson 6's 240 PPO steps.
+``--quick`` draws every figure from a few steps of the same code (the test suite's check
+that each one is made here), ``--only`` picks figures by name.
 """
 
 from __future__ import annotations
@@ -183,12 +192,184 @@ def spread_labels(values, gap: float, low: float = -np.inf, high: float = np.inf
     return heights
 
 
+# The README's results: each a lesson's own run, at its `full` settings on seed 0 (a test reads the
+# lessons' settings cells and compares). The figures' files are named after what they show.
+LESSON2 = dict(seed=0, pg_iterations=25, batch_envs=8, batch_steps=256, epochs=40, lr=3e-3,
+               minibatch_size=256, epsilon=0.2, eval_episodes=32, eval_every=1)
+"""Lesson 2's many-epochs experiment: L^CPI and L^CLIP on one CartPole batch."""
+LESSON4 = dict(seed=0, eval_every=2048)
+"""Lesson 4's run: ``PPOConfig(seed=0)``, evaluated every 2,048 env steps by an ``EvalTracker``."""
+LESSON6 = dict(seed=0, batch_size=32, mini_batch_size=8, ppo_epochs=4, learning_rate=5e-5,
+               max_new_tokens=20, init_kl_coef=0.2, target_kl=4.0, kl_horizon=300, ppo_steps=120,
+               overopt_steps=120, eval_prompts=256)
+"""Lesson 6's runs, sections 6 and 8: PPO with the adaptive KL penalty, and with beta = 0."""
+
+# --quick: the same code on a few steps, to check that each figure is made here (seconds, not minutes)
+QUICK = {
+    "many_epochs": dict(pg_iterations=1, batch_steps=32, epochs=2, eval_episodes=1),
+    "cartpole": dict(total_timesteps=512, eval_every=256),
+    "rlhf": dict(batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=4, ppo_steps=2,
+                 overopt_steps=2),
+}
+
+
+class _one_thread:
+    """torch on one CPU thread inside the block, as the lessons run (their numbers were measured
+    so; another thread count rounds differently), and the caller's count restored after."""
+
+    def __enter__(self):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def save_many_epochs(path: Path | str, quick: bool = False) -> Path:
+    """Lesson 2, section 5: 40 epochs of L^CPI and of L^CLIP on one CartPole batch, from the same
+    pi_theta_old (:data:`LESSON2`): the KL to pi_theta_old, the evaluated return, the clip fraction."""
+    import torch
+
+    from ppo_edu.agents import ActorCritic
+    from ppo_edu.experiments import (clip_objective, collect_batch, cpi_objective, surrogate_epochs,
+                                     train_vanilla_pg)
+
+    s = {**LESSON2, **(QUICK["many_epochs"] if quick else {})}
+    with _one_thread():
+        torch.manual_seed(s["seed"])
+        agent_old = ActorCritic(obs_dim=4, n_actions=2)
+        train_vanilla_pg(agent_old, iterations=s["pg_iterations"], seed=s["seed"], progress=False)
+        batch = collect_batch(agent_old, num_envs=s["batch_envs"], num_steps=s["batch_steps"],
+                              seed=s["seed"] + 100)
+        runs = {}
+        for name, objective in (("L^CPI", cpi_objective), ("L^CLIP", clip_objective(s["epsilon"]))):
+            runs[name] = surrogate_epochs(
+                agent_old, batch, objective=objective, epochs=s["epochs"], lr=s["lr"],
+                minibatch_size=s["minibatch_size"], epsilon=s["epsilon"], eval_episodes=s["eval_episodes"],
+                eval_every=s["eval_every"], seed=s["seed"], progress=not quick)[1]
+    for name, run in runs.items():
+        returns = [row["eval_return"] for row in run if "eval_return" in row]
+        print(f"{name}: KL after {s['epochs']} epochs {run[-1]['kl']:.4f}, clip fraction "
+              f"{run[-1]['clip_fraction']:.2f}, evaluated return {returns[0]:.1f} before, {returns[-1]:.1f} "
+              f"after, {min(returns):.1f} at worst")
+    fig = plot_surrogate_epochs(runs)
+    fig.suptitle(f"Lesson 2: many epochs on one batch, L^CPI against L^CLIP (CartPole, seed {s['seed']})",
+                 fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_cartpole(path: Path | str, quick: bool = False) -> Path:
+    """Lesson 4, section 3: PPO on CartPole-v1 (``PPOConfig(seed=0)``, :data:`LESSON4`): the
+    tracker's evaluations (20 episodes, the most likely action) as the line, and the return of
+    each training episode that ended in a rollout, faintly (a rollout ends few of the long ones)."""
+    from ppo_edu.evaluate import EvalTracker
+    from ppo_edu.plots import column
+    from ppo_edu.ppo import PPOConfig, train_ppo
+
+    s = {**LESSON4, **(QUICK["cartpole"] if quick else {})}
+    config = PPOConfig(seed=s["seed"])
+    if quick:
+        config = config.replace(total_timesteps=s["total_timesteps"])
+    tracker = EvalTracker(every=s["eval_every"])
+    _, history = train_ppo(config, callback=tracker, progress=not quick)
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(column(history, "env_steps"), column(history, "episode_return"), ".", color="C0", alpha=0.25,
+            ms=4, label="training episodes (mean of those ending in a rollout)")
+    steps, means = zip(*tracker.evals)
+    solved = tracker.first_at(475)
+    print(f"CartPole: evaluation first >= 475 {'never' if solved is None else f'after {solved} env steps'}; "
+          "evaluations "
+          + ", ".join(f"{m:.0f}" for m in means) + f" (every {s['eval_every']} steps); "
+          f"{history[-1]['env_steps']} env steps in {history[-1]['wall_time']:.1f} s")
+    ax.plot(steps, means, "o-", color="C0", ms=4, label="evaluation (20 episodes, most likely action)")
+    ax.axhline(475, color="gray", ls="--", lw=1, label="475 (CartPole-v1 counts as solved)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("return")
+    ax.set_title(f"Lesson 4: PPO on CartPole-v1 (seed {s['seed']})", fontsize=11)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_rlhf(path: Path | str, quick: bool = False) -> Path:
+    """Lesson 6, sections 6 and 8: PPO on the tiny GPT-2 against its reward model, with the adaptive
+    KL penalty and with beta = 0 (:data:`LESSON6`): the reward-model score, VADER (the held-out
+    judge), the KL to the reference and the entropy on the training batches."""
+    import copy
+
+    from ppo_edu.lm import load_lm
+    from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+    from ppo_edu.rlhf.plots import plot_history
+    from ppo_edu.rlhf.setups import OFFLINE, judge_fn, load_prompts, load_reward_fn
+
+    s = {**LESSON6, **(QUICK["rlhf"] if quick else {})}
+    with _one_thread():
+        lm, tokenizer = load_lm(OFFLINE["policy"])
+        reward_fn = load_reward_fn(OFFLINE["reward"])
+        prompts = load_prompts(OFFLINE["prompts"], OFFLINE["prompt_split"], seed=s["seed"])
+        train_prompts = prompts[s["eval_prompts"]:]
+        reference = frozen_reference(lm)
+        config = RLHFConfig(batch_size=s["batch_size"], mini_batch_size=s["mini_batch_size"],
+                            ppo_epochs=s["ppo_epochs"], learning_rate=s["learning_rate"],
+                            max_new_tokens=s["max_new_tokens"], init_kl_coef=s["init_kl_coef"],
+                            target_kl=s["target_kl"], kl_horizon=s["kl_horizon"], seed=s["seed"])
+        no_kl = RLHFConfig(**{**config.__dict__, "init_kl_coef": 0.0, "adaptive_kl": False})
+        histories = {}
+        for name, cfg, steps in ((f"beta adaptive (target {s['target_kl']:g} nats)", config, s["ppo_steps"]),
+                                 ("beta = 0", no_kl, s["overopt_steps"])):
+            trainer = RLHFTrainer(PolicyWithValueHead(copy.deepcopy(lm)), reference, tokenizer, reward_fn,
+                                  train_prompts, cfg, judge_fn=judge_fn)
+            histories[name] = trainer.train(steps=steps, progress=not quick)
+    for name, history in histories.items():
+        last = history[-10:]
+        print(f"{name}: over its last {len(last)} steps, on the training batches: "
+              + ", ".join(f"{key} {np.mean([h[key] for h in last]):.2f}"
+                          for key in ("score", "judge", "kl", "entropy", "kl_coef")))
+    fig = plot_history(histories, keys=("score", "judge", "kl", "entropy"),
+                       title=f"Lesson 6: PPO on a tiny GPT-2, with the KL penalty and without (seed {s['seed']})")
+    kl_axes = fig.axes[2]
+    kl_axes.set_yscale("symlog", linthresh=1.0)  # beta = 0 runs past 100 nats
+    lowest = min(h["kl"] for history in histories.values() for h in history)
+    kl_axes.set_ylim(bottom=min(0.0, lowest))  # a batch's k1 can be below 0; none hidden
+    return _save(fig, path)
+
+
+def _save(fig, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+FIGURES = {
+    "l_clip": lambda path, quick: save_l_clip(path),
+    "many_epochs": save_many_epochs,
+    "cartpole": save_cartpole,
+    "rlhf": save_rlhf,
+}
+"""Each figure ``make figures`` writes: its file is ``assets/<name>.png``."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate the course figures in assets/.")
+    parser = argparse.ArgumentParser(
+        description="Regenerate the course figures in assets/ (about five minutes on one CPU core).")
     parser.add_argument("--out", default=str(ASSETS), help="output folder (default: assets/)")
+    parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), metavar="NAME",
+                        help=f"only these figures, of {', '.join(FIGURES)} (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few steps of each run instead of the lessons' full settings: checks "
+                             "that the figures are made, in seconds; not the README's figures")
     args = parser.parse_args(argv)
-    path = save_l_clip(Path(args.out) / "l_clip.png")
-    print(f"wrote {path}")
+    for name in args.only or FIGURES:
+        path = FIGURES[name](Path(args.out) / f"{name}.png", args.quick)
+        print(f"wrote {path}")
     return 0
 
 

@@ -85,7 +85,8 @@ def test_plot_clip_terms_rejects_non_positive_epsilon():
 
 
 def test_figures_command_writes_l_clip_png(tmp_path, capsys):
-    assert figures_main(["--out", str(tmp_path)]) == 0
+    assert figures_main(["--out", str(tmp_path), "--only", "l_clip"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["l_clip.png"]
     png = tmp_path / "l_clip.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "l_clip.png" in capsys.readouterr().out
