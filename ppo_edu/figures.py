@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a few steps of each run instead of the lessons' full settings: checks "
                              "that the figures are made, in seconds; not the README's figures")
     args = parser.parse_args(argv)
+    if args.quick and Path(args.out).resolve() == ASSETS.resolve():
+        parser.error("--quick draws a few steps of each run, not the figures the README shows: "
+                     "give it another folder with --out, so that assets/ keeps the real ones")
     for name in args.only or FIGURES:
         path = FIGURES[name](Path(args.out) / f"{name}.png", args.quick)
         print(f"wrote {path}")

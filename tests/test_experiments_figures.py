@@ -92,6 +92,14 @@ def test_figures_command_writes_l_clip_png(tmp_path, capsys):
     assert "l_clip.png" in capsys.readouterr().out
 
 
+def test_figures_quick_refuses_to_overwrite_the_readme_figures(capsys):
+    # --quick's figures come from a few steps: written into assets/ they would replace the real ones
+    with pytest.raises(SystemExit) as exit_info:
+        figures_main(["--quick"])
+    assert exit_info.value.code == 2
+    assert "give it another folder with --out" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("eval_every", [0, -3])
 def test_surrogate_epochs_refuses_an_evaluation_cadence_below_one(eval_every):
     # 0 used to divide by zero mid-run, -3 to evaluate at arbitrary epochs
