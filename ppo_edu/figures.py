@@ -230,7 +230,7 @@ class _one_thread:
 
 
 def save_many_epochs(path: Path | str, quick: bool = False) -> Path:
-    """Lesson 2, section 5: 40 epochs of L^CPI and of L^CLIP on one CartPole batch, from the same
+    """Lesson 2, section 3: 40 epochs of L^CPI and of L^CLIP on one CartPole batch, from the same
     pi_theta_old (:data:`LESSON2`): the KL to pi_theta_old, the evaluated return, the clip fraction."""
     import torch
 
