@@ -204,29 +204,15 @@ LESSON6 = dict(seed=0, batch_size=32, mini_batch_size=8, ppo_epochs=4, learning_
                overopt_steps=120, eval_prompts=256)
 """Lesson 6's runs, sections 6 and 8: PPO with the adaptive KL penalty, and with beta = 0."""
 
-# --quick: the same code on a few steps, to check that each figure is made here (seconds, not minutes)
+# --quick: the same code on a few steps, to check that each figure is made here (seconds, not minutes).
+# Lessons 2 and 6 run torch on one thread, as the lessons do (ppo_edu.ppo.torch_threads; lesson 4's
+# PPOConfig sets it itself): their numbers were measured so, and another count rounds differently.
 QUICK = {
     "many_epochs": dict(pg_iterations=1, batch_steps=32, epochs=2, eval_episodes=1),
     "cartpole": dict(total_timesteps=512, eval_every=256),
     "rlhf": dict(batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=4, ppo_steps=2,
                  overopt_steps=2),
 }
-
-
-class _one_thread:
-    """torch on one CPU thread inside the block, as the lessons run (their numbers were measured
-    so; another thread count rounds differently), and the caller's count restored after."""
-
-    def __enter__(self):
-        import torch
-
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.threads)
 
 
 def save_many_epochs(path: Path | str, quick: bool = False) -> Path:
@@ -237,9 +223,10 @@ def save_many_epochs(path: Path | str, quick: bool = False) -> Path:
     from ppo_edu.agents import ActorCritic
     from ppo_edu.experiments import (clip_objective, collect_batch, cpi_objective, surrogate_epochs,
                                      train_vanilla_pg)
+    from ppo_edu.ppo import torch_threads
 
     s = {**LESSON2, **(QUICK["many_epochs"] if quick else {})}
-    with _one_thread():
+    with torch_threads(1):
         torch.manual_seed(s["seed"])
         agent_old = ActorCritic(obs_dim=4, n_actions=2)
         train_vanilla_pg(agent_old, iterations=s["pg_iterations"], seed=s["seed"], progress=False)
@@ -304,12 +291,13 @@ def save_rlhf(path: Path | str, quick: bool = False) -> Path:
     import copy
 
     from ppo_edu.lm import load_lm
+    from ppo_edu.ppo import torch_threads
     from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
     from ppo_edu.rlhf.plots import plot_history
     from ppo_edu.rlhf.setups import OFFLINE, judge_fn, load_prompts, load_reward_fn
 
     s = {**LESSON6, **(QUICK["rlhf"] if quick else {})}
-    with _one_thread():
+    with torch_threads(1):
         lm, tokenizer = load_lm(OFFLINE["policy"])
         reward_fn = load_reward_fn(OFFLINE["reward"])
         prompts = load_prompts(OFFLINE["prompts"], OFFLINE["prompt_split"], seed=s["seed"])

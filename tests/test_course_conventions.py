@@ -255,12 +255,6 @@ def test_the_readme_figures_use_the_lessons_full_settings():
     assert f"tracker = EvalTracker(every={figures.LESSON4['eval_every']})" in code
 
 
-def test_the_settings_cell_reader_reads_what_the_cell_says():
-    # the reader above, on lesson 2: what settings_for prints in the full profile
-    full = settings_cell(ROOT / "notebooks" / "02_clipped_objective.ipynb")["full"]
-    assert full["epochs"] == 40 and full["lr"] == 3e-3 and full["seed"] == 0
-
-
 def test_the_course_map_names_the_repository_it_points_at(monkeypatch):
     """The sentence under the map is generated too: setting GITHUB_REPO must not leave it saying
     'a placeholder'."""
