@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ppo-edu-installed
 # Jupyter refuses to run as root unless told; containers and Colab-like boxes often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test test-full test-kernels figures exercises bench clean
+.PHONY: setup lab test test-full test-kernels test-floors figures exercises bench clean
 
 $(STAMP): pyproject.toml Makefile constraints.txt  # torch is pinned here, the rest in constraints.txt: a new pin reinstalls
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,5 +68,16 @@ exercises: setup
 bench: setup
 	$(PY) -m pip install -q -e ".[bench]" -c constraints.txt
 
+# The suite (fast profile) at the lowest versions pyproject.toml allows (tools/floors.txt), in a venv of
+# its own: what a learner whose environment is older than constraints.txt gets. Needs PyPI. torch stays
+# at 2.13.0 (its floor has no CPU-only wheel on PyPI) and the dev tools are the newest.
+FLOORS_VENV ?= .venv-floors
+test-floors:
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(FLOORS_VENV)/bin/python -m pip install -q -e ".[dev,colab]" -c tools/floors.txt
+	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(FLOORS_VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(FLOORS_VENV) .pytest_cache

@@ -90,3 +90,31 @@ def test_make_setup_refuses_a_python_older_than_the_pins_support_before_pip_runs
     assert "make PYTHON=python3.11 setup" in done.stdout
     assert not any("pip" in line for line in calls.read_text().splitlines())  # stopped before pip
     assert not (venv / ".ppo-edu-installed").exists()
+
+
+def test_floors_pin_exactly_the_lower_bounds_pyproject_declares():
+    """tools/floors.txt (`make test-floors`) holds, for every runtime and colab dependency, the
+    lowest version pyproject.toml allows: a raised floor that was not tested there, or a floor
+    left below what the code needs, shows up as a difference here. torch is the exception the
+    file names (no CPU-only wheel of its floor on PyPI)."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    text = (ROOT / "tools" / "floors.txt").read_text()
+    pins = {}
+    for line in filter(None, (line.split("#")[0].strip() for line in text.splitlines())):
+        name, sep, version = line.partition("==")
+        assert sep, f"tools/floors.txt: {line!r} is not an exact pin"
+        pins[_name(name)] = Version(version)
+    declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["colab"]
+    floors = {}
+    for dep in declared:
+        requirement = Requirement(dep)
+        lowest = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==")]
+        assert len(lowest) == 1, f"pyproject.toml: {dep!r} has no single lower bound"
+        floors[_name(requirement.name)] = lowest[0]
+    assert "torch" not in pins and "torch" in floors and "torch" in text  # named as not covered
+    del floors["torch"]
+    assert pins == floors, f"tools/floors.txt {pins} is not pyproject's lower bounds {floors}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r'pip install -q -e "\.\[dev,colab\]" -c tools/floors\.txt$', makefile, re.MULTILINE)
