@@ -40,20 +40,26 @@ def _name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _exact_pins(path: str) -> dict:
+    """{package: Version} from a pip constraints file, which must hold one exact pin per package."""
+    from packaging.version import Version
+
+    pins = {}
+    for line in filter(None, (line.split("#")[0].strip() for line in (ROOT / path).read_text().splitlines())):
+        name, sep, version = line.partition("==")
+        assert sep and re.fullmatch(r"[0-9]+(\.[0-9]+)*", version), f"{path}: {line!r} is not an exact pin"
+        assert _name(name) not in pins, f"{path} pins {name} twice"
+        pins[_name(name)] = Version(version)
+    return pins
+
+
 def test_constraints_pin_versions_the_package_metadata_allows_and_make_uses_them():
     """constraints.txt holds the versions `make setup` and CI install: one exact pin per package,
     no torch (the Makefile pins it), and each pin inside pyproject's range for that package
     (a pin outside it would make pip fail to resolve on a fresh clone)."""
     from packaging.requirements import Requirement
-    from packaging.version import Version
 
-    lines = [line.split("#")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
-    pins = {}
-    for line in filter(None, lines):
-        name, sep, version = line.partition("==")
-        assert sep and re.fullmatch(r"[0-9]+(\.[0-9]+)*", version), f"constraints.txt: {line!r} is not an exact pin"
-        assert _name(name) not in pins, f"constraints.txt pins {name} twice"
-        pins[_name(name)] = Version(version)
+    pins = _exact_pins("constraints.txt")
     assert "torch" not in pins
     declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
     ranges = {_name(d): Requirement(d).specifier for d in declared}
@@ -100,12 +106,7 @@ def test_floors_pin_exactly_the_lower_bounds_pyproject_declares():
     from packaging.requirements import Requirement
     from packaging.version import Version
 
-    text = (ROOT / "tools" / "floors.txt").read_text()
-    pins = {}
-    for line in filter(None, (line.split("#")[0].strip() for line in text.splitlines())):
-        name, sep, version = line.partition("==")
-        assert sep, f"tools/floors.txt: {line!r} is not an exact pin"
-        pins[_name(name)] = Version(version)
+    pins = _exact_pins("tools/floors.txt")
     declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["colab"]
     floors = {}
     for dep in declared:
@@ -113,7 +114,8 @@ def test_floors_pin_exactly_the_lower_bounds_pyproject_declares():
         lowest = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==")]
         assert len(lowest) == 1, f"pyproject.toml: {dep!r} has no single lower bound"
         floors[_name(requirement.name)] = lowest[0]
-    assert "torch" not in pins and "torch" in floors and "torch" in text  # named as not covered
+    assert "torch" not in pins and "torch" in floors
+    assert "torch" in (ROOT / "tools" / "floors.txt").read_text()  # its header says torch is not covered
     del floors["torch"]
     assert pins == floors, f"tools/floors.txt {pins} is not pyproject's lower bounds {floors}"
     makefile = (ROOT / "Makefile").read_text()
