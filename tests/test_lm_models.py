@@ -83,14 +83,16 @@ def test_shipped_lm_perplexity_is_what_its_log_reports(tiny):
 
 
 def test_shipped_lm_writes_words_from_movie_reviews(tiny):
-    # Not word salad: nearly every word it writes is a word the reviews use.
+    """Not word salad: nearly every word it writes is a word the reviews use. Over 32 samples the
+    share was 0.88-0.94 on twenty seeds (torch 2.2 and 2.13), against 0.48 for the same
+    architecture at random init; 8 samples ranged 0.84-0.96, too close to a 0.9 bound."""
     model, tok = tiny
     vocabulary = {w for t in load_snippets("train")[0] for w in re.findall(r"[a-z]+", t.lower())}
-    samples = generate(model, tok, [""] * 6 + ["The film"] * 2, max_new_tokens=30, temperature=0.8, seed=1)
+    samples = generate(model, tok, [""] * 24 + ["The film"] * 8, max_new_tokens=30, temperature=0.8, seed=1)
     words = [w for s in samples for w in re.findall(r"[a-z]+", s.lower())]
     known = sum(w in vocabulary for w in words) / len(words)
-    assert len(words) > 60
-    assert known > 0.9, f"only {known:.0%} of generated words are English review words: {samples}"
+    assert len(words) > 240
+    assert known > 0.85, f"only {known:.0%} of generated words are English review words: {samples[:8]}"
 
 
 def test_generation_stops_at_eos_and_never_emits_pad(tiny):
