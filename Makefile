@@ -71,7 +71,7 @@ bench: setup
 # The suite (fast profile) at the lowest versions pyproject.toml allows (tools/floors.txt, torch 2.2.0
 # included), in a venv of its own: what a learner whose environment is older than constraints.txt gets.
 # Needs PyPI, and downloads torch 2.2.0's CUDA build (about 2.5 GB; it runs on the CPU). The dev tools
-# are the newest. For the oldest Python the metadata allows: make test-floors FLOORS_PYTHON=python3.10
+# are the newest. For the oldest Python the metadata allows: make FLOORS_PYTHON=python3.10 test-floors
 FLOORS_VENV ?= .venv-floors
 FLOORS_PYTHON ?= $(PYTHON)
 test-floors:
