@@ -70,12 +70,15 @@ bench: setup
 
 # The suite (fast profile) at the lowest versions pyproject.toml allows (tools/floors.txt, torch 2.2.0
 # included), in a venv of its own: what a learner whose environment is older than constraints.txt gets.
-# Needs PyPI, and downloads torch 2.2.0's CUDA build (about 2.5 GB; it runs on the CPU). The dev tools
-# are the newest. For the oldest Python the metadata allows: make FLOORS_PYTHON=python3.10 test-floors
+# Needs PyPI, and on Linux x86-64 downloads torch 2.2.0's CUDA build (about 2.5 GB; it runs on the CPU).
+# The dev tools are the newest. Python 3.10-3.12 (torch 2.2 and numpy 1.26 have no 3.13 wheels); for the
+# oldest the metadata allows: make FLOORS_PYTHON=python3.10 test-floors. A venv of another Python is
+# made again.
 FLOORS_VENV ?= .venv-floors
 FLOORS_PYTHON ?= $(PYTHON)
 test-floors:
-	test -x $(FLOORS_VENV)/bin/python || $(FLOORS_PYTHON) -m venv $(FLOORS_VENV)
+	test -x $(FLOORS_VENV)/bin/python && [ "$$($(FLOORS_VENV)/bin/python -V)" = "$$($(FLOORS_PYTHON) -V)" ] \
+		|| $(FLOORS_PYTHON) -m venv --clear $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(FLOORS_VENV)/bin/python -m pip install -q -e ".[dev,colab]" -c tools/floors.txt
 	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(FLOORS_VENV)/bin/python -m pytest -q -n 2 --dist loadfile
