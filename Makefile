@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ppo-edu-installed
 # Jupyter refuses to run as root unless told; containers and Colab-like boxes often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test test-full test-kernels test-floors figures exercises bench clean
+.PHONY: setup lab test test-full test-kernels test-floors test-newest figures exercises bench clean
 
 $(STAMP): pyproject.toml Makefile constraints.txt  # torch is pinned here, the rest in constraints.txt: a new pin reinstalls
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,5 +83,20 @@ test-floors:
 	$(FLOORS_VENV)/bin/python -m pip install -q -e ".[dev,colab]" -c tools/floors.txt
 	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(FLOORS_VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
+# The same tests at the newest versions pyproject.toml allows, torch included (no constraints.txt), in
+# a venv of its own: what `pip install` gives a learner today, and what the next bump of constraints.txt
+# will meet. Needs PyPI; on Linux x86-64 the newest torch is its CUDA build (about 3 GB; it runs on the
+# CPU). It prints the versions it tested. NEWEST_PYTHON picks the Python, as FLOORS_PYTHON does above.
+NEWEST_VENV ?= .venv-newest
+NEWEST_PYTHON ?= $(PYTHON)
+test-newest:
+	test -x $(NEWEST_VENV)/bin/python && [ "$$($(NEWEST_VENV)/bin/python -V)" = "$$($(NEWEST_PYTHON) -V)" ] \
+		|| $(NEWEST_PYTHON) -m venv --clear $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,colab]"
+	$(NEWEST_VENV)/bin/python -V
+	$(NEWEST_VENV)/bin/python -m pip freeze | grep -i -E '^(torch|numpy|transformers|tokenizers|huggingface.hub|safetensors|gymnasium|matplotlib|datasets|pytest|nbval)=='
+	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(NEWEST_VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+
 clean:
-	rm -rf $(VENV) $(FLOORS_VENV) .pytest_cache
+	rm -rf $(VENV) $(FLOORS_VENV) $(NEWEST_VENV) .pytest_cache

@@ -120,3 +120,18 @@ def test_floors_pin_exactly_the_lower_bounds_pyproject_declares():
     recipe = makefile.split("\ntest-floors:\n")[1].split("\n\n")[0]
     assert "torch==" not in recipe, "torch must come from tools/floors.txt, not a pin of its own"
     assert "$(FLOORS_PYTHON) -m venv" in recipe  # the Python floor (3.10) is tested by choosing it
+
+
+def test_newest_run_takes_every_version_unpinned():
+    """`make test-newest` tests what a plain `pip install` gives a learner today: every dependency,
+    torch included, at the newest release pyproject.toml allows. A constraints file or a pin in its
+    recipe would make it test what `make test` already tests."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest-newest:\n")[1].split("\n\n")[0]
+    installs = [line for line in recipe.splitlines() if "pip install" in line]
+    assert len(installs) == 2 and "--upgrade pip" in installs[0]
+    assert '--upgrade --upgrade-strategy eager -e ".[dev,colab]"' in installs[1]
+    assert not re.search(r"\s-c\s|--constraint|==", installs[1]), installs[1]
+    assert "$(NEWEST_PYTHON) -m venv --clear $(NEWEST_VENV)" in recipe
+    assert "PPO_EDU_PROFILE=fast" in recipe and "-m pytest" in recipe
+    assert "$(NEWEST_VENV)" in makefile.split("\nclean:\n")[1].split("\n\n")[0]
