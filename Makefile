@@ -76,22 +76,22 @@ bench: setup
 # made again.
 FLOORS_VENV ?= .venv-floors
 FLOORS_PYTHON ?= $(PYTHON)
+# $(call venv_of,VENV,PYTHON): VENV stays if it is a venv of that Python's version, else it is made again
+venv_of = test -x $(1)/bin/python && [ "$$($(1)/bin/python -V)" = "$$($(2) -V)" ] || $(2) -m venv --clear $(1)
 test-floors:
-	test -x $(FLOORS_VENV)/bin/python && [ "$$($(FLOORS_VENV)/bin/python -V)" = "$$($(FLOORS_PYTHON) -V)" ] \
-		|| $(FLOORS_PYTHON) -m venv --clear $(FLOORS_VENV)
+	$(call venv_of,$(FLOORS_VENV),$(FLOORS_PYTHON))
 	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(FLOORS_VENV)/bin/python -m pip install -q -e ".[dev,colab]" -c tools/floors.txt
 	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(FLOORS_VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 # The same tests at the newest versions pyproject.toml allows, torch included (no constraints.txt), in
 # a venv of its own: what `pip install` gives a learner today, and what the next bump of constraints.txt
-# will meet. Needs PyPI; on Linux x86-64 the newest torch is its CUDA build (about 3 GB; it runs on the
-# CPU). It prints the versions it tested. NEWEST_PYTHON picks the Python, as FLOORS_PYTHON does above.
+# will meet. Needs PyPI; on Linux x86-64 the newest torch is its CUDA build (the venv came to 6.2 GB with
+# torch 2.15.0; it runs on the CPU). It prints the versions it tested. NEWEST_PYTHON picks the Python, as FLOORS_PYTHON does above.
 NEWEST_VENV ?= .venv-newest
 NEWEST_PYTHON ?= $(PYTHON)
 test-newest:
-	test -x $(NEWEST_VENV)/bin/python && [ "$$($(NEWEST_VENV)/bin/python -V)" = "$$($(NEWEST_PYTHON) -V)" ] \
-		|| $(NEWEST_PYTHON) -m venv --clear $(NEWEST_VENV)
+	$(call venv_of,$(NEWEST_VENV),$(NEWEST_PYTHON))
 	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,colab]"
 	$(NEWEST_VENV)/bin/python -V

@@ -119,7 +119,7 @@ def test_floors_pin_exactly_the_lower_bounds_pyproject_declares():
     assert re.search(r'pip install -q -e "\.\[dev,colab\]" -c tools/floors\.txt$', makefile, re.MULTILINE)
     recipe = makefile.split("\ntest-floors:\n")[1].split("\n\n")[0]
     assert "torch==" not in recipe, "torch must come from tools/floors.txt, not a pin of its own"
-    assert "$(FLOORS_PYTHON) -m venv" in recipe  # the Python floor (3.10) is tested by choosing it
+    assert "$(call venv_of,$(FLOORS_VENV),$(FLOORS_PYTHON))" in recipe  # the Python floor (3.10): chosen
 
 
 def test_newest_run_takes_every_version_unpinned():
@@ -132,6 +132,6 @@ def test_newest_run_takes_every_version_unpinned():
     assert len(installs) == 2 and "--upgrade pip" in installs[0]
     assert '--upgrade --upgrade-strategy eager -e ".[dev,colab]"' in installs[1]
     assert not re.search(r"\s-c\s|--constraint|==", installs[1]), installs[1]
-    assert "$(NEWEST_PYTHON) -m venv --clear $(NEWEST_VENV)" in recipe
+    assert "$(call venv_of,$(NEWEST_VENV),$(NEWEST_PYTHON))" in recipe
     assert "PPO_EDU_PROFILE=fast" in recipe and "-m pytest" in recipe
     assert "$(NEWEST_VENV)" in makefile.split("\nclean:\n")[1].split("\n\n")[0]
