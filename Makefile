@@ -38,7 +38,7 @@ test: setup
 	env -u PPO_EDU_SEED PPO_EDU_PROFILE=fast $(PY) -m pytest -q -n 2 --dist loadfile
 
 # The lessons as learners run them: every solution notebook in its `full` profile, with the
-# asserts it makes there (about 8 minutes on 2 CPU cores). CI runs only `fast`; run this
+# asserts it makes there (8-23 minutes on 2 CPU cores; README). CI runs only `fast`; run this
 # before teaching a cohort, or after changing a lesson's full settings.
 test-full: setup
 	env -u PPO_EDU_SEED PPO_EDU_PROFILE=full $(PY) -m pytest -q notebooks/0*.ipynb
