@@ -87,7 +87,8 @@ test-floors:
 # The same tests at the newest versions pyproject.toml allows, torch included (no constraints.txt), in
 # a venv of its own: what `pip install` gives a learner today, and what the next bump of constraints.txt
 # will meet. Needs PyPI; on Linux x86-64 the newest torch is its CUDA build (the venv came to 6.2 GB with
-# torch 2.15.0; it runs on the CPU). It prints the versions it tested. NEWEST_PYTHON picks the Python, as FLOORS_PYTHON does above.
+# torch 2.15.0; it runs on the CPU). It prints the versions it tested. NEWEST_PYTHON picks the Python,
+# as FLOORS_PYTHON does above.
 NEWEST_VENV ?= .venv-newest
 NEWEST_PYTHON ?= $(PYTHON)
 test-newest:
