@@ -2,17 +2,17 @@
 """Record what the lessons print, and compare two records: does another release of torch (or
 of any dependency) change the numbers the lessons' text quotes?
 
-    python tools/printed_numbers.py --out runs/printed-old.json     # all six, full profile (8-23 min)
+    python tools/printed_numbers.py --out runs/printed-old.json    # all six, full (8-23 min)
     python tools/printed_numbers.py --profile fast --out /tmp/gae.json notebooks/03_gae.ipynb
     python tools/printed_numbers.py --compare runs/printed-old.json runs/printed-new.json
 
 With ``--out`` it executes solution notebooks in a Jupyter kernel of the Python that runs it
 (nbclient, as JupyterLab would), with ``PPO_EDU_PROFILE`` set and ``PPO_EDU_SEED`` unset, and
 writes every line each cell printed (stdout, and the value a cell ends on), tagged with the
-cell's index, and the library versions. Record once in the old venv and once in the new, then ``--compare``: it
-lists the lines that differ. Lines that differ only in a wall-clock time or a speed ("in 26.7 s",
-"19 responses/s") are counted apart, since those differ on every run. It exits with 1 when any
-other line differs, or a notebook is in one record only.
+cell's index, and the library versions. Record once in the old venv and once in the new,
+then ``--compare``: it lists the lines that differ. Lines that differ only in a wall-clock time
+or a speed ("in 26.7 s", "19 responses/s") are counted apart, since those differ on every run.
+It exits with 1 when any other line differs, or a notebook is in one record only.
 """
 
 from __future__ import annotations
