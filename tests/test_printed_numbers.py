@@ -89,3 +89,42 @@ def test_a_record_runs_the_notebook_in_the_profile_asked_for_and_restores_the_en
     assert data["notebooks"] == {"t.ipynb": ["[cell 0] fast None", f"[cell 1] cwd {tmp_path.name}",
                                              "[cell 1 result] 42"]}
     assert (tool.os.environ["PPO_EDU_PROFILE"], tool.os.environ["PPO_EDU_SEED"]) == ("full", "7")
+
+
+def test_a_failing_cell_keeps_the_lines_before_it_and_the_next_notebook_still_runs(tool, tmp_path, capsys):
+    failing, passing = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print('return 159.3')"),
+        nbformat.v4.new_code_cell("print('checking')\nassert 140 > 150, 'return 140 below 150'"),
+        nbformat.v4.new_code_cell("print('never printed')"),
+    ]), failing)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ok')")]), passing)
+    out = tmp_path / "r.json"
+    assert tool.main(["--out", str(out), "--profile", "fast", "--timeout", "120", str(failing), str(passing)]) == 1
+    assert "a.ipynb failed: [cell 1 error] AssertionError: return 140 below 150" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["notebooks"] == {"a.ipynb": ["[cell 0] return 159.3", "[cell 1] checking",
+                                             "[cell 1 error] AssertionError: return 140 below 150"],
+                                 "b.ipynb": ["[cell 0] ok"]}
+    assert data["failed"] == {"a.ipynb": "[cell 1 error] AssertionError: return 140 below 150"}
+
+    # against a record where it passed, the failure is named and its lines are differences
+    passed = tmp_path / "passed.json"
+    passed.write_text(json.dumps(record_of({"a.ipynb": ["[cell 0] return 159.3", "[cell 1] checking",
+                                                        "[cell 2] never printed"], "b.ipynb": ["[cell 0] ok"]}, profile="fast")))
+    assert tool.main(["--compare", str(passed), str(out)]) == 1
+    report = capsys.readouterr().out
+    assert "a.ipynb failed in the new record: [cell 1 error] AssertionError: return 140 below 150" in report
+    assert "  - [cell 2] never printed" in report
+
+
+def test_a_cell_that_runs_past_the_timeout_is_named_as_the_failure(tool, tmp_path):
+    path = tmp_path / "slow.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print('first')"),
+        nbformat.v4.new_code_cell("import time\nprint('sleeping', flush=True)\ntime.sleep(30)"),
+    ]), path)
+    data = tool.record([path], "fast", timeout=3)
+    lines = data["notebooks"]["slow.ipynb"]
+    assert lines[0] == "[cell 0] first" and lines[-1].startswith("[cell 1 error] CellTimeoutError: ")
+    assert data["failed"] == {"slow.ipynb": lines[-1]}

@@ -13,6 +13,8 @@ cell's index, and the library versions. Record once in the old venv and once in 
 then ``--compare``: it lists the lines that differ. Lines that differ only in a wall-clock time
 or a speed ("in 26.7 s", "19 responses/s") are counted apart, since those differ on every run.
 It exits with 1 when any other line differs, or a notebook is in one record only.
+A cell that fails (an assert, a time-out) does not lose the record: the notebook's lines up to
+it are kept, the error becomes its last line, the next notebook runs, and ``--out`` exits with 1.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def printed_lines(nb) -> list[str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "execute_result" and "text/plain" in out.get("data", {}):
                 lines += [f"[cell {index} result] {line}" for line in out["data"]["text/plain"].splitlines()]
+            elif out.get("output_type") == "error":
+                lines.append(f"[cell {index} error] {out.get('ename')}: {out.get('evalue')}")
     return lines
 
 
@@ -55,20 +59,38 @@ def record(paths: list[Path], profile: str, timeout: int) -> dict:
     """Execute each notebook and return ``{"versions": ..., "profile": ..., "notebooks": {path: lines}}``."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     saved = {name: os.environ.get(name) for name in ("PPO_EDU_PROFILE", "PPO_EDU_SEED")}
     os.environ["PPO_EDU_PROFILE"] = profile  # the kernel inherits the environment
     os.environ.pop("PPO_EDU_SEED", None)
-    notebooks = {}
+    notebooks, failed = {}, {}
     try:
         for path in paths:
             nb = nbformat.read(path, as_version=4)
             start = time.perf_counter()
             # kernel "python3" runs this interpreter (jupyter_client puts sys.executable in its command)
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
-            notebooks[path.name] = printed_lines(nb)
-            print(f"{path}: {len(notebooks[path.name])} lines in {time.perf_counter() - start:.0f} s", flush=True)
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.resolve().parent)}})
+            try:
+                client.execute()
+            except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+                # the cells before the failure keep their outputs; the failure is the last line
+                lines = printed_lines(nb)
+                if not isinstance(exc, CellExecutionError):
+                    # a time-out or a dead kernel: at most the KeyboardInterrupt of nbclient's interrupt
+                    # is in the outputs; the cell that was running is the last the kernel numbered
+                    lines = [line for line in lines if not line.endswith(" error] KeyboardInterrupt: ")]
+                    ran = [i for i, cell in enumerate(nb.cells) if cell.get("execution_count")]
+                    where = ran[-1] if ran else "?"
+                    lines.append(f"[cell {where} error] {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+                failed[path.name] = lines[-1]
+                notebooks[path.name] = lines
+            else:
+                notebooks[path.name] = printed_lines(nb)
+            status = f"FAILED, {failed[path.name]}" if path.name in failed else "ran"
+            print(f"{path}: {status} ({len(notebooks[path.name])} lines in {time.perf_counter() - start:.0f} s)",
+                  flush=True)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -76,13 +98,16 @@ def record(paths: list[Path], profile: str, timeout: int) -> dict:
             else:
                 os.environ[name] = value
     return {"versions": {"python": sys.version.split()[0], **library_versions()},
-            "profile": profile, "notebooks": notebooks}
+            "profile": profile, "notebooks": notebooks, "failed": failed}
 
 
 def compare(old: dict, new: dict) -> tuple[list[str], int, bool]:
     """(report lines, lines that differ only in times, whether anything else differs)."""
     report = [f"old: {old['profile']} profile, {old['versions']}",
               f"new: {new['profile']} profile, {new['versions']}"]
+    for which, data in (("old", old), ("new", new)):  # records older than "failed" have none
+        report += [f"{name} failed in the {which} record: {error}"
+                   for name, error in data.get("failed", {}).items()]
     if old["profile"] != new["profile"]:
         report.append("the two records ran different profiles: their numbers are not comparable")
         return report, 0, True
@@ -121,7 +146,8 @@ def load_record(path: Path, parser: argparse.ArgumentParser) -> dict:
     if (not isinstance(data, dict) or not {"versions", "profile", "notebooks"} <= set(data)
             or not isinstance(data["notebooks"], dict)
             or not all(isinstance(lines, list) and all(isinstance(line, str) for line in lines)
-                       for lines in data["notebooks"].values())):
+                       for lines in data["notebooks"].values())
+            or not isinstance(data.get("failed", {}), dict)):
         parser.error(f"{path}: not a record of this script (versions, profile, and notebooks: "
                      "a list of printed lines for each notebook)")
     return data
@@ -161,7 +187,9 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {args.out}")
-    return 0
+    for name, error in data["failed"].items():
+        print(f"{name} failed: {error}")
+    return 1 if data["failed"] else 0
 
 
 if __name__ == "__main__":
