@@ -128,3 +128,14 @@ def test_a_cell_that_runs_past_the_timeout_is_named_as_the_failure(tool, tmp_pat
     lines = data["notebooks"]["slow.ipynb"]
     assert lines[0] == "[cell 0] first" and lines[-1].startswith("[cell 1 error] CellTimeoutError: ")
     assert data["failed"] == {"slow.ipynb": lines[-1]}
+
+
+def test_the_record_is_written_after_each_notebook(tool, tmp_path):
+    first, second, out = tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "r.json"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('a ran')")]), first)
+    # the second notebook reads the record while it runs: the first is already in it
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"import json\nprint(json.load(open({str(out)!r}))['notebooks'])")]), second)
+    data = tool.record([first, second], "fast", timeout=120, out=out)
+    assert data["notebooks"]["b.ipynb"] == ["[cell 0] {'a.ipynb': ['[cell 0] a ran']}"]
+    assert json.loads(out.read_text()) == data

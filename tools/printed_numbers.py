@@ -15,6 +15,7 @@ or a speed ("in 26.7 s", "19 responses/s") are counted apart, since those differ
 It exits with 1 when any other line differs, or a notebook is in one record only.
 A cell that fails (an assert, a time-out) does not lose the record: the notebook's lines up to
 it are kept, the error becomes its last line, the next notebook runs, and ``--out`` exits with 1.
+The record is written after each notebook, so a run stopped part-way keeps what it finished.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def printed_lines(nb) -> list[str]:
     return lines
 
 
-def record(paths: list[Path], profile: str, timeout: int) -> dict:
-    """Execute each notebook and return ``{"versions": ..., "profile": ..., "notebooks": {path: lines}}``."""
+def record(paths: list[Path], profile: str, timeout: int, out: Path | None = None) -> dict:
+    """Execute each notebook and return ``{"versions": ..., "profile": ..., "notebooks": {path: lines},
+    "failed": {path: error line}}``; with ``out``, the record so far is written there after each
+    notebook, so a run stopped part-way keeps the notebooks it finished."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -65,6 +68,8 @@ def record(paths: list[Path], profile: str, timeout: int) -> dict:
     os.environ["PPO_EDU_PROFILE"] = profile  # the kernel inherits the environment
     os.environ.pop("PPO_EDU_SEED", None)
     notebooks, failed = {}, {}
+    data = {"versions": {"python": sys.version.split()[0], **library_versions()},
+            "profile": profile, "notebooks": notebooks, "failed": failed}
     try:
         for path in paths:
             nb = nbformat.read(path, as_version=4)
@@ -91,14 +96,15 @@ def record(paths: list[Path], profile: str, timeout: int) -> dict:
             status = f"FAILED, {failed[path.name]}" if path.name in failed else "ran"
             print(f"{path}: {status} ({len(notebooks[path.name])} lines in {time.perf_counter() - start:.0f} s)",
                   flush=True)
+            if out is not None:
+                out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return {"versions": {"python": sys.version.split()[0], **library_versions()},
-            "profile": profile, "notebooks": notebooks, "failed": failed}
+    return data
 
 
 def compare(old: dict, new: dict) -> tuple[list[str], int, bool]:
@@ -183,9 +189,8 @@ def main(argv=None) -> int:
         parser.error(f"--timeout must be at least 1 second, got {args.timeout}")
     if args.out.is_dir():
         parser.error(f"--out {args.out} is a folder; pass a file name")
-    data = record(paths, args.profile, args.timeout)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    data = record(paths, args.profile, args.timeout, out=args.out)  # written after each notebook
     print(f"wrote {args.out}")
     for name, error in data["failed"].items():
         print(f"{name} failed: {error}")
