@@ -16,6 +16,11 @@ def record_of(notebooks, profile="full", torch="2.13.0"):
     return {"versions": {"torch": torch}, "profile": profile, "notebooks": notebooks}
 
 
+def write_notebook(path, *sources):
+    """A notebook of one code cell per source, written to ``path``."""
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+
+
 def test_a_cells_stdout_split_over_outputs_is_joined_and_its_result_kept(tool):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# not code"),
@@ -79,10 +84,8 @@ def test_a_record_runs_the_notebook_in_the_profile_asked_for_and_restores_the_en
     monkeypatch.setenv("PPO_EDU_PROFILE", "full")
     monkeypatch.setenv("PPO_EDU_SEED", "7")
     path = tmp_path / "t.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import os\nprint(os.environ['PPO_EDU_PROFILE'], os.environ.get('PPO_EDU_SEED'))"),
-        nbformat.v4.new_code_cell("print('cwd', os.path.basename(os.getcwd()))\n6 * 7"),
-    ]), path)
+    write_notebook(path, "import os\nprint(os.environ['PPO_EDU_PROFILE'], os.environ.get('PPO_EDU_SEED'))",
+                   "print('cwd', os.path.basename(os.getcwd()))\n6 * 7")
     data = tool.record([path], "fast", timeout=120)
     assert data["profile"] == "fast" and "torch" in data["versions"]
     # the kernel ran in the notebook's folder, with the profile set and no seed override
@@ -93,12 +96,9 @@ def test_a_record_runs_the_notebook_in_the_profile_asked_for_and_restores_the_en
 
 def test_a_failing_cell_keeps_the_lines_before_it_and_the_next_notebook_still_runs(tool, tmp_path, capsys):
     failing, passing = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("print('return 159.3')"),
-        nbformat.v4.new_code_cell("print('checking')\nassert 140 > 150, 'return 140 below 150'"),
-        nbformat.v4.new_code_cell("print('never printed')"),
-    ]), failing)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ok')")]), passing)
+    write_notebook(failing, "print('return 159.3')",
+                   "print('checking')\nassert 140 > 150, 'return 140 below 150'", "print('never printed')")
+    write_notebook(passing, "print('ok')")
     out = tmp_path / "r.json"
     assert tool.main(["--out", str(out), "--profile", "fast", "--timeout", "120", str(failing), str(passing)]) == 1
     assert "a.ipynb failed: [cell 1 error] AssertionError: return 140 below 150" in capsys.readouterr().out
@@ -120,10 +120,7 @@ def test_a_failing_cell_keeps_the_lines_before_it_and_the_next_notebook_still_ru
 
 def test_a_cell_that_runs_past_the_timeout_is_named_as_the_failure(tool, tmp_path):
     path = tmp_path / "slow.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("print('first')"),
-        nbformat.v4.new_code_cell("import time\nprint('sleeping', flush=True)\ntime.sleep(30)"),
-    ]), path)
+    write_notebook(path, "print('first')", "import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
     data = tool.record([path], "fast", timeout=3)
     lines = data["notebooks"]["slow.ipynb"]
     assert lines[0] == "[cell 0] first" and lines[-1].startswith("[cell 1 error] CellTimeoutError: ")
@@ -132,10 +129,9 @@ def test_a_cell_that_runs_past_the_timeout_is_named_as_the_failure(tool, tmp_pat
 
 def test_the_record_is_written_after_each_notebook(tool, tmp_path):
     first, second, out = tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "r.json"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('a ran')")]), first)
+    write_notebook(first, "print('a ran')")
     # the second notebook reads the record while it runs: the first is already in it
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        f"import json\nprint(json.load(open({str(out)!r}))['notebooks'])")]), second)
+    write_notebook(second, f"import json\nprint(json.load(open({str(out)!r}))['notebooks'])")
     data = tool.record([first, second], "fast", timeout=120, out=out)
     assert data["notebooks"]["b.ipynb"] == ["[cell 0] {'a.ipynb': ['[cell 0] a ran']}"]
     assert json.loads(out.read_text()) == data
