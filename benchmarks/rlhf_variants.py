@@ -33,6 +33,11 @@ depend on how busy the machine is.
 - ``--shaping``: potential-based reward shaping with the reward model's score of every
   prefix (``ppo_edu.rlhf.shaping``): each token is credited with how much it moved the
   score, and the best policy is unchanged.
+- ``--loss-aggregation response-mean|constant``: how L^CLIP averages its per-token terms
+  over a minibatch (``ppo_edu.rlhf.losses.token_weights``): each response's mean, then the
+  mean over responses, as GRPO's objective is written, which weighs a token by one over its
+  response's length; or the sum over tokens divided by a constant (Dr. GRPO). The default
+  weighs every real token alike.
 - ``--extra-prompts validation|all``: trains on more prompts (openings of the validation
   split, or of the validation and train splits; the evaluation prompts stay held out).
 - ``--train-eval``: also measures 256 of the training prompts, to see how much of the gain
@@ -51,6 +56,7 @@ import torch
 from rlhf import check_setup_args, load_setup, measure  # benchmarks/rlhf.py, beside this script
 
 from ppo_edu.rlhf import PolicyWithValueHead, RLHFConfig, RLHFTrainer, frozen_reference
+from ppo_edu.rlhf.losses import LOSS_AGGREGATIONS
 from ppo_edu.rlhf.setups import load_prompts
 from ppo_edu.rlhf.shaping import reward_model_potentials
 
@@ -123,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--extra-prompts", choices=("none", "validation", "all"), default="none")
     parser.add_argument("--train-eval", action="store_true")
     parser.add_argument("--lam", type=float, default=RLHFConfig.lam, help="GAE lambda over tokens")
+    parser.add_argument("--loss-aggregation", choices=LOSS_AGGREGATIONS, default=RLHFConfig.loss_aggregation,
+                        help="how L^CLIP averages its per-token terms (ppo_edu.rlhf.losses.token_weights)")
     parser.add_argument("--target-kl", type=float, default=RLHFConfig.target_kl)
     parser.add_argument("--batch-size", type=int, default=RLHFConfig.batch_size)
     parser.add_argument("--mini-batch-size", type=int, default=RLHFConfig.mini_batch_size)
@@ -144,7 +152,8 @@ def main(argv=None) -> int:
     if args.shaping and args.reward != "score":
         parser.error("--shaping uses the reward model's raw prefix scores; it goes with --reward score only")
     config = dict(batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
-                  max_new_tokens=args.max_new_tokens, lam=args.lam, target_kl=args.target_kl, seed=args.seed)
+                  max_new_tokens=args.max_new_tokens, lam=args.lam, target_kl=args.target_kl,
+                  loss_aggregation=args.loss_aggregation, seed=args.seed)
     check_setup_args(parser, args, config)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -85,6 +85,20 @@ def _validate(logprobs, old_logprobs, advantages=None, mask=None, averaged: bool
     require_finite(**finite)
 
 
+def _require_weights(weights, like: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """Weights for a weighted sum over samples: a tensor of ``like``'s shape, finite, >= 0,
+    and 0 wherever ``mask`` is 0 (a weight on padding would train on it)."""
+    require_tensor("weights", weights)
+    require_same_shape(weights=weights, logprobs=like)
+    require_finite(weights=weights)
+    if (weights < 0).any():
+        raise ValueError(f"weights must be >= 0, got {weights.min().item()}")
+    on_padding = (weights != 0) & ~mask.bool() if mask is not None else None
+    if on_padding is not None and on_padding.any():
+        index = tuple(int(i) for i in on_padding.nonzero()[0])
+        raise ValueError(f"weights must be 0 on padding (mask 0); index {index} has {weights[index].item()}")
+
+
 def probability_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor) -> torch.Tensor:
     """r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t), computed from log-probabilities.
 
@@ -123,6 +137,7 @@ def clipped_surrogate(
     mask: torch.Tensor | None = None,
     *,
     check: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> ClippedSurrogate:
     """L^CLIP(theta) = E_t[min(r_t A_hat_t, clip(r_t, 1 - eps, 1 + eps) A_hat_t)] (eq. 7).
 
@@ -137,15 +152,24 @@ def clipped_surrogate(
     The inputs are checked (same shapes, finite) on every call. ``check=False`` skips
     that, for a training loop's inner step that checks its loss once per update instead:
     the checks cost about as much as the arithmetic for a 256-sample minibatch.
+
+    ``weights`` (optional, the shape of ``logprobs``): E_t becomes the weighted sum
+    sum_t w_t * term_t instead of the mean over the mask, for weights that are >= 0, finite
+    and 0 on padding (they need not add up to 1). Lesson 6 uses it to weigh tokens by their
+    response (``ppo_edu.rlhf.losses.token_weights``). The clip fraction stays the share of
+    all the real samples.
     """
     require_positive("epsilon", epsilon)
     if check:
         _validate(logprobs, old_logprobs, advantages, mask)
+    if weights is not None:
+        _require_weights(weights, logprobs, mask)
     log_ratio, advantages = zero_padding(mask, logprobs - old_logprobs.detach(), advantages.detach())
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon) * advantages
-    objective = masked_mean(torch.minimum(unclipped, clipped), mask)
+    terms = torch.minimum(unclipped, clipped)
+    objective = masked_mean(terms, mask) if weights is None else (weights * terms).sum()
     with torch.no_grad():
         clip_fraction = masked_mean(((ratio - 1.0).abs() > epsilon).to(ratio.dtype), mask)
     return ClippedSurrogate(objective, clip_fraction)

@@ -80,6 +80,20 @@ def test_the_script_measures_policy_and_averages_on_both_prompt_sets(bench, caps
         assert row[-2] == "6.0"  # every response runs to the limit
 
 
+def test_the_loss_aggregation_reaches_the_trainers_config(bench, monkeypatch, capsys):
+    configs = []
+
+    class Recording(bench.RLHFTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            configs.append(self.config)
+
+    monkeypatch.setattr(bench, "RLHFTrainer", Recording)
+    assert bench.main(["--steps", "1", "--loss-aggregation", "response-mean", "--batch-size", "4",
+                       "--mini-batch-size", "2", "--max-new-tokens", "6", "--eval-prompts", "8"]) == 0
+    assert [c.loss_aggregation for c in configs] == ["response-mean"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "2", "--at", "3"], "every --at step must be in 1..2 (--steps), got [3]"),
     (["--steps", "0"], "--steps must be >= 1, got 0"),
@@ -87,6 +101,7 @@ def test_the_script_measures_policy_and_averages_on_both_prompt_sets(bench, caps
     (["--lam", "2"], "not a valid RLHFConfig: lam must be in [0, 1]"),  # failed after loading
     (["--batch-size", "0"], "not a valid RLHFConfig: batch_size must be >= 1"),
     (["--eval-prompts", "0"], "--eval-prompts must be in 1..1050"),
+    (["--loss-aggregation", "mean"], "invalid choice: 'mean'"),
 ])
 def test_bad_arguments_are_usage_errors(bench, capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -1,8 +1,8 @@
 """The two PPO losses over response tokens. The policy loss is lesson 2's L^CLIP
-(:func:`ppo_edu.objectives.clipped_surrogate` with a token mask); the value loss is here."""
+(:func:`ppo_edu.objectives.clipped_surrogate` with a token mask, and the token weights
+below); the value loss is here."""
 
 from __future__ import annotations
-
 
 import torch
 
@@ -34,3 +34,40 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     with torch.no_grad():
         clip_fraction = masked_mean((clipped_error > unclipped_error).to(values.dtype), mask)
     return loss, clip_fraction
+
+
+LOSS_AGGREGATIONS = ("token-mean", "response-mean", "constant")
+
+
+def token_weights(mask: torch.Tensor, aggregation: str, max_new_tokens: int | None = None) -> torch.Tensor:
+    """How much each response token counts in a minibatch's policy loss, ``(B, R)``, 0 on padding.
+
+    - ``"token-mean"``: 1 / (the minibatch's real tokens), every token alike. This is E_t of
+      lesson 4, with tokens as time steps, and what TRL's PPO does.
+    - ``"response-mean"``: 1 / (B * the response's length): each response's mean, then the
+      mean over responses, as GRPO's objective is written (Shao et al. 2024). A token of a
+      5-token response weighs four times one of a 20-token response (the length bias of Liu
+      et al. 2025, "Understanding R1-Zero-like training").
+    - ``"constant"``: 1 / (B * ``max_new_tokens``), the same for every token of every
+      minibatch (Liu et al.'s Dr. GRPO): the sum over tokens, scaled by a constant.
+    """
+    if aggregation not in LOSS_AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {LOSS_AGGREGATIONS}, got {aggregation!r}")
+    if mask.dim() != 2:
+        raise ValueError(f"mask must be (B, R), got shape {tuple(mask.shape)}")
+    real = mask.bool()
+    lengths = real.sum(1, keepdim=True)
+    if (lengths == 0).any():
+        raise ValueError(f"response {int((lengths[:, 0] == 0).nonzero()[0])} has no real token: a "
+                         "response holds at least the token it stopped on")
+    batch = mask.shape[0]
+    if aggregation == "token-mean":
+        scale = 1.0 / real.sum()
+    elif aggregation == "response-mean":
+        scale = 1.0 / (batch * lengths)
+    else:
+        if max_new_tokens is None or lengths.max() > max_new_tokens:
+            raise ValueError(f"'constant' divides by max_new_tokens, which must be at least the longest "
+                             f"response ({int(lengths.max())} tokens), got {max_new_tokens}")
+        scale = torch.tensor(1.0 / (batch * max_new_tokens))
+    return torch.where(real, scale.to(torch.float32), 0.0)

@@ -53,7 +53,7 @@ from ppo_edu.rlhf.kl import (
     warn_if_negative,
 )
 from ppo_edu.rlhf.logprobs import entropy_from_logits, response_logprobs
-from ppo_edu.rlhf.losses import clipped_value_loss
+from ppo_edu.rlhf.losses import LOSS_AGGREGATIONS, clipped_value_loss, token_weights
 from ppo_edu.rlhf.policy import PolicyWithValueHead
 from ppo_edu.rlhf.shaping import PotentialFn, shape_rewards
 
@@ -92,6 +92,11 @@ class RLHFConfig:
     # TRL's objective/scores does, so with a penalty it is no longer the reward model's own
     missing_eos_penalty: float = 0.0
     max_grad_norm: float = 1.0  # gradient clipping
+    # how L^CLIP averages its per-token terms over a minibatch: "token-mean" (every real token
+    # alike, lesson 4's E_t; TRL's PPO), "response-mean" (each response's mean, then the mean
+    # over responses, as GRPO's objective is written: a token weighs 1 / its response's length)
+    # or "constant" (the sum over tokens / (responses * max_new_tokens): Dr. GRPO). losses.py
+    loss_aggregation: str = "token-mean"
     seed: int = 0
 
     def __post_init__(self):
@@ -118,6 +123,9 @@ class RLHFConfig:
             raise ValueError(f"mini_batch_size ({self.mini_batch_size}) > batch_size ({self.batch_size})")
         if self.kl_estimator not in ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {ESTIMATORS}, got {self.kl_estimator!r}")
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(f"loss_aggregation must be one of {LOSS_AGGREGATIONS}, got "
+                             f"{self.loss_aggregation!r}")
         # the three clip ranges may be inf (no clipping); every other number must be finite
         for name in ("epsilon", "value_clip", "max_grad_norm"):
             if not getattr(self, name) > 0:  # also refuses NaN
@@ -445,8 +453,10 @@ class RLHFTrainer:
                 mask = gen.response_mask[mb, :R]
                 logprobs, values, _ = self.policy.logprobs_and_values(
                     ids[mb, :P + R], am[mb, :P + R], P, cfg.temperature)
+                weights = (None if cfg.loss_aggregation == "token-mean"  # None: the mask's mean
+                           else token_weights(mask, cfg.loss_aggregation, cfg.max_new_tokens).to(logprobs))
                 surrogate = clipped_surrogate(logprobs, batch.logprobs[mb, :R], batch.advantages[mb, :R],
-                                              cfg.epsilon, mask=mask)
+                                              cfg.epsilon, mask=mask, weights=weights)
                 # a learner's value loss may return the loss alone, without the clip fraction;
                 # checked before the backward pass and the step, not at the logging after them
                 value_loss, value_clip_fraction = check_value_loss_output(self.value_loss_fn(
